@@ -1,0 +1,472 @@
+//! Typed configuration, loaded and validated once.
+//!
+//! Layers, lowest precedence first: built-in defaults, the user file
+//! (`<config dir>/orch/orch.json`), the project file (`.opencode/orch.json`),
+//! environment variables, command-line flags. Each file is validated on its
+//! own, so an error names the file, the key and what was expected; then the
+//! layers are merged key by key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// Which model provider runs the agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Scripted,
+}
+
+impl ProviderKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "openai" => Some(ProviderKind::Openai),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "scripted" => Some(ProviderKind::Scripted),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Scripted => "scripted",
+        }
+    }
+}
+
+/// An API key. Its `Debug` and `Display` never show the value, so a key
+/// cannot leak through a log line or an error message.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `openai`, `anthropic` or `scripted`. Unset: chosen from the keys in the environment.
+    pub provider: Option<ProviderKind>,
+    /// Default model for every agent.
+    pub model: Option<String>,
+    pub openai: OpenAiConfig,
+    pub anthropic: AnthropicConfig,
+    /// The scripted provider's script file (relative to the project root).
+    pub script: Option<PathBuf>,
+    /// Per-agent settings, keyed by agent name (case-insensitive).
+    pub agents: BTreeMap<String, AgentSettings>,
+    pub session: SessionConfig,
+    pub retry: RetryConfig,
+    pub tools: ToolsConfig,
+    pub permissions: PermissionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            provider: None,
+            model: None,
+            openai: OpenAiConfig::default(),
+            anthropic: AnthropicConfig::default(),
+            script: None,
+            agents: BTreeMap::new(),
+            session: SessionConfig::default(),
+            retry: RetryConfig::default(),
+            tools: ToolsConfig::default(),
+            permissions: PermissionConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// Base URL including the version path, e.g. `http://localhost:11434/v1`.
+    pub base_url: String,
+    /// Prefer the `OPENAI_API_KEY` environment variable to a key in a file.
+    pub api_key: Option<Secret>,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnthropicConfig {
+    /// Base URL without the version path, e.g. `https://api.anthropic.com`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+}
+
+impl Default for AnthropicConfig {
+    fn default() -> Self {
+        AnthropicConfig {
+            base_url: "https://api.anthropic.com".into(),
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    pub model: Option<String>,
+    pub max_turns: Option<u32>,
+    pub max_output_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Model turns one session may take before it stops.
+    pub max_turns: u32,
+    /// Output-token limit sent with every request.
+    pub max_output_tokens: u32,
+    /// Fail a model turn when the stream is silent this long.
+    pub stream_idle_timeout_ms: u64,
+    /// TCP connect timeout for provider requests.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_turns: 50,
+            max_output_tokens: 8192,
+            stream_idle_timeout_ms: 120_000,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per model turn, the first included.
+    pub max_attempts: u32,
+    /// First backoff; doubles each attempt, with full jitter.
+    pub base_delay_ms: u64,
+    /// Cap on one backoff.
+    pub max_delay_ms: u64,
+    /// No retry starts after this long since the first attempt.
+    pub deadline_ms: u64,
+    /// A server-requested `retry-after` longer than this fails fast instead.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            base_delay_ms: 500,
+            max_delay_ms: 30_000,
+            deadline_ms: 180_000,
+            max_retry_after_ms: 120_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// `bash` default timeout when the model gives none.
+    pub bash_timeout_ms: u64,
+    /// Upper bound on a model-requested `bash` timeout.
+    pub bash_max_timeout_ms: u64,
+    /// `bash` output kept (the tail), in bytes.
+    pub bash_output_bytes: usize,
+    /// `read`: largest file read whole, in bytes.
+    pub read_max_bytes: usize,
+    /// `read`: lines returned when no limit is given.
+    pub read_default_lines: usize,
+    /// `glob` and `list`: most entries returned.
+    pub max_entries: usize,
+    /// `grep`: most matching lines returned when the model gives no `max`.
+    pub grep_max_matches: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            bash_timeout_ms: 120_000,
+            bash_max_timeout_ms: 600_000,
+            bash_output_bytes: 30_000,
+            read_max_bytes: 256 * 1024,
+            read_default_lines: 2000,
+            max_entries: 1000,
+            grep_max_matches: 200,
+        }
+    }
+}
+
+/// What to do when a tool is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Ask,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermissionConfig {
+    /// Per tool name: allow, ask or deny. Tools not listed are allowed.
+    pub tools: BTreeMap<String, Action>,
+    /// `bash` command patterns (`*` matches anything) in order; the last
+    /// pattern matching a command decides. Unmatched commands follow
+    /// `tools.bash`.
+    #[serde(deserialize_with = "ordered_rules")]
+    pub bash: Vec<(String, Action)>,
+}
+
+impl Default for PermissionConfig {
+    fn default() -> Self {
+        PermissionConfig {
+            tools: BTreeMap::new(),
+            bash: Vec::new(),
+        }
+    }
+}
+
+/// A JSON object read in file order (serde_json keeps insertion order with
+/// `preserve_order`), so "last match wins" means what the user wrote.
+fn ordered_rules<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<(String, Action)>, D::Error> {
+    let map = serde_json::Map::<String, Value>::deserialize(de)?;
+    map.into_iter()
+        .map(|(pattern, action)| {
+            Action::deserialize(action)
+                .map(|action| (pattern.clone(), action))
+                .map_err(|err| {
+                    serde::de::Error::custom(format!("pattern \"{pattern}\": {err}"))
+                })
+        })
+        .collect()
+}
+
+/// A configuration problem, naming where it is and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{source_name}: key \"{key}\": {message}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Values from the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub script: Option<PathBuf>,
+}
+
+/// Load every layer for the project at `root`.
+pub fn load(root: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let user = dirs::config_dir().map(|dir| dir.join("orch").join("orch.json"));
+    let project = root.join(".opencode").join("orch.json");
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    load_from(user.as_deref(), &project, &env, overrides)
+}
+
+/// `load` with every input explicit, for tests.
+pub fn load_from(
+    user_file: Option<&Path>,
+    project_file: &Path,
+    env: &BTreeMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut merged = Value::Object(Default::default());
+    for file in user_file.into_iter().chain([project_file]) {
+        if let Some(layer) = read_layer(file)? {
+            merge(&mut merged, layer);
+        }
+    }
+    merge(&mut merged, env_layer(env)?);
+    merge(&mut merged, override_layer(overrides)?);
+    let mut config = parse_layer("configuration", merged)?;
+    // Keys from the environment are used only when no file or flag set one.
+    if config.openai.api_key.is_none() {
+        config.openai.api_key = env.get("OPENAI_API_KEY").map(Secret::new);
+    }
+    if config.anthropic.api_key.is_none() {
+        config.anthropic.api_key = env.get("ANTHROPIC_API_KEY").map(Secret::new);
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(ConfigError::Read {
+                file: file.display().to_string(),
+                message: err.to_string(),
+            });
+        }
+    };
+    let value: Value = serde_json::from_str(&text).map_err(|err| ConfigError::Read {
+        file: file.display().to_string(),
+        message: format!("not valid JSON: {err}"),
+    })?;
+    // Validate this file alone so the error can name it.
+    parse_layer(&file.display().to_string(), value.clone())?;
+    Ok(Some(value))
+}
+
+fn parse_layer(source_name: &str, value: Value) -> Result<Config, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let key = err.path().to_string();
+        ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            key: if key == "." { "(top level)".into() } else { key },
+            message: err.into_inner().to_string(),
+        }
+    })
+}
+
+/// Environment variables that configure orch, as a config layer.
+fn env_layer(env: &BTreeMap<String, String>) -> Result<Value, ConfigError> {
+    let mut layer = serde_json::Map::new();
+    if let Some(provider) = env.get("ORCH_PROVIDER") {
+        check_provider("environment variable ORCH_PROVIDER", provider)?;
+        layer.insert("provider".into(), provider.to_ascii_lowercase().into());
+    }
+    if let Some(model) = env.get("ORCH_MODEL") {
+        layer.insert("model".into(), model.clone().into());
+    }
+    if let Some(url) = env.get("OPENAI_BASE_URL") {
+        layer.insert("openai".into(), serde_json::json!({ "base_url": url }));
+    }
+    if let Some(url) = env.get("ANTHROPIC_BASE_URL") {
+        layer.insert("anthropic".into(), serde_json::json!({ "base_url": url }));
+    }
+    Ok(Value::Object(layer))
+}
+
+fn override_layer(overrides: &Overrides) -> Result<Value, ConfigError> {
+    let mut layer = serde_json::Map::new();
+    if let Some(provider) = &overrides.provider {
+        check_provider("flag --provider", provider)?;
+        layer.insert("provider".into(), provider.to_ascii_lowercase().into());
+    }
+    if let Some(model) = &overrides.model {
+        layer.insert("model".into(), model.clone().into());
+    }
+    if let Some(script) = &overrides.script {
+        layer.insert("script".into(), script.display().to_string().into());
+    }
+    Ok(Value::Object(layer))
+}
+
+fn check_provider(source_name: &str, value: &str) -> Result<(), ConfigError> {
+    match ProviderKind::parse(value) {
+        Some(_) => Ok(()),
+        None => Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: "provider".into(),
+            message: format!("unknown provider \"{value}\", expected openai, anthropic or scripted"),
+        }),
+    }
+}
+
+/// Overlay `layer` onto `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, layer: Value) {
+    match (base, layer) {
+        (Value::Object(base), Value::Object(layer)) => {
+            for (key, value) in layer {
+                match base.get_mut(&key) {
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        merge(existing, value)
+                    }
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, layer) => *base = layer,
+    }
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let positive = [
+        ("session.max_turns", config.session.max_turns as u64),
+        ("session.max_output_tokens", config.session.max_output_tokens as u64),
+        ("session.stream_idle_timeout_ms", config.session.stream_idle_timeout_ms),
+        ("retry.max_attempts", config.retry.max_attempts as u64),
+        ("tools.bash_timeout_ms", config.tools.bash_timeout_ms),
+        ("tools.bash_output_bytes", config.tools.bash_output_bytes as u64),
+        ("tools.max_entries", config.tools.max_entries as u64),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                source_name: "configuration".into(),
+                key: key.into(),
+                message: "expected a number greater than 0".into(),
+            });
+        }
+    }
+    for (name, url) in [
+        ("openai.base_url", &config.openai.base_url),
+        ("anthropic.base_url", &config.anthropic.base_url),
+    ] {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                source_name: "configuration".into(),
+                key: name.into(),
+                message: format!("expected an http:// or https:// URL, got \"{url}\""),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Settings for `agent`, matched case-insensitively.
+    pub fn agent(&self, agent: &str) -> AgentSettings {
+        self.agents
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(agent))
+            .map(|(_, settings)| settings.clone())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,194 @@
+//! The typed event stream: every step of a session or mission emits one
+//! `Event` on the `EventBus`. Frontends (plain lines, JSONL, journal, metrics,
+//! tests) fold events; nothing in the engine formats output for humans.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::provider::{FinishReason, Usage};
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionOutcome {
+    /// The model ended its turn with no tool calls.
+    Completed,
+    /// The session hit its max-turns cap.
+    MaxTurns,
+    /// A provider error ended the session.
+    Failed,
+    Cancelled,
+}
+
+/// Who answered an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovedBy {
+    /// A person at the terminal.
+    User,
+    /// No terminal to ask: `ask` rules become `deny`.
+    Headless,
+}
+
+/// One thing that happened. Serialized with a `type` tag; the schema is
+/// documented in `docs/events.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    SessionStarted {
+        session: String,
+        agent: String,
+        provider: String,
+        model: String,
+    },
+    /// A model turn was sent (one request; retries are `ModelRetry`).
+    ModelRequest {
+        session: String,
+        turn: u32,
+        messages: usize,
+        tools: usize,
+    },
+    TextDelta {
+        session: String,
+        text: String,
+    },
+    ModelRetry {
+        session: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    /// A model turn finished streaming.
+    ModelResponse {
+        session: String,
+        turn: u32,
+        finish: Option<FinishReason>,
+        tool_calls: usize,
+        latency_ms: u64,
+    },
+    Usage {
+        session: String,
+        agent: String,
+        usage: Usage,
+    },
+    ToolCallBegin {
+        session: String,
+        call_id: String,
+        tool: String,
+        arguments: serde_json::Value,
+    },
+    ToolCallEnd {
+        session: String,
+        call_id: String,
+        tool: String,
+        ok: bool,
+        duration_ms: u64,
+        /// The first characters of the result, for display.
+        preview: String,
+    },
+    ApprovalRequested {
+        session: String,
+        call_id: String,
+        tool: String,
+        detail: String,
+    },
+    ApprovalResolved {
+        session: String,
+        call_id: String,
+        approved: bool,
+        by: ApprovedBy,
+    },
+    Warning {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        message: String,
+    },
+    SessionFinished {
+        session: String,
+        agent: String,
+        outcome: SessionOutcome,
+        turns: u32,
+        usage: Usage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+/// An event with its sequence number and wall-clock time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// A subscriber that must see every event, in order (journal, JSONL stdout).
+/// It is called on the emitting task, so it must be quick and must not block
+/// on anything the engine holds.
+pub trait EventSink: Send + Sync {
+    fn write(&self, envelope: &Envelope);
+}
+
+/// The one bus. Durable sinks see every event synchronously; live subscribers
+/// (TUI, tests) get a bounded broadcast and may lag without slowing the engine.
+pub struct EventBus {
+    seq: AtomicU64,
+    sinks: Mutex<Vec<Arc<dyn EventSink>>>,
+    live: broadcast::Sender<Arc<Envelope>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        let (live, _) = broadcast::channel(4096);
+        EventBus {
+            seq: AtomicU64::new(0),
+            sinks: Mutex::new(Vec::new()),
+            live,
+        }
+    }
+
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks.lock().expect("sink list lock").push(sink);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
+        self.live.subscribe()
+    }
+
+    pub fn emit(&self, event: Event) {
+        // The sink lock also orders sequence numbers with writes, so every
+        // sink sees events in `seq` order even when sessions emit concurrently.
+        let sinks = self.sinks.lock().expect("sink list lock");
+        let envelope = Envelope {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            ts_ms: now_ms(),
+            event,
+        };
+        for sink in sinks.iter() {
+            sink.write(&envelope);
+        }
+        drop(sinks);
+        // No live subscriber is not an error.
+        let _ = self.live.send(Arc::new(envelope));
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

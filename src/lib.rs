@@ -1,0 +1,6 @@
+//! orch: a multi-agent coding orchestrator. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod events;
+pub mod provider;
+pub mod tools;

@@ -1,0 +1,235 @@
+//! Model providers: one `ModelClient` trait that streams a model turn, and the
+//! OpenAI-compatible, Anthropic and scripted clients behind it.
+//!
+//! Everything above this module sees a model as a stream of `StreamEvent`s; only
+//! this module knows HTTP, SSE, wire formats and retry rules.
+
+pub mod anthropic;
+pub mod openai;
+pub mod retry;
+pub mod scripted;
+pub mod sse;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// One message of a conversation, provider-neutral.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Message {
+    User {
+        text: String,
+    },
+    Assistant {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCall>,
+    },
+    Tool {
+        call_id: String,
+        name: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+impl Message {
+    pub fn user(text: impl Into<String>) -> Self {
+        Message::User { text: text.into() }
+    }
+
+    /// The text a scripted `when` or a human reader would look at.
+    pub fn text(&self) -> &str {
+        match self {
+            Message::User { text } | Message::Assistant { text, .. } => text,
+            Message::Tool { content, .. } => content,
+        }
+    }
+}
+
+/// A tool call as the model produced it. `arguments` is kept as the raw JSON
+/// text the model streamed: it may be malformed, and that is reported back to
+/// the model rather than lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A tool as the model sees it: name, description, JSON Schema of its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// Everything a provider needs for one model turn.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// The agent this turn is for (the scripted provider keys replies by it).
+    pub agent: String,
+    pub model: String,
+    /// The stable system prefix. Providers that support prompt caching mark it.
+    pub system: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolSpec>,
+    pub max_output_tokens: u32,
+}
+
+/// Token usage of one model turn, normalized across providers.
+///
+/// `input` counts every prompt token, cached or not; `cached_input` and
+/// `cache_write` say how many of those were read from or written to a prompt
+/// cache (OpenAI reports cached tokens inside the prompt count, Anthropic
+/// reports them beside it; both end up here the same way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+    pub cache_write: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cached_input += other.cached_input;
+        self.cache_write += other.cache_write;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.input + self.output
+    }
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn.
+    Stop,
+    /// The model asked for tools.
+    ToolCalls,
+    /// Output was cut at the output-token limit.
+    Length,
+    /// The provider refused or filtered the output.
+    ContentFilter,
+    /// Anything else the provider said, kept verbatim.
+    Other(String),
+}
+
+/// One piece of a streamed model turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    TextDelta(String),
+    /// A complete tool call (arguments fully assembled).
+    ToolCall(ToolCall),
+    Usage(Usage),
+    Finish(FinishReason),
+    /// An attempt failed before any content streamed; another follows after `delay`.
+    Retry {
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+}
+
+/// What went wrong talking to a model. Variants are the caller's decisions:
+/// retry, compact, give up, or tell the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Transient: rate limit, overload, 5xx, connection trouble. Retryable.
+    #[error("{provider}: {message}")]
+    Transient {
+        provider: &'static str,
+        status: Option<u16>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The prompt does not fit the model's window: compact, then try once more.
+    #[error("{provider}: context length exceeded: {message}")]
+    ContextLength {
+        provider: &'static str,
+        message: String,
+    },
+    /// Bad key, no permission, quota or billing exhausted: never retried.
+    #[error("{provider}: {message}")]
+    Auth {
+        provider: &'static str,
+        status: Option<u16>,
+        message: String,
+    },
+    /// The request itself is wrong (400, 404, 413...): never retried.
+    #[error("{provider}: {message}")]
+    Fatal {
+        provider: &'static str,
+        status: Option<u16>,
+        message: String,
+    },
+    /// No event arrived within the stream idle timeout.
+    #[error("{provider}: stream stalled: no data for {idle:?}")]
+    Stalled {
+        provider: &'static str,
+        idle: Duration,
+    },
+    /// The scripted provider has no reply left for this agent.
+    #[error("scripted provider: {0}")]
+    Script(String),
+    /// The turn was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ProviderError {
+    /// Whether a fresh attempt might succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Transient { .. } | ProviderError::Stalled { .. }
+        )
+    }
+
+    /// A server-requested delay before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Connection settings shared by the HTTP providers.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Base URL as configured (OpenAI: including `/v1`; Anthropic: without it).
+    pub base_url: String,
+    pub api_key: Option<crate::config::Secret>,
+    pub retry: crate::config::RetryConfig,
+    pub stream_idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// One model, one streamed turn at a time (many turns may run concurrently).
+///
+/// Implementations handle their own retries (only before the first streamed
+/// event) and their own idle timeouts; the stream ends after a `Finish` event
+/// or with an error.
+pub trait ModelClient: Send + Sync {
+    /// Provider name for events and errors ("openai", "anthropic", "scripted").
+    fn provider(&self) -> &'static str;
+
+    /// Start one model turn. Cancelling `cancel` ends the stream promptly with
+    /// `ProviderError::Cancelled`.
+    fn stream(&self, request: ModelRequest, cancel: CancellationToken) -> EventStream;
+}

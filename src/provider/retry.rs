@@ -1,0 +1,1 @@
+//! The retry policy for model requests.

@@ -1,0 +1,1 @@
+//! Server-sent events: an incremental parser fed arbitrary byte chunks.

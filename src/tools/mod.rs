@@ -1,0 +1,225 @@
+//! Tools agents can call: the `Tool` trait, the router that parses arguments,
+//! applies permissions and runs calls, and the built-in tools.
+//!
+//! A failing tool is data for the model (`ToolOutput::error`), never an `Err`
+//! for the session. Every path a tool touches goes through `path::resolve`.
+
+pub mod bash;
+pub mod fs;
+pub mod path;
+pub mod permissions;
+pub mod search;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ToolsConfig;
+use crate::events::{Event, EventBus};
+use crate::provider::{ToolCall, ToolSpec};
+use permissions::{Decision, Permissions};
+
+/// What a tool call returns to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput {
+    pub content: String,
+    pub is_error: bool,
+}
+
+impl ToolOutput {
+    pub fn ok(content: impl Into<String>) -> Self {
+        ToolOutput {
+            content: content.into(),
+            is_error: false,
+        }
+    }
+
+    pub fn error(content: impl Into<String>) -> Self {
+        ToolOutput {
+            content: content.into(),
+            is_error: true,
+        }
+    }
+}
+
+/// Everything a tool may use while it runs.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// The project root, canonicalized once at startup.
+    pub root: Arc<PathBuf>,
+    pub session: String,
+    pub call_id: String,
+    pub cancel: CancellationToken,
+    pub limits: Arc<ToolsConfig>,
+}
+
+#[async_trait]
+pub trait Tool: Send + Sync {
+    fn spec(&self) -> ToolSpec;
+
+    /// Read-only tools may run concurrently with each other; a call to any
+    /// other tool runs alone, in the order the model asked for it.
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    /// Run the call. `args` is already parsed JSON (an object when the model
+    /// behaved); validating its fields is the tool's job.
+    async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput;
+}
+
+/// A named set of tools. Agents see a subset of the full registry.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl ToolRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The built-in file, search and shell tools.
+    pub fn builtins() -> Self {
+        let mut registry = ToolRegistry::new();
+        registry.insert(Arc::new(fs::Read));
+        registry.insert(Arc::new(fs::Write));
+        registry.insert(Arc::new(fs::Edit));
+        registry.insert(Arc::new(fs::List));
+        registry.insert(Arc::new(search::Glob));
+        registry.insert(Arc::new(search::Grep));
+        registry.insert(Arc::new(bash::Bash));
+        registry
+    }
+
+    pub fn insert(&mut self, tool: Arc<dyn Tool>) {
+        self.tools.insert(tool.spec().name, tool);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    /// The tools named in `names` that exist here, in registry order.
+    pub fn subset<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> ToolRegistry {
+        let mut tools = BTreeMap::new();
+        for name in names {
+            if let Some(tool) = self.tools.get(name) {
+                tools.insert(name.to_string(), tool.clone());
+            }
+        }
+        ToolRegistry { tools }
+    }
+
+    /// Specs in a stable order (sorted by name), so the tool list sent to
+    /// the model is byte-identical from turn to turn.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.values().map(|tool| tool.spec()).collect()
+    }
+}
+
+/// Runs tool calls for one session: parses arguments, applies permissions,
+/// emits begin/end events and never lets a tool failure escape as an error.
+pub struct ToolRouter {
+    pub registry: ToolRegistry,
+    pub permissions: Arc<Permissions>,
+    pub events: Arc<EventBus>,
+}
+
+impl ToolRouter {
+    /// Whether `call` may run concurrently with other read-only calls.
+    pub fn is_read_only(&self, call: &ToolCall) -> bool {
+        self.registry
+            .get(&call.name)
+            .is_some_and(|tool| tool.read_only())
+    }
+
+    pub async fn call(&self, call: &ToolCall, ctx: &ToolContext) -> ToolOutput {
+        let arguments = parse_arguments(&call.arguments);
+        self.events.emit(Event::ToolCallBegin {
+            session: ctx.session.clone(),
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            arguments: arguments.clone().unwrap_or_else(|_| Value::String(call.arguments.clone())),
+        });
+        let started = Instant::now();
+        let output = self.dispatch(call, arguments, ctx).await;
+        self.events.emit(Event::ToolCallEnd {
+            session: ctx.session.clone(),
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            ok: !output.is_error,
+            duration_ms: started.elapsed().as_millis() as u64,
+            preview: preview(&output.content),
+        });
+        output
+    }
+
+    async fn dispatch(
+        &self,
+        call: &ToolCall,
+        arguments: Result<Value, String>,
+        ctx: &ToolContext,
+    ) -> ToolOutput {
+        let Some(tool) = self.registry.get(&call.name) else {
+            let known: Vec<&str> = self.registry.names().collect();
+            return ToolOutput::error(format!(
+                "unknown tool \"{}\"; available tools: {}",
+                call.name,
+                known.join(", ")
+            ));
+        };
+        let args = match arguments {
+            Ok(args) => args,
+            Err(message) => {
+                return ToolOutput::error(format!(
+                    "the arguments for {} are not valid JSON ({message}); send a JSON object matching the tool's parameters",
+                    call.name
+                ));
+            }
+        };
+        match self.permissions.decide(&call.name, &args) {
+            Decision::Allow => {}
+            Decision::Deny(reason) => return ToolOutput::error(reason),
+            Decision::Ask(detail) => {
+                if let Err(reason) = self
+                    .permissions
+                    .ask(&self.events, ctx, &call.name, &detail)
+                    .await
+                {
+                    return ToolOutput::error(reason);
+                }
+            }
+        }
+        if ctx.cancel.is_cancelled() {
+            return ToolOutput::error("cancelled before the tool ran");
+        }
+        tool.call(args, ctx).await
+    }
+}
+
+/// Tool arguments as JSON. An empty string means "no arguments" (some models
+/// send nothing for parameterless tools).
+fn parse_arguments(raw: &str) -> Result<Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_str(raw).map_err(|err| err.to_string())
+}
+
+fn preview(content: &str) -> String {
+    const MAX: usize = 200;
+    match content.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &content[..cut]),
+        None => content.to_string(),
+    }
+}

@@ -1,0 +1,1 @@
+//! Path safety: every path a tool touches resolves inside the project root.

@@ -1,0 +1,1 @@
+//! Anthropic provider against a loopback server.

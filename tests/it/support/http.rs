@@ -1,0 +1,1 @@
+//! A loopback HTTP server that replies with scripted bytes, chunk by chunk.

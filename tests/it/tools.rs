@@ -1,0 +1,1 @@
+//! Built-in tools on real files and processes.
