@@ -20,6 +20,8 @@ pub enum SessionOutcome {
     Completed,
     /// The session hit its max-turns cap.
     MaxTurns,
+    /// The session's token budget was spent.
+    BudgetExceeded,
     /// A provider error ended the session.
     Failed,
     Cancelled,

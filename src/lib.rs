@@ -4,3 +4,7 @@ pub mod config;
 pub mod events;
 pub mod provider;
 pub mod tools;
+pub mod agents;
+pub mod session;
+pub mod cli;
+pub mod monitor;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `orch` binary.
+
+fn main() -> std::process::ExitCode {
+    orch::cli::main()
+}

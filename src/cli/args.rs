@@ -1,0 +1,78 @@
+//! Command-line arguments (clap). Global flags are accepted before or after
+//! the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orch",
+    version,
+    about = "A multi-agent coding orchestrator",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Project root (default: the current directory).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Print one JSON event per line on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Model provider: openai, anthropic or scripted.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub provider: Option<String>,
+
+    /// Model for every agent (per-agent models in orch.json win).
+    #[arg(long, global = true, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// The scripted provider's script (a path relative to the current directory).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+
+    /// Missions: most Commander iterations before the mission stops.
+    #[arg(long, global = true, value_name = "N")]
+    pub max_iterations: Option<u32>,
+
+    /// Stop once this many tokens (input + output) were used.
+    #[arg(long, global = true, value_name = "TOKENS")]
+    pub budget_tokens: Option<u64>,
+
+    /// Missions: stop once this many US dollars were spent (needs prices in orch.json).
+    #[arg(long, global = true, value_name = "USD")]
+    pub budget_usd: Option<f64>,
+
+    /// Print less: only answers, warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more: tool results and retries in full.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one agent session on a prompt (no mission loop).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent to run (case-insensitive).
+    #[arg(long, short, default_value = "Worker")]
+    pub agent: String,
+
+    /// Most model turns for this session.
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+
+    /// What the agent should do; `-` reads it from standard input.
+    pub prompt: String,
+}

@@ -1,0 +1,236 @@
+//! The command-line edge: parse arguments, load configuration, wire the
+//! engine to a frontend, and map outcomes to exit codes (DESIGN §2):
+//! 0 complete, 1 stopped unfinished, 2 usage or configuration error,
+//! 130 interrupted.
+
+mod args;
+mod run;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{Cli, Command};
+
+use crate::config::{self, Config, Overrides, ProviderKind};
+use crate::events::EventBus;
+use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity};
+use crate::provider::anthropic::AnthropicClient;
+use crate::provider::openai::OpenAiClient;
+use crate::provider::scripted::{Script, ScriptedClient};
+use crate::provider::{HttpSettings, ModelClient};
+
+/// Exit codes of DESIGN §2.
+pub mod exit {
+    pub const COMPLETE: u8 = 0;
+    pub const UNFINISHED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A failure before any work started: bad flags, bad config, no provider.
+#[derive(Debug)]
+pub struct UsageError(pub anyhow::Error);
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(exit::UNFINISHED);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Sessions and tools own their tasks; nothing must keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    let result = match &cli.command {
+        Command::Run(args) => run::run(&cli, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit::USAGE
+        }
+    }
+}
+
+/// Everything a command needs, resolved once from flags, env and files.
+pub struct Invocation {
+    pub root: PathBuf,
+    pub config: Config,
+    pub events: Arc<EventBus>,
+    /// A person can answer prompts (stdin and stdout are terminals, no
+    /// `--json`, `CI` unset).
+    pub interactive: bool,
+    pub cancel: CancellationToken,
+}
+
+impl Invocation {
+    pub fn load(cli: &Cli) -> anyhow::Result<Invocation> {
+        let root = project_root(cli.dir.as_deref())?;
+        let overrides = Overrides {
+            provider: cli.provider.clone(),
+            model: cli.model.clone(),
+            script: cli.script.as_ref().map(|path| absolute_from_cwd(path)),
+        };
+        let config = config::load(&root, &overrides)?;
+        let interactive = !cli.json
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("CI").is_none();
+        let events = Arc::new(EventBus::new());
+        if cli.json {
+            events.add_sink(Arc::new(JsonLines::new(std::io::stdout())));
+        } else {
+            let verbosity = if cli.quiet {
+                Verbosity::Quiet
+            } else if cli.verbose {
+                Verbosity::Verbose
+            } else {
+                Verbosity::Normal
+            };
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            events.add_sink(Arc::new(Plain::new(std::io::stdout(), verbosity, color)));
+        }
+        Ok(Invocation {
+            root,
+            config,
+            events,
+            interactive,
+            cancel: cancel_on_ctrl_c(),
+        })
+    }
+
+    /// The model client for this run, chosen from config and environment.
+    pub fn model_client(&self) -> anyhow::Result<Arc<dyn ModelClient>> {
+        let config = &self.config;
+        let kind = match config.provider {
+            Some(kind) => kind,
+            None => auto_provider(config).ok_or_else(|| {
+                anyhow!(
+                    "no model provider configured: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local \
+                     server such as Ollama), or ANTHROPIC_API_KEY, or run offline with \
+                     --provider scripted --script FILE"
+                )
+            })?,
+        };
+        let http = |base_url: &str, api_key| HttpSettings {
+            base_url: base_url.to_string(),
+            api_key,
+            retry: config.retry.clone(),
+            stream_idle_timeout: Duration::from_millis(config.session.stream_idle_timeout_ms),
+            connect_timeout: Duration::from_millis(config.session.connect_timeout_ms),
+        };
+        Ok(match kind {
+            ProviderKind::Openai => Arc::new(OpenAiClient::new(http(
+                &config.openai.base_url,
+                config.openai.api_key.clone(),
+            ))),
+            ProviderKind::Anthropic => {
+                if config.anthropic.api_key.is_none() {
+                    return Err(anyhow!(
+                        "provider anthropic needs an API key: set ANTHROPIC_API_KEY or anthropic.api_key in orch.json"
+                    ));
+                }
+                Arc::new(AnthropicClient::new(http(
+                    &config.anthropic.base_url,
+                    config.anthropic.api_key.clone(),
+                )))
+            }
+            ProviderKind::Scripted => {
+                let path = config.script.as_ref().ok_or_else(|| {
+                    anyhow!("provider scripted needs a script: pass --script FILE or set \"script\" in orch.json")
+                })?;
+                let path = self.root.join(path);
+                Arc::new(ScriptedClient::new(Script::load(&path).map_err(|e| anyhow!(e))?))
+            }
+        })
+    }
+
+    /// The model for `agent`: its own setting, else the global one, else the
+    /// provider's default.
+    pub fn model_for(&self, agent: &str) -> anyhow::Result<String> {
+        if let Some(model) = self.config.agent(agent).model.or(self.config.model.clone()) {
+            return Ok(model);
+        }
+        match self.config.provider.or_else(|| auto_provider(&self.config)) {
+            Some(ProviderKind::Anthropic) => Ok("claude-sonnet-4-5".into()),
+            Some(ProviderKind::Scripted) => Ok("scripted".into()),
+            Some(ProviderKind::Openai) if self.config.openai.base_url.contains("api.openai.com") => {
+                Ok("gpt-4.1-mini".into())
+            }
+            _ => Err(anyhow!(
+                "no model configured for {}: set ORCH_MODEL, pass --model, or set \"model\" in orch.json",
+                self.config.openai.base_url
+            )),
+        }
+    }
+}
+
+/// Anthropic when its key is set, else OpenAI when a key or a base URL is.
+fn auto_provider(config: &Config) -> Option<ProviderKind> {
+    if config.anthropic.api_key.as_ref().is_some_and(|k| !k.is_empty()) {
+        Some(ProviderKind::Anthropic)
+    } else if config.openai.api_key.as_ref().is_some_and(|k| !k.is_empty())
+        || config.openai.base_url != config::OpenAiConfig::default().base_url
+    {
+        Some(ProviderKind::Openai)
+    } else {
+        None
+    }
+}
+
+fn project_root(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("project root {}", dir.display()))?;
+    if !root.is_dir() {
+        return Err(anyhow!("project root {} is not a directory", dir.display()));
+    }
+    Ok(root)
+}
+
+fn absolute_from_cwd(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The first Ctrl-C cancels cleanly; a second one exits at once.
+fn cancel_on_ctrl_c() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("\ncancelling… (Ctrl-C again to force)");
+        token.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
+    cancel
+}
