@@ -327,7 +327,7 @@ pub fn load_from(
     if config.anthropic.api_key.is_none() {
         config.anthropic.api_key = env.get("ANTHROPIC_API_KEY").map(Secret::new);
     }
-    validate(&config)?;
+    validate(&config, "configuration")?;
     Ok(config)
 }
 
@@ -347,7 +347,8 @@ fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
         message: format!("not valid JSON: {err}"),
     })?;
     // Validate this file alone so the error can name it.
-    parse_layer(&file.display().to_string(), value.clone())?;
+    let name = file.display().to_string();
+    validate(&parse_layer(&name, value.clone())?, &name)?;
     Ok(Some(value))
 }
 
@@ -371,6 +372,17 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<Value, ConfigError> {
     }
     if let Some(model) = env.get("ORCH_MODEL") {
         layer.insert("model".into(), model.clone().into());
+    }
+    for var in ["OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"] {
+        if let Some(url) = env.get(var)
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                source_name: format!("environment variable {var}"),
+                key: "base_url".into(),
+                message: format!("expected an http:// or https:// URL, got \"{url}\""),
+            });
+        }
     }
     if let Some(url) = env.get("OPENAI_BASE_URL") {
         layer.insert("openai".into(), serde_json::json!({ "base_url": url }));
@@ -426,7 +438,7 @@ fn merge(base: &mut Value, layer: Value) {
     }
 }
 
-fn validate(config: &Config) -> Result<(), ConfigError> {
+fn validate(config: &Config, source_name: &str) -> Result<(), ConfigError> {
     let positive = [
         ("session.max_turns", config.session.max_turns as u64),
         ("session.max_output_tokens", config.session.max_output_tokens as u64),
@@ -439,7 +451,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     for (key, value) in positive {
         if value == 0 {
             return Err(ConfigError::Invalid {
-                source_name: "configuration".into(),
+                source_name: source_name.into(),
                 key: key.into(),
                 message: "expected a number greater than 0".into(),
             });
@@ -451,7 +463,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     ] {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
-                source_name: "configuration".into(),
+                source_name: source_name.into(),
                 key: name.into(),
                 message: format!("expected an http:// or https:// URL, got \"{url}\""),
             });
@@ -468,5 +480,140 @@ impl Config {
             .find(|(name, _)| name.eq_ignore_ascii_case(agent))
             .map(|(_, settings)| settings.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load_from(None, &dir.path().join("none.json"), &env(&[]), &Overrides::default())
+            .unwrap();
+        assert_eq!(config.provider, None);
+        assert_eq!(config.session.max_turns, 50);
+        assert_eq!(config.retry, RetryConfig::default());
+    }
+
+    #[test]
+    fn layers_apply_user_project_env_flags_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = write(
+            dir.path(),
+            "user.json",
+            r#"{"model":"user-model","session":{"max_turns":7,"max_output_tokens":100},"provider":"anthropic"}"#,
+        );
+        let project = write(
+            dir.path(),
+            "project.json",
+            r#"{"model":"project-model","session":{"max_turns":9}}"#,
+        );
+        let config = load_from(Some(&user), &project, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.model.as_deref(), Some("project-model"));
+        assert_eq!(config.session.max_turns, 9);
+        // Nested objects merge key by key: the user's other session key stays.
+        assert_eq!(config.session.max_output_tokens, 100);
+        assert_eq!(config.provider, Some(ProviderKind::Anthropic));
+
+        let vars = env(&[("ORCH_MODEL", "env-model"), ("ORCH_PROVIDER", "OpenAI")]);
+        let config = load_from(Some(&user), &project, &vars, &Overrides::default()).unwrap();
+        assert_eq!(config.model.as_deref(), Some("env-model"));
+        assert_eq!(config.provider, Some(ProviderKind::Openai));
+
+        let flags = Overrides {
+            provider: Some("scripted".into()),
+            model: Some("flag-model".into()),
+            script: None,
+        };
+        let config = load_from(Some(&user), &project, &vars, &flags).unwrap();
+        assert_eq!(config.model.as_deref(), Some("flag-model"));
+        assert_eq!(config.provider, Some(ProviderKind::Scripted));
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_what_was_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = write(dir.path(), "orch.json", r#"{"retry":{"max_attempts":"five"}}"#);
+        let err = load_from(None, &project, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("orch.json"), "{err}");
+        assert!(err.contains("key \"retry.max_attempts\""), "{err}");
+        assert!(err.contains("expected u32"), "{err}");
+
+        let project = write(dir.path(), "typo.json", r#"{"sesion":{}}"#);
+        let err = load_from(None, &project, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("typo.json"), "{err}");
+        assert!(err.contains("unknown field `sesion`"), "{err}");
+
+        let project = write(dir.path(), "zero.json", r#"{"session":{"max_turns":0}}"#);
+        let err = load_from(None, &project, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zero.json: key \"session.max_turns\""), "{err}");
+        assert!(err.contains("greater than 0"), "{err}");
+
+        let project = write(dir.path(), "broken.json", "{ not json");
+        let err = load_from(None, &project, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("broken.json: not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn bad_env_and_flag_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.json");
+        let err = load_from(None, &missing, &env(&[("ORCH_PROVIDER", "gemini")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environment variable ORCH_PROVIDER"), "{err}");
+        assert!(err.contains("expected openai, anthropic or scripted"), "{err}");
+
+        let err = load_from(None, &missing, &env(&[("OPENAI_BASE_URL", "localhost:11434")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environment variable OPENAI_BASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn keys_come_from_the_environment_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = env(&[("OPENAI_API_KEY", "sk-very-secret")]);
+        let config = load_from(None, &dir.path().join("none.json"), &vars, &Overrides::default())
+            .unwrap();
+        assert_eq!(config.openai.api_key.as_ref().map(Secret::expose), Some("sk-very-secret"));
+        assert!(!format!("{config:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn bash_rules_keep_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = write(
+            dir.path(),
+            "orch.json",
+            r#"{"permissions":{"bash":{"*":"allow","git push*":"ask","rm *":"deny"}}}"#,
+        );
+        let config = load_from(None, &project, &env(&[]), &Overrides::default()).unwrap();
+        let patterns: Vec<&str> = config.permissions.bash.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(patterns, vec!["*", "git push*", "rm *"]);
+        assert_eq!(config.permissions.bash[1].1, Action::Ask);
     }
 }
