@@ -84,6 +84,129 @@ pub struct Config {
     pub retry: RetryConfig,
     pub tools: ToolsConfig,
     pub permissions: PermissionConfig,
+    pub mission: MissionConfig,
+    /// Shell command lines the completion gate runs (`sh -c`, project root,
+    /// exit 0 passes). Unset: detected from the project (Cargo, npm, pytest,
+    /// go, make). An empty list turns verification off.
+    pub verify: Option<Vec<String>>,
+    pub concurrency: ConcurrencyConfig,
+    pub pool: PoolConfig,
+    /// Prices per model name, for cost accounting and `--budget-usd`.
+    pub pricing: BTreeMap<String, Price>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MissionConfig {
+    /// Commander iterations (idle turn + gate check) before the mission stops.
+    pub max_iterations: u32,
+    /// Iterations in a row with the plan and the workspace unchanged before
+    /// the mission stops for lack of progress.
+    pub no_progress_iterations: u32,
+    /// The same tool call (name and arguments) this many times in a row
+    /// stops the session that makes it.
+    pub repeat_limit: u32,
+    /// Wall-clock limit for a mission, in seconds; unset = none.
+    pub max_wall_secs: Option<u64>,
+    /// Token budget (input + output, every session); unset = none.
+    pub budget_tokens: Option<u64>,
+    /// Dollar budget (needs `pricing` for the models used); unset = none.
+    pub budget_usd: Option<f64>,
+    /// Timeout for one verification command.
+    pub verify_timeout_ms: u64,
+    /// Output kept from a failing verification command (the tail), in bytes.
+    pub verify_output_bytes: usize,
+    /// How deep delegation may go: 1 = only the Commander delegates.
+    pub max_depth: u32,
+}
+
+impl Default for MissionConfig {
+    fn default() -> Self {
+        MissionConfig {
+            max_iterations: 25,
+            no_progress_iterations: 3,
+            repeat_limit: 3,
+            max_wall_secs: None,
+            budget_tokens: None,
+            budget_usd: None,
+            verify_timeout_ms: 600_000,
+            verify_output_bytes: 4000,
+            max_depth: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrencyConfig {
+    /// Sessions running at once across every agent (delegated tasks).
+    pub global: usize,
+    /// Default cap per agent.
+    pub per_agent: usize,
+    /// Caps for named agents (case-insensitive), overriding `per_agent`.
+    pub agents: BTreeMap<String, usize>,
+    /// Caps per model name; models not listed share only the global cap.
+    pub models: BTreeMap<String, usize>,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        ConcurrencyConfig {
+            global: 8,
+            per_agent: 4,
+            agents: BTreeMap::new(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Finished sessions kept per agent for reuse.
+    pub max_idle_per_agent: usize,
+    /// A pooled session unused this long is dropped.
+    pub idle_timeout_secs: u64,
+    /// A session is reused at most this many times.
+    pub max_reuse: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_agent: 4,
+            idle_timeout_secs: 300,
+            max_reuse: 10,
+        }
+    }
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cached prompt tokens; defaults to `input`.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Prompt-cache writes; defaults to `input`.
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+}
+
+impl Price {
+    /// Cost of `usage` in US dollars.
+    pub fn cost(&self, usage: &crate::provider::Usage) -> f64 {
+        let cached = usage.cached_input.min(usage.input);
+        let written = usage.cache_write.min(usage.input - cached);
+        let plain = usage.input - cached - written;
+        (plain as f64 * self.input
+            + cached as f64 * self.cached_input.unwrap_or(self.input)
+            + written as f64 * self.cache_write.unwrap_or(self.input)
+            + usage.output as f64 * self.output)
+            / 1_000_000.0
+    }
 }
 
 impl Default for Config {
@@ -99,6 +222,11 @@ impl Default for Config {
             retry: RetryConfig::default(),
             tools: ToolsConfig::default(),
             permissions: PermissionConfig::default(),
+            mission: MissionConfig::default(),
+            verify: None,
+            concurrency: ConcurrencyConfig::default(),
+            pool: PoolConfig::default(),
+            pricing: BTreeMap::new(),
         }
     }
 }
@@ -268,9 +396,7 @@ fn ordered_rules<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<(String, Action
         .map(|(pattern, action)| {
             Action::deserialize(action)
                 .map(|action| (pattern.clone(), action))
-                .map_err(|err| {
-                    serde::de::Error::custom(format!("pattern \"{pattern}\": {err}"))
-                })
+                .map_err(|err| serde::de::Error::custom(format!("pattern \"{pattern}\": {err}")))
         })
         .collect()
 }
@@ -342,14 +468,67 @@ fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
             });
         }
     };
-    let value: Value = serde_json::from_str(&text).map_err(|err| ConfigError::Read {
-        file: file.display().to_string(),
-        message: format!("not valid JSON: {err}"),
-    })?;
+    let value: Value =
+        serde_json::from_str(&strip_comments(&text)).map_err(|err| ConfigError::Read {
+            file: file.display().to_string(),
+            message: format!("not valid JSON: {err}"),
+        })?;
     // Validate this file alone so the error can name it.
     let name = file.display().to_string();
     validate(&parse_layer(&name, value.clone())?, &name)?;
     Ok(Some(value))
+}
+
+/// `//` and `/* */` comments replaced by spaces (so error positions stay
+/// right); text inside strings is left alone.
+pub fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        out.push(escaped);
+                    }
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for next in chars.by_ref() {
+                    if next == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                    out.push(' ');
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                out.push_str("  ");
+                let mut last = ' ';
+                for next in chars.by_ref() {
+                    out.push(if next == '\n' { '\n' } else { ' ' });
+                    if last == '*' && next == '/' {
+                        break;
+                    }
+                    last = next;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn parse_layer(source_name: &str, value: Value) -> Result<Config, ConfigError> {
@@ -357,7 +536,11 @@ fn parse_layer(source_name: &str, value: Value) -> Result<Config, ConfigError> {
         let key = err.path().to_string();
         ConfigError::Invalid {
             source_name: source_name.to_string(),
-            key: if key == "." { "(top level)".into() } else { key },
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
             message: err.into_inner().to_string(),
         }
     })
@@ -414,7 +597,9 @@ fn check_provider(source_name: &str, value: &str) -> Result<(), ConfigError> {
         None => Err(ConfigError::Invalid {
             source_name: source_name.into(),
             key: "provider".into(),
-            message: format!("unknown provider \"{value}\", expected openai, anthropic or scripted"),
+            message: format!(
+                "unknown provider \"{value}\", expected openai, anthropic or scripted"
+            ),
         }),
     }
 }
@@ -441,12 +626,36 @@ fn merge(base: &mut Value, layer: Value) {
 fn validate(config: &Config, source_name: &str) -> Result<(), ConfigError> {
     let positive = [
         ("session.max_turns", config.session.max_turns as u64),
-        ("session.max_output_tokens", config.session.max_output_tokens as u64),
-        ("session.stream_idle_timeout_ms", config.session.stream_idle_timeout_ms),
+        (
+            "session.max_output_tokens",
+            config.session.max_output_tokens as u64,
+        ),
+        (
+            "session.stream_idle_timeout_ms",
+            config.session.stream_idle_timeout_ms,
+        ),
         ("retry.max_attempts", config.retry.max_attempts as u64),
         ("tools.bash_timeout_ms", config.tools.bash_timeout_ms),
-        ("tools.bash_output_bytes", config.tools.bash_output_bytes as u64),
+        (
+            "tools.bash_output_bytes",
+            config.tools.bash_output_bytes as u64,
+        ),
         ("tools.max_entries", config.tools.max_entries as u64),
+        (
+            "mission.max_iterations",
+            config.mission.max_iterations as u64,
+        ),
+        (
+            "mission.no_progress_iterations",
+            config.mission.no_progress_iterations as u64,
+        ),
+        ("mission.repeat_limit", config.mission.repeat_limit as u64),
+        (
+            "mission.verify_timeout_ms",
+            config.mission.verify_timeout_ms,
+        ),
+        ("concurrency.global", config.concurrency.global as u64),
+        ("concurrency.per_agent", config.concurrency.per_agent as u64),
     ];
     for (key, value) in positive {
         if value == 0 {
@@ -473,6 +682,11 @@ fn validate(config: &Config, source_name: &str) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The price of `model`, if the pricing table has it.
+    pub fn price(&self, model: &str) -> Option<Price> {
+        self.pricing.get(model).copied()
+    }
+
     /// Settings for `agent`, matched case-insensitively.
     pub fn agent(&self, agent: &str) -> AgentSettings {
         self.agents
@@ -503,8 +717,13 @@ mod tests {
     #[test]
     fn defaults_when_nothing_is_set() {
         let dir = tempfile::tempdir().unwrap();
-        let config = load_from(None, &dir.path().join("none.json"), &env(&[]), &Overrides::default())
-            .unwrap();
+        let config = load_from(
+            None,
+            &dir.path().join("none.json"),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(config.provider, None);
         assert_eq!(config.session.max_turns, 50);
         assert_eq!(config.retry, RetryConfig::default());
@@ -548,7 +767,11 @@ mod tests {
     #[test]
     fn errors_name_the_file_the_key_and_what_was_expected() {
         let dir = tempfile::tempdir().unwrap();
-        let project = write(dir.path(), "orch.json", r#"{"retry":{"max_attempts":"five"}}"#);
+        let project = write(
+            dir.path(),
+            "orch.json",
+            r#"{"retry":{"max_attempts":"five"}}"#,
+        );
         let err = load_from(None, &project, &env(&[]), &Overrides::default())
             .unwrap_err()
             .to_string();
@@ -567,7 +790,10 @@ mod tests {
         let err = load_from(None, &project, &env(&[]), &Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("zero.json: key \"session.max_turns\""), "{err}");
+        assert!(
+            err.contains("zero.json: key \"session.max_turns\""),
+            "{err}"
+        );
         assert!(err.contains("greater than 0"), "{err}");
 
         let project = write(dir.path(), "broken.json", "{ not json");
@@ -581,26 +807,59 @@ mod tests {
     fn bad_env_and_flag_values_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none.json");
-        let err = load_from(None, &missing, &env(&[("ORCH_PROVIDER", "gemini")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = load_from(
+            None,
+            &missing,
+            &env(&[("ORCH_PROVIDER", "gemini")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("environment variable ORCH_PROVIDER"), "{err}");
-        assert!(err.contains("expected openai, anthropic or scripted"), "{err}");
+        assert!(
+            err.contains("expected openai, anthropic or scripted"),
+            "{err}"
+        );
 
-        let err = load_from(None, &missing, &env(&[("OPENAI_BASE_URL", "localhost:11434")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("environment variable OPENAI_BASE_URL"), "{err}");
+        let err = load_from(
+            None,
+            &missing,
+            &env(&[("OPENAI_BASE_URL", "localhost:11434")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("environment variable OPENAI_BASE_URL"),
+            "{err}"
+        );
     }
 
     #[test]
     fn keys_come_from_the_environment_and_never_print() {
         let dir = tempfile::tempdir().unwrap();
         let vars = env(&[("OPENAI_API_KEY", "sk-very-secret")]);
-        let config = load_from(None, &dir.path().join("none.json"), &vars, &Overrides::default())
-            .unwrap();
-        assert_eq!(config.openai.api_key.as_ref().map(Secret::expose), Some("sk-very-secret"));
+        let config = load_from(
+            None,
+            &dir.path().join("none.json"),
+            &vars,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.openai.api_key.as_ref().map(Secret::expose),
+            Some("sk-very-secret")
+        );
         assert!(!format!("{config:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn comments_are_allowed_and_strings_kept() {
+        let text =
+            "// top\n{ /* block\n */ \"model\": \"a//b\", // trailing\n \"script\": \"x/*y*/z\" }";
+        let value: Value = serde_json::from_str(&strip_comments(text)).unwrap();
+        assert_eq!(value["model"], "a//b");
+        assert_eq!(value["script"], "x/*y*/z");
     }
 
     #[test]
@@ -612,7 +871,12 @@ mod tests {
             r#"{"permissions":{"bash":{"*":"allow","git push*":"ask","rm *":"deny"}}}"#,
         );
         let config = load_from(None, &project, &env(&[]), &Overrides::default()).unwrap();
-        let patterns: Vec<&str> = config.permissions.bash.iter().map(|(p, _)| p.as_str()).collect();
+        let patterns: Vec<&str> = config
+            .permissions
+            .bash
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect();
         assert_eq!(patterns, vec!["*", "git push*", "rm *"]);
         assert_eq!(config.permissions.bash[1].1, Action::Ask);
     }

@@ -22,6 +22,8 @@ pub enum SessionOutcome {
     MaxTurns,
     /// The session's token budget was spent.
     BudgetExceeded,
+    /// The model repeated the same tool call too many times in a row.
+    Repeating,
     /// A provider error ended the session.
     Failed,
     Cancelled,
@@ -37,11 +39,110 @@ pub enum ApprovedBy {
     Headless,
 }
 
+/// Where a delegated task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for an admission slot; no session exists yet.
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How a mission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissionOutcome {
+    /// The completion gate passed.
+    Complete,
+    /// A guard stopped it (iterations, no progress, repetition, time,
+    /// budget) or the Commander could not go on; the reason says which.
+    Stopped,
+    Cancelled,
+}
+
+/// One verification command as the completion gate ran it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyResult {
+    pub command: String,
+    pub passed: bool,
+    /// `None` when it was killed (timeout) or could not start.
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    /// The end of its output, when it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+}
+
+/// Plan counts carried by events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCounts {
+    pub total: usize,
+    pub done: usize,
+    pub in_progress: usize,
+    pub failed: usize,
+}
+
 /// One thing that happened. Serialized with a `type` tag; the schema is
 /// documented in `docs/events.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    MissionStarted {
+        mission: String,
+        goal: String,
+        max_iterations: u32,
+        commander_session: String,
+        /// True when `orch resume` picked the mission up again.
+        resumed: bool,
+    },
+    /// `.opencode/todo.md` changed.
+    PlanUpdated {
+        counts: PlanCounts,
+    },
+    /// The Commander went idle and the completion gate was checked.
+    GateChecked {
+        mission: String,
+        iteration: u32,
+        passed: bool,
+        /// Plan items that are not done (`ID (status): text`).
+        open_items: Vec<String>,
+        sync_issues: Vec<String>,
+        verify: Vec<VerifyResult>,
+        /// Why the gate cannot pass whatever the items say (no plan yet...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    MissionFinished {
+        mission: String,
+        outcome: MissionOutcome,
+        reason: String,
+        iterations: u32,
+        usage: Usage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+    },
     SessionStarted {
         session: String,
         agent: String,
@@ -109,6 +210,33 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
         message: String,
+    },
+    /// A task was delegated and waits for admission.
+    TaskQueued {
+        task: String,
+        agent: String,
+        description: String,
+        background: bool,
+        /// The session that delegated it.
+        parent: String,
+        /// The task as given (kept so `orch resume` can restart it).
+        prompt: String,
+    },
+    /// A task was admitted and has a session.
+    TaskStarted {
+        task: String,
+        agent: String,
+        session: String,
+        /// Whether the session came from the pool.
+        reused: bool,
+        pool: crate::session::pool::PoolStats,
+    },
+    TaskFinished {
+        task: String,
+        agent: String,
+        status: TaskStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     SessionFinished {
         session: String,

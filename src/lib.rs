@@ -7,4 +7,6 @@ pub mod tools;
 pub mod agents;
 pub mod session;
 pub mod cli;
+pub mod mission;
 pub mod monitor;
+pub mod todo;

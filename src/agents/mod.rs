@@ -1,7 +1,24 @@
 //! The agent registry: who can be run, with which prompt and which tools.
 //!
-//! An agent's tool list is enforced by the engine (the session only ever sees
-//! those tools), not merely suggested by its prompt.
+//! Built-in agents (Commander, Planner, Worker, Reviewer) come from
+//! `prompts/*.md`, embedded; `.opencode/prompts/<agent>.md` overrides a
+//! prompt; `.opencode/agents.json` adds custom agents. An agent's tool list is
+//! enforced by the engine (its sessions only ever see those tools), not merely
+//! suggested by its prompt.
+
+mod custom;
+
+use std::path::Path;
+
+pub use custom::load_custom;
+
+/// Where an agent was defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSource {
+    Builtin,
+    /// `.opencode/agents.json`.
+    Project,
+}
 
 /// One agent definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,10 +28,22 @@ pub struct Agent {
     pub prompt: String,
     /// The only tools this agent's sessions can call.
     pub tools: Vec<String>,
+    /// A model for this agent; `agents.<name>.model` in orch.json wins.
+    pub model: Option<String>,
+    pub source: AgentSource,
 }
 
-const READ_TOOLS: &[&str] = &["read", "list", "glob", "grep"];
-const WRITE_TOOLS: &[&str] = &["write", "edit"];
+pub const READ_TOOLS: &[&str] = &["read", "list", "glob", "grep"];
+pub const WRITE_TOOLS: &[&str] = &["write", "edit"];
+pub const TODO_READ: &[&str] = &["read_todo"];
+pub const TODO_WRITE: &[&str] = &["read_todo", "update_todo", "add_todo"];
+pub const DELEGATION_TOOLS: &[&str] = &[
+    "delegate_task",
+    "get_task_result",
+    "list_tasks",
+    "cancel_task",
+    "list_agents",
+];
 
 fn builtin(name: &str, description: &str, prompt: &str, groups: &[&[&str]]) -> Agent {
     Agent {
@@ -25,6 +54,8 @@ fn builtin(name: &str, description: &str, prompt: &str, groups: &[&[&str]]) -> A
             .iter()
             .flat_map(|group| group.iter().map(|tool| tool.to_string()))
             .collect(),
+        model: None,
+        source: AgentSource::Builtin,
     }
 }
 
@@ -39,30 +70,78 @@ impl AgentRegistry {
         let agents = vec![
             builtin(
                 "Commander",
-                "leads a mission: plans with the Planner, delegates to Workers, has the Reviewer verify",
+                "leads a mission: plans with the Planner, delegates to Workers, has the Reviewer verify; never edits files",
                 include_str!("../../prompts/commander.md"),
-                &[READ_TOOLS],
+                &[READ_TOOLS, TODO_WRITE, DELEGATION_TOOLS],
             ),
             builtin(
                 "Planner",
-                "turns a goal into a plan of small, verifiable items",
+                "explores the project and writes the plan (.opencode/todo.md) as small, verifiable items",
                 include_str!("../../prompts/planner.md"),
-                &[READ_TOOLS],
+                &[READ_TOOLS, TODO_WRITE],
             ),
             builtin(
                 "Worker",
-                "implements and tests one task",
+                "implements and tests one task; cannot mark plan items done",
                 include_str!("../../prompts/worker.md"),
-                &[READ_TOOLS, WRITE_TOOLS, &["bash"]],
+                &[
+                    READ_TOOLS,
+                    WRITE_TOOLS,
+                    &["bash"],
+                    TODO_READ,
+                    &["update_todo"],
+                ],
             ),
             builtin(
                 "Reviewer",
-                "verifies work by reading it and running the project's checks",
+                "verifies work by reading it and running the project's checks; the only agent that marks items done",
                 include_str!("../../prompts/reviewer.md"),
-                &[READ_TOOLS, &["bash"]],
+                &[READ_TOOLS, &["bash"], TODO_READ, &["update_todo"]],
             ),
         ];
         AgentRegistry { agents }
+    }
+
+    /// Built-ins with the project's prompt overrides and rules, plus the
+    /// project's custom agents. Problems with single entries come back as
+    /// warnings; the valid agents still load.
+    pub fn load(root: &Path) -> (AgentRegistry, Vec<String>) {
+        let mut registry = AgentRegistry::builtin();
+        let mut warnings = Vec::new();
+        for agent in &mut registry.agents {
+            let file = root
+                .join(".opencode")
+                .join("prompts")
+                .join(format!("{}.md", agent.name.to_ascii_lowercase()));
+            match std::fs::read_to_string(&file) {
+                Ok(text) if !text.trim().is_empty() => agent.prompt = text.trim_end().to_string(),
+                Ok(_) => warnings.push(format!(
+                    "{}: empty, the built-in prompt is used",
+                    file.display()
+                )),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => warnings.push(format!("{}: {err}", file.display())),
+            }
+        }
+        let (custom, custom_warnings) = load_custom(&root.join(".opencode").join("agents.json"));
+        warnings.extend(custom_warnings);
+        for agent in custom {
+            if registry.find(&agent.name).is_some() {
+                warnings.push(format!(
+                    ".opencode/agents.json: agent \"{}\" has the name of a built-in agent and was skipped",
+                    agent.name
+                ));
+                continue;
+            }
+            registry.agents.push(agent);
+        }
+        let rules = project_rules(root);
+        if !rules.is_empty() {
+            for agent in &mut registry.agents {
+                agent.prompt.push_str(&rules);
+            }
+        }
+        (registry, warnings)
     }
 
     /// Find an agent by name, case-insensitively.
@@ -75,6 +154,39 @@ impl AgentRegistry {
     pub fn iter(&self) -> impl Iterator<Item = &Agent> {
         self.agents.iter()
     }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.agents.iter().map(|a| a.name.as_str()).collect()
+    }
+}
+
+/// Largest project rules file included in prompts.
+const RULES_MAX_BYTES: usize = 16 * 1024;
+
+/// `AGENTS.md` and `CLAUDE.md` from the project root, each once, as a
+/// section appended to every agent's system prompt.
+fn project_rules(root: &Path) -> String {
+    let mut section = String::new();
+    for name in ["AGENTS.md", "CLAUDE.md"] {
+        let Ok(text) = std::fs::read_to_string(root.join(name)) else {
+            continue;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let mut cut = text.len().min(RULES_MAX_BYTES);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        section.push_str(&format!("\n\n# Project rules ({name})\n\n{}", &text[..cut]));
+        if cut < text.len() {
+            section.push_str(&format!(
+                "\n\n[{name} truncated at {RULES_MAX_BYTES} bytes]"
+            ));
+        }
+    }
+    section
 }
 
 #[cfg(test)]
@@ -84,24 +196,75 @@ mod tests {
     #[test]
     fn names_are_case_insensitive() {
         let registry = AgentRegistry::builtin();
-        assert_eq!(registry.find("worker").map(|a| a.name.as_str()), Some("Worker"));
-        assert_eq!(registry.find("REVIEWER").map(|a| a.name.as_str()), Some("Reviewer"));
+        assert_eq!(
+            registry.find("worker").map(|a| a.name.as_str()),
+            Some("Worker")
+        );
+        assert_eq!(
+            registry.find("REVIEWER").map(|a| a.name.as_str()),
+            Some("Reviewer")
+        );
         assert!(registry.find("nobody").is_none());
     }
 
     #[test]
-    fn only_workers_write() {
+    fn only_workers_write_and_only_the_commander_delegates() {
         let registry = AgentRegistry::builtin();
         for agent in registry.iter() {
             let writes = agent.tools.iter().any(|t| t == "write" || t == "edit");
             assert_eq!(writes, agent.name == "Worker", "{}", agent.name);
+            let delegates = agent.tools.iter().any(|t| t == "delegate_task");
+            assert_eq!(delegates, agent.name == "Commander", "{}", agent.name);
+            let shell = agent.tools.iter().any(|t| t == "bash");
+            assert_eq!(
+                shell,
+                agent.name == "Worker" || agent.name == "Reviewer",
+                "{}",
+                agent.name
+            );
         }
     }
 
     #[test]
     fn prompts_stay_small() {
         for agent in AgentRegistry::builtin().iter() {
-            assert!(agent.prompt.len() <= 8000, "{} prompt is {} chars", agent.name, agent.prompt.len());
+            assert!(
+                agent.prompt.len() <= 8000,
+                "{} prompt is {} chars",
+                agent.name,
+                agent.prompt.len()
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_and_project_rules_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".opencode/prompts")).unwrap();
+        std::fs::write(
+            dir.path().join(".opencode/prompts/worker.md"),
+            "Custom worker prompt.\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("AGENTS.md"), "Use tabs.").unwrap();
+        std::fs::write(dir.path().join("CLAUDE.md"), "Run make check.").unwrap();
+        let (registry, warnings) = AgentRegistry::load(dir.path());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let worker = registry.find("worker").unwrap();
+        assert!(worker.prompt.starts_with("Custom worker prompt."));
+        for agent in registry.iter() {
+            assert_eq!(
+                agent.prompt.matches("Use tabs.").count(),
+                1,
+                "{}",
+                agent.name
+            );
+            assert_eq!(
+                agent.prompt.matches("Run make check.").count(),
+                1,
+                "{}",
+                agent.name
+            );
         }
     }
 }

@@ -59,8 +59,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a mission to a verified finish: the Commander plans with the
+    /// Planner, delegates to Workers, has the Reviewer verify.
+    Task(GoalArgs),
+    /// Planner only: write .opencode/todo.md for a goal, then stop.
+    Plan(GoalArgs),
     /// Run one agent session on a prompt (no mission loop).
     Run(RunArgs),
+    /// Continue the last unfinished mission (after Ctrl-C, a crash or a kill).
+    Resume,
+    /// The last mission: iteration, plan progress, sessions, queue, budget used.
+    Status,
+    /// Stop the mission running in this project, cleanly.
+    Cancel,
+    /// The agents: built-in and from .opencode/agents.json.
+    Agents,
+    /// A complete mission offline, on the scripted provider, in a new temp project.
+    Demo,
+    /// Create .opencode/ with a commented orch.json.
+    Init,
+}
+
+#[derive(Debug, Args)]
+pub struct GoalArgs {
+    /// What the mission should achieve; `-` reads it from standard input.
+    pub goal: String,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,8 @@
 //! 130 interrupted.
 
 mod args;
+mod demo;
+mod mission;
 mod run;
 
 use std::io::IsTerminal;
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::{Cli, Command};
 
+use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
 use crate::events::EventBus;
 use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity};
@@ -25,6 +28,10 @@ use crate::provider::anthropic::AnthropicClient;
 use crate::provider::openai::OpenAiClient;
 use crate::provider::scripted::{Script, ScriptedClient};
 use crate::provider::{HttpSettings, ModelClient};
+use crate::session::{Runtime, SessionSetup};
+use crate::todo::TodoStore;
+use crate::tools::ToolRegistry;
+use crate::tools::permissions::Permissions;
 
 /// Exit codes of DESIGN §2.
 pub mod exit {
@@ -59,6 +66,14 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli, args).await,
+        Command::Task(args) => mission::task(&cli, args).await,
+        Command::Plan(args) => mission::plan(&cli, args).await,
+        Command::Resume => mission::resume(&cli).await,
+        Command::Status => mission::status(&cli),
+        Command::Cancel => mission::cancel(&cli).await,
+        Command::Agents => mission::agents(&cli),
+        Command::Demo => mission::demo(&cli).await,
+        Command::Init => mission::init(&cli),
     };
     match result {
         Ok(code) => code,
@@ -157,21 +172,75 @@ impl Invocation {
                     anyhow!("provider scripted needs a script: pass --script FILE or set \"script\" in orch.json")
                 })?;
                 let path = self.root.join(path);
-                Arc::new(ScriptedClient::new(Script::load(&path).map_err(|e| anyhow!(e))?))
+                Arc::new(ScriptedClient::new(
+                    Script::load(&path).map_err(|e| anyhow!(e))?,
+                ))
             }
         })
     }
 
-    /// The model for `agent`: its own setting, else the global one, else the
-    /// provider's default.
-    pub fn model_for(&self, agent: &str) -> anyhow::Result<String> {
-        if let Some(model) = self.config.agent(agent).model.or(self.config.model.clone()) {
+    /// How a session for `agent` is set up: the model from
+    /// `agents.<name>.model`, else the agent's own, else `default_model`;
+    /// caps from the agent's settings, else the session defaults.
+    pub fn setup(&self, agent: &Agent, default_model: &str) -> SessionSetup {
+        let settings = self.config.agent(&agent.name);
+        SessionSetup {
+            model: settings
+                .model
+                .clone()
+                .or(agent.model.clone())
+                .unwrap_or_else(|| default_model.to_string()),
+            max_turns: settings.max_turns.unwrap_or(self.config.session.max_turns),
+            max_output_tokens: settings
+                .max_output_tokens
+                .unwrap_or(self.config.session.max_output_tokens),
+            token_budget: None,
+            repeat_limit: Some(self.config.mission.repeat_limit),
+            agent: agent.clone(),
+        }
+    }
+
+    /// The engine's shared parts for this project: built-in and plan tools,
+    /// permissions, the bus.
+    pub fn runtime(&self, client: Arc<dyn ModelClient>) -> (Runtime, Arc<TodoStore>) {
+        let todo = Arc::new(TodoStore::new(&self.root));
+        let mut tools = ToolRegistry::builtins();
+        for tool in crate::tools::todo::tools(todo.clone()) {
+            tools.insert(tool);
+        }
+        let runtime = Runtime {
+            root: Arc::new(self.root.clone()),
+            client,
+            tools,
+            permissions: Permissions::new(self.config.permissions.clone(), self.interactive),
+            events: self.events.clone(),
+            limits: Arc::new(self.config.tools.clone()),
+        };
+        (runtime, todo)
+    }
+
+    /// Report problems that did not stop anything (a bad agents.json entry...).
+    pub fn warn(&self, messages: impl IntoIterator<Item = String>) {
+        for message in messages {
+            self.events.emit(crate::events::Event::Warning {
+                session: None,
+                message,
+            });
+        }
+    }
+
+    /// The model agents use unless configured otherwise: `model` from
+    /// config, env or flags, else the provider's default.
+    pub fn default_model(&self) -> anyhow::Result<String> {
+        if let Some(model) = self.config.model.clone() {
             return Ok(model);
         }
         match self.config.provider.or_else(|| auto_provider(&self.config)) {
             Some(ProviderKind::Anthropic) => Ok("claude-sonnet-4-5".into()),
             Some(ProviderKind::Scripted) => Ok("scripted".into()),
-            Some(ProviderKind::Openai) if self.config.openai.base_url.contains("api.openai.com") => {
+            Some(ProviderKind::Openai)
+                if self.config.openai.base_url.contains("api.openai.com") =>
+            {
                 Ok("gpt-4.1-mini".into())
             }
             _ => Err(anyhow!(
@@ -184,9 +253,18 @@ impl Invocation {
 
 /// Anthropic when its key is set, else OpenAI when a key or a base URL is.
 fn auto_provider(config: &Config) -> Option<ProviderKind> {
-    if config.anthropic.api_key.as_ref().is_some_and(|k| !k.is_empty()) {
+    if config
+        .anthropic
+        .api_key
+        .as_ref()
+        .is_some_and(|k| !k.is_empty())
+    {
         Some(ProviderKind::Anthropic)
-    } else if config.openai.api_key.as_ref().is_some_and(|k| !k.is_empty())
+    } else if config
+        .openai
+        .api_key
+        .as_ref()
+        .is_some_and(|k| !k.is_empty())
         || config.openai.base_url != config::OpenAiConfig::default().base_url
     {
         Some(ProviderKind::Openai)

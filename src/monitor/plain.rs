@@ -91,7 +91,10 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 tool, arguments, ..
             } => {
                 if !quiet {
-                    line(&mut state, self.dim(&format!("→ {tool} {}", summarize(tool, arguments))));
+                    line(
+                        &mut state,
+                        self.dim(&format!("→ {tool} {}", summarize(tool, arguments))),
+                    );
                 }
             }
             Event::ToolCallEnd {
@@ -127,10 +130,172 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 ..
             } => {
                 if !quiet {
-                    line(&mut state, self.red(&format!("  ✗ denied {call_id}: approval needs a terminal")));
+                    line(
+                        &mut state,
+                        self.red(&format!("  ✗ denied {call_id}: approval needs a terminal")),
+                    );
                 }
             }
-            Event::Warning { message, .. } => line(&mut state, self.red(&format!("warning: {message}"))),
+            Event::MissionStarted {
+                mission,
+                goal,
+                max_iterations,
+                resumed,
+                ..
+            } => {
+                let verb = if *resumed { "resumed" } else { "started" };
+                line(
+                    &mut state,
+                    format!(
+                        "◆ mission {mission} {verb}: {goal} (at most {max_iterations} iterations)"
+                    ),
+                );
+            }
+            Event::PlanUpdated { counts } => {
+                if !quiet {
+                    let mut text = format!("  plan: {}/{} done", counts.done, counts.total);
+                    if counts.in_progress > 0 {
+                        text.push_str(&format!(", {} in progress", counts.in_progress));
+                    }
+                    if counts.failed > 0 {
+                        text.push_str(&format!(", {} failed", counts.failed));
+                    }
+                    line(&mut state, self.dim(&text));
+                }
+            }
+            Event::GateChecked {
+                iteration,
+                passed,
+                open_items,
+                sync_issues,
+                verify,
+                note,
+                ..
+            } => {
+                if *passed {
+                    let checks: Vec<&str> = verify.iter().map(|v| v.command.as_str()).collect();
+                    let checked = if checks.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} passed", checks.join(", "))
+                    };
+                    line(
+                        &mut state,
+                        format!("✓ gate passed at iteration {iteration}: plan done{checked}"),
+                    );
+                } else {
+                    let mut reasons = Vec::new();
+                    if let Some(note) = note {
+                        reasons.push(note.clone());
+                    }
+                    if !open_items.is_empty() {
+                        let ids: Vec<&str> = open_items
+                            .iter()
+                            .map(|item| item.split(' ').next().unwrap_or(item))
+                            .take(6)
+                            .collect();
+                        reasons.push(format!(
+                            "{} item(s) open ({})",
+                            open_items.len(),
+                            ids.join(", ")
+                        ));
+                    }
+                    if !sync_issues.is_empty() {
+                        reasons.push(format!("{} sync issue(s)", sync_issues.len()));
+                    }
+                    for failed in verify.iter().filter(|v| !v.passed) {
+                        let code = failed
+                            .exit_code
+                            .map_or("no exit code".to_string(), |c| format!("exit {c}"));
+                        reasons.push(format!("`{}` failed ({code})", failed.command));
+                    }
+                    line(
+                        &mut state,
+                        self.red(&format!(
+                            "✗ gate failed at iteration {iteration}: {}",
+                            reasons.join("; ")
+                        )),
+                    );
+                    if verbose {
+                        for failed in verify.iter().filter(|v| !v.passed) {
+                            line(&mut state, self.dim(&failed.output_tail));
+                        }
+                    }
+                }
+            }
+            Event::MissionFinished {
+                mission,
+                outcome,
+                reason,
+                iterations,
+                usage,
+                cost_usd,
+            } => {
+                let what = match outcome {
+                    crate::events::MissionOutcome::Complete => "complete",
+                    crate::events::MissionOutcome::Stopped => "stopped",
+                    crate::events::MissionOutcome::Cancelled => "cancelled",
+                };
+                let cost = cost_usd.map_or(String::new(), |c| format!(", ${c:.4}"));
+                line(
+                    &mut state,
+                    format!(
+                        "◆ mission {mission} {what} after {iterations} iteration{}: {reason} ({} tokens in, {} out{cost})",
+                        if *iterations == 1 { "" } else { "s" },
+                        usage.input,
+                        usage.output
+                    ),
+                );
+            }
+            Event::TaskQueued {
+                task,
+                agent,
+                description,
+                background,
+                ..
+            } => {
+                if !quiet {
+                    let mode = if *background { "background" } else { "waits" };
+                    line(
+                        &mut state,
+                        format!("⇢ {task} → {agent} ({mode}): {description}"),
+                    );
+                }
+            }
+            Event::TaskStarted {
+                task,
+                agent,
+                session,
+                reused,
+                ..
+            } => {
+                if verbose {
+                    let how = if *reused { "reused" } else { "new" };
+                    line(
+                        &mut state,
+                        self.dim(&format!(
+                            "  {task} {agent} running in {how} session {session}"
+                        )),
+                    );
+                }
+            }
+            Event::TaskFinished {
+                task,
+                agent,
+                status,
+                error,
+            } => {
+                if !quiet {
+                    let mut text = format!("⇠ {task} {agent} {}", status.name());
+                    if let Some(error) = error {
+                        text.push_str(&format!(": {error}"));
+                    }
+                    line(&mut state, text);
+                }
+            }
+            Event::Warning { message, .. } => {
+                line(&mut state, self.red(&format!("warning: {message}")))
+            }
             Event::SessionFinished {
                 agent,
                 outcome,
@@ -143,12 +308,17 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     SessionOutcome::Completed => "done",
                     SessionOutcome::MaxTurns => "stopped at max turns",
                     SessionOutcome::BudgetExceeded => "stopped: token budget spent",
+                    SessionOutcome::Repeating => "stopped: repeating itself",
                     SessionOutcome::Failed => "failed",
                     SessionOutcome::Cancelled => "cancelled",
                 };
                 let mut text = format!(
                     "{} {agent} {what} after {turns} turn{} ({} tokens in, {} out)",
-                    if *outcome == SessionOutcome::Completed { "✓" } else { "✗" },
+                    if *outcome == SessionOutcome::Completed {
+                        "✓"
+                    } else {
+                        "✗"
+                    },
                     if *turns == 1 { "" } else { "s" },
                     usage.input,
                     usage.output

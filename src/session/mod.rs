@@ -5,6 +5,8 @@
 //! The session knows tools only through `ToolRouter` and models only through
 //! `ModelClient`; every message is flushed to its transcript as it completes.
 
+pub mod pool;
+pub mod tasks;
 mod transcript;
 
 use std::path::PathBuf;
@@ -21,8 +23,8 @@ use crate::events::{Event, EventBus, SessionOutcome};
 use crate::provider::{
     FinishReason, Message, ModelClient, ModelRequest, ProviderError, StreamEvent, ToolCall, Usage,
 };
-use crate::tools::{ToolContext, ToolOutput, ToolRegistry, ToolRouter};
 use crate::tools::permissions::Permissions;
+use crate::tools::{ToolContext, ToolOutput, ToolRegistry, ToolRouter};
 pub use transcript::Transcript;
 
 /// What every session in this process shares.
@@ -53,6 +55,9 @@ pub struct SessionSetup {
     pub max_output_tokens: u32,
     /// Stop once this many tokens (input + output) were used; `None` = no cap.
     pub token_budget: Option<u64>,
+    /// Stop when the model makes the same tool call (name and arguments)
+    /// this many times in a row; `None` = never.
+    pub repeat_limit: Option<u32>,
 }
 
 /// How a session's run ended.
@@ -77,6 +82,9 @@ pub struct Session {
     transcript: Transcript,
     turns: u32,
     usage: Usage,
+    /// The last tool call made and how many times in a row it was made.
+    last_call: Option<(String, String)>,
+    repeats: u32,
 }
 
 impl Session {
@@ -88,6 +96,38 @@ impl Session {
             &setup.agent.name,
             &setup.model,
         )?;
+        Ok(Session::assemble(
+            runtime,
+            setup,
+            id,
+            transcript,
+            Vec::new(),
+        ))
+    }
+
+    /// Reopen the session `id` from its transcript after an interruption:
+    /// the conversation since its last reset comes back; a tool call whose
+    /// result was never recorded gets a result saying it was interrupted, so
+    /// the model re-checks instead of assuming.
+    pub fn restore(runtime: Runtime, setup: SessionSetup, id: &str) -> std::io::Result<Session> {
+        let (transcript, mut messages) = Transcript::reopen(&runtime.sessions_dir(), id)?;
+        patch_interrupted_calls(&mut messages);
+        Ok(Session::assemble(
+            runtime,
+            setup,
+            id.to_string(),
+            transcript,
+            messages,
+        ))
+    }
+
+    fn assemble(
+        runtime: Runtime,
+        setup: SessionSetup,
+        id: String,
+        transcript: Transcript,
+        messages: Vec<Message>,
+    ) -> Session {
         let router = ToolRouter {
             registry: runtime
                 .tools
@@ -101,27 +141,69 @@ impl Session {
             provider: runtime.client.provider().into(),
             model: setup.model.clone(),
         });
-        Ok(Session {
+        Session {
             id,
             setup,
             runtime,
             router,
-            messages: Vec::new(),
+            messages,
             transcript,
             turns: 0,
             usage: Usage::default(),
-        })
+            last_call: None,
+            repeats: 0,
+        }
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    pub fn agent(&self) -> &str {
+        &self.setup.agent.name
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Back to the bare system prefix for the next task: the conversation,
+    /// turn count and usage start over; the transcript records the reset.
+    pub fn reset(&mut self) {
+        self.messages.clear();
+        self.turns = 0;
+        self.usage = Usage::default();
+        self.last_call = None;
+        self.repeats = 0;
+        if let Err(err) = self.transcript.mark_reset() {
+            self.runtime.events.emit(Event::Warning {
+                session: Some(self.id.clone()),
+                message: format!("transcript {}: {err}", self.transcript.path().display()),
+            });
+        }
+    }
+
     /// Give the session a user message and run turns until the model ends
     /// its turn, a cap is reached, the provider fails, or `cancel` fires.
+    /// Caps (`max_turns`, `token_budget`) apply to each run; the report's
+    /// turns and usage are this run's.
     pub async fn run(&mut self, prompt: &str, cancel: &CancellationToken) -> SessionReport {
         self.push(Message::user(prompt));
-        let (outcome, final_text, error) = self.turn_loop(cancel).await;
+        self.proceed(cancel).await
+    }
+
+    /// Run turns from where the conversation stands (after `restore`). A
+    /// conversation that already ends with the model's answer is complete
+    /// without another model call.
+    pub async fn proceed(&mut self, cancel: &CancellationToken) -> SessionReport {
+        self.turns = 0;
+        self.usage = Usage::default();
+        let (outcome, final_text, error) = match self.messages.last() {
+            Some(Message::Assistant { text, tool_calls }) if tool_calls.is_empty() => {
+                (SessionOutcome::Completed, text.clone(), None)
+            }
+            _ => self.turn_loop(cancel).await,
+        };
         self.runtime.events.emit(Event::SessionFinished {
             session: self.id.clone(),
             agent: self.setup.agent.name.clone(),
@@ -177,6 +259,9 @@ impl Session {
             });
             if calls.is_empty() {
                 return (SessionOutcome::Completed, text, None);
+            }
+            if let Some(message) = self.count_repeats(&calls) {
+                return (SessionOutcome::Repeating, text, Some(message));
             }
             let outputs = self.run_tools(&calls, cancel).await;
             for (call, output) in calls.iter().zip(outputs) {
@@ -297,10 +382,35 @@ impl Session {
         outputs
     }
 
+    /// Track identical consecutive tool calls; the message when the limit
+    /// is reached.
+    fn count_repeats(&mut self, calls: &[ToolCall]) -> Option<String> {
+        let limit = self.setup.repeat_limit?;
+        for call in calls {
+            let signature = (call.name.clone(), canonical_arguments(&call.arguments));
+            if self.last_call.as_ref() == Some(&signature) {
+                self.repeats += 1;
+            } else {
+                self.last_call = Some(signature);
+                self.repeats = 1;
+            }
+            if self.repeats >= limit {
+                return Some(format!(
+                    "the same tool call ({} {}) was made {} times in a row",
+                    call.name,
+                    preview_arguments(&call.arguments),
+                    self.repeats
+                ));
+            }
+        }
+        None
+    }
+
     fn tool_context(&self, call: &ToolCall, cancel: &CancellationToken) -> ToolContext {
         ToolContext {
             root: self.runtime.root.clone(),
             session: self.id.clone(),
+            agent: self.setup.agent.name.clone(),
             call_id: call.id.clone(),
             cancel: cancel.child_token(),
             limits: self.runtime.limits.clone(),
@@ -323,6 +433,69 @@ struct ModelTurn {
     calls: Vec<ToolCall>,
 }
 
+/// Give every tool call of the last assistant message a result: the ones
+/// recorded keep theirs, the missing ones say they were interrupted.
+fn patch_interrupted_calls(messages: &mut Vec<Message>) {
+    let Some(last_assistant) = messages
+        .iter()
+        .rposition(|m| matches!(m, Message::Assistant { .. }))
+    else {
+        return;
+    };
+    let Message::Assistant { tool_calls, .. } = &messages[last_assistant] else {
+        return;
+    };
+    let answered: Vec<String> = messages[last_assistant + 1..]
+        .iter()
+        .filter_map(|m| match m {
+            Message::Tool { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let missing: Vec<Message> = tool_calls
+        .iter()
+        .filter(|call| !answered.contains(&call.id))
+        .map(|call| Message::Tool {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: "interrupted: orch stopped before this call's result was recorded; check the current state before repeating it".into(),
+            is_error: true,
+        })
+        .collect();
+    messages.extend(missing);
+}
+
+/// Arguments in a canonical form, so `{"a":1, "b":2}` and `{"b":2,"a":1}`
+/// count as the same call.
+fn canonical_arguments(raw: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(value) => sorted(value).to_string(),
+        Err(_) => raw.trim().to_string(),
+    }
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
+fn preview_arguments(raw: &str) -> String {
+    let mut text: String = raw.chars().take(120).collect();
+    if text.len() < raw.len() {
+        text.push('…');
+    }
+    text
+}
+
 /// `worker-m3k9q1-7f2a`: agent, time in base 36, a random suffix. Sortable
 /// by creation time within an agent, unique across concurrent processes.
 fn new_session_id(agent: &str) -> String {
@@ -330,7 +503,11 @@ fn new_session_id(agent: &str) -> String {
     let mut time = Vec::new();
     while millis > 0 {
         let digit = (millis % 36) as u8;
-        time.push(if digit < 10 { b'0' + digit } else { b'a' + digit - 10 });
+        time.push(if digit < 10 {
+            b'0' + digit
+        } else {
+            b'a' + digit - 10
+        });
         millis /= 36;
     }
     time.reverse();

@@ -31,6 +31,10 @@ enum Line<'a> {
         ts_ms: u64,
         message: &'a Message,
     },
+    /// The session was returned to its pool and starts over from its system prefix.
+    Reset {
+        ts_ms: u64,
+    },
 }
 
 impl Transcript {
@@ -48,6 +52,38 @@ impl Transcript {
         Ok(transcript)
     }
 
+    /// Open an existing transcript for appending and read back the
+    /// conversation since its last reset. A torn last line (a crash
+    /// mid-write) is ignored.
+    pub fn reopen(dir: &Path, id: &str) -> std::io::Result<(Transcript, Vec<Message>)> {
+        let path = dir.join(format!("{id}.jsonl"));
+        let text = std::fs::read_to_string(&path)?;
+        let mut messages = Vec::new();
+        for line in text.lines() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            match value.get("type").and_then(|t| t.as_str()) {
+                Some("reset") => messages.clear(),
+                Some("message") => {
+                    if let Some(message) = value
+                        .get("message")
+                        .and_then(|m| serde_json::from_value::<Message>(m.clone()).ok())
+                    {
+                        messages.push(message);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut file = OpenOptions::new().append(true).open(&path)?;
+        // A torn last line must not glue itself to the next one.
+        if !text.is_empty() && !text.ends_with('\n') {
+            file.write_all(b"\n")?;
+        }
+        Ok((Transcript { file, path }, messages))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -57,6 +93,10 @@ impl Transcript {
             ts_ms: now_ms(),
             message,
         })
+    }
+
+    pub fn mark_reset(&mut self) -> std::io::Result<()> {
+        self.write_line(&Line::Reset { ts_ms: now_ms() })
     }
 
     fn write_line(&mut self, line: &Line<'_>) -> std::io::Result<()> {

@@ -1,0 +1,3 @@
+//! Small text statistics.
+
+pub mod words;

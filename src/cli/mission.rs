@@ -1,0 +1,660 @@
+//! Mission commands: `task`, `plan`, `resume`, `status`, `cancel`, `agents`,
+//! `demo` and `init`. They wire the engine's parts together; the mission
+//! loop itself lives in `crate::mission`.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+
+use super::args::GoalArgs;
+use super::{Cli, Invocation, exit};
+use crate::agents::AgentRegistry;
+use crate::events::{Event, MissionOutcome, SessionOutcome};
+use crate::mission::guards::StopSignal;
+use crate::mission::state::{self, Journal, MissionPaths, MissionState, MissionStatus, StateSink};
+use crate::mission::{Mission, Start, gate};
+use crate::provider::ModelClient;
+use crate::session::Session;
+use crate::session::tasks::{SetupFor, TaskManager};
+
+pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
+    let ctx = Invocation::load(cli)?;
+    let goal = read_goal(&args.goal)?;
+    let client = ctx.model_client()?;
+    run_new_mission(cli, &ctx, client, &goal).await
+}
+
+/// Start a new mission on `goal` and run it to its end.
+async fn run_new_mission(
+    cli: &Cli,
+    ctx: &Invocation,
+    client: Arc<dyn ModelClient>,
+    goal: &str,
+) -> anyhow::Result<u8> {
+    if let Some(running) = running_mission(&ctx.root) {
+        bail!(
+            "mission {} is already running in this project (process {}); `orch cancel` stops it",
+            running.id,
+            running.pid
+        );
+    }
+    let id = new_mission_id();
+    let paths = MissionPaths::new(&ctx.root, &id);
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("creating {}", paths.dir.display()))?;
+    // The plan belongs to one mission: an earlier one is kept beside this
+    // mission's files, and the new plan starts with the goal.
+    let plan_path = ctx.root.join(".opencode").join("todo.md");
+    if plan_path.exists() {
+        std::fs::rename(&plan_path, paths.dir.join("previous-todo.md"))
+            .with_context(|| format!("moving the previous plan {}", plan_path.display()))?;
+    }
+    state::write_atomic(
+        &plan_path,
+        format!("# Mission: {}\n", one_line(goal)).as_bytes(),
+    )
+    .with_context(|| format!("writing {}", plan_path.display()))?;
+    let wired = wire(
+        cli,
+        ctx,
+        client,
+        &paths,
+        MissionState::new(&id, goal, 0, ""),
+    )?;
+    let commander = wired.commander(None)?;
+    state::set_latest(&ctx.root, &id).context("recording the latest mission")?;
+    ctx.events.emit(Event::MissionStarted {
+        mission: id.clone(),
+        goal: goal.to_string(),
+        max_iterations: wired.mission.config.max_iterations,
+        commander_session: commander.id().to_string(),
+        resumed: false,
+    });
+    let first = first_message(
+        goal,
+        &wired.mission.verify,
+        wired.mission.config.max_iterations,
+    );
+    let report = wired
+        .mission
+        .run(commander, Start::Message(first), 0, ctx.cancel.clone())
+        .await;
+    Ok(exit_code(report.outcome))
+}
+
+/// Everything a mission run needs, wired for one project.
+struct Wired {
+    mission: Mission,
+    setup_for: SetupFor,
+    agents: AgentRegistry,
+}
+
+impl Wired {
+    /// The Commander's session: new, or reopened from its transcript.
+    fn commander(&self, restore: Option<&str>) -> anyhow::Result<Session> {
+        let agent = self
+            .agents
+            .find("Commander")
+            .ok_or_else(|| anyhow!("the Commander agent is missing"))?;
+        let setup = (self.setup_for)(agent);
+        let runtime = self.mission.tasks.runtime().clone();
+        Ok(match restore {
+            Some(id) => Session::restore(runtime, setup, id)
+                .with_context(|| format!("reopening the Commander's transcript {id}"))?,
+            None => Session::new(runtime, setup).context("creating the Commander's session")?,
+        })
+    }
+}
+
+fn wire(
+    cli: &Cli,
+    ctx: &Invocation,
+    client: Arc<dyn ModelClient>,
+    paths: &MissionPaths,
+    initial: MissionState,
+) -> anyhow::Result<Wired> {
+    let (agents, warnings) = AgentRegistry::load(&ctx.root);
+    ctx.warn(warnings);
+    let mut config = ctx.config.mission.clone();
+    if let Some(max) = cli.max_iterations {
+        config.max_iterations = max;
+    }
+    if cli.budget_tokens.is_some() {
+        config.budget_tokens = cli.budget_tokens;
+    }
+    if cli.budget_usd.is_some() {
+        config.budget_usd = cli.budget_usd;
+    }
+    let stop = Arc::new(StopSignal::new());
+    let journal =
+        Journal::open(paths).with_context(|| format!("opening {}", paths.journal().display()))?;
+    ctx.events.add_sink(Arc::new(journal));
+    let state = Arc::new(
+        StateSink::new(paths, initial, ctx.config.pricing.clone()).with_budget(
+            config.budget_tokens,
+            config.budget_usd,
+            stop.clone(),
+        ),
+    );
+    ctx.events.add_sink(state.clone());
+    if config.budget_usd.is_some() && ctx.config.pricing.is_empty() {
+        ctx.warn([
+            "--budget-usd needs prices: add a \"pricing\" table to orch.json; the dollar budget is not enforced".to_string(),
+        ]);
+    }
+    let default_model = ctx.default_model()?;
+    let setup_for: SetupFor = {
+        let ctx_setup = SetupSource {
+            config: ctx.config.clone(),
+            default_model,
+        };
+        Arc::new(move |agent| ctx_setup.setup(agent))
+    };
+    let (runtime, todo) = ctx.runtime(client);
+    let tasks = TaskManager::new(
+        runtime,
+        agents.clone(),
+        setup_for.clone(),
+        ctx.config.concurrency.clone(),
+        ctx.config.pool.clone(),
+        config.max_depth,
+        stop.token().clone(),
+    );
+    let verify = gate::verify_commands(&ctx.root, ctx.config.verify.as_deref());
+    Ok(Wired {
+        mission: Mission {
+            id: paths
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            goal: String::new(),
+            root: ctx.root.clone(),
+            config,
+            verify,
+            events: ctx.events.clone(),
+            tasks,
+            todo,
+            state,
+            paths: paths.clone(),
+            stop,
+        },
+        setup_for,
+        agents,
+    })
+}
+
+/// A cloneable copy of what `Invocation::setup` needs, for the task manager.
+struct SetupSource {
+    config: crate::config::Config,
+    default_model: String,
+}
+
+impl SetupSource {
+    fn setup(&self, agent: &crate::agents::Agent) -> crate::session::SessionSetup {
+        let settings = self.config.agent(&agent.name);
+        crate::session::SessionSetup {
+            model: settings
+                .model
+                .clone()
+                .or(agent.model.clone())
+                .unwrap_or_else(|| self.default_model.clone()),
+            max_turns: settings.max_turns.unwrap_or(self.config.session.max_turns),
+            max_output_tokens: settings
+                .max_output_tokens
+                .unwrap_or(self.config.session.max_output_tokens),
+            token_budget: None,
+            repeat_limit: Some(self.config.mission.repeat_limit),
+            agent: agent.clone(),
+        }
+    }
+}
+
+/// The Commander's first message. Volatile details (the iteration budget)
+/// go last; the system prompt before it never changes.
+fn first_message(goal: &str, verify: &[String], max_iterations: u32) -> String {
+    let checks = if verify.is_empty() {
+        "no verification commands are configured or detected".to_string()
+    } else {
+        format!(
+            "the project's checks pass: {}",
+            verify
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "Mission goal: {goal}\n\n\
+         The plan lives in .opencode/todo.md (read_todo). When you end your turn the engine checks \
+         completion: every plan item is [x] at every depth, no sync issue is open, and {checks}. \
+         If anything fails you get a message saying what.\n\n\
+         You have up to {max_iterations} iterations."
+    )
+}
+
+fn read_goal(goal: &str) -> anyhow::Result<String> {
+    let text = if goal == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the goal from standard input")?;
+        text
+    } else {
+        goal.to_string()
+    };
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        bail!("the goal is empty");
+    }
+    Ok(text)
+}
+
+fn one_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+fn exit_code(outcome: MissionOutcome) -> u8 {
+    match outcome {
+        MissionOutcome::Complete => exit::COMPLETE,
+        MissionOutcome::Stopped => exit::UNFINISHED,
+        MissionOutcome::Cancelled => exit::INTERRUPTED,
+    }
+}
+
+/// `m-<time in base 36>-<random>`: sortable, unique across processes.
+fn new_mission_id() -> String {
+    let mut millis = crate::events::now_ms();
+    let mut digits = Vec::new();
+    while millis > 0 {
+        let d = (millis % 36) as u8;
+        digits.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+        millis /= 36;
+    }
+    digits.reverse();
+    format!(
+        "m-{}-{:04x}",
+        String::from_utf8_lossy(&digits),
+        fastrand::u16(..)
+    )
+}
+
+/// Whether process `pid` is alive.
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// The latest mission if its state says running and its process is alive.
+fn running_mission(root: &Path) -> Option<MissionState> {
+    let id = state::latest_mission(root)?;
+    let state = state::read_state(root, &id).ok()?;
+    (state.status == MissionStatus::Running && alive(state.pid) && state.pid != std::process::id())
+        .then_some(state)
+}
+
+pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
+    let ctx = Invocation::load(cli)?;
+    let goal = read_goal(&args.goal)?;
+    let client = ctx.model_client()?;
+    let (agents, warnings) = AgentRegistry::load(&ctx.root);
+    ctx.warn(warnings);
+    let planner = agents
+        .find("Planner")
+        .cloned()
+        .ok_or_else(|| anyhow!("the Planner agent is missing"))?;
+    let default_model = ctx.default_model()?;
+    let (runtime, todo) = ctx.runtime(client);
+    if !todo.exists().await {
+        todo.write_plan(&format!("# Mission: {}\n", one_line(&goal)))
+            .await
+            .map_err(|err| anyhow!("{err}"))?;
+    }
+    let mut session = Session::new(runtime, ctx.setup(&planner, &default_model))
+        .context("creating the Planner's session")?;
+    let prompt = format!(
+        "Write the plan for this goal into .opencode/todo.md with add_todo (one call per item): {goal}"
+    );
+    let report = session.run(&prompt, &ctx.cancel).await;
+    if report.outcome == SessionOutcome::Cancelled {
+        return Ok(exit::INTERRUPTED);
+    }
+    let plan = todo.read().await.ok();
+    let items = plan.as_ref().map_or(0, |p| p.progress().counts.total());
+    if let Some(plan) = &plan {
+        ctx.events.emit(Event::PlanUpdated {
+            counts: gate::plan_counts(plan),
+        });
+    }
+    Ok(
+        if report.outcome == SessionOutcome::Completed && items > 0 {
+            exit::COMPLETE
+        } else {
+            exit::UNFINISHED
+        },
+    )
+}
+
+pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
+    let ctx = Invocation::load(cli)?;
+    let id = state::latest_mission(&ctx.root)
+        .ok_or_else(|| anyhow!("no mission to resume in {}", ctx.root.display()))?;
+    let saved = state::read_state(&ctx.root, &id).map_err(|err| anyhow!(err))?;
+    if saved.status == MissionStatus::Complete {
+        bail!("mission {id} is complete; start a new one with `orch task`");
+    }
+    if saved.status == MissionStatus::Running && alive(saved.pid) && saved.pid != std::process::id()
+    {
+        bail!(
+            "mission {id} is still running (process {}); `orch cancel` stops it",
+            saved.pid
+        );
+    }
+    let client = ctx.model_client()?;
+    let paths = MissionPaths::new(&ctx.root, &id);
+    let _ = std::fs::remove_file(paths.cancel_request());
+    let wired = wire(cli, &ctx, client, &paths, saved.clone())?;
+    let commander = wired.commander(Some(&saved.commander_session))?;
+    ctx.events.emit(Event::MissionStarted {
+        mission: id.clone(),
+        goal: saved.goal.clone(),
+        max_iterations: wired.mission.config.max_iterations,
+        commander_session: commander.id().to_string(),
+        resumed: true,
+    });
+    let mut restarted = Vec::new();
+    for (task_id, task) in &saved.tasks {
+        if task.status.is_finished() {
+            continue;
+        }
+        match wired.mission.tasks.restore(
+            task_id,
+            &task.agent,
+            &task.description,
+            &task.prompt,
+            task.session.as_deref(),
+            commander.id(),
+        ) {
+            Ok(()) => restarted.push(format!(
+                "- {task_id} ({}): {}",
+                task.agent, task.description
+            )),
+            Err(message) => ctx.warn([message]),
+        }
+    }
+    let mut note = format!(
+        "The mission was interrupted and has been resumed (iteration {} of {}). Completed plan items are kept in .opencode/todo.md; check it with read_todo.",
+        saved.iteration, wired.mission.config.max_iterations
+    );
+    if !restarted.is_empty() {
+        note.push_str(&format!(
+            "\n\nThese tasks were still running and were restarted in the background; their results arrive as messages:\n{}",
+            restarted.join("\n")
+        ));
+    }
+    let report = wired
+        .mission
+        .run(
+            commander,
+            Start::Resume(Some(note)),
+            saved.iteration,
+            ctx.cancel.clone(),
+        )
+        .await;
+    Ok(exit_code(report.outcome))
+}
+
+pub fn status(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let Some(id) = state::latest_mission(&root) else {
+        println!("no mission has run in {}", root.display());
+        return Ok(exit::COMPLETE);
+    };
+    let mut saved = state::read_state(&root, &id).map_err(|err| anyhow!(err))?;
+    let stale = saved.status == MissionStatus::Running && !alive(saved.pid);
+    let plan = crate::todo::Plan::parse(
+        &std::fs::read_to_string(root.join(".opencode/todo.md")).unwrap_or_default(),
+    );
+    saved.plan = Some(gate::plan_counts(&plan));
+    if cli.json {
+        let mut value = serde_json::to_value(&saved)?;
+        value["process_alive"] =
+            serde_json::Value::Bool(!stale && saved.status == MissionStatus::Running);
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(exit::COMPLETE);
+    }
+    print!("{}", render_status(&saved, stale));
+    Ok(exit::COMPLETE)
+}
+
+fn render_status(saved: &MissionState, stale: bool) -> String {
+    let mut out = String::new();
+    let status = match saved.status {
+        MissionStatus::Running if stale => {
+            "interrupted (its process is gone; `orch resume` continues it)".to_string()
+        }
+        MissionStatus::Running => format!("running (process {})", saved.pid),
+        MissionStatus::Complete => "complete".into(),
+        MissionStatus::Stopped => "stopped".into(),
+        MissionStatus::Cancelled => "cancelled".into(),
+    };
+    out.push_str(&format!("mission {}: {status}\n", saved.id));
+    out.push_str(&format!("goal: {}\n", saved.goal));
+    if let Some(reason) = &saved.reason {
+        out.push_str(&format!("reason: {reason}\n"));
+    }
+    let elapsed = saved.updated_ms.saturating_sub(saved.started_ms) / 1000;
+    out.push_str(&format!(
+        "iteration {} of {}, {}m{:02}s\n",
+        saved.iteration,
+        saved.max_iterations,
+        elapsed / 60,
+        elapsed % 60
+    ));
+    if let Some(plan) = saved.plan {
+        out.push_str(&format!(
+            "plan: {}/{} done, {} in progress, {} failed\n",
+            plan.done, plan.total, plan.in_progress, plan.failed
+        ));
+    }
+    if let Some(gate) = &saved.last_gate {
+        out.push_str(&format!(
+            "last gate (iteration {}): {}\n",
+            gate.iteration,
+            if gate.passed { "passed" } else { "failed" }
+        ));
+    }
+    let cost = saved
+        .cost_usd
+        .map_or(String::new(), |c| format!(", ${c:.4}"));
+    out.push_str(&format!(
+        "tokens: {} in ({} cached), {} out{cost}\n",
+        saved.usage.input, saved.usage.cached_input, saved.usage.output
+    ));
+    out.push_str(&format!(
+        "queue: {} waiting; pool: {} created, {} reused, {} idle\n",
+        saved.queued(),
+        saved.pool.creations,
+        saved.pool.reuse_hits,
+        saved.pool.idle
+    ));
+    if !saved.sessions.is_empty() {
+        out.push_str("sessions:\n");
+        for (id, session) in &saved.sessions {
+            out.push_str(&format!(
+                "  {id}  {}  {}  {} tokens\n",
+                session.agent,
+                session.activity,
+                session.usage.total()
+            ));
+        }
+    }
+    if !saved.tasks.is_empty() {
+        out.push_str("tasks:\n");
+        for (id, task) in &saved.tasks {
+            out.push_str(&format!(
+                "  {id}  {}  {}{}  {}\n",
+                task.agent,
+                task.status.name(),
+                if task.background { " (background)" } else { "" },
+                task.description
+            ));
+        }
+    }
+    out
+}
+
+pub async fn cancel(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let id = state::latest_mission(&root)
+        .ok_or_else(|| anyhow!("no mission has run in {}", root.display()))?;
+    let saved = state::read_state(&root, &id).map_err(|err| anyhow!(err))?;
+    if saved.status != MissionStatus::Running {
+        println!(
+            "mission {id} is not running ({})",
+            status_word(saved.status)
+        );
+        return Ok(exit::COMPLETE);
+    }
+    if !alive(saved.pid) {
+        println!(
+            "mission {id} is not running: its process {} is gone; `orch resume` continues it",
+            saved.pid
+        );
+        return Ok(exit::COMPLETE);
+    }
+    let paths = MissionPaths::new(&root, &id);
+    std::fs::write(paths.cancel_request(), b"cancel\n")
+        .with_context(|| format!("writing {}", paths.cancel_request().display()))?;
+    println!("cancelling mission {id}…");
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match state::read_state(&root, &id) {
+            Ok(now) if now.status != MissionStatus::Running => {
+                println!("mission {id} {}", status_word(now.status));
+                return Ok(exit::COMPLETE);
+            }
+            _ if !alive(saved.pid) => {
+                println!("mission {id} stopped");
+                return Ok(exit::COMPLETE);
+            }
+            _ => {}
+        }
+    }
+    println!("mission {id} was asked to stop; it is still finishing its current step");
+    Ok(exit::UNFINISHED)
+}
+
+fn status_word(status: MissionStatus) -> &'static str {
+    match status {
+        MissionStatus::Running => "running",
+        MissionStatus::Complete => "complete",
+        MissionStatus::Stopped => "stopped",
+        MissionStatus::Cancelled => "cancelled",
+    }
+}
+
+pub fn agents(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let (agents, warnings) = AgentRegistry::load(&root);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    if cli.json {
+        let list: Vec<serde_json::Value> = agents
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "name": a.name,
+                    "source": match a.source { crate::agents::AgentSource::Builtin => "builtin", crate::agents::AgentSource::Project => ".opencode/agents.json" },
+                    "description": a.description,
+                    "tools": a.tools,
+                    "model": a.model,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(exit::COMPLETE);
+    }
+    for agent in agents.iter() {
+        let source = match agent.source {
+            crate::agents::AgentSource::Builtin => "built-in",
+            crate::agents::AgentSource::Project => ".opencode/agents.json",
+        };
+        println!("{} ({source}): {}", agent.name, agent.description);
+        println!("  tools: {}", agent.tools.join(", "));
+        if let Some(model) = &agent.model {
+            println!("  model: {model}");
+        }
+    }
+    Ok(exit::COMPLETE)
+}
+
+pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
+    let dir = tempfile::Builder::new()
+        .prefix("orch-demo-")
+        .tempdir()
+        .context("creating the demo project")?
+        .keep();
+    super::demo::create_project(&dir).context("writing the demo project")?;
+    let cli_for_demo = Cli {
+        dir: Some(dir.clone()),
+        json: cli.json,
+        provider: Some("scripted".into()),
+        model: None,
+        script: None,
+        max_iterations: cli.max_iterations,
+        budget_tokens: cli.budget_tokens,
+        budget_usd: cli.budget_usd,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        command: super::Command::Demo,
+    };
+    let ctx = Invocation::load(&cli_for_demo)?;
+    let client = super::demo::client()?;
+    if !cli.json {
+        println!("demo project: {}", dir.display());
+    }
+    let code = run_new_mission(&cli_for_demo, &ctx, client, super::demo::GOAL).await?;
+    if !cli.json {
+        println!("\nthe demo project is at {}", dir.display());
+        println!(
+            "look at it: cat {}/src/lib.rs; cat {}/.opencode/todo.md",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(code)
+}
+
+pub fn init(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let dir = root.join(".opencode");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("orch.json");
+    if config.exists() {
+        println!("{} exists; left as it is", config.display());
+    } else {
+        std::fs::write(&config, super::demo::INIT_CONFIG)
+            .with_context(|| format!("writing {}", config.display()))?;
+        println!("wrote {}", config.display());
+    }
+    for sub in ["plugins", "prompts"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "sessions/\nmissions/\ncache/\n")
+            .with_context(|| format!("writing {}", ignore.display()))?;
+    }
+    println!(
+        "ready: edit {} and run `orch task \"<goal>\"`",
+        config.display()
+    );
+    Ok(exit::COMPLETE)
+}

@@ -1,0 +1,273 @@
+//! The mission loop: the Commander works; whenever it goes idle — its turn
+//! ends with no tool calls and none of its background tasks is still
+//! running — the engine checks the completion gate. A failing gate sends the
+//! Commander one continuation message saying exactly what failed; a passing
+//! gate completes the mission; guards (iterations, no progress, repetition,
+//! wall clock, budgets) stop it with a stated reason.
+//!
+//! The loop never prints and never talks HTTP: it sees the Commander as a
+//! `Session`, delegated work through the `TaskManager`, and reports through
+//! events, which also become `state.json` and `events.jsonl`.
+
+pub mod gate;
+pub mod guards;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MissionConfig;
+use crate::events::{Event, EventBus, MissionOutcome, SessionOutcome};
+use crate::session::Session;
+use crate::session::tasks::TaskManager;
+use crate::todo::TodoStore;
+use gate::GateReport;
+use guards::{ProgressGuard, StopSignal};
+use state::{MissionPaths, StateSink};
+
+/// How a mission ended, for the CLI's exit code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissionReport {
+    pub id: String,
+    pub outcome: MissionOutcome,
+    pub reason: String,
+    pub iterations: u32,
+}
+
+/// One mission, wired and ready to run.
+pub struct Mission {
+    pub id: String,
+    pub goal: String,
+    pub root: PathBuf,
+    pub config: MissionConfig,
+    /// The gate's checks (configured or detected).
+    pub verify: Vec<String>,
+    pub events: Arc<EventBus>,
+    pub tasks: Arc<TaskManager>,
+    pub todo: Arc<TodoStore>,
+    pub state: Arc<StateSink>,
+    pub paths: MissionPaths,
+    pub stop: Arc<StopSignal>,
+}
+
+/// Where the Commander starts.
+pub enum Start {
+    /// A new mission: this first message.
+    Message(String),
+    /// A resumed mission: continue the restored conversation, after telling
+    /// the Commander what happened (if there is something to tell).
+    Resume(Option<String>),
+}
+
+impl Mission {
+    /// Run until the gate passes, a guard stops the mission, or `cancel`
+    /// fires (Ctrl-C). `iteration` is where a resumed mission left off.
+    pub async fn run(
+        self,
+        mut commander: Session,
+        start: Start,
+        mut iteration: u32,
+        cancel: CancellationToken,
+    ) -> MissionReport {
+        let mut watchers = self.watch(cancel);
+        let token = self.stop.token().clone();
+        let mut progress = ProgressGuard::new(self.config.no_progress_iterations);
+        let mut next = match start {
+            Start::Message(text) => Some(text),
+            Start::Resume(note) => note,
+        };
+        let (outcome, reason) = loop {
+            let report = match next.take() {
+                Some(message) => commander.run(&message, &token).await,
+                None => commander.proceed(&token).await,
+            };
+            if let Some(stop) = self.stop.reason() {
+                break stop;
+            }
+            if let Some(stop) =
+                commander_stop(report.outcome, report.turns, report.error.as_deref())
+            {
+                break stop;
+            }
+            // Idle, but background work may still report: hand results over
+            // one message at a time, only now that the Commander is idle.
+            let waited = tokio::select! {
+                report = self.tasks.next_report(commander.id()) => report,
+                _ = token.cancelled() => None,
+            };
+            if let Some(stop) = self.stop.reason() {
+                break stop;
+            }
+            if let Some(message) = waited {
+                next = Some(message);
+                continue;
+            }
+            iteration += 1;
+            let gate = self.check_gate(iteration, &token).await;
+            if let Some(stop) = self.stop.reason() {
+                break stop;
+            }
+            if gate.passed {
+                break (
+                    MissionOutcome::Complete,
+                    format!(
+                        "all {} plan items are done{}",
+                        gate.counts.total,
+                        if self.verify.is_empty() {
+                            ", no verification configured or detected".to_string()
+                        } else {
+                            format!(" and {} passed", self.verify.join(", "))
+                        }
+                    ),
+                );
+            }
+            if iteration >= self.config.max_iterations {
+                break (
+                    MissionOutcome::Stopped,
+                    format!(
+                        "max iterations reached ({}) with the gate still failing",
+                        self.config.max_iterations
+                    ),
+                );
+            }
+            let plan_text = std::fs::read_to_string(self.todo.path()).unwrap_or_default();
+            if progress.observe(guards::fingerprint(&self.root, &plan_text)) {
+                break (
+                    MissionOutcome::Stopped,
+                    format!(
+                        "no progress: the plan and the workspace did not change for {} iterations",
+                        progress.unchanged()
+                    ),
+                );
+            }
+            next = Some(gate::continuation(
+                &gate,
+                iteration,
+                self.config.max_iterations,
+            ));
+        };
+        watchers.abort_all();
+        // Nothing outlives the mission: queued and running tasks stop now.
+        self.tasks.shutdown().await;
+        let snapshot = self.state.snapshot();
+        self.events.emit(Event::MissionFinished {
+            mission: self.id.clone(),
+            outcome,
+            reason: reason.clone(),
+            iterations: iteration,
+            usage: snapshot.usage,
+            cost_usd: snapshot.cost_usd,
+        });
+        if let Err(err) = self.state.persist() {
+            self.events.emit(Event::Warning {
+                session: None,
+                message: format!("{}: {err}", self.paths.state().display()),
+            });
+        }
+        let _ = std::fs::remove_file(self.paths.cancel_request());
+        MissionReport {
+            id: self.id,
+            outcome,
+            reason,
+            iterations: iteration,
+        }
+    }
+
+    /// Check the gate and report it.
+    async fn check_gate(&self, iteration: u32, token: &CancellationToken) -> GateReport {
+        let plan = self.todo.read().await.ok();
+        let sync = self.todo.sync_issues().await.ok().flatten();
+        let mut report = gate::check_plan(plan.as_ref(), sync.as_ref());
+        if !self.verify.is_empty() {
+            report.verify = gate::run_verification(
+                &self.root,
+                &self.verify,
+                Duration::from_millis(self.config.verify_timeout_ms),
+                self.config.verify_output_bytes,
+                token,
+            )
+            .await;
+            if report.verify.iter().any(|v| !v.passed) {
+                report.passed = false;
+            }
+        }
+        self.events.emit(Event::PlanUpdated {
+            counts: report.counts,
+        });
+        self.events.emit(Event::GateChecked {
+            mission: self.id.clone(),
+            iteration,
+            passed: report.passed,
+            open_items: report.open_items.clone(),
+            sync_issues: report.sync_issues.clone(),
+            verify: report.verify.clone(),
+            note: report.note.clone(),
+        });
+        report
+    }
+
+    /// The watchers that stop the mission from outside the loop: Ctrl-C,
+    /// `orch cancel` (a request file), and the wall-clock limit.
+    fn watch(&self, cancel: CancellationToken) -> JoinSet<()> {
+        let mut watchers = JoinSet::new();
+        let stop = self.stop.clone();
+        watchers.spawn(async move {
+            cancel.cancelled().await;
+            stop.trigger(MissionOutcome::Cancelled, "interrupted");
+        });
+        let stop = self.stop.clone();
+        let request = self.paths.cancel_request();
+        watchers.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if request.exists() {
+                    stop.trigger(MissionOutcome::Cancelled, "cancelled by `orch cancel`");
+                    return;
+                }
+            }
+        });
+        if let Some(secs) = self.config.max_wall_secs {
+            let stop = self.stop.clone();
+            watchers.spawn(async move {
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                stop.trigger(
+                    MissionOutcome::Stopped,
+                    format!("wall-clock limit reached ({secs} s)"),
+                );
+            });
+        }
+        watchers
+    }
+}
+
+/// A Commander turn that did not end idle ends the mission.
+fn commander_stop(
+    outcome: SessionOutcome,
+    turns: u32,
+    error: Option<&str>,
+) -> Option<(MissionOutcome, String)> {
+    let error = error.unwrap_or("");
+    match outcome {
+        SessionOutcome::Completed => None,
+        SessionOutcome::Cancelled => Some((MissionOutcome::Cancelled, "interrupted".into())),
+        SessionOutcome::Repeating => Some((
+            MissionOutcome::Stopped,
+            format!("the Commander is repeating itself: {error}"),
+        )),
+        SessionOutcome::MaxTurns => Some((
+            MissionOutcome::Stopped,
+            format!(
+                "the Commander took {turns} model turns without ending its turn (session.max_turns)"
+            ),
+        )),
+        SessionOutcome::BudgetExceeded => Some((MissionOutcome::Stopped, error.to_string())),
+        SessionOutcome::Failed => Some((
+            MissionOutcome::Stopped,
+            format!("the Commander's model call failed: {error}"),
+        )),
+    }
+}

@@ -1,0 +1,513 @@
+//! A mission on disk: `.opencode/missions/<id>/state.json` (the state, a
+//! fold of the mission's events, rewritten atomically) and `events.jsonl`
+//! (every event, appended as it happens). `orch status`, `orch monitor`,
+//! `orch cancel` and `orch resume` read these files; nothing else is needed
+//! to pick a mission up again.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::guards::StopSignal;
+use crate::config::Price;
+use crate::events::{
+    Envelope, Event, EventSink, MissionOutcome, PlanCounts, TaskStatus, VerifyResult,
+};
+use crate::provider::Usage;
+use crate::session::pool::PoolStats;
+
+/// Where a mission stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissionStatus {
+    Running,
+    Complete,
+    Stopped,
+    Cancelled,
+}
+
+/// One task as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub agent: String,
+    pub description: String,
+    pub status: TaskStatus,
+    pub background: bool,
+    pub parent: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A session's last known activity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub agent: String,
+    /// `thinking`, `running <tool>`, `idle`, or the outcome once finished.
+    pub activity: String,
+    pub usage: Usage,
+}
+
+/// The mission's state: what `orch status` shows and `orch resume` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissionState {
+    pub id: String,
+    pub goal: String,
+    pub status: MissionStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub iteration: u32,
+    pub max_iterations: u32,
+    pub started_ms: u64,
+    pub updated_ms: u64,
+    /// The process running the mission (for `orch cancel` and stale checks).
+    pub pid: u32,
+    pub commander_session: String,
+    pub tasks: BTreeMap<String, TaskState>,
+    pub sessions: BTreeMap<String, SessionState>,
+    pub pool: PoolStats,
+    pub usage: Usage,
+    /// Usage per model, for cost.
+    pub usage_by_model: BTreeMap<String, Usage>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub plan: Option<PlanCounts>,
+    #[serde(default)]
+    pub last_gate: Option<GateSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateSummary {
+    pub iteration: u32,
+    pub passed: bool,
+    pub open_items: Vec<String>,
+    pub sync_issues: Vec<String>,
+    pub verify: Vec<VerifyResult>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl MissionState {
+    pub fn new(id: &str, goal: &str, max_iterations: u32, commander_session: &str) -> Self {
+        let now = crate::events::now_ms();
+        MissionState {
+            id: id.into(),
+            goal: goal.into(),
+            status: MissionStatus::Running,
+            reason: None,
+            iteration: 0,
+            max_iterations,
+            started_ms: now,
+            updated_ms: now,
+            pid: std::process::id(),
+            commander_session: commander_session.into(),
+            tasks: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            pool: PoolStats::default(),
+            usage: Usage::default(),
+            usage_by_model: BTreeMap::new(),
+            cost_usd: None,
+            plan: None,
+            last_gate: None,
+        }
+    }
+
+    /// Tasks waiting for admission.
+    pub fn queued(&self) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Queued)
+            .count()
+    }
+
+    /// Fold one event in. Returns whether anything worth persisting changed.
+    pub fn apply(&mut self, envelope: &Envelope, models: &BTreeMap<String, String>) -> bool {
+        self.updated_ms = envelope.ts_ms;
+        match &envelope.event {
+            Event::MissionStarted {
+                max_iterations,
+                commander_session,
+                ..
+            } => {
+                self.max_iterations = *max_iterations;
+                self.commander_session = commander_session.clone();
+                self.status = MissionStatus::Running;
+                self.reason = None;
+                self.pid = std::process::id();
+            }
+            Event::PlanUpdated { counts } => self.plan = Some(*counts),
+            Event::GateChecked {
+                iteration,
+                passed,
+                open_items,
+                sync_issues,
+                verify,
+                note,
+                ..
+            } => {
+                self.iteration = *iteration;
+                self.last_gate = Some(GateSummary {
+                    iteration: *iteration,
+                    passed: *passed,
+                    open_items: open_items.clone(),
+                    sync_issues: sync_issues.clone(),
+                    verify: verify.clone(),
+                    note: note.clone(),
+                });
+            }
+            Event::MissionFinished {
+                outcome,
+                reason,
+                iterations,
+                ..
+            } => {
+                self.status = match outcome {
+                    MissionOutcome::Complete => MissionStatus::Complete,
+                    MissionOutcome::Stopped => MissionStatus::Stopped,
+                    MissionOutcome::Cancelled => MissionStatus::Cancelled,
+                };
+                self.reason = Some(reason.clone());
+                self.iteration = *iterations;
+            }
+            Event::TaskQueued {
+                task,
+                agent,
+                description,
+                background,
+                parent,
+                prompt,
+            } => {
+                self.tasks.insert(
+                    task.clone(),
+                    TaskState {
+                        agent: agent.clone(),
+                        description: description.clone(),
+                        status: TaskStatus::Queued,
+                        background: *background,
+                        parent: parent.clone(),
+                        prompt: prompt.clone(),
+                        session: None,
+                        error: None,
+                    },
+                );
+            }
+            Event::TaskStarted {
+                task,
+                session,
+                pool,
+                ..
+            } => {
+                self.pool = *pool;
+                if let Some(state) = self.tasks.get_mut(task) {
+                    state.status = TaskStatus::Running;
+                    state.session = Some(session.clone());
+                }
+            }
+            Event::TaskFinished {
+                task,
+                status,
+                error,
+                ..
+            } => {
+                if let Some(state) = self.tasks.get_mut(task) {
+                    state.status = *status;
+                    state.error = error.clone();
+                }
+            }
+            Event::SessionStarted { session, agent, .. } => {
+                self.sessions.insert(
+                    session.clone(),
+                    SessionState {
+                        agent: agent.clone(),
+                        activity: "idle".into(),
+                        usage: Usage::default(),
+                    },
+                );
+            }
+            Event::ModelRequest { session, .. } => {
+                self.set_activity(session, "thinking".into());
+                return false;
+            }
+            Event::ToolCallBegin { session, tool, .. } => {
+                self.set_activity(session, format!("running {tool}"));
+                return false;
+            }
+            Event::SessionFinished {
+                session, outcome, ..
+            } => {
+                let activity = serde_json::to_value(outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                self.set_activity(session, activity);
+            }
+            Event::Usage { session, usage, .. } => {
+                self.usage.add(usage);
+                if let Some(state) = self.sessions.get_mut(session) {
+                    state.usage.add(usage);
+                }
+                if let Some(model) = models.get(session) {
+                    self.usage_by_model
+                        .entry(model.clone())
+                        .or_default()
+                        .add(usage);
+                }
+            }
+            Event::TextDelta { .. }
+            | Event::ModelRetry { .. }
+            | Event::ModelResponse { .. }
+            | Event::ToolCallEnd { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalResolved { .. }
+            | Event::Warning { .. } => return false,
+        }
+        true
+    }
+
+    fn set_activity(&mut self, session: &str, activity: String) {
+        if let Some(state) = self.sessions.get_mut(session) {
+            state.activity = activity;
+        }
+    }
+
+    /// Cost in US dollars from the per-model usage, when every model used
+    /// has a price.
+    pub fn cost(&self, pricing: &BTreeMap<String, Price>) -> Option<f64> {
+        let mut total = 0.0;
+        for (model, usage) in &self.usage_by_model {
+            total += pricing.get(model)?.cost(usage);
+        }
+        Some(total)
+    }
+}
+
+/// Paths of one mission.
+#[derive(Debug, Clone)]
+pub struct MissionPaths {
+    pub dir: PathBuf,
+}
+
+impl MissionPaths {
+    pub fn new(root: &Path, id: &str) -> Self {
+        MissionPaths {
+            dir: missions_dir(root).join(id),
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// Created by `orch cancel`; the running mission watches for it.
+    pub fn cancel_request(&self) -> PathBuf {
+        self.dir.join("cancel")
+    }
+}
+
+pub fn missions_dir(root: &Path) -> PathBuf {
+    root.join(".opencode").join("missions")
+}
+
+/// The id of the newest mission of the project, from `missions/latest`.
+pub fn latest_mission(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(missions_dir(root).join("latest")).ok()?;
+    let id = text.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+pub fn set_latest(root: &Path, id: &str) -> std::io::Result<()> {
+    write_atomic(
+        &missions_dir(root).join("latest"),
+        format!("{id}\n").as_bytes(),
+    )
+}
+
+pub fn read_state(root: &Path, id: &str) -> Result<MissionState, String> {
+    let path = MissionPaths::new(root, id).state();
+    let text =
+        std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+    serde_json::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename, so a
+/// crashed or killed process leaves either the old or the new content, never
+/// a torn file. (No fsync: the state is rebuilt from the journal and the
+/// files a power loss could roll back.)
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
+
+/// Routine updates (usage, session activity) are written at most this often;
+/// mission, task, gate and plan events are written at once.
+const ROUTINE_WRITE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Folds events into `state.json`.
+pub struct StateSink {
+    path: PathBuf,
+    inner: Mutex<StateInner>,
+}
+
+struct StateInner {
+    state: MissionState,
+    /// Model of each session, for cost per model.
+    models: BTreeMap<String, String>,
+    pricing: BTreeMap<String, Price>,
+    last_write: Option<Instant>,
+    dirty: bool,
+    budget: Option<Budget>,
+}
+
+/// Token and dollar budgets, and what to pull when one is spent.
+struct Budget {
+    tokens: Option<u64>,
+    usd: Option<f64>,
+    stop: Arc<StopSignal>,
+}
+
+impl StateSink {
+    pub fn new(
+        paths: &MissionPaths,
+        state: MissionState,
+        pricing: BTreeMap<String, Price>,
+    ) -> Self {
+        StateSink {
+            path: paths.state(),
+            inner: Mutex::new(StateInner {
+                state,
+                models: BTreeMap::new(),
+                pricing,
+                last_write: None,
+                dirty: false,
+                budget: None,
+            }),
+        }
+    }
+
+    /// Stop the mission through `stop` once the usage passes a budget.
+    pub fn with_budget(self, tokens: Option<u64>, usd: Option<f64>, stop: Arc<StopSignal>) -> Self {
+        if tokens.is_some() || usd.is_some() {
+            self.inner.lock().expect("state lock").budget = Some(Budget { tokens, usd, stop });
+        }
+        self
+    }
+
+    pub fn snapshot(&self) -> MissionState {
+        self.inner.lock().expect("state lock").state.clone()
+    }
+
+    /// Write the current state now.
+    pub fn persist(&self) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().expect("state lock");
+        inner.dirty = false;
+        inner.last_write = Some(Instant::now());
+        self.write(&inner.state)
+    }
+
+    fn write(&self, state: &MissionState) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        write_atomic(&self.path, &bytes)
+    }
+}
+
+impl EventSink for StateSink {
+    fn write(&self, envelope: &Envelope) {
+        let mut inner = self.inner.lock().expect("state lock");
+        if let Event::SessionStarted { session, model, .. } = &envelope.event {
+            inner.models.insert(session.clone(), model.clone());
+        }
+        let StateInner {
+            state,
+            models,
+            pricing,
+            last_write,
+            dirty,
+            budget,
+        } = &mut *inner;
+        let changed = state.apply(envelope, models);
+        if let (Event::Usage { .. }, Some(budget)) = (&envelope.event, budget.as_ref()) {
+            let used = state.usage.total();
+            if let Some(limit) = budget.tokens
+                && used > limit
+            {
+                budget.stop.trigger(
+                    MissionOutcome::Stopped,
+                    format!("token budget spent: {used} of {limit} tokens used"),
+                );
+            }
+            if let (Some(limit), Some(cost)) = (budget.usd, state.cost(pricing))
+                && cost > limit
+            {
+                budget.stop.trigger(
+                    MissionOutcome::Stopped,
+                    format!("dollar budget spent: ${cost:.4} of ${limit:.4}"),
+                );
+            }
+        }
+        *dirty |= changed;
+        let important = matches!(
+            envelope.event,
+            Event::MissionStarted { .. }
+                | Event::MissionFinished { .. }
+                | Event::GateChecked { .. }
+                | Event::PlanUpdated { .. }
+                | Event::TaskQueued { .. }
+                | Event::TaskStarted { .. }
+                | Event::TaskFinished { .. }
+        );
+        let due = last_write.is_none_or(|at| at.elapsed() >= ROUTINE_WRITE_INTERVAL);
+        if *dirty && (important || due) {
+            state.cost_usd = state.cost(pricing);
+            // A failed state write must not stop the mission; the journal
+            // still has every event.
+            let _ = self.write(state);
+            *dirty = false;
+            *last_write = Some(Instant::now());
+        }
+    }
+}
+
+/// Appends every event to `events.jsonl`, one line per event, each with a
+/// single write, so a crash tears at most the last line.
+pub struct Journal {
+    file: Mutex<File>,
+}
+
+impl Journal {
+    pub fn open(paths: &MissionPaths) -> std::io::Result<Journal> {
+        std::fs::create_dir_all(&paths.dir)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.journal())?;
+        Ok(Journal {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl EventSink for Journal {
+    fn write(&self, envelope: &Envelope) {
+        let Ok(mut line) = serde_json::to_vec(envelope) else {
+            return;
+        };
+        line.push(b'\n');
+        let _ = self.file.lock().expect("journal lock").write_all(&line);
+    }
+}

@@ -1,0 +1,595 @@
+//! Delegated tasks: the `Delegator` behind `delegate_task` and friends.
+//!
+//! A task is recorded and queued at once; it waits for admission (global,
+//! per-agent, per-model slots) before a session is taken from the pool; it
+//! runs to its session's end; its result is kept for `get_task_result` and,
+//! for background tasks, handed to the delegating session as a message the
+//! next time that session is idle — never injected while it is busy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::pool::{Admission, PoolStats, SessionPool};
+use super::{Runtime, SessionSetup};
+use crate::agents::{Agent, AgentRegistry};
+use crate::config::{ConcurrencyConfig, PoolConfig};
+use crate::events::{Event, SessionOutcome, TaskStatus};
+use crate::provider::Usage;
+use crate::tools::ToolContext;
+use crate::tools::delegate::{DelegateRequest, Delegator};
+
+/// How a session is set up for an agent (model, caps) — decided by the caller.
+pub type SetupFor = Arc<dyn Fn(&Agent) -> SessionSetup + Send + Sync>;
+
+/// A task as `status` and `list_tasks` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub id: String,
+    pub agent: String,
+    pub description: String,
+    pub status: TaskStatus,
+    pub background: bool,
+    pub session: Option<String>,
+}
+
+/// How a task's session begins.
+enum Start {
+    /// A session from the pool, given the task's prompt.
+    Fresh,
+    /// The task's own session, reopened from its transcript.
+    Restore(String),
+}
+
+struct TaskRecord {
+    summary: TaskSummary,
+    parent: String,
+    prompt: String,
+    result: Option<String>,
+    error: Option<String>,
+    turns: u32,
+    usage: Usage,
+    cancel: CancellationToken,
+    /// A background result not yet handed to the parent.
+    unreported: bool,
+}
+
+pub struct TaskManager {
+    me: Weak<TaskManager>,
+    runtime: Runtime,
+    agents: AgentRegistry,
+    setup_for: SetupFor,
+    pool: SessionPool,
+    admission: Admission,
+    max_depth: u32,
+    tasks: Mutex<BTreeMap<u64, TaskRecord>>,
+    /// Delegation depth of each session a task runs in (absent = 0).
+    depths: Mutex<HashMap<String, u32>>,
+    next_id: AtomicU64,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    changed: Notify,
+}
+
+impl TaskManager {
+    /// `runtime.tools` must be the full registry; each task's session sees
+    /// its agent's subset of it.
+    pub fn new(
+        runtime: Runtime,
+        agents: AgentRegistry,
+        setup_for: SetupFor,
+        concurrency: ConcurrencyConfig,
+        pool: PoolConfig,
+        max_depth: u32,
+        cancel: CancellationToken,
+    ) -> Arc<TaskManager> {
+        Arc::new_cyclic(|me: &Weak<TaskManager>| {
+            let mut runtime = runtime;
+            let delegator: Weak<dyn Delegator> = me.clone();
+            for tool in crate::tools::delegate::tools(delegator) {
+                runtime.tools.insert(tool);
+            }
+            TaskManager {
+                me: me.clone(),
+                runtime,
+                agents,
+                setup_for,
+                pool: SessionPool::new(pool),
+                admission: Admission::new(concurrency),
+                max_depth,
+                tasks: Mutex::default(),
+                depths: Mutex::default(),
+                next_id: AtomicU64::new(1),
+                tracker: TaskTracker::new(),
+                cancel,
+                changed: Notify::new(),
+            }
+        })
+    }
+
+    /// The runtime with the delegation tools in its registry.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Take up a task of an interrupted mission again, as a background task
+    /// of `parent`: a task that had a session continues it from its
+    /// transcript; a queued one starts over from its prompt.
+    pub fn restore(
+        &self,
+        id: &str,
+        agent: &str,
+        description: &str,
+        prompt: &str,
+        session: Option<&str>,
+        parent: &str,
+    ) -> Result<(), String> {
+        let agent = self
+            .agents
+            .find(agent)
+            .cloned()
+            .ok_or_else(|| format!("{id}: agent \"{agent}\" no longer exists"))?;
+        let number = id
+            .strip_prefix("task_")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("{id}: not a task id"))?;
+        self.next_id.fetch_max(number + 1, Ordering::Relaxed);
+        let me = self.me.upgrade().ok_or("the mission is shutting down")?;
+        let cancel = self.cancel.child_token();
+        self.tasks.lock().expect("task table lock").insert(
+            number,
+            TaskRecord {
+                summary: TaskSummary {
+                    id: id.to_string(),
+                    agent: agent.name.clone(),
+                    description: description.to_string(),
+                    status: TaskStatus::Queued,
+                    background: true,
+                    session: None,
+                },
+                parent: parent.to_string(),
+                prompt: prompt.to_string(),
+                result: None,
+                error: None,
+                turns: 0,
+                usage: Usage::default(),
+                cancel: cancel.clone(),
+                unreported: false,
+            },
+        );
+        self.runtime.events.emit(Event::TaskQueued {
+            task: id.to_string(),
+            agent: agent.name.clone(),
+            description: description.to_string(),
+            background: true,
+            parent: parent.to_string(),
+            prompt: prompt.to_string(),
+        });
+        let setup = (self.setup_for)(&agent);
+        let start = match session {
+            Some(session) => Start::Restore(session.to_string()),
+            None => Start::Fresh,
+        };
+        self.tracker.spawn(async move {
+            me.run_task(number, setup, 1, start, cancel).await;
+        });
+        Ok(())
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    pub fn summaries(&self) -> Vec<TaskSummary> {
+        self.tasks
+            .lock()
+            .expect("task table lock")
+            .values()
+            .map(|record| record.summary.clone())
+            .collect()
+    }
+
+    /// Queued or running background tasks delegated by `parent`.
+    pub fn pending_background(&self, parent: &str) -> usize {
+        self.tasks
+            .lock()
+            .expect("task table lock")
+            .values()
+            .filter(|r| {
+                r.parent == parent && r.summary.background && !r.summary.status.is_finished()
+            })
+            .count()
+    }
+
+    /// Wait until a background task of `parent` has ended, and return one
+    /// message reporting every such task not reported yet. `None` when
+    /// `parent` has no background task left to wait for.
+    pub async fn next_report(&self, parent: &str) -> Option<String> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut tasks = self.tasks.lock().expect("task table lock");
+                let mut lines = Vec::new();
+                let mut waiting = 0;
+                for record in tasks.values_mut() {
+                    if record.parent != parent || !record.summary.background {
+                        continue;
+                    }
+                    if !record.summary.status.is_finished() {
+                        waiting += 1;
+                    } else if record.unreported {
+                        record.unreported = false;
+                        lines.push(report(record));
+                    }
+                }
+                if !lines.is_empty() {
+                    let mut message = format!(
+                        "Background task{} finished:\n\n{}",
+                        if lines.len() == 1 { "" } else { "s" },
+                        lines.join("\n\n")
+                    );
+                    if waiting > 0 {
+                        message
+                            .push_str(&format!("\n\n{waiting} background task(s) still running."));
+                    }
+                    return Some(message);
+                }
+                if waiting == 0 {
+                    return None;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Cancel every task and wait for all of them to end.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    fn depth_of(&self, session: &str) -> u32 {
+        self.depths
+            .lock()
+            .expect("depth table lock")
+            .get(session)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn update(&self, number: u64, change: impl FnOnce(&mut TaskRecord)) {
+        if let Some(record) = self.tasks.lock().expect("task table lock").get_mut(&number) {
+            change(record);
+        }
+    }
+
+    fn find(&self, task_id: &str) -> Result<u64, String> {
+        let number = task_id
+            .strip_prefix("task_")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| self.tasks.lock().expect("task table lock").contains_key(n));
+        number.ok_or_else(|| {
+            format!("no task \"{task_id}\"; list_tasks shows the tasks of this mission")
+        })
+    }
+
+    async fn run_task(
+        &self,
+        number: u64,
+        setup: SessionSetup,
+        depth: u32,
+        start: Start,
+        cancel: CancellationToken,
+    ) {
+        let (id, prompt) = {
+            let tasks = self.tasks.lock().expect("task table lock");
+            let record = &tasks[&number];
+            (record.summary.id.clone(), record.prompt.clone())
+        };
+        let agent = setup.agent.name.clone();
+        let events = &self.runtime.events;
+        let admitted = tokio::select! {
+            admitted = self.admission.admit(&agent, &setup.model) => admitted,
+            _ = cancel.cancelled() => {
+                self.finish(number, &id, &agent, TaskStatus::Cancelled, None, None);
+                return;
+            }
+        };
+        let acquired = match &start {
+            Start::Fresh => self.pool.acquire(&self.runtime, &setup),
+            Start::Restore(id) => super::Session::restore(self.runtime.clone(), setup.clone(), id)
+                .map(|session| (session, false)),
+        };
+        let (mut session, reused) = match acquired {
+            Ok(pair) => pair,
+            Err(err) => {
+                let error = format!("cannot create a session: {err}");
+                self.finish(number, &id, &agent, TaskStatus::Failed, None, Some(error));
+                return;
+            }
+        };
+        let session_id = session.id().to_string();
+        self.depths
+            .lock()
+            .expect("depth table lock")
+            .insert(session_id.clone(), depth);
+        self.update(number, |record| {
+            record.summary.status = TaskStatus::Running;
+            record.summary.session = Some(session_id.clone());
+        });
+        events.emit(Event::TaskStarted {
+            task: id.clone(),
+            agent: agent.clone(),
+            session: session_id.clone(),
+            reused,
+            pool: self.pool.stats(),
+        });
+        let report = match start {
+            Start::Fresh => session.run(&prompt, &cancel).await,
+            Start::Restore(_) => session.proceed(&cancel).await,
+        };
+        self.update(number, |record| {
+            record.turns = report.turns;
+            record.usage = report.usage;
+        });
+        let status = match report.outcome {
+            SessionOutcome::Completed => TaskStatus::Completed,
+            SessionOutcome::Cancelled => TaskStatus::Cancelled,
+            SessionOutcome::MaxTurns
+            | SessionOutcome::BudgetExceeded
+            | SessionOutcome::Repeating
+            | SessionOutcome::Failed => TaskStatus::Failed,
+        };
+        if status == TaskStatus::Completed {
+            self.pool.release(session);
+        }
+        drop(admitted);
+        self.finish(
+            number,
+            &id,
+            &agent,
+            status,
+            Some(report.final_text),
+            report.error,
+        );
+    }
+
+    fn finish(
+        &self,
+        number: u64,
+        id: &str,
+        agent: &str,
+        status: TaskStatus,
+        result: Option<String>,
+        error: Option<String>,
+    ) {
+        self.update(number, |record| {
+            record.summary.status = status;
+            record.result = result;
+            record.error = error.clone();
+            record.unreported = record.summary.background;
+        });
+        self.runtime.events.emit(Event::TaskFinished {
+            task: id.to_string(),
+            agent: agent.to_string(),
+            status,
+            error,
+        });
+        self.changed.notify_waiters();
+    }
+}
+
+/// One finished task as the delegating agent reads it.
+fn report(record: &TaskRecord) -> String {
+    let summary = &record.summary;
+    let mut text = format!(
+        "{} ({}, \"{}\"): {}",
+        summary.id,
+        summary.agent,
+        summary.description,
+        summary.status.name()
+    );
+    if record.turns > 0 {
+        text.push_str(&format!(
+            " after {} turn{}",
+            record.turns,
+            if record.turns == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(error) = &record.error {
+        text.push_str(&format!("\nerror: {error}"));
+    }
+    match record.result.as_deref().map(str::trim) {
+        Some(result) if !result.is_empty() => text.push_str(&format!("\nresult:\n{result}")),
+        _ => {}
+    }
+    text
+}
+
+#[async_trait]
+impl Delegator for TaskManager {
+    async fn delegate(
+        &self,
+        caller: &ToolContext,
+        request: DelegateRequest,
+    ) -> Result<String, String> {
+        let agent = self.agents.find(&request.agent).cloned().ok_or_else(|| {
+            format!(
+                "no agent \"{}\"; agents: {}",
+                request.agent,
+                self.agents.names().join(", ")
+            )
+        })?;
+        if agent.name.eq_ignore_ascii_case(&caller.agent) {
+            return Err(format!(
+                "{} cannot delegate to itself; pick another agent",
+                agent.name
+            ));
+        }
+        let depth = self.depth_of(&caller.session) + 1;
+        if depth > self.max_depth {
+            return Err(format!(
+                "delegation is limited to depth {}: {} cannot start tasks of its own; do the work or report back",
+                self.max_depth, caller.agent
+            ));
+        }
+        let me = self.me.upgrade().ok_or("the mission is shutting down")?;
+        if self.cancel.is_cancelled() {
+            return Err("the mission is stopping; no new tasks start".into());
+        }
+        let setup = (self.setup_for)(&agent);
+        let number = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("task_{number}");
+        let cancel = self.cancel.child_token();
+        self.tasks.lock().expect("task table lock").insert(
+            number,
+            TaskRecord {
+                summary: TaskSummary {
+                    id: id.clone(),
+                    agent: agent.name.clone(),
+                    description: request.description.clone(),
+                    status: TaskStatus::Queued,
+                    background: request.background,
+                    session: None,
+                },
+                parent: caller.session.clone(),
+                prompt: request.prompt.clone(),
+                result: None,
+                error: None,
+                turns: 0,
+                usage: Usage::default(),
+                cancel: cancel.clone(),
+                unreported: false,
+            },
+        );
+        self.runtime.events.emit(Event::TaskQueued {
+            task: id.clone(),
+            agent: agent.name.clone(),
+            description: request.description.clone(),
+            background: request.background,
+            parent: caller.session.clone(),
+            prompt: request.prompt.clone(),
+        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let task_cancel = cancel.clone();
+        self.tracker.spawn(async move {
+            me.run_task(number, setup, depth, Start::Fresh, task_cancel)
+                .await;
+            let _ = done_tx.send(());
+        });
+        if request.background {
+            return Ok(format!(
+                "started {id} ({}): {}. Its result arrives as a message when it ends; get_task_result(\"{id}\") shows its status meanwhile.",
+                agent.name, request.description
+            ));
+        }
+        tokio::select! {
+            _ = done_rx => {}
+            _ = caller.cancel.cancelled() => {
+                cancel.cancel();
+                return Err(format!("{id} was cancelled with the delegating call"));
+            }
+        }
+        let tasks = self.tasks.lock().expect("task table lock");
+        let record = &tasks[&number];
+        let text = report(record);
+        if record.summary.status == TaskStatus::Completed {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    fn task_result(&self, task_id: &str) -> Result<String, String> {
+        let number = self.find(task_id)?;
+        let mut tasks = self.tasks.lock().expect("task table lock");
+        let record = tasks.get_mut(&number).ok_or("task vanished")?;
+        Ok(match record.summary.status {
+            TaskStatus::Queued => format!(
+                "{task_id} ({}) is queued, waiting for a free slot",
+                record.summary.agent
+            ),
+            TaskStatus::Running => format!(
+                "{task_id} ({}) is running; no result yet{}",
+                record.summary.agent,
+                if record.summary.background {
+                    " — it will arrive as a message when it ends"
+                } else {
+                    ""
+                }
+            ),
+            _ => {
+                record.unreported = false;
+                report(record)
+            }
+        })
+    }
+
+    fn list_tasks(&self, status: Option<&str>) -> String {
+        let tasks = self.tasks.lock().expect("task table lock");
+        let rows: Vec<String> = tasks
+            .values()
+            .filter(|r| match status {
+                None | Some("all") => true,
+                Some(wanted) => r.summary.status.name() == wanted,
+            })
+            .map(|r| {
+                format!(
+                    "{}  {}  {}{}  {}",
+                    r.summary.id,
+                    r.summary.agent,
+                    r.summary.status.name(),
+                    if r.summary.background {
+                        " (background)"
+                    } else {
+                        ""
+                    },
+                    r.summary.description
+                )
+            })
+            .collect();
+        if rows.is_empty() {
+            "no tasks".into()
+        } else {
+            rows.join("\n")
+        }
+    }
+
+    fn cancel_task(&self, task_id: &str) -> Result<String, String> {
+        let number = self.find(task_id)?;
+        let tasks = self.tasks.lock().expect("task table lock");
+        let record = &tasks[&number];
+        if record.summary.status.is_finished() {
+            return Err(format!(
+                "{task_id} already ended ({})",
+                record.summary.status.name()
+            ));
+        }
+        record.cancel.cancel();
+        Ok(format!("cancelling {task_id}"))
+    }
+
+    fn list_agents(&self) -> String {
+        self.agents
+            .iter()
+            .map(|agent| {
+                format!(
+                    "{}: {} (tools: {})",
+                    agent.name,
+                    agent.description,
+                    agent.tools.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
