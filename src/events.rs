@@ -104,6 +104,17 @@ pub struct PlanCounts {
     pub failed: usize,
 }
 
+impl From<&crate::todo::Counts> for PlanCounts {
+    fn from(counts: &crate::todo::Counts) -> Self {
+        PlanCounts {
+            total: counts.total(),
+            done: counts.done,
+            in_progress: counts.in_progress,
+            failed: counts.failed,
+        }
+    }
+}
+
 /// One thing that happened. Serialized with a `type` tag; the schema is
 /// documented in `docs/events.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +123,8 @@ pub enum Event {
     MissionStarted {
         mission: String,
         goal: String,
+        /// The project root the mission works in.
+        root: String,
         max_iterations: u32,
         commander_session: String,
         /// True when `orch resume` picked the mission up again.

@@ -69,6 +69,7 @@ async fn run_new_mission(
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
         goal: goal.to_string(),
+        root: ctx.root.display().to_string(),
         max_iterations: wired.mission.config.max_iterations,
         commander_session: commander.id().to_string(),
         resumed: false,
@@ -362,6 +363,7 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
         goal: saved.goal.clone(),
+        root: ctx.root.display().to_string(),
         max_iterations: wired.mission.config.max_iterations,
         commander_session: commander.id().to_string(),
         resumed: true,

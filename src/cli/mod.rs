@@ -205,7 +205,7 @@ impl Invocation {
     pub fn runtime(&self, client: Arc<dyn ModelClient>) -> (Runtime, Arc<TodoStore>) {
         let todo = Arc::new(TodoStore::new(&self.root));
         let mut tools = ToolRegistry::builtins();
-        for tool in crate::tools::todo::tools(todo.clone()) {
+        for tool in crate::tools::todo::tools(todo.clone(), Some(self.events.clone())) {
             tools.insert(tool);
         }
         let runtime = Runtime {

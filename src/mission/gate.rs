@@ -28,13 +28,7 @@ pub struct GateReport {
 
 /// Plan counts for events.
 pub fn plan_counts(plan: &Plan) -> PlanCounts {
-    let counts = plan.progress().counts;
-    PlanCounts {
-        total: counts.total(),
-        done: counts.done,
-        in_progress: counts.in_progress,
-        failed: counts.failed,
-    }
+    (&plan.progress().counts).into()
 }
 
 /// The pure part of the gate: plan and sync issues.

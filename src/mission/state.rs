@@ -409,12 +409,17 @@ impl StateSink {
     }
 
     pub fn snapshot(&self) -> MissionState {
-        self.inner.lock().expect("state lock").state.clone()
+        let inner = self.inner.lock().expect("state lock");
+        let mut state = inner.state.clone();
+        state.cost_usd = state.cost(&inner.pricing);
+        state
     }
 
     /// Write the current state now.
     pub fn persist(&self) -> std::io::Result<()> {
         let mut inner = self.inner.lock().expect("state lock");
+        let cost = inner.state.cost(&inner.pricing);
+        inner.state.cost_usd = cost;
         inner.dirty = false;
         inner.last_write = Some(Instant::now());
         self.write(&inner.state)

@@ -26,6 +26,10 @@ struct State<W> {
     out: W,
     /// Whether the cursor sits at the start of a line.
     at_line_start: bool,
+    /// The session whose text was printed last.
+    speaker: Option<String>,
+    /// Agent name of each session, for labelling its text.
+    agents: std::collections::HashMap<String, String>,
 }
 
 impl<W: Write + Send> Plain<W> {
@@ -34,6 +38,8 @@ impl<W: Write + Send> Plain<W> {
             state: Mutex::new(State {
                 out,
                 at_line_start: true,
+                speaker: None,
+                agents: Default::default(),
             }),
             verbosity,
             color,
@@ -43,6 +49,14 @@ impl<W: Write + Send> Plain<W> {
     fn dim(&self, text: &str) -> String {
         if self.color {
             format!("\x1b[2m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn bold(&self, text: &str) -> String {
+        if self.color {
+            format!("\x1b[1m{text}\x1b[0m")
         } else {
             text.to_string()
         }
@@ -66,7 +80,11 @@ impl<W: Write + Send> EventSink for Plain<W> {
             let lead = if state.at_line_start { "" } else { "\n" };
             let _ = writeln!(state.out, "{lead}{text}");
             state.at_line_start = true;
+            state.speaker = None;
         };
+        if let Event::SessionStarted { session, agent, .. } = &envelope.event {
+            state.agents.insert(session.clone(), agent.clone());
+        }
         match &envelope.event {
             Event::SessionStarted {
                 agent,
@@ -81,11 +99,18 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     );
                 }
             }
-            Event::TextDelta { text, .. } => {
-                let _ = write!(state.out, "{text}");
-                if !text.is_empty() {
-                    state.at_line_start = text.ends_with('\n');
+            Event::TextDelta { session, text } => {
+                if text.is_empty() {
+                    return;
                 }
+                if state.speaker.as_deref() != Some(session.as_str()) || state.at_line_start {
+                    let lead = if state.at_line_start { "" } else { "\n" };
+                    let agent = state.agents.get(session).cloned().unwrap_or_default();
+                    let _ = write!(state.out, "{lead}{}", self.bold(&format!("{agent}: ")));
+                    state.speaker = Some(session.clone());
+                }
+                let _ = write!(state.out, "{text}");
+                state.at_line_start = text.ends_with('\n');
             }
             Event::ToolCallBegin {
                 tool, arguments, ..
@@ -342,15 +367,22 @@ impl<W: Write + Send> EventSink for Plain<W> {
 
 /// The one argument worth showing for a tool call.
 fn summarize(tool: &str, arguments: &Value) -> String {
-    let field = match tool {
-        "bash" => "command",
-        "glob" | "grep" => "pattern",
-        _ => "path",
-    };
-    let text = match arguments.get(field) {
+    let field = |name: &str| match arguments.get(name) {
         Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
-        None => return String::new(),
+    };
+    let text = match tool {
+        "bash" => field("command"),
+        "glob" | "grep" => field("pattern"),
+        "update_todo" => format!("{} → {}", field("id"), field("status")),
+        "add_todo" => {
+            let id = field("id");
+            if id.is_empty() { field("text") } else { format!("{id}: {}", field("text")) }
+        }
+        "delegate_task" => format!("{}: {}", field("agent"), field("description")),
+        "get_task_result" | "cancel_task" => field("task_id"),
+        _ => field("path"),
     };
     let first = text.lines().next().unwrap_or_default();
     let mut shown: String = first.chars().take(100).collect();

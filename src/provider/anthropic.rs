@@ -1,25 +1,812 @@
-//! Anthropic Messages client.
+//! Anthropic Messages client: streamed turns with `tool_use` blocks, prompt
+//! caching of the stable prefix, and Anthropic's usage accounting normalized.
+//!
+//! The request marks three cache breakpoints (of the four allowed): the last
+//! tool, the system block, and the last block of the conversation. Tools and
+//! system are the stable prefix every turn of an agent shares; the moving
+//! breakpoint at the end lets the next turn of the same conversation read
+//! everything before it from the cache instead of paying for it again.
+
+use std::fmt;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{EventStream, HttpSettings, ModelClient, ModelRequest};
+use super::http::{Decoder, Prepared, Transport};
+use super::retry::{ServerHints, classify_anthropic};
+use super::sse::SseEvent;
+use super::{
+    EventStream, FinishReason, HttpSettings, Message, ModelClient, ModelRequest, ProviderError,
+    StreamEvent, ToolCall, Usage,
+};
+
+const PROVIDER: &str = "anthropic";
+const API_VERSION: &str = "2023-06-01";
 
 pub struct AnthropicClient {
-    #[allow(dead_code)]
-    settings: HttpSettings,
+    transport: Transport,
+    url: String,
+}
+
+impl fmt::Debug for AnthropicClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnthropicClient")
+            .field("url", &self.url)
+            .field("transport", &self.transport)
+            .finish()
+    }
 }
 
 impl AnthropicClient {
+    /// `settings.base_url` is without the version path, e.g.
+    /// `https://api.anthropic.com`.
     pub fn new(settings: HttpSettings) -> Self {
-        AnthropicClient { settings }
+        AnthropicClient {
+            url: format!("{}/v1/messages", settings.base_url.trim_end_matches('/')),
+            transport: Transport::new(PROVIDER, &settings),
+        }
+    }
+
+    fn headers(&self) -> Result<HeaderMap, ProviderError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(API_VERSION),
+        );
+        if let Some(key) = self.transport.key() {
+            let mut value =
+                HeaderValue::from_str(key.expose()).map_err(|_| ProviderError::Fatal {
+                    provider: PROVIDER,
+                    status: None,
+                    message: "the api key contains characters not allowed in an http header".into(),
+                })?;
+            value.set_sensitive(true);
+            headers.insert(HeaderName::from_static("x-api-key"), value);
+        }
+        Ok(headers)
     }
 }
 
 impl ModelClient for AnthropicClient {
     fn provider(&self) -> &'static str {
-        "anthropic"
+        PROVIDER
     }
 
-    fn stream(&self, _request: ModelRequest, _cancel: CancellationToken) -> EventStream {
-        Box::pin(futures::stream::empty())
+    fn stream(&self, request: ModelRequest, cancel: CancellationToken) -> EventStream {
+        let prepared = self.headers().and_then(|headers| {
+            let body = serde_json::to_vec(&request_body(&request)).map_err(|err| {
+                ProviderError::Fatal {
+                    provider: PROVIDER,
+                    status: None,
+                    message: format!("cannot encode the request: {err}"),
+                }
+            })?;
+            Ok(Prepared {
+                url: self.url.clone(),
+                headers,
+                body: Bytes::from(body),
+            })
+        });
+        match prepared {
+            Ok(prepared) => self.transport.stream(
+                prepared,
+                classify_anthropic,
+                AnthropicDecoder::default,
+                cancel,
+            ),
+            Err(err) => Box::pin(futures::stream::iter([Err(err)])),
+        }
+    }
+}
+
+fn ephemeral() -> Value {
+    json!({ "type": "ephemeral" })
+}
+
+/// The Messages request for one turn.
+fn request_body(request: &ModelRequest) -> Value {
+    let mut body = json!({
+        "model": request.model,
+        "max_tokens": request.max_output_tokens,
+        "stream": true,
+        "messages": messages(&request.messages),
+    });
+    if !request.system.is_empty() {
+        body["system"] = json!([{
+            "type": "text",
+            "text": request.system,
+            "cache_control": ephemeral(),
+        }]);
+    }
+    if !request.tools.is_empty() {
+        let mut tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let schema = if tool.parameters.is_object() {
+                    tool.parameters.clone()
+                } else {
+                    json!({ "type": "object", "properties": {} })
+                };
+                json!({ "name": tool.name, "description": tool.description, "input_schema": schema })
+            })
+            .collect();
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = ephemeral();
+        }
+        body["tools"] = tools.into();
+    }
+    body
+}
+
+/// The conversation as Anthropic wants it: roles alternate, so consecutive
+/// same-role content merges into one message (all results of one tool round
+/// become one `user` message, tool results first); empty text is left out,
+/// since the API rejects empty text blocks.
+fn messages(list: &[Message]) -> Vec<Value> {
+    let mut merged: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for message in list {
+        let (role, blocks) = match message {
+            Message::User { text } => ("user", text_block(text).into_iter().collect()),
+            Message::Assistant { text, tool_calls } => {
+                let mut blocks: Vec<Value> = text_block(text).into_iter().collect();
+                blocks.extend(tool_calls.iter().map(|call| {
+                    json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": tool_input(&call.arguments),
+                    })
+                }));
+                ("assistant", blocks)
+            }
+            Message::Tool {
+                call_id,
+                content,
+                is_error,
+                ..
+            } => {
+                let mut block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": call_id,
+                    "is_error": is_error,
+                });
+                if !content.is_empty() {
+                    block["content"] = content.as_str().into();
+                }
+                ("user", vec![block])
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match merged.last_mut() {
+            Some((last_role, last)) if *last_role == role => last.extend(blocks),
+            _ => merged.push((role, blocks)),
+        }
+    }
+    for (role, blocks) in &mut merged {
+        if *role == "user" {
+            // Stable: tool results keep their order, then the rest.
+            blocks.sort_by_key(|block| block["type"] != "tool_result");
+        }
+    }
+    if let Some(last) = merged.last_mut().and_then(|(_, blocks)| blocks.last_mut()) {
+        last["cache_control"] = ephemeral();
+    }
+    merged
+        .into_iter()
+        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .collect()
+}
+
+fn text_block(text: &str) -> Option<Value> {
+    (!text.trim().is_empty()).then(|| json!({ "type": "text", "text": text }))
+}
+
+/// `tool_use.input` must be an object; arguments the model got wrong are sent
+/// as `{}` (the model already saw the parse error as the tool's result).
+fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+/// A `tool_use` block being streamed.
+#[derive(Debug)]
+struct ToolBlock {
+    index: u64,
+    id: String,
+    name: String,
+    /// `input_json_delta` pieces, concatenated.
+    json: String,
+    /// The `input` of `content_block_start`, used when no delta follows.
+    initial: Option<String>,
+}
+
+impl ToolBlock {
+    fn into_call(self) -> ToolCall {
+        let arguments = if !self.json.trim().is_empty() {
+            self.json
+        } else {
+            self.initial.unwrap_or_else(|| "{}".to_string())
+        };
+        ToolCall {
+            id: self.id,
+            name: self.name,
+            arguments,
+        }
+    }
+}
+
+/// Anthropic's usage fields as they arrive: `message_start` sets them,
+/// `message_delta` overwrites the ones it carries (they are cumulative).
+#[derive(Debug, Default, Clone, Copy)]
+struct RawUsage {
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_creation: u64,
+}
+
+impl RawUsage {
+    fn update(&mut self, usage: &Value) {
+        let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+        if let Some(value) = count("input_tokens") {
+            self.input = value;
+        }
+        if let Some(value) = count("output_tokens") {
+            self.output = value;
+        }
+        if let Some(value) = count("cache_read_input_tokens") {
+            self.cache_read = value;
+        }
+        if let Some(value) = count("cache_creation_input_tokens") {
+            self.cache_creation = value;
+        }
+    }
+
+    /// Anthropic counts cache reads and writes beside `input_tokens`; the
+    /// normalized `input` counts every prompt token.
+    fn normalized(&self) -> Usage {
+        Usage {
+            input: self.input + self.cache_read + self.cache_creation,
+            output: self.output,
+            cached_input: self.cache_read,
+            cache_write: self.cache_creation,
+        }
+    }
+}
+
+/// Decodes a Messages stream: text and `tool_use` blocks, cumulative usage,
+/// the stop reason, and mid-stream `error` events.
+#[derive(Debug, Default)]
+struct AnthropicDecoder {
+    tools: Vec<ToolBlock>,
+    usage: Option<RawUsage>,
+    stop_reason: Option<String>,
+    tool_calls: usize,
+    done: bool,
+}
+
+impl Decoder for AnthropicDecoder {
+    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError> {
+        let data = event.data.trim();
+        if !data.starts_with('{') {
+            return Ok(Vec::new());
+        }
+        let value: Value = serde_json::from_str(data).map_err(|err| ProviderError::Transient {
+            provider: PROVIDER,
+            status: None,
+            message: format!("malformed stream event: {err}"),
+            retry_after: None,
+        })?;
+        // The event name always equals the JSON `type`; either will do.
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event.event.as_deref())
+            .unwrap_or_default();
+        let index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let mut out = Vec::new();
+        match kind {
+            "message_start" => {
+                if let Some(usage) = value.pointer("/message/usage") {
+                    self.usage.get_or_insert_default().update(usage);
+                }
+            }
+            "content_block_start" => {
+                let block = value.get("content_block").unwrap_or(&Value::Null);
+                let text = |key: &str| {
+                    block
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        let initial = text("text");
+                        if !initial.is_empty() {
+                            out.push(StreamEvent::TextDelta(initial));
+                        }
+                    }
+                    Some("tool_use") => {
+                        let initial = block
+                            .get("input")
+                            .filter(|input| input.as_object().is_some_and(|map| !map.is_empty()))
+                            .map(Value::to_string);
+                        self.tools.push(ToolBlock {
+                            index,
+                            id: text("id"),
+                            name: text("name"),
+                            json: String::new(),
+                            initial,
+                        });
+                    }
+                    // Thinking and server-side tool blocks are not part of
+                    // the turn the session sees.
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let delta = value.get("delta").unwrap_or(&Value::Null);
+                let piece = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or_default();
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") if !piece("text").is_empty() => {
+                        out.push(StreamEvent::TextDelta(piece("text").to_string()));
+                    }
+                    Some("input_json_delta") => {
+                        if let Some(tool) = self.tools.iter_mut().find(|tool| tool.index == index) {
+                            tool.json.push_str(piece("partial_json"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                if let Some(at) = self.tools.iter().position(|tool| tool.index == index) {
+                    out.push(StreamEvent::ToolCall(self.tools.remove(at).into_call()));
+                    self.tool_calls += 1;
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = value.get("usage") {
+                    self.usage.get_or_insert_default().update(usage);
+                }
+                let reason = value.pointer("/delta/stop_reason").and_then(Value::as_str);
+                if let Some(reason) = reason {
+                    if reason == "model_context_window_exceeded" {
+                        return Err(ProviderError::ContextLength {
+                            provider: PROVIDER,
+                            message: "the model stopped at its context window \
+                                      (model_context_window_exceeded)"
+                                .into(),
+                        });
+                    }
+                    self.stop_reason = Some(reason.to_string());
+                }
+            }
+            "message_stop" => {
+                self.done = true;
+                out.extend(self.close());
+            }
+            "error" => return Err(classify_anthropic(None, data, ServerHints::default())),
+            // `ping`, and event types newer than this client.
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn end(&mut self) -> Option<Vec<StreamEvent>> {
+        // With the stop reason in hand only `message_stop` was lost.
+        self.stop_reason.is_some().then(|| {
+            self.done = true;
+            self.close()
+        })
+    }
+}
+
+impl AnthropicDecoder {
+    /// Closing events: tool blocks never closed, usage, finish.
+    fn close(&mut self) -> Vec<StreamEvent> {
+        let mut out: Vec<StreamEvent> = self
+            .tools
+            .drain(..)
+            .map(|tool| StreamEvent::ToolCall(tool.into_call()))
+            .collect();
+        self.tool_calls += out.len();
+        if let Some(usage) = self.usage {
+            out.push(StreamEvent::Usage(usage.normalized()));
+        }
+        out.push(StreamEvent::Finish(finish_reason(
+            self.stop_reason.as_deref(),
+            self.tool_calls > 0,
+        )));
+        out
+    }
+}
+
+fn finish_reason(reason: Option<&str>, has_tool_calls: bool) -> FinishReason {
+    match reason {
+        Some("tool_use") => FinishReason::ToolCalls,
+        None if has_tool_calls => FinishReason::ToolCalls,
+        None | Some("end_turn") | Some("stop_sequence") => FinishReason::Stop,
+        Some("max_tokens") => FinishReason::Length,
+        Some("refusal") => FinishReason::ContentFilter,
+        Some(other) => FinishReason::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ToolSpec;
+
+    fn named(json: Value) -> SseEvent {
+        SseEvent {
+            event: json["type"].as_str().map(str::to_string),
+            data: json.to_string(),
+        }
+    }
+
+    fn run(events: Vec<SseEvent>) -> Result<Vec<StreamEvent>, ProviderError> {
+        let mut decoder = AnthropicDecoder::default();
+        let mut out = Vec::new();
+        for event in events {
+            out.extend(decoder.event(event)?);
+            if decoder.is_done() {
+                return Ok(out);
+            }
+        }
+        decoder
+            .end()
+            .map(|tail| [out, tail].concat())
+            .ok_or(ProviderError::Cancelled)
+    }
+
+    fn message_start() -> SseEvent {
+        named(
+            json!({"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"usage":{"input_tokens":849,"cache_creation_input_tokens":100,"cache_read_input_tokens":1800,"output_tokens":1}}}),
+        )
+    }
+
+    fn message_delta(reason: &str, output: u64) -> SseEvent {
+        named(
+            json!({"type":"message_delta","delta":{"stop_reason":reason,"stop_sequence":null},"usage":{"output_tokens":output}}),
+        )
+    }
+
+    fn stop() -> SseEvent {
+        named(json!({"type":"message_stop"}))
+    }
+
+    fn tool_start(index: u64, id: &str, name: &str) -> SseEvent {
+        named(
+            json!({"type":"content_block_start","index":index,"content_block":{"type":"tool_use","id":id,"name":name,"input":{}}}),
+        )
+    }
+
+    fn json_delta(index: u64, partial: &str) -> SseEvent {
+        named(
+            json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":partial}}),
+        )
+    }
+
+    fn block_stop(index: u64) -> SseEvent {
+        named(json!({"type":"content_block_stop","index":index}))
+    }
+
+    fn call(id: &str, name: &str, arguments: &str) -> StreamEvent {
+        StreamEvent::ToolCall(ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        })
+    }
+
+    #[test]
+    fn text_with_thinking_and_pings_and_cumulative_usage() {
+        let events = vec![
+            message_start(),
+            named(
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}),
+            ),
+            named(
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}),
+            ),
+            named(
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}),
+            ),
+            block_stop(0),
+            named(json!({"type":"ping"})),
+            named(
+                json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}),
+            ),
+            named(
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hi "}}),
+            ),
+            named(
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"there"}}),
+            ),
+            block_stop(1),
+            message_delta("end_turn", 47),
+            stop(),
+        ];
+        assert_eq!(
+            run(events).expect("decodes"),
+            vec![
+                StreamEvent::TextDelta("Hi ".into()),
+                StreamEvent::TextDelta("there".into()),
+                StreamEvent::Usage(Usage {
+                    input: 849 + 1800 + 100,
+                    output: 47,
+                    cached_input: 1800,
+                    cache_write: 100,
+                }),
+                StreamEvent::Finish(FinishReason::Stop),
+            ]
+        );
+    }
+
+    #[test]
+    fn message_delta_usage_overwrites_what_it_carries() {
+        let events = vec![
+            message_start(),
+            named(
+                json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":900,"cache_read_input_tokens":0,"output_tokens":12}}),
+            ),
+            stop(),
+        ];
+        let out = run(events).expect("decodes");
+        assert_eq!(
+            out[0],
+            StreamEvent::Usage(Usage {
+                input: 900 + 100,
+                output: 12,
+                cached_input: 0,
+                cache_write: 100,
+            })
+        );
+    }
+
+    #[test]
+    fn tool_use_blocks_assemble_per_index() {
+        let events = vec![
+            message_start(),
+            named(
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            ),
+            named(
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Reading."}}),
+            ),
+            block_stop(0),
+            tool_start(1, "toolu_01", "read"),
+            json_delta(1, ""),
+            json_delta(1, "{\"path\": "),
+            json_delta(1, "\"a.rs\"}"),
+            block_stop(1),
+            tool_start(2, "toolu_02", "read_todo"),
+            block_stop(2),
+            tool_start(3, "toolu_03", "write"),
+            json_delta(3, "{\"path\": \"b"),
+            block_stop(3),
+            message_delta("tool_use", 80),
+            stop(),
+        ];
+        let out = run(events).expect("decodes");
+        assert_eq!(
+            out[..4],
+            [
+                StreamEvent::TextDelta("Reading.".into()),
+                call("toolu_01", "read", "{\"path\": \"a.rs\"}"),
+                call("toolu_02", "read_todo", "{}"),
+                call("toolu_03", "write", "{\"path\": \"b"),
+            ]
+        );
+        assert_eq!(out[5], StreamEvent::Finish(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn whole_input_at_block_start_is_kept() {
+        let events = vec![
+            named(
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t1","name":"list","input":{"path":"src"}}}),
+            ),
+            block_stop(0),
+            message_delta("tool_use", 3),
+            stop(),
+        ];
+        assert_eq!(
+            run(events).expect("decodes")[0],
+            call("t1", "list", "{\"path\":\"src\"}")
+        );
+    }
+
+    #[test]
+    fn stop_reason_table() {
+        let table = [
+            (Some("end_turn"), false, FinishReason::Stop),
+            (Some("stop_sequence"), false, FinishReason::Stop),
+            (Some("tool_use"), true, FinishReason::ToolCalls),
+            (Some("max_tokens"), false, FinishReason::Length),
+            (Some("refusal"), false, FinishReason::ContentFilter),
+            (
+                Some("pause_turn"),
+                false,
+                FinishReason::Other("pause_turn".into()),
+            ),
+            (None, true, FinishReason::ToolCalls),
+            (None, false, FinishReason::Stop),
+        ];
+        for (reason, calls, expected) in table {
+            assert_eq!(finish_reason(reason, calls), expected, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn context_window_stop_is_an_error() {
+        let error = run(vec![
+            message_start(),
+            message_delta("model_context_window_exceeded", 5),
+        ])
+        .expect_err("context error");
+        assert!(
+            matches!(error, ProviderError::ContextLength { .. }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn error_event_is_classified() {
+        let error = run(vec![
+            message_start(),
+            named(
+                json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+            ),
+        ])
+        .expect_err("error event");
+        assert!(
+            matches!(error, ProviderError::Transient { status: None, .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "anthropic: error event in stream: Overloaded (overloaded_error)"
+        );
+    }
+
+    #[test]
+    fn cut_before_stop_reason_is_not_a_turn() {
+        let mut decoder = AnthropicDecoder::default();
+        decoder.event(message_start()).expect("decodes");
+        assert_eq!(decoder.end(), None);
+    }
+
+    fn request() -> ModelRequest {
+        ModelRequest {
+            agent: "Worker".into(),
+            model: "claude-sonnet-4-5".into(),
+            system: "You are a coding agent.".into(),
+            messages: vec![
+                Message::user("Open two files"),
+                Message::Assistant {
+                    text: "Reading.".into(),
+                    tool_calls: vec![
+                        ToolCall {
+                            id: "toolu_01".into(),
+                            name: "read".into(),
+                            arguments: "{\"path\":\"a.rs\"}".into(),
+                        },
+                        ToolCall {
+                            id: "toolu_02".into(),
+                            name: "read".into(),
+                            arguments: "{\"path\": ".into(),
+                        },
+                    ],
+                },
+                Message::Tool {
+                    call_id: "toolu_01".into(),
+                    name: "read".into(),
+                    content: "fn a() {}".into(),
+                    is_error: false,
+                },
+                Message::Tool {
+                    call_id: "toolu_02".into(),
+                    name: "read".into(),
+                    content: "invalid arguments: EOF while parsing".into(),
+                    is_error: true,
+                },
+                Message::user("Now fix it."),
+            ],
+            tools: vec![
+                ToolSpec {
+                    name: "read".into(),
+                    description: "Read a file".into(),
+                    parameters: json!({"type":"object","properties":{"path":{"type":"string"}}}),
+                },
+                ToolSpec {
+                    name: "read_todo".into(),
+                    description: "Read the plan".into(),
+                    parameters: Value::Null,
+                },
+            ],
+            max_output_tokens: 2048,
+        }
+    }
+
+    #[test]
+    fn request_body_shape() {
+        assert_eq!(
+            request_body(&request()),
+            json!({
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 2048,
+                "stream": true,
+                "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+                "tools": [
+                    {"name": "read", "description": "Read a file", "input_schema": {"type":"object","properties":{"path":{"type":"string"}}}},
+                    {"name": "read_todo", "description": "Read the plan", "input_schema": {"type":"object","properties":{}}, "cache_control": {"type": "ephemeral"}},
+                ],
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "Open two files"}]},
+                    {"role": "assistant", "content": [
+                        {"type": "text", "text": "Reading."},
+                        {"type": "tool_use", "id": "toolu_01", "name": "read", "input": {"path": "a.rs"}},
+                        {"type": "tool_use", "id": "toolu_02", "name": "read", "input": {}},
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_01", "is_error": false, "content": "fn a() {}"},
+                        {"type": "tool_result", "tool_use_id": "toolu_02", "is_error": true, "content": "invalid arguments: EOF while parsing"},
+                        {"type": "text", "text": "Now fix it.", "cache_control": {"type": "ephemeral"}},
+                    ]},
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn tool_results_go_first_and_empty_text_is_dropped() {
+        let list = vec![
+            Message::user("go"),
+            Message::Assistant {
+                text: String::new(),
+                tool_calls: vec![ToolCall {
+                    id: "t1".into(),
+                    name: "bash".into(),
+                    arguments: "{}".into(),
+                }],
+            },
+            Message::user("also this"),
+            Message::Tool {
+                call_id: "t1".into(),
+                name: "bash".into(),
+                content: String::new(),
+                is_error: false,
+            },
+            Message::Assistant {
+                text: " ".into(),
+                tool_calls: vec![],
+            },
+        ];
+        let out = messages(&list);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1]["content"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            out[2]["content"],
+            json!([
+                {"type": "tool_result", "tool_use_id": "t1", "is_error": false},
+                {"type": "text", "text": "also this", "cache_control": {"type": "ephemeral"}},
+            ])
+        );
     }
 }

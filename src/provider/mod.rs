@@ -5,6 +5,7 @@
 //! this module knows HTTP, SSE, wire formats and retry rules.
 
 pub mod anthropic;
+mod http;
 pub mod openai;
 pub mod retry;
 pub mod scripted;

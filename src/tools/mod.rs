@@ -5,10 +5,12 @@
 //! for the session. Every path a tool touches goes through `path::resolve`.
 
 pub mod bash;
+pub mod delegate;
 pub mod fs;
 pub mod path;
 pub mod permissions;
 pub mod search;
+pub mod todo;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +55,9 @@ pub struct ToolContext {
     /// The project root, canonicalized once at startup.
     pub root: Arc<PathBuf>,
     pub session: String,
+    /// The agent whose session made the call (tools that depend on the
+    /// caller's role, such as `update_todo`, check it).
+    pub agent: String,
     pub call_id: String,
     pub cancel: CancellationToken,
     pub limits: Arc<ToolsConfig>,
@@ -149,7 +154,9 @@ impl ToolRouter {
             session: ctx.session.clone(),
             call_id: call.id.clone(),
             tool: call.name.clone(),
-            arguments: arguments.clone().unwrap_or_else(|_| Value::String(call.arguments.clone())),
+            arguments: arguments
+                .clone()
+                .unwrap_or_else(|_| Value::String(call.arguments.clone())),
         });
         let started = Instant::now();
         let output = self.dispatch(call, arguments, ctx).await;

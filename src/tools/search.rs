@@ -1,22 +1,385 @@
-//! Search tools: glob and grep.
-use async_trait::async_trait;
-use serde_json::Value;
+//! Search tools: `glob` finds files by name, `grep` finds lines by regex.
+//!
+//! Both walk the tree with ripgrep's `ignore` crate, so `.gitignore` (and
+//! `.ignore`) rules apply even outside a git repository, `.git` itself is
+//! skipped, and symbolic links are never followed out of the project. The
+//! walks are blocking and run on tokio's blocking pool; they check the
+//! call's cancellation token as they go.
 
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use globset::{GlobBuilder, GlobMatcher};
+use grep_regex::RegexMatcherBuilder;
+use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
+use ignore::WalkBuilder;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::fs::{parse_args, run_blocking};
+use super::path::{relative, resolve};
 use super::{Tool, ToolContext, ToolOutput};
 use crate::provider::ToolSpec;
 
-macro_rules! placeholder {
-    ($($ty:ident => $name:literal),*) => {$(
-        pub struct $ty;
-        #[async_trait]
-        impl Tool for $ty {
-            fn spec(&self) -> ToolSpec {
-                ToolSpec { name: $name.into(), description: String::new(), parameters: serde_json::json!({"type":"object"}) }
-            }
-            async fn call(&self, _args: Value, _ctx: &ToolContext) -> ToolOutput {
-                ToolOutput::error("placeholder")
-            }
-        }
-    )*};
+/// Characters kept of one matching line in `grep` output.
+const MAX_MATCH_CHARS: usize = 300;
+/// Upper bound on a model-requested `grep` `max`, to keep one result small.
+const GREP_HARD_MAX: usize = 2000;
+
+/// The directory walker every tool shares: hidden files included, `.git`
+/// skipped, ignore files honoured without needing a git repository, links
+/// not followed, entries in name order so results are stable.
+pub(crate) fn walker(dir: &Path) -> WalkBuilder {
+    let mut builder = WalkBuilder::new(dir);
+    builder
+        .hidden(false)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|entry| entry.file_name() != ".git")
+        .sort_by_file_name(|a, b| a.cmp(b));
+    builder
 }
-placeholder!(Glob => "glob", Grep => "grep");
+
+/// Whether a walked entry is a file the tools may look into: a regular file,
+/// or a link to a regular file inside the project.
+fn searchable_file(root: &Path, entry: &ignore::DirEntry) -> bool {
+    let Some(file_type) = entry.file_type() else {
+        return false;
+    };
+    if file_type.is_file() {
+        return true;
+    }
+    if !file_type.is_symlink() {
+        return false;
+    }
+    match std::fs::canonicalize(entry.path()) {
+        Ok(target) => target.starts_with(root) && target.is_file(),
+        Err(_) => false,
+    }
+}
+
+/// A file-name pattern as the tools understand it: without a `/` it matches
+/// file names at any depth (`*.rs`); with one it matches the path relative
+/// to the searched directory (`src/**/*.rs`).
+struct FilePattern {
+    matcher: GlobMatcher,
+    whole_path: bool,
+}
+
+impl FilePattern {
+    fn new(root: &Path, pattern: &str) -> Result<Self, String> {
+        // Models sometimes send absolute or `./` patterns; both mean the root.
+        let root_prefix = format!("{}/", root.display());
+        let trimmed = pattern
+            .strip_prefix(root_prefix.as_str())
+            .unwrap_or(pattern)
+            .trim_start_matches("./");
+        if trimmed.is_empty() {
+            return Err("the glob pattern is empty".into());
+        }
+        let glob = GlobBuilder::new(trimmed)
+            .literal_separator(true)
+            .build()
+            .map_err(|err| format!("invalid glob pattern {pattern:?}: {}", err.kind()))?;
+        Ok(FilePattern {
+            matcher: glob.compile_matcher(),
+            whole_path: trimmed.contains('/'),
+        })
+    }
+
+    fn is_match(&self, relative_path: &Path) -> bool {
+        if self.whole_path {
+            self.matcher.is_match(relative_path)
+        } else {
+            relative_path
+                .file_name()
+                .is_some_and(|name| self.matcher.is_match(name))
+        }
+    }
+}
+
+pub struct Glob;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GlobArgs {
+    pattern: String,
+    path: Option<String>,
+}
+
+#[async_trait]
+impl Tool for Glob {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "glob".into(),
+            description: "Find files by glob, skipping .gitignore'd ones. A pattern without / matches file names at any depth (*.rs); with / it matches paths under path (src/**/*.rs).".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "Glob pattern, e.g. *.rs or src/**/mod.rs"},
+                    "path": {"type": "string", "description": "Directory to search (default: the project root)"}
+                },
+                "required": ["pattern"],
+                "additionalProperties": false
+            }),
+        }
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
+        let args: GlobArgs = match parse_args("glob", args) {
+            Ok(args) => args,
+            Err(output) => return output,
+        };
+        let root = ctx.root.clone();
+        let max = ctx.limits.max_entries.max(1);
+        let cancel = ctx.cancel.clone();
+        run_blocking(move || glob_files(&root, &args, max, &cancel)).await
+    }
+}
+
+fn glob_files(
+    root: &Path,
+    args: &GlobArgs,
+    max: usize,
+    cancel: &CancellationToken,
+) -> Result<String, String> {
+    let dir = resolve(root, args.path.as_deref().unwrap_or("."))?;
+    let shown = relative(root, &dir);
+    if !dir.is_dir() {
+        return Err(format!("{shown:?} is not a directory"));
+    }
+    let pattern = FilePattern::new(root, &args.pattern)?;
+    let mut found: Vec<String> = Vec::new();
+    for entry in walker(&dir).build() {
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        let Ok(entry) = entry else { continue };
+        let Ok(under_dir) = entry.path().strip_prefix(&dir) else {
+            continue;
+        };
+        if pattern.is_match(under_dir) && searchable_file(root, &entry) {
+            found.push(relative(root, entry.path()));
+        }
+    }
+    if found.is_empty() {
+        return Ok(format!("no files match {:?} in {shown}", args.pattern));
+    }
+    found.sort();
+    let total = found.len();
+    let mut out = String::new();
+    for path in found.iter().take(max) {
+        out.push_str(path);
+        out.push('\n');
+    }
+    if total > max {
+        out.push_str(&format!(
+            "[… {} more files not shown ({total} in all); narrow the pattern or path]\n",
+            total - max
+        ));
+    }
+    Ok(out)
+}
+
+pub struct Grep;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrepArgs {
+    pattern: String,
+    path: Option<String>,
+    glob: Option<String>,
+    max: Option<u64>,
+}
+
+#[async_trait]
+impl Tool for Grep {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "grep".into(),
+            description: "Search file contents with a regex (Rust syntax; (?i) for case-insensitive), skipping .gitignore'd and binary files. Prints path:line: text.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "Regular expression"},
+                    "path": {"type": "string", "description": "File or directory to search (default: the project root)"},
+                    "glob": {"type": "string", "description": "Only search files matching this glob, e.g. *.rs"},
+                    "max": {"type": "integer", "minimum": 1, "description": "Most matching lines to return"}
+                },
+                "required": ["pattern"],
+                "additionalProperties": false
+            }),
+        }
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
+        let args: GrepArgs = match parse_args("grep", args) {
+            Ok(args) => args,
+            Err(output) => return output,
+        };
+        let root = ctx.root.clone();
+        let default_max = ctx.limits.grep_max_matches.max(1);
+        let cancel = ctx.cancel.clone();
+        run_blocking(move || grep_files(&root, &args, default_max, &cancel)).await
+    }
+}
+
+fn grep_files(
+    root: &Path,
+    args: &GrepArgs,
+    default_max: usize,
+    cancel: &CancellationToken,
+) -> Result<String, String> {
+    let target = resolve(root, args.path.as_deref().unwrap_or("."))?;
+    let shown = relative(root, &target);
+    let meta = std::fs::metadata(&target).map_err(|_| format!("{shown:?} does not exist"))?;
+    let matcher = RegexMatcherBuilder::new()
+        .line_terminator(Some(b'\n'))
+        .build(&args.pattern)
+        .map_err(|err| format!("invalid regex {:?}: {err}", args.pattern))?;
+    let filter = args
+        .glob
+        .as_deref()
+        .map(|glob| FilePattern::new(root, glob))
+        .transpose()?;
+    let max = args
+        .max
+        .map_or(default_max, |max| {
+            usize::try_from(max).unwrap_or(usize::MAX)
+        })
+        .clamp(1, GREP_HARD_MAX.max(default_max));
+
+    let files: Box<dyn Iterator<Item = PathBuf> + '_> = if meta.is_dir() {
+        let dir = target.clone();
+        Box::new(
+            walker(&target)
+                .build()
+                .filter_map(Result::ok)
+                .filter(move |entry| {
+                    let under_dir = entry.path().strip_prefix(&dir).unwrap_or(entry.path());
+                    filter.as_ref().is_none_or(|f| f.is_match(under_dir))
+                        && searchable_file(root, entry)
+                })
+                .map(ignore::DirEntry::into_path),
+        )
+    } else {
+        Box::new(std::iter::once(target.clone()))
+    };
+
+    let mut searcher = SearcherBuilder::new()
+        .binary_detection(BinaryDetection::quit(0))
+        .line_number(true)
+        .build();
+    let mut lines: Vec<String> = Vec::new();
+    let mut more = false;
+    for file in files {
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        let mut sink = Collect {
+            path: relative(root, &file),
+            // One past the cap, to know whether anything was left out.
+            room: max + 1 - lines.len(),
+            hits: Vec::new(),
+            binary: false,
+        };
+        // An unreadable file is skipped like ripgrep does, not fatal.
+        if searcher.search_path(&matcher, &file, &mut sink).is_err() || sink.binary {
+            continue;
+        }
+        lines.append(&mut sink.hits);
+        if lines.len() > max {
+            lines.truncate(max);
+            more = true;
+            break;
+        }
+    }
+    if lines.is_empty() {
+        return Ok(format!("no matches for {:?} in {shown}", args.pattern));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    if more {
+        out.push_str(&format!(
+            "[… stopped at {max} matching lines; narrow the pattern, path or glob]\n"
+        ));
+    }
+    Ok(out)
+}
+
+/// Collects one file's matching lines; a file found to be binary is dropped
+/// whole, even if some lines matched before the binary data was seen.
+struct Collect {
+    path: String,
+    room: usize,
+    hits: Vec<String>,
+    binary: bool,
+}
+
+impl Sink for Collect {
+    type Error = io::Error;
+
+    fn matched(&mut self, _searcher: &Searcher, found: &SinkMatch<'_>) -> Result<bool, io::Error> {
+        let text = String::from_utf8_lossy(found.bytes());
+        let text = text.trim_end_matches(['\n', '\r']);
+        let text = match text.char_indices().nth(MAX_MATCH_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_string(),
+        };
+        let line = found.line_number().unwrap_or(0);
+        self.hits.push(format!("{}:{line}: {text}", self.path));
+        Ok(self.hits.len() < self.room)
+    }
+
+    fn binary_data(&mut self, _searcher: &Searcher, _offset: u64) -> Result<bool, io::Error> {
+        self.binary = true;
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_patterns() {
+        let root = Path::new("/p");
+        let cases = [
+            ("*.rs", "src/deep/a.rs", true),
+            ("*.rs", "a.rs", true),
+            ("*.rs", "a.rsx", false),
+            ("src/*.rs", "src/a.rs", true),
+            ("src/*.rs", "src/deep/a.rs", false),
+            ("src/**/*.rs", "src/deep/a.rs", true),
+            ("**/*.rs", "a.rs", true),
+            ("./src/*.rs", "src/a.rs", true),
+            ("/p/src/*.rs", "src/a.rs", true),
+            ("Cargo.{toml,lock}", "Cargo.lock", true),
+        ];
+        for (pattern, path, want) in cases {
+            let matcher = FilePattern::new(root, pattern).unwrap();
+            assert_eq!(
+                matcher.is_match(Path::new(path)),
+                want,
+                "{pattern} vs {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_glob_is_a_sentence() {
+        let err = FilePattern::new(Path::new("/p"), "src/[").err().unwrap();
+        assert!(err.starts_with("invalid glob pattern \"src/[\""), "{err}");
+        assert!(FilePattern::new(Path::new("/p"), "").is_err());
+    }
+}

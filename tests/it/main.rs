@@ -1,8 +1,13 @@
 //! The one integration test binary: providers against loopback servers, tools
-//! on real files and processes, and the real `orch` binary.
+//! on real files and processes, sessions on the scripted provider, and the
+//! real `orch` binary.
 
 mod support;
 
+mod cli;
+mod mission;
 mod provider_anthropic;
+mod session;
 mod provider_openai;
 mod tools;
+mod todo;

@@ -1,0 +1,313 @@
+//! The real `orch` binary: files it changes, exit codes, the JSONL stream,
+//! configuration errors and layering.
+
+use crate::support::project::{Project, events, run, types};
+
+const ADD_SCRIPT: &str = r#"{"agents":{"Worker":[
+  {"text":"Reading first.","tool_calls":[
+     {"name":"list","arguments":{}},
+     {"name":"write","arguments":{"path":"src/lib.rs","content":"pub fn add(a: i64, b: i64) -> i64 {\n    a + b\n}\n"}}]},
+  {"tool_calls":[{"name":"edit","arguments":{"path":"src/lib.rs","old":"    a + b\n}\n","new":"    a + b\n}\n\n#[test]\nfn adds() {\n    assert_eq!(add(2, 3), 5);\n}\n"}}]},
+  {"text":"Added add(a, b) with a unit test."}
+]}}"#;
+
+#[test]
+fn scripted_run_edits_files_and_exits_zero() {
+    let project = Project::new();
+    project.write("run.json", ADD_SCRIPT);
+    let (output, stdout, stderr) = run(project
+        .orch()
+        .args([
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "run",
+            "--agent",
+            "worker",
+        ])
+        .arg("Add add(a, b) to src/lib.rs with a unit test"));
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let lib = project.read("src/lib.rs");
+    assert!(lib.contains("pub fn add(a: i64, b: i64) -> i64"), "{lib}");
+    assert!(lib.contains("assert_eq!(add(2, 3), 5);"), "{lib}");
+    assert!(
+        stdout.contains("Added add(a, b) with a unit test."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("→ write src/lib.rs"), "{stdout}");
+
+    // The transcript holds the header and every message, in order.
+    let sessions: Vec<_> = std::fs::read_dir(project.file(".opencode/sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    let transcript = std::fs::read_to_string(&sessions[0]).unwrap();
+    let roles: Vec<String> = transcript
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            v["message"]["role"]
+                .as_str()
+                .unwrap_or("header")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "header",
+            "user",
+            "assistant",
+            "tool",
+            "tool",
+            "assistant",
+            "tool",
+            "assistant"
+        ]
+    );
+}
+
+#[test]
+fn json_flag_after_the_subcommand_prints_one_event_per_line() {
+    let project = Project::new();
+    project.write("run.json", ADD_SCRIPT);
+    let (output, stdout, stderr) = run(project.orch().args([
+        "run",
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--agent",
+        "Worker",
+        "go",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    let events = events(&stdout);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let types = types(&events);
+    assert_eq!(types.first().map(String::as_str), Some("session_started"));
+    assert_eq!(types.last().map(String::as_str), Some("session_finished"));
+    assert_eq!(types.iter().filter(|t| *t == "tool_call_begin").count(), 3);
+    assert_eq!(types.iter().filter(|t| *t == "tool_call_end").count(), 3);
+    assert_eq!(types.iter().filter(|t| *t == "model_request").count(), 3);
+    let finished = events.last().unwrap();
+    assert_eq!(finished["outcome"], "completed");
+    assert_eq!(finished["turns"], 3);
+    let write_end = events
+        .iter()
+        .find(|e| e["type"] == "tool_call_end" && e["tool"] == "write")
+        .unwrap();
+    assert_eq!(write_end["ok"], true);
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let project = Project::new();
+    let (output, stdout, _) = run(project.orch().arg("--version"));
+    assert!(output.status.success());
+    assert_eq!(stdout.trim(), format!("orch {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_and_config_errors_exit_two_and_say_what_is_wrong() {
+    let project = Project::new();
+    project.write("run.json", ADD_SCRIPT);
+
+    let (output, _, stderr) = run(project.orch().args(["run", "--agent", "Worker", "go"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("no model provider configured"), "{stderr}");
+
+    let (output, _, stderr) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "run",
+        "--agent",
+        "nobody",
+        "go",
+    ]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("unknown agent \"nobody\""), "{stderr}");
+    assert!(stderr.contains("Worker"), "{stderr}");
+
+    let (output, _, stderr) = run(project.orch().args(["--provider", "gemini", "run", "go"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("unknown provider \"gemini\""), "{stderr}");
+
+    let (output, _, _) = run(project.orch().args(["fly"]));
+    assert_eq!(output.status.code(), Some(2));
+
+    project.write(
+        ".opencode/orch.json",
+        r#"{"session": {"max_turns": "many"}}"#,
+    );
+    let (output, _, stderr) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "run",
+        "go",
+    ]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains(".opencode/orch.json: key \"session.max_turns\""),
+        "{stderr}"
+    );
+
+    project.write(".opencode/orch.json", "{}");
+    project.write(
+        "bad.json",
+        r#"{"agents":{"Worker":[{"text":"x","tool_calls":[{"nam":"read"}]}]}}"#,
+    );
+    let (output, _, stderr) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "bad.json",
+        "run",
+        "go",
+    ]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("bad.json: key \"agents.Worker[0].tool_calls[0]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_script_that_runs_out_stops_with_exit_one_and_says_why() {
+    let project = Project::new();
+    project.write(
+        "short.json",
+        r#"{"agents":{"Worker":[{"tool_calls":[{"name":"list","arguments":{}}]}]}}"#,
+    );
+    let (output, stdout, _) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "short.json",
+        "run",
+        "go",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout.contains("Worker failed after 2 turns"), "{stdout}");
+    assert!(
+        stdout.contains("has used all 1 scripted replies"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn max_turns_stops_the_session_with_exit_one() {
+    let project = Project::new();
+    let looping = r#"{"tool_calls":[{"name":"list","arguments":{}}]}"#;
+    project.write(
+        "loop.json",
+        &format!(r#"{{"agents":{{"Worker":[{looping},{looping},{looping},{looping}]}}}}"#),
+    );
+    let (output, stdout, _) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "loop.json",
+        "run",
+        "--max-turns",
+        "2",
+        "go",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout.contains("stopped after 2 model turns (max_turns)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn project_config_env_and_flags_layer_in_order() {
+    let project = Project::new();
+    project.write(
+        "a.json",
+        r#"{"agents":{"Worker":[{"text":"from script a"}]}}"#,
+    );
+    project.write(
+        "b.json",
+        r#"{"agents":{"Worker":[{"text":"from script b"}]}}"#,
+    );
+    project.write_user_config(r#"{"provider":"openai","model":"user-model"}"#);
+    project.write(
+        ".opencode/orch.json",
+        r#"{"provider":"scripted","script":"a.json"}"#,
+    );
+
+    let (output, stdout, stderr) = run(project.orch().args(["run", "go"]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("from script a"), "{stdout}");
+    // The user file's model applies where the project file is silent.
+    assert!(stdout.contains("(scripted/user-model)"), "{stdout}");
+
+    let (output, stdout, _) = run(project
+        .orch()
+        .env("ORCH_MODEL", "env-model")
+        .args(["run", "go"]));
+    assert!(output.status.success());
+    assert!(stdout.contains("(scripted/env-model)"), "{stdout}");
+
+    let (output, stdout, _) = run(project.orch().env("ORCH_MODEL", "env-model").args([
+        "--model",
+        "flag-model",
+        "--script",
+        "b.json",
+        "run",
+        "go",
+    ]));
+    assert!(output.status.success());
+    assert!(stdout.contains("from script b"), "{stdout}");
+    assert!(stdout.contains("(scripted/flag-model)"), "{stdout}");
+}
+
+#[test]
+fn ask_rules_deny_without_a_terminal_and_tell_the_model() {
+    let project = Project::new();
+    project.write(
+        ".opencode/orch.json",
+        r#"{"permissions":{"tools":{"write":"ask"}}}"#,
+    );
+    project.write(
+        "run.json",
+        r#"{"agents":{"Worker":[
+          {"tool_calls":[{"name":"write","arguments":{"path":"x.txt","content":"x"}}]},
+          {"when":"denied","text":"I could not write x.txt."}]}}"#,
+    );
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "run",
+        "go",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(!project.file("x.txt").exists());
+    let events = events(&stdout);
+    let resolved = events
+        .iter()
+        .find(|e| e["type"] == "approval_resolved")
+        .expect("an approval_resolved event");
+    assert_eq!(resolved["approved"], false);
+    assert_eq!(resolved["by"], "headless");
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "tool_call_end")
+        .unwrap();
+    assert_eq!(end["ok"], false);
+}

@@ -1,0 +1,531 @@
+//! Scripted missions through the real `orch` binary: the happy path with
+//! parallel Workers, rejection and redo, verification failing then passing,
+//! every guard, plan edge cases, cancel, resume after SIGKILL, custom agents.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::project::{Project, events, run};
+
+/// Write `script` and run `orch task` on it with `--json`.
+fn task(project: &Project, script: &Value, extra: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    project.write("run.json", &script.to_string());
+    let mut command = project.orch();
+    command.args(["--json", "--provider", "scripted", "--script", "run.json"]);
+    command.args(extra);
+    command.args(["task", "Test mission"]);
+    let (output, stdout, stderr) = run(&mut command);
+    (output.status.code(), events(&stdout), stderr)
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn finished(events: &[Value]) -> &Value {
+    of_type(events, "mission_finished")
+        .last()
+        .copied()
+        .expect("a mission_finished event")
+}
+
+fn call(name: &str, arguments: Value) -> Value {
+    json!({"name": name, "arguments": arguments})
+}
+
+fn verify(project: &Project, commands: &[&str]) {
+    project.write(".opencode/orch.json", &json!({"verify": commands}).to_string());
+}
+
+#[test]
+fn demo_runs_a_whole_mission_with_parallel_workers() {
+    let project = Project::new();
+    let (output, stdout, stderr) = run(project.orch().arg("demo"));
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let dir = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("the demo project is at "))
+        .expect("the demo says where its project is");
+    let dir = Path::new(dir.trim());
+    let lines = std::fs::read_to_string(dir.join("src/lines.rs")).unwrap();
+    assert!(lines.contains("max_by_key"), "{lines}");
+    let plan = std::fs::read_to_string(dir.join(".opencode/todo.md")).unwrap();
+    assert_eq!(plan.matches("- [x] ").count(), 3, "{plan}");
+    // The project's own tests really pass now.
+    let test = Command::new("cargo")
+        .args(["test", "--quiet"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let (output, stdout, _) = run(project.orch().args(["demo", "--json"]));
+    assert_eq!(output.status.code(), Some(0));
+    let events = events(&stdout);
+    let root = of_type(&events, "mission_started")[0]["root"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(root).unwrap();
+    assert_eq!(finished(&events)["outcome"], "complete");
+    // The two Workers ran at the same time.
+    let worker_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e["agent"] == "Worker" && (e["type"] == "task_started" || e["type"] == "task_finished"))
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(&worker_events[..2], ["task_started", "task_started"], "{worker_events:?}");
+    // The engine's verification failed first, with evidence, then passed.
+    let gates = of_type(&events, "gate_checked");
+    assert_eq!(gates.len(), 2);
+    assert_eq!(gates[0]["passed"], false);
+    let failed = &gates[0]["verify"].as_array().unwrap().last().unwrap();
+    assert_eq!(failed["command"], "cargo test");
+    assert!(failed["output_tail"].as_str().unwrap().contains("finds_the_longest_line"));
+    assert_eq!(gates[1]["passed"], true);
+    // A Reviewer session came back from the pool for the second review.
+    let reviews: Vec<bool> = events
+        .iter()
+        .filter(|e| e["type"] == "task_started" && e["agent"] == "Reviewer")
+        .map(|e| e["reused"].as_bool().unwrap())
+        .collect();
+    assert_eq!(reviews, [false, true]);
+}
+
+#[test]
+fn a_rejected_item_is_redone_until_the_reviewer_approves() {
+    let project = Project::new();
+    verify(&project, &["grep -qx hello greeting.txt"]);
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "greeting.txt says hello"})),
+                call("delegate_task", json!({"agent": "Worker", "description": "T1", "prompt": "Task T1: write greeting.txt", "background": false}))]},
+            {"when": "T1 done", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "review T1", "prompt": "Review T1", "background": false}))]},
+            {"when": "Rejected T1", "text": "The Reviewer rejected T1."},
+            {"when": "T1 (failed)", "tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "T1 again", "prompt": "Task T1 again: fix the typo", "background": false}))]},
+            {"when": "T1 fixed", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "review T1 again", "prompt": "Review T1 again", "background": false}))]},
+            {"when": "Approved T1", "text": "Done."}
+        ],
+        "Worker": [
+            {"when": "Task T1: write", "tool_calls": [call("write", json!({"path": "greeting.txt", "content": "helo\n"}))]},
+            {"when": "greeting.txt", "text": "T1 done."},
+            {"when": "again", "tool_calls": [call("edit", json!({"path": "greeting.txt", "old": "helo", "new": "hello"}))]},
+            {"when": "edited greeting.txt", "text": "T1 fixed."}
+        ],
+        "Reviewer": [
+            {"when": "Review T1", "tool_calls": [call("read", json!({"path": "greeting.txt"}))]},
+            {"when": "helo", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "failed"}))]},
+            {"when": "failed", "text": "Rejected T1: it says helo."},
+            {"when": "again", "tool_calls": [call("read", json!({"path": "greeting.txt"}))]},
+            {"when": "hello", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"when": "done", "text": "Approved T1."}
+        ]
+    }});
+    let (code, events, stderr) = task(&project, &script, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let gates = of_type(&events, "gate_checked");
+    assert_eq!(gates.len(), 2);
+    assert_eq!(gates[0]["open_items"], json!(["T1 (failed): greeting.txt says hello"]));
+    assert_eq!(gates[1]["passed"], true);
+    assert_eq!(project.read("greeting.txt"), "hello\n");
+    assert!(project.read(".opencode/todo.md").contains("- [x] T1: greeting.txt says hello"));
+}
+
+/// A Commander that only ever ends its turn, for the guards.
+fn idle_commander(extra: usize) -> Value {
+    let mut replies = vec![json!({"when": "Mission goal", "text": "Nothing to do."})];
+    for _ in 0..extra {
+        replies.push(json!({"when": "not complete", "text": "Still nothing."}));
+    }
+    json!({"agents": {"Commander": replies}})
+}
+
+#[test]
+fn max_iterations_stops_with_its_reason() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let (code, events, _) = task(&project, &idle_commander(5), &["--max-iterations", "2"]);
+    assert_eq!(code, Some(1));
+    let end = finished(&events);
+    assert_eq!(end["outcome"], "stopped");
+    assert_eq!(end["iterations"], 2);
+    assert!(end["reason"].as_str().unwrap().contains("max iterations reached (2)"), "{end}");
+    // The gate said why each time: there is no plan item.
+    let gate = of_type(&events, "gate_checked")[0];
+    assert!(gate["note"].as_str().unwrap().contains("no items"), "{gate}");
+}
+
+#[test]
+fn no_progress_stops_with_its_reason() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let (code, events, _) = task(&project, &idle_commander(10), &[]);
+    assert_eq!(code, Some(1));
+    let end = finished(&events);
+    assert_eq!(end["iterations"], 4, "{end}");
+    assert!(end["reason"].as_str().unwrap().starts_with("no progress"), "{end}");
+}
+
+#[test]
+fn a_repeated_tool_call_stops_the_mission() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let same = json!({"tool_calls": [call("read_todo", json!({}))]});
+    let script = json!({"agents": {"Commander": [same, same, same, same]}});
+    let (code, events, _) = task(&project, &script, &[]);
+    assert_eq!(code, Some(1));
+    let reason = finished(&events)["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("repeating itself"), "{reason}");
+    assert!(reason.contains("(read_todo {}) was made 3 times in a row"), "{reason}");
+}
+
+#[test]
+fn wall_clock_and_budgets_stop_with_their_reasons() {
+    let project = Project::new();
+    project.write(".opencode/orch.json", r#"{"verify": [], "mission": {"max_wall_secs": 1}}"#);
+    let slow = json!({"agents": {"Commander": [{"latency_ms": 10000, "text": "late"}]}});
+    let started = Instant::now();
+    let (code, events, _) = task(&project, &slow, &[]);
+    assert_eq!(code, Some(1));
+    assert!(started.elapsed() < Duration::from_secs(9), "the guard did not interrupt the model call");
+    assert_eq!(finished(&events)["reason"], "wall-clock limit reached (1 s)");
+
+    let busy = json!({"tool_calls": [call("list", json!({}))]});
+    let script = json!({"agents": {"Commander": [busy, {"tool_calls": [call("glob", json!({"pattern": "*"}))]}, {"text": "done"}]}});
+    let project = Project::new();
+    verify(&project, &[]);
+    let (code, events, _) = task(&project, &script, &["--budget-tokens", "100"]);
+    assert_eq!(code, Some(1));
+    let reason = finished(&events)["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("token budget spent"), "{reason}");
+
+    let project = Project::new();
+    project.write(
+        ".opencode/orch.json",
+        r#"{"verify": [], "pricing": {"scripted": {"input": 1000.0, "output": 1000.0}}}"#,
+    );
+    let (code, events, _) = task(&project, &script, &["--budget-usd", "0.01"]);
+    assert_eq!(code, Some(1));
+    let end = finished(&events);
+    assert!(end["reason"].as_str().unwrap().starts_with("dollar budget spent"), "{end}");
+    assert!(end["cost_usd"].as_f64().unwrap() > 0.01, "{end}");
+}
+
+#[test]
+fn nested_items_and_a_human_edit_during_the_run_are_honoured() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "first"})),
+                call("add_todo", json!({"parent": "T1", "text": "first, nested"})),
+                call("add_todo", json!({"id": "T2", "text": "second"})),
+                call("delegate_task", json!({"agent": "Worker", "description": "slow work", "prompt": "Task W: work slowly", "background": true}))]},
+            {"when": "started task_1", "text": "Waiting."},
+            {"when": "Background task", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "mark T1 and T2", "prompt": "Mark T1 and T2", "background": false}))]},
+            {"when": "Marked T1 and T2", "text": "Both marked."},
+            {"when": "not complete", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "mark the rest", "prompt": "Mark T1.1 and H1", "background": false}))]},
+            {"when": "Marked the rest", "text": "All marked."}
+        ],
+        "Worker": [{"when": "Task W", "latency_ms": 1500, "text": "Worked."}],
+        "Reviewer": [
+            {"when": "Mark T1 and T2", "tool_calls": [
+                call("update_todo", json!({"id": "T1", "status": "completed"})),
+                call("update_todo", json!({"id": "T2", "status": "completed"}))]},
+            {"when": "T2", "text": "Marked T1 and T2."},
+            {"when": "Mark T1.1 and H1", "tool_calls": [
+                call("update_todo", json!({"id": "T1.1", "status": "completed"})),
+                call("update_todo", json!({"id": "H1", "status": "completed"}))]},
+            {"when": "H1", "text": "Marked the rest."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let child = project
+        .orch()
+        .args(["--json", "--provider", "scripted", "--script", "run.json", "task", "Edge cases"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the Worker is busy, a person adds an item to the plan.
+    wait_for(&project, "task_started", Duration::from_secs(20));
+    let plan_path = project.file(".opencode/todo.md");
+    let mut plan = std::fs::read_to_string(&plan_path).unwrap();
+    plan.push_str("- [ ] H1: added by a person\n");
+    std::fs::write(&plan_path, plan).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let events = events(&String::from_utf8_lossy(&output.stdout));
+    let gates = of_type(&events, "gate_checked");
+    // T1 done did not touch T1.1; the person's H1 was kept and counted.
+    assert_eq!(
+        gates[0]["open_items"],
+        json!(["T1.1 (pending): first, nested", "H1 (pending): added by a person"])
+    );
+    assert_eq!(gates[1]["passed"], true);
+    let plan = project.read(".opencode/todo.md");
+    assert!(plan.contains("  - [x] T1.1: first, nested"), "{plan}");
+    assert!(plan.contains("- [x] H1: added by a person"), "{plan}");
+}
+
+/// The newest mission's journal.
+fn journal(project: &Project) -> Option<String> {
+    let latest = std::fs::read_to_string(project.file(".opencode/missions/latest")).ok()?;
+    std::fs::read_to_string(project.file(&format!(".opencode/missions/{}/events.jsonl", latest.trim()))).ok()
+}
+
+/// Wait until the journal has `count` events containing `needle`.
+fn wait_for_count(project: &Project, needle: &str, count: usize, timeout: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if journal(project).is_some_and(|text| text.matches(needle).count() >= count) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no {needle} ×{count} in the journal after {timeout:?}");
+}
+
+fn wait_for(project: &Project, kind: &str, timeout: Duration) {
+    wait_for_count(project, &format!("\"type\":\"{kind}\""), 1, timeout);
+}
+
+fn spawn_task(project: &Project, goal: &str) -> Child {
+    project
+        .orch()
+        .args(["--provider", "scripted", "--script", "run.json", "task", goal])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A mission whose replies all wait for something, so any process (the
+/// first or a resumed one) finds the right reply wherever it picks up.
+fn resumable_script() -> Value {
+    json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "latency_ms": 800, "tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "a.txt exists"})),
+                call("add_todo", json!({"id": "T2", "text": "b.txt exists"})),
+                call("delegate_task", json!({"agent": "Worker", "description": "T1", "prompt": "Task T1: write a.txt", "background": true})),
+                call("delegate_task", json!({"agent": "Worker", "description": "T2", "prompt": "Task T2: write b.txt", "background": true}))]},
+            {"when": "started task_2", "text": "Waiting for the Workers."},
+            {"when": "resumed", "text": "Continuing after the interruption."},
+            {"when": "still running", "text": "Waiting for the other Worker."},
+            {"when": "(Worker", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "review", "prompt": "Review T1 and T2", "background": false}))]},
+            {"when": "Approved", "text": "Done."}
+        ],
+        "Worker": [
+            {"when": "Task T1", "latency_ms": 1500, "tool_calls": [call("write", json!({"path": "a.txt", "content": "a"}))]},
+            {"when": "a.txt", "text": "T1 written."},
+            {"when": "Task T2", "latency_ms": 1500, "tool_calls": [call("write", json!({"path": "b.txt", "content": "b"}))]},
+            {"when": "b.txt", "text": "T2 written."}
+        ],
+        "Reviewer": [
+            {"when": "Review T1", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            // Killed after T1 was written but before its result reached the
+            // transcript, the model is told the call was interrupted.
+            {"when": "interrupted", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"when": "T1", "latency_ms": 1500, "tool_calls": [call("update_todo", json!({"id": "T2", "status": "completed"}))]},
+            {"when": "T2 (line", "text": "Approved T1 and T2."}
+        ]
+    }})
+}
+
+fn kill_and_resume(wait: impl FnOnce(&Project)) {
+    let project = Project::new();
+    verify(&project, &["test -f a.txt", "test -f b.txt"]);
+    project.write("run.json", &resumable_script().to_string());
+    let mut child = spawn_task(&project, "Write a.txt and b.txt");
+    wait(&project);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Nothing is torn: the state and the plan parse.
+    let latest = project.read(".opencode/missions/latest");
+    let state: Value = serde_json::from_str(&project.read(&format!(".opencode/missions/{}/state.json", latest.trim()))).unwrap();
+    assert_eq!(state["status"], "running");
+    let before = project.read(".opencode/todo.md");
+
+    let (output, stdout, stderr) = run(project
+        .orch()
+        .args(["--json", "--provider", "scripted", "--script", "run.json", "resume"]));
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let events = events(&stdout);
+    assert_eq!(finished(&events)["outcome"], "complete");
+    assert_eq!(of_type(&events, "mission_started")[0]["resumed"], true);
+    assert_eq!(project.read("a.txt"), "a");
+    assert_eq!(project.read("b.txt"), "b");
+    let after = project.read(".opencode/todo.md");
+    // Completed items stayed completed.
+    for line in before.lines().filter(|l| l.starts_with("- [x]")) {
+        assert!(after.contains(line), "{line} was lost:\n{after}");
+    }
+    assert_eq!(after.matches("- [x]").count(), 2, "{after}");
+}
+
+#[test]
+fn resume_after_sigkill_during_the_first_commander_turn() {
+    kill_and_resume(|project| wait_for(project, "model_request", Duration::from_secs(20)));
+}
+
+#[test]
+fn resume_after_sigkill_while_workers_run() {
+    kill_and_resume(|project| {
+        wait_for_count(project, "\"type\":\"task_started\"", 2, Duration::from_secs(20))
+    });
+}
+
+#[test]
+fn resume_after_sigkill_between_two_reviewer_updates() {
+    kill_and_resume(|project| {
+        let started = Instant::now();
+        while !std::fs::read_to_string(project.file(".opencode/todo.md"))
+            .is_ok_and(|plan| plan.contains("- [x] T1"))
+        {
+            assert!(started.elapsed() < Duration::from_secs(30), "T1 never completed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+#[test]
+fn orch_cancel_from_another_process_stops_the_mission() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let script = json!({"agents": {
+        "Commander": [{"tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "sleep", "prompt": "sleep", "background": false}))]}],
+        "Worker": [{"tool_calls": [call("bash", json!({"command": "echo started; sleep 30"}))]}]
+    }});
+    project.write("run.json", &script.to_string());
+    let mut child = spawn_task(&project, "Sleep");
+    wait_for(&project, "tool_call_begin", Duration::from_secs(20));
+    let (output, stdout, _) = run(project.orch().arg("cancel"));
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("cancelled"), "{stdout}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let (_, status_text, _) = run(project.orch().arg("status"));
+    assert!(status_text.contains(": cancelled"), "{status_text}");
+    assert!(status_text.contains("reason: cancelled by `orch cancel`"), "{status_text}");
+    // A second cancel finds nothing running.
+    let (_, stdout, _) = run(project.orch().arg("cancel"));
+    assert!(stdout.contains("is not running"), "{stdout}");
+}
+
+#[test]
+fn ctrl_c_cancels_cleanly_with_exit_130() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let script = json!({"agents": {"Commander": [{"latency_ms": 20000, "text": "late"}]}});
+    project.write("run.json", &script.to_string());
+    let mut child = spawn_task(&project, "Wait");
+    wait_for(&project, "model_request", Duration::from_secs(20));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let latest = project.read(".opencode/missions/latest");
+    let state: Value = serde_json::from_str(&project.read(&format!(".opencode/missions/{}/state.json", latest.trim()))).unwrap();
+    assert_eq!(state["status"], "cancelled");
+}
+
+#[test]
+fn custom_agents_load_with_their_tool_limits_and_bad_entries_are_named() {
+    let project = Project::new();
+    verify(&project, &[]);
+    project.write(
+        ".opencode/agents.json",
+        &json!({
+            "Auditor": {"id": "Auditor", "description": "reads, never writes", "systemPrompt": "You audit code.", "canWrite": false, "canBash": false},
+            "Broken": {"id": "Broken", "description": "x", "systemPrompt": "x", "canWrite": "no", "canBash": true}
+        })
+        .to_string(),
+    );
+    let (output, stdout, stderr) = run(project.orch().args(["agents", "--json"]));
+    assert!(output.status.success());
+    let agents: Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = agents.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Commander", "Planner", "Worker", "Reviewer", "Auditor"]);
+    assert!(stderr.contains(".opencode/agents.json: agent \"Broken\": key \"canWrite\""), "{stderr}");
+
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [call("delegate_task", json!({"agent": "auditor", "description": "audit", "prompt": "Audit and note findings", "background": false}))]},
+            {"when": "(Auditor", "text": "Audited."},
+            {"when": "not complete", "text": "Stopping here."}
+        ],
+        "Auditor": [
+            {"tool_calls": [call("write", json!({"path": "notes.txt", "content": "x"}))]},
+            {"when": "unknown tool", "text": "I cannot write; findings: none."}
+        ]
+    }});
+    let (code, events, _) = task(&project, &script, &["--max-iterations", "1"]);
+    assert_eq!(code, Some(1));
+    assert!(!project.file("notes.txt").exists());
+    let denied = of_type(&events, "tool_call_end")
+        .into_iter()
+        .find(|e| e["tool"] == "write")
+        .expect("the Auditor tried to write");
+    assert_eq!(denied["ok"], false);
+    // The custom agent ran as itself, with its own prompt.
+    let started = of_type(&events, "session_started");
+    assert!(started.iter().any(|e| e["agent"] == "Auditor"));
+}
+
+#[test]
+fn plan_writes_the_todo_and_status_reports_the_mission() {
+    let project = Project::new();
+    project.write(
+        "run.json",
+        &json!({"agents": {"Planner": [
+            {"tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "first", "meta": {"file": "src/a.rs", "size": "S"}})),
+                call("add_todo", json!({"id": "T2", "text": "second", "meta": {"depends": "T1"}}))]},
+            {"text": "Plan written."}]}})
+        .to_string(),
+    );
+    let (output, _, stderr) = run(project
+        .orch()
+        .args(["--provider", "scripted", "--script", "run.json", "plan", "Two steps"]));
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let plan = project.read(".opencode/todo.md");
+    assert_eq!(
+        plan,
+        "# Mission: Two steps\n- [ ] T1: first | file:src/a.rs | size:S\n- [ ] T2: second | depends:T1\n"
+    );
+
+    let (_, stdout, _) = run(project.orch().arg("status"));
+    assert!(stdout.contains("no mission has run"), "{stdout}");
+    verify(&project, &[]);
+    let (code, _, _) = task(&project, &idle_commander(1), &["--max-iterations", "1"]);
+    assert_eq!(code, Some(1));
+    let (_, stdout, _) = run(project.orch().arg("status"));
+    assert!(stdout.contains(": stopped"), "{stdout}");
+    assert!(stdout.contains("iteration 1 of 1"), "{stdout}");
+    assert!(stdout.contains("sessions:\n  commander-"), "{stdout}");
+    let (_, stdout, _) = run(project.orch().args(["status", "--json"]));
+    let state: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["last_gate"]["passed"], false);
+}
+
+#[test]
+fn init_writes_a_commented_config_that_loads() {
+    let project = Project::new();
+    let (output, stdout, _) = run(project.orch().arg("init"));
+    assert!(output.status.success(), "{stdout}");
+    let config = project.read(".opencode/orch.json");
+    assert!(config.starts_with("// orch configuration"));
+    assert!(project.file(".opencode/plugins").is_dir());
+    // The commented file is valid configuration for the next command.
+    project.write("run.json", r#"{"agents":{"Worker":[{"text":"ok"}]}}"#);
+    let (output, _, stderr) = run(project
+        .orch()
+        .args(["--provider", "scripted", "--script", "run.json", "run", "hi"]));
+    assert!(output.status.success(), "{stderr}");
+    let (_, stdout, _) = run(project.orch().arg("init"));
+    assert!(stdout.contains("left as it is"), "{stdout}");
+}

@@ -1,0 +1,101 @@
+//! Temporary projects and the real `orch` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A project directory with its own (empty) user config dir, so nothing from
+/// the machine running the tests leaks in.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    config_home: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("temp project"),
+            config_home: tempfile::tempdir().expect("temp config home"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn write(&self, relative: &str, text: &str) -> &Project {
+        let path = self.file(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dirs");
+        }
+        std::fs::write(path, text).expect("write project file");
+        self
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.file(relative))
+            .unwrap_or_else(|err| panic!("read {relative}: {err}"))
+    }
+
+    /// The user-level config file (`$XDG_CONFIG_HOME/orch/orch.json`).
+    pub fn write_user_config(&self, text: &str) {
+        let dir = self.config_home.path().join("orch");
+        std::fs::create_dir_all(&dir).expect("user config dir");
+        std::fs::write(dir.join("orch.json"), text).expect("user config");
+    }
+
+    /// `orch -C <project>` with a clean, headless environment.
+    pub fn orch(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
+        command
+            .arg("-C")
+            .arg(self.path())
+            .current_dir(self.path())
+            .env("XDG_CONFIG_HOME", self.config_home.path())
+            .env("CI", "1")
+            .env("NO_COLOR", "1");
+        for var in [
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "ORCH_PROVIDER",
+            "ORCH_MODEL",
+        ] {
+            command.env_remove(var);
+        }
+        command
+    }
+}
+
+/// Run and capture; stdout/stderr as text.
+pub fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().expect("run orch");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+/// Parse JSONL stdout; every line must be a JSON object.
+pub fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"))
+        })
+        .collect()
+}
+
+/// The `type` of each event, in order.
+pub fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
