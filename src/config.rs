@@ -67,7 +67,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `openai`, `anthropic` or `scripted`. Unset: chosen from the keys in the environment.
@@ -209,27 +209,6 @@ impl Price {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            provider: None,
-            model: None,
-            openai: OpenAiConfig::default(),
-            anthropic: AnthropicConfig::default(),
-            script: None,
-            agents: BTreeMap::new(),
-            session: SessionConfig::default(),
-            retry: RetryConfig::default(),
-            tools: ToolsConfig::default(),
-            permissions: PermissionConfig::default(),
-            mission: MissionConfig::default(),
-            verify: None,
-            concurrency: ConcurrencyConfig::default(),
-            pool: PoolConfig::default(),
-            pricing: BTreeMap::new(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -367,7 +346,7 @@ pub enum Action {
     Deny,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PermissionConfig {
     /// Per tool name: allow, ask or deny. Tools not listed are allowed.
@@ -379,14 +358,6 @@ pub struct PermissionConfig {
     pub bash: Vec<(String, Action)>,
 }
 
-impl Default for PermissionConfig {
-    fn default() -> Self {
-        PermissionConfig {
-            tools: BTreeMap::new(),
-            bash: Vec::new(),
-        }
-    }
-}
 
 /// A JSON object read in file order (serde_json keeps insertion order with
 /// `preserve_order`), so "last match wins" means what the user wrote.

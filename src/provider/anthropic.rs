@@ -381,16 +381,40 @@ impl Decoder for AnthropicDecoder {
                 }
                 let reason = value.pointer("/delta/stop_reason").and_then(Value::as_str);
                 if let Some(reason) = reason {
-                    if reason == "model_context_window_exceeded" {
-                        return Err(ProviderError::ContextLength {
-                            provider: PROVIDER,
-                            message: "the model stopped at its context window \
-                                      (model_context_window_exceeded)"
-                                .into(),
-                        });
-                    }
-                    self.stop_reason = Some(reason.to_string());
+                    self.stop(reason)?;
                 }
+            }
+            // A server that ignored `stream: true` answers with the whole
+            // message at once.
+            "message" => {
+                if let Some(usage) = value.get("usage") {
+                    self.usage.get_or_insert_default().update(usage);
+                }
+                let blocks = value.get("content").and_then(Value::as_array);
+                for block in blocks.into_iter().flatten() {
+                    let field =
+                        |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default();
+                    match field("type") {
+                        "text" if !field("text").is_empty() => {
+                            out.push(StreamEvent::TextDelta(field("text").to_string()));
+                        }
+                        "tool_use" => {
+                            let input = block.get("input").map(Value::to_string);
+                            out.push(StreamEvent::ToolCall(ToolCall {
+                                id: field("id").to_string(),
+                                name: field("name").to_string(),
+                                arguments: input.unwrap_or_else(|| "{}".to_string()),
+                            }));
+                            self.tool_calls += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(reason) = value.get("stop_reason").and_then(Value::as_str) {
+                    self.stop(reason)?;
+                }
+                self.done = true;
+                out.extend(self.close());
             }
             "message_stop" => {
                 self.done = true;
@@ -417,6 +441,21 @@ impl Decoder for AnthropicDecoder {
 }
 
 impl AnthropicDecoder {
+    /// Record the stop reason; running out of context window is an error the
+    /// caller acts on (compact, then try again), not a way to finish.
+    fn stop(&mut self, reason: &str) -> Result<(), ProviderError> {
+        if reason == "model_context_window_exceeded" {
+            return Err(ProviderError::ContextLength {
+                provider: PROVIDER,
+                message: "the model stopped at its context window \
+                          (model_context_window_exceeded)"
+                    .into(),
+            });
+        }
+        self.stop_reason = Some(reason.to_string());
+        Ok(())
+    }
+
     /// Closing events: tool blocks never closed, usage, finish.
     fn close(&mut self) -> Vec<StreamEvent> {
         let mut out: Vec<StreamEvent> = self
@@ -629,6 +668,39 @@ mod tests {
         assert_eq!(
             run(events).expect("decodes")[0],
             call("t1", "list", "{\"path\":\"src\"}")
+        );
+    }
+
+    #[test]
+    fn a_whole_message_decodes_like_a_stream() {
+        let message = json!({
+            "id": "msg_01", "type": "message", "role": "assistant", "model": "claude",
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                {"type": "text", "text": "I'll read the file."},
+                {"type": "tool_use", "id": "toolu_01", "name": "read", "input": {"path": "src/main.rs"}},
+            ],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 472, "output_tokens": 35,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 1800},
+        });
+        assert_eq!(
+            run(vec![SseEvent {
+                event: None,
+                data: message.to_string()
+            }])
+            .expect("decodes"),
+            vec![
+                StreamEvent::TextDelta("I'll read the file.".into()),
+                call("toolu_01", "read", "{\"path\":\"src/main.rs\"}"),
+                StreamEvent::Usage(Usage {
+                    input: 472 + 1800,
+                    output: 35,
+                    cached_input: 1800,
+                    cache_write: 0,
+                }),
+                StreamEvent::Finish(FinishReason::ToolCalls),
+            ]
         );
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::header::HeaderMap;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::{ServerHints, decide};
@@ -24,6 +24,9 @@ use crate::config::{RetryConfig, Secret};
 
 /// Error bodies are read up to this size; the rest is not worth waiting for.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// A whole (non-streamed) JSON response is read up to this size.
+const JSON_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Keys shorter than this are placeholders (local servers ignore them) and are
 /// not scrubbed from messages, where replacing them would garble the text.
@@ -206,21 +209,47 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// Read a 2xx SSE body through `decoder`, failing with `Stalled` when no bytes
+/// Read a 2xx body through `decoder`, failing with `Stalled` when no bytes
 /// arrive for `idle` (keep-alive comments count as bytes: a server that says it
 /// is still working is not stalled).
+///
+/// A server that ignored `stream: true` and answered with one JSON document
+/// (some compatible servers and proxies do) gets that document handed to the
+/// decoder as a single event once it is complete.
 fn decode<D: Decoder>(
     response: reqwest::Response,
     mut decoder: D,
     idle: Duration,
     provider: &'static str,
 ) -> EventStream {
+    let whole_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("application/json"));
     Box::pin(async_stream::stream! {
         let mut body = response.bytes_stream();
         let mut parser = SseParser::new();
+        let mut document = Vec::new();
         loop {
             let (events, cut) = match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(_))) if whole_json && document.len() > JSON_BODY_LIMIT => (
+                    Vec::new(),
+                    Some(Some(ProviderError::Fatal {
+                        provider,
+                        status: None,
+                        message: format!("response body larger than {JSON_BODY_LIMIT} bytes"),
+                    })),
+                ),
+                Ok(Some(Ok(bytes))) if whole_json => {
+                    document.extend_from_slice(&bytes);
+                    (Vec::new(), None)
+                }
                 Ok(Some(Ok(bytes))) => (parser.feed(&bytes), None),
+                Ok(None) if whole_json => {
+                    let data = String::from_utf8_lossy(&document).into_owned();
+                    (vec![SseEvent { event: None, data }], Some(None))
+                }
                 Ok(None) => (parser.finish().into_iter().collect(), Some(None)),
                 Ok(Some(Err(err))) => (
                     Vec::new(),

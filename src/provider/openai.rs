@@ -230,7 +230,10 @@ impl Decoder for OpenAiDecoder {
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
                 continue;
             }
-            let delta = choice.get("delta");
+            // A server that ignored `stream: true` sends one `message`
+            // holding everything a stream's deltas would have.
+            let whole = choice.get("delta").is_none();
+            let delta = choice.get("delta").or_else(|| choice.get("message"));
             let text = delta
                 .and_then(|delta| delta.get("content"))
                 .and_then(Value::as_str);
@@ -240,8 +243,15 @@ impl Decoder for OpenAiDecoder {
             let fragments = delta
                 .and_then(|delta| delta.get("tool_calls"))
                 .and_then(Value::as_array);
-            for fragment in fragments.into_iter().flatten() {
-                self.calls.push(fragment);
+            for (position, fragment) in fragments.into_iter().flatten().enumerate() {
+                if whole && fragment.get("index").is_none() {
+                    // Complete calls side by side: their position is their index.
+                    let mut fragment = fragment.clone();
+                    fragment["index"] = position.into();
+                    self.calls.push(&fragment);
+                } else {
+                    self.calls.push(fragment);
+                }
             }
             let reason = choice.get("finish_reason").and_then(Value::as_str);
             if let Some(reason) = reason.filter(|reason| !reason.is_empty()) {
@@ -637,6 +647,36 @@ mod tests {
             vec![StreamEvent::Finish(FinishReason::ToolCalls)]
         );
         assert!(decoder.is_done());
+    }
+
+    #[test]
+    fn a_whole_completion_decodes_like_a_stream() {
+        let completion = json!({
+            "id": "chatcmpl-123", "object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "Reading.",
+                "tool_calls": [
+                    {"id": "call_a", "type": "function", "function": {"name": "read", "arguments": "{\"path\": "}},
+                    {"id": "call_b", "type": "function", "function": {"name": "read", "arguments": "{\"path\":\"b\"}"}},
+                ],
+            }}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        });
+        assert_eq!(
+            run(vec![data(completion)]).expect("decodes"),
+            vec![
+                text("Reading."),
+                call("call_a", "read", "{\"path\": "),
+                call("call_b", "read", "{\"path\":\"b\"}"),
+                StreamEvent::Usage(Usage {
+                    input: 11,
+                    output: 7,
+                    cached_input: 0,
+                    cache_write: 0
+                }),
+                StreamEvent::Finish(FinishReason::ToolCalls),
+            ]
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! When the command returns, its process group is killed, so background
 //! jobs (`cmd &`) never outlive the call; a job that still holds the output
 //! pipe open gets a short grace period and then cannot stall the tool.
+//!
+//! `run_shell` is the same machinery under `sh -c` with a structured
+//! result, for the engine's own commands (the completion gate's `verify`).
 
 use std::ffi::{OsStr, OsString};
 use std::io;

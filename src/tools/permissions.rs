@@ -108,25 +108,27 @@ impl Permissions {
         })
     }
 
+    /// The decision for one call. The built-in deny list applies to the
+    /// `command` argument of any tool (`bash`, and shell-running tools such
+    /// as `run_background`); the command patterns apply to `bash`.
     pub fn decide(&self, tool: &str, args: &Value) -> Decision {
-        if tool == "bash" {
-            if let Some(command) = args.get("command").and_then(Value::as_str) {
-                if let Some(why) = destructive(command) {
-                    return Decision::Deny(format!(
-                        "command refused: it {why}; orch never runs commands on its built-in list of destructive commands, whatever the configuration says"
-                    ));
-                }
-                let command = squash_spaces(command);
-                let rule = self
-                    .rules
-                    .bash
-                    .iter()
-                    .rev()
-                    .find(|(pattern, _)| wildcard_match(&squash_spaces(pattern), &command));
-                if let Some((pattern, action)) = rule {
-                    let source = format!("the bash rule {pattern:?}");
-                    return apply(*action, tool, args, &source);
-                }
+        let command = args.get("command").and_then(Value::as_str);
+        if let Some(why) = command.and_then(destructive) {
+            return Decision::Deny(format!(
+                "command refused: it {why}; orch never runs commands on its built-in list of destructive commands, whatever the configuration says"
+            ));
+        }
+        if let (Some(command), "bash") = (command, tool) {
+            let command = squash_spaces(command);
+            let rule = self
+                .rules
+                .bash
+                .iter()
+                .rev()
+                .find(|(pattern, _)| wildcard_match(&squash_spaces(pattern), &command));
+            if let Some((pattern, action)) = rule {
+                let source = format!("the bash rule {pattern:?}");
+                return apply(*action, tool, args, &source);
             }
         }
         match self.rules.tools.get(tool) {
@@ -766,6 +768,13 @@ mod tests {
             ("bash", bash("rm -rf /"), Kind::Deny),
             // Without a command the tool itself reports the problem.
             ("bash", json!({}), Kind::Ask),
+            // Other shell-running tools get the deny list, not the patterns.
+            (
+                "run_background",
+                json!({"command": "sudo rm -rf /"}),
+                Kind::Deny,
+            ),
+            ("run_background", json!({"command": "ls"}), Kind::Allow),
         ];
         for (tool, args, want) in cases {
             let got = permissions.decide(tool, &args);

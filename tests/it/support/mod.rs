@@ -1,3 +1,4 @@
 //! Shared test fixtures.
 
 pub mod http;
+pub mod project;
