@@ -25,7 +25,13 @@ use tokio::net::TcpListener;
 fn orch() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
     command.env("CI", "1");
-    for var in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ORCH_PROVIDER", "ORCH_MODEL", "OPENAI_BASE_URL"] {
+    for var in [
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "ORCH_PROVIDER",
+        "ORCH_MODEL",
+        "OPENAI_BASE_URL",
+    ] {
         command.env_remove(var);
     }
     command
@@ -50,7 +56,11 @@ fn continuation_delay() {
     for _ in 0..iterations {
         replies.push(json!({"when": "not complete", "text": "Still waiting."}));
     }
-    std::fs::write(dir.path().join("run.json"), json!({"agents": {"Commander": replies}}).to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("run.json"),
+        json!({"agents": {"Commander": replies}}).to_string(),
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join(".opencode")).unwrap();
     std::fs::write(
         dir.path().join(".opencode/orch.json"),
@@ -71,8 +81,12 @@ fn continuation_delay() {
     let mut delays = Vec::new();
     for line in stdout.lines() {
         let now = Instant::now();
-        let Ok(event) = serde_json::from_str::<Value>(&line.expect("line")) else { continue };
-        let commander = event["session"].as_str().is_some_and(|s| s.starts_with("commander-"));
+        let Ok(event) = serde_json::from_str::<Value>(&line.expect("line")) else {
+            continue;
+        };
+        let commander = event["session"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("commander-"));
         match event["type"].as_str() {
             Some("session_finished") if commander => idle_at = Some(now),
             Some("model_request") if commander => {
@@ -119,8 +133,15 @@ fn sse(text: &str, tool_calls: &[(String, Value)]) -> String {
             json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}, "finish_reason": null}]})
         ));
     }
-    let finish = if tool_calls.is_empty() { "stop" } else { "tool_calls" };
-    body.push_str(&format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})));
+    let finish = if tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    body.push_str(&format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    ));
     body.push_str(&format!(
         "data: {}\n\ndata: [DONE]\n\n",
         json!({"choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020}})
@@ -130,7 +151,10 @@ fn sse(text: &str, tool_calls: &[(String, Value)]) -> String {
 
 fn reply_for(request: &Value, seen: &Mutex<Seen>) -> String {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
-    let system = messages.first().and_then(|m| m["content"].as_str()).unwrap_or("");
+    let system = messages
+        .first()
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
     let last = messages.last().map(|m| m.to_string()).unwrap_or_default();
     if system.contains("You are the Commander") {
         let first = {
@@ -153,7 +177,15 @@ fn reply_for(request: &Value, seen: &Mutex<Seen>) -> String {
     }
     let turns = messages.iter().filter(|m| m["role"] == "assistant").count();
     if turns + 1 < WORKER_TURNS {
-        sse("", &[("list".to_string(), json!({}))])
+        // A different call every turn, as a real agent's would be (the
+        // repetition breaker stops identical calls).
+        sse(
+            "",
+            &[(
+                "grep".to_string(),
+                json!({"pattern": format!("turn {turns}")}),
+            )],
+        )
     } else {
         sse("Looked around.", &[])
     }
@@ -161,18 +193,24 @@ fn reply_for(request: &Value, seen: &Mutex<Seen>) -> String {
 
 async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else { return };
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
         let seen = seen.clone();
         tokio::spawn(async move {
             let mut buffer = Vec::new();
             let mut chunk = [0u8; 64 * 1024];
             let body = loop {
-                let Ok(n) = socket.read(&mut chunk).await else { return };
+                let Ok(n) = socket.read(&mut chunk).await else {
+                    return;
+                };
                 if n == 0 {
                     return;
                 }
                 buffer.extend_from_slice(&chunk[..n]);
-                let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
                 let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
                 let length: usize = head
                     .lines()
@@ -197,7 +235,10 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
 }
 
 fn parallel_workers() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -230,10 +271,21 @@ fn parallel_workers() {
     let mut first_start: Option<Instant> = None;
     let mut last_finish: Option<Instant> = None;
     let mut finished = 0;
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    let mut request_times: std::collections::HashMap<String, Vec<Instant>> = Default::default();
+    let mut model_latencies = Vec::new();
+    let mut tool_times = Vec::new();
     for line in stdout.lines() {
         let now = Instant::now();
-        let Ok(event) = serde_json::from_str::<Value>(&line.unwrap()) else { continue };
-        if event["agent"] != "Worker" {
+        let Ok(event) = serde_json::from_str::<Value>(&line.unwrap()) else {
+            continue;
+        };
+        let worker = event["agent"] == "Worker"
+            || event["session"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("worker-"));
+        if !worker {
             continue;
         }
         match event["type"].as_str() {
@@ -241,8 +293,27 @@ fn parallel_workers() {
                 first_start.get_or_insert(now);
             }
             Some("task_finished") => {
-                finished += 1;
+                if event["status"] == "completed" {
+                    finished += 1;
+                } else if failures.len() < 3 {
+                    failures.push(event.to_string());
+                }
                 last_finish = Some(now);
+            }
+            Some("model_response") => {
+                model_latencies.push(Duration::from_millis(
+                    event["latency_ms"].as_u64().unwrap_or(0),
+                ));
+            }
+            Some("tool_call_end") => {
+                tool_times.push(Duration::from_millis(
+                    event["duration_ms"].as_u64().unwrap_or(0),
+                ));
+            }
+            Some("model_request") => {
+                requests += 1;
+                let session = event["session"].as_str().unwrap_or("").to_string();
+                request_times.entry(session).or_default().push(now);
             }
             _ => {}
         }
@@ -251,8 +322,32 @@ fn parallel_workers() {
     let rss = children_max_rss_mib();
     let wall = last_finish.unwrap() - first_start.unwrap();
     println!(
-        "{WORKERS} parallel Workers x {WORKER_TURNS} turns, 200 ms provider latency: wall {wall:?} (ideal {:?}), {finished} finished, peak RSS {rss:.1} MiB",
+        "{WORKERS} parallel Workers x {WORKER_TURNS} turns, 200 ms provider latency: wall {wall:?} (ideal {:?}), {finished} completed, {requests} Worker model requests, peak RSS {rss:.1} MiB",
         LATENCY * WORKER_TURNS as u32
+    );
+    for failure in failures {
+        println!("  failed: {failure}");
+    }
+    let firsts: Vec<Instant> = request_times.values().map(|t| t[0]).collect();
+    let spread = *firsts.iter().max().unwrap() - *firsts.iter().min().unwrap();
+    let mut gaps: Vec<Duration> = request_times
+        .values()
+        .flat_map(|times| times.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    gaps.sort();
+    println!(
+        "  first requests spread over {spread:?}; gap between a Worker's turns: median {:?}, p95 {:?} (200 ms of it is the provider)",
+        percentile(&gaps, 0.5),
+        percentile(&gaps, 0.95)
+    );
+    model_latencies.sort();
+    tool_times.sort();
+    println!(
+        "  model turn as the engine saw it: median {:?}, p95 {:?}; tool calls: median {:?}, p95 {:?}",
+        percentile(&model_latencies, 0.5),
+        percentile(&model_latencies, 0.95),
+        percentile(&tool_times, 0.5),
+        percentile(&tool_times, 0.95)
     );
     let seen = seen.lock().unwrap();
     let first = &seen.commander_requests[0];
@@ -263,7 +358,10 @@ fn parallel_workers() {
         first["tools"].as_array().map_or(0, Vec::len)
     );
     let prefix = |r: &Value| (r["messages"][0].to_string(), r["tools"].to_string());
-    let identical = seen.commander_requests.iter().all(|r| prefix(r) == prefix(first));
+    let identical = seen
+        .commander_requests
+        .iter()
+        .all(|r| prefix(r) == prefix(first));
     println!(
         "system prompt and tool list byte-identical across {} Commander requests: {}",
         seen.commander_requests.len(),
@@ -308,7 +406,11 @@ fn peak_rss_of_task() {
     }});
     std::fs::write(dir.path().join("run.json"), script.to_string()).unwrap();
     std::fs::create_dir_all(dir.path().join(".opencode")).unwrap();
-    std::fs::write(dir.path().join(".opencode/orch.json"), r#"{"verify": [], "mission": {"max_iterations": 1}}"#).unwrap();
+    std::fs::write(
+        dir.path().join(".opencode/orch.json"),
+        r#"{"verify": [], "mission": {"max_iterations": 1}}"#,
+    )
+    .unwrap();
     let before = children_max_rss_mib();
     let status = orch()
         .arg("-C")
@@ -324,6 +426,10 @@ fn peak_rss_of_task() {
         "peak RSS of a scripted `orch task` (Commander, Planner, 2 Workers; exit {}): {:.1} MiB{}",
         status.code().unwrap_or(-1),
         after,
-        if after <= before { " (at most: an earlier child used more)" } else { "" }
+        if after <= before {
+            " (at most: an earlier child used more)"
+        } else {
+            ""
+        }
     );
 }

@@ -209,7 +209,6 @@ impl Price {
     }
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiConfig {
@@ -357,7 +356,6 @@ pub struct PermissionConfig {
     #[serde(deserialize_with = "ordered_rules")]
     pub bash: Vec<(String, Action)>,
 }
-
 
 /// A JSON object read in file order (serde_json keeps insertion order with
 /// `preserve_order`), so "last match wins" means what the user wrote.

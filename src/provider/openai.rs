@@ -388,15 +388,15 @@ impl ToolCalls {
                 self.slots.last_mut().expect("a slot was just pushed")
             }
         };
-        if slot.id.is_empty() {
-            if let Some(id) = id {
-                slot.id = id.to_string();
-            }
+        if slot.id.is_empty()
+            && let Some(id) = id
+        {
+            slot.id = id.to_string();
         }
-        if slot.name.is_empty() {
-            if let Some(name) = name {
-                slot.name = name.to_string();
-            }
+        if slot.name.is_empty()
+            && let Some(name) = name
+        {
+            slot.name = name.to_string();
         }
         if let Some(arguments) = arguments {
             slot.arguments.push_str(&arguments);

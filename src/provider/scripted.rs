@@ -55,13 +55,8 @@ pub struct ScriptedCall {
 impl Script {
     pub fn parse(text: &str, source: &str) -> Result<Script, String> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|err| {
-            format!(
-                "script {source}: key \"{}\": {}",
-                err.path(),
-                err.inner()
-            )
-        })
+        serde_path_to_error::deserialize(de)
+            .map_err(|err| format!("script {source}: key \"{}\": {}", err.path(), err.inner()))
     }
 
     pub fn load(path: &Path) -> Result<Script, String> {
@@ -172,7 +167,11 @@ impl ModelClient for ScriptedClient {
         let reply = self.next_reply(&request);
         let default_latency = self.latency;
         let prompt_bytes = request.system.len()
-            + request.messages.iter().map(|m| m.text().len()).sum::<usize>()
+            + request
+                .messages
+                .iter()
+                .map(|m| m.text().len())
+                .sum::<usize>()
             + request
                 .tools
                 .iter()
@@ -243,7 +242,10 @@ mod tests {
         }
     }
 
-    async fn collect(client: &ScriptedClient, req: ModelRequest) -> Vec<Result<StreamEvent, String>> {
+    async fn collect(
+        client: &ScriptedClient,
+        req: ModelRequest,
+    ) -> Vec<Result<StreamEvent, String>> {
         client
             .stream(req, CancellationToken::new())
             .map(|e| e.map_err(|e| e.to_string()))
@@ -265,7 +267,9 @@ mod tests {
         let third = collect(&client, request("Worker", vec![Message::user("go")])).await;
         assert_eq!(
             third,
-            vec![Err("scripted provider: agent \"Worker\" has used all 2 scripted replies".into())]
+            vec![Err(
+                "scripted provider: agent \"Worker\" has used all 2 scripted replies".into()
+            )]
         );
     }
 
@@ -281,7 +285,11 @@ mod tests {
             events,
             vec![Err("scripted provider: no scripted reply for agent \"Commander\" fits: the ones left wait for \"all done\"".into())]
         );
-        let events = collect(&client, request("Commander", vec![Message::user("it is all done")])).await;
+        let events = collect(
+            &client,
+            request("Commander", vec![Message::user("it is all done")]),
+        )
+        .await;
         assert_eq!(events[0], Ok(StreamEvent::TextDelta("finished".into())));
     }
 
@@ -294,12 +302,20 @@ mod tests {
         let calls: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
-                Ok(StreamEvent::ToolCall(call)) => Some((call.name.as_str(), call.arguments.as_str())),
+                Ok(StreamEvent::ToolCall(call)) => {
+                    Some((call.name.as_str(), call.arguments.as_str()))
+                }
                 _ => None,
             })
             .collect();
-        assert_eq!(calls, vec![("read", r#"{"path":"a"}"#), ("edit", "{broken")]);
-        assert_eq!(events.last(), Some(&Ok(StreamEvent::Finish(FinishReason::ToolCalls))));
+        assert_eq!(
+            calls,
+            vec![("read", r#"{"path":"a"}"#), ("edit", "{broken")]
+        );
+        assert_eq!(
+            events.last(),
+            Some(&Ok(StreamEvent::Finish(FinishReason::ToolCalls)))
+        );
     }
 
     #[test]
@@ -307,7 +323,10 @@ mod tests {
         let err = Script::parse(r#"{"agents":{"Worker":[{"txt":"x"}]}}"#, "run.json")
             .err()
             .unwrap();
-        assert!(err.starts_with("script run.json: key \"agents.Worker[0]"), "{err}");
+        assert!(
+            err.starts_with("script run.json: key \"agents.Worker[0]"),
+            "{err}"
+        );
         assert!(err.contains("unknown field `txt`"), "{err}");
     }
 }

@@ -97,17 +97,17 @@ fn canonical_prefix(path: &Path, hops: usize) -> Result<PathBuf, Resolve> {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 // `current` may itself be a symbolic link whose target does
                 // not exist: follow it by hand so its target is checked too.
-                if let Ok(meta) = std::fs::symlink_metadata(&current) {
-                    if meta.file_type().is_symlink() {
-                        let target = std::fs::read_link(&current).map_err(Resolve::Io)?;
-                        // The parent exists (the link is in it), so it
-                        // canonicalizes; the target is relative to it.
-                        let parent = current.parent().unwrap_or(Path::new("/"));
-                        let parent = std::fs::canonicalize(parent).map_err(Resolve::Io)?;
-                        let mut next = parent.join(target);
-                        next.extend(missing.iter().rev());
-                        return canonical_prefix(&normalize(&next), hops + 1);
-                    }
+                if let Ok(meta) = std::fs::symlink_metadata(&current)
+                    && meta.file_type().is_symlink()
+                {
+                    let target = std::fs::read_link(&current).map_err(Resolve::Io)?;
+                    // The parent exists (the link is in it), so it
+                    // canonicalizes; the target is relative to it.
+                    let parent = current.parent().unwrap_or(Path::new("/"));
+                    let parent = std::fs::canonicalize(parent).map_err(Resolve::Io)?;
+                    let mut next = parent.join(target);
+                    next.extend(missing.iter().rev());
+                    return canonical_prefix(&normalize(&next), hops + 1);
                 }
                 let Some(name) = current.file_name() else {
                     return Err(Resolve::Io(err));

@@ -230,10 +230,10 @@ fn apply(action: Action, tool: &str, args: &Value, source: &str) -> Decision {
 /// other tools as their JSON arguments with long strings shortened.
 fn describe(tool: &str, args: &Value) -> String {
     const LONG: usize = 120;
-    if tool == "bash" {
-        if let Some(command) = args.get("command").and_then(Value::as_str) {
-            return command.to_string();
-        }
+    if tool == "bash"
+        && let Some(command) = args.get("command").and_then(Value::as_str)
+    {
+        return command.to_string();
     }
     let Value::Object(fields) = args else {
         return args.to_string();
@@ -376,10 +376,10 @@ fn simple_commands(line: &str) -> Vec<Vec<String>> {
                     in_word = true;
                 }
                 '\\' => {
-                    if let Some(next) = chars.next() {
-                        if next != '\n' {
-                            word.push(next);
-                        }
+                    if let Some(next) = chars.next()
+                        && next != '\n'
+                    {
+                        word.push(next);
                     }
                     in_word = true;
                 }

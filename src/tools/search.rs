@@ -37,9 +37,29 @@ pub(crate) fn walker(dir: &Path) -> WalkBuilder {
         .hidden(false)
         .require_git(false)
         .follow_links(false)
-        .filter_entry(|entry| entry.file_name() != ".git")
+        .filter_entry(|entry| !engine_data(entry))
         .sort_by_file_name(|a, b| a.cmp(b));
     builder
+}
+
+/// `.git`, and the engine's own records under `.opencode/` (transcripts,
+/// mission journals, caches, memory): large, ever-growing, and not the
+/// project. The plan and the config stay visible.
+fn engine_data(entry: &ignore::DirEntry) -> bool {
+    let name = entry.file_name();
+    if name == ".git" {
+        return true;
+    }
+    let in_opencode = entry
+        .path()
+        .parent()
+        .and_then(|parent| parent.file_name())
+        .is_some_and(|parent| parent == ".opencode");
+    in_opencode
+        && entry.file_type().is_some_and(|t| t.is_dir())
+        && ["sessions", "missions", "cache", "memory"]
+            .iter()
+            .any(|dir| name == *dir)
 }
 
 /// Whether a walked entry is a file the tools may look into: a regular file,

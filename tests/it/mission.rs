@@ -37,14 +37,21 @@ fn call(name: &str, arguments: Value) -> Value {
 }
 
 fn verify(project: &Project, commands: &[&str]) {
-    project.write(".opencode/orch.json", &json!({"verify": commands}).to_string());
+    project.write(
+        ".opencode/orch.json",
+        &json!({"verify": commands}).to_string(),
+    );
 }
 
 #[test]
 fn demo_runs_a_whole_mission_with_parallel_workers() {
     let project = Project::new();
     let (output, stdout, stderr) = run(project.orch().arg("demo"));
-    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let dir = stdout
         .lines()
         .find_map(|line| line.strip_prefix("the demo project is at "))
@@ -60,29 +67,47 @@ fn demo_runs_a_whole_mission_with_parallel_workers() {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 
     let (output, stdout, _) = run(project.orch().args(["demo", "--json"]));
     assert_eq!(output.status.code(), Some(0));
     let events = events(&stdout);
-    let root = of_type(&events, "mission_started")[0]["root"].as_str().unwrap().to_string();
+    let root = of_type(&events, "mission_started")[0]["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::fs::remove_dir_all(root).unwrap();
     assert_eq!(finished(&events)["outcome"], "complete");
     // The two Workers ran at the same time.
     let worker_events: Vec<&str> = events
         .iter()
-        .filter(|e| e["agent"] == "Worker" && (e["type"] == "task_started" || e["type"] == "task_finished"))
+        .filter(|e| {
+            e["agent"] == "Worker" && (e["type"] == "task_started" || e["type"] == "task_finished")
+        })
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(&worker_events[..2], ["task_started", "task_started"], "{worker_events:?}");
+    assert_eq!(
+        &worker_events[..2],
+        ["task_started", "task_started"],
+        "{worker_events:?}"
+    );
     // The engine's verification failed first, with evidence, then passed.
     let gates = of_type(&events, "gate_checked");
     assert_eq!(gates.len(), 2);
     assert_eq!(gates[0]["passed"], false);
     let failed = &gates[0]["verify"].as_array().unwrap().last().unwrap();
     assert_eq!(failed["command"], "cargo test");
-    assert!(failed["output_tail"].as_str().unwrap().contains("finds_the_longest_line"));
+    assert!(
+        failed["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("finds_the_longest_line")
+    );
     assert_eq!(gates[1]["passed"], true);
     // A Reviewer session came back from the pool for the second review.
     let reviews: Vec<bool> = events
@@ -127,10 +152,17 @@ fn a_rejected_item_is_redone_until_the_reviewer_approves() {
     assert_eq!(code, Some(0), "{stderr}");
     let gates = of_type(&events, "gate_checked");
     assert_eq!(gates.len(), 2);
-    assert_eq!(gates[0]["open_items"], json!(["T1 (failed): greeting.txt says hello"]));
+    assert_eq!(
+        gates[0]["open_items"],
+        json!(["T1 (failed): greeting.txt says hello"])
+    );
     assert_eq!(gates[1]["passed"], true);
     assert_eq!(project.read("greeting.txt"), "hello\n");
-    assert!(project.read(".opencode/todo.md").contains("- [x] T1: greeting.txt says hello"));
+    assert!(
+        project
+            .read(".opencode/todo.md")
+            .contains("- [x] T1: greeting.txt says hello")
+    );
 }
 
 /// A Commander that only ever ends its turn, for the guards.
@@ -151,10 +183,19 @@ fn max_iterations_stops_with_its_reason() {
     let end = finished(&events);
     assert_eq!(end["outcome"], "stopped");
     assert_eq!(end["iterations"], 2);
-    assert!(end["reason"].as_str().unwrap().contains("max iterations reached (2)"), "{end}");
+    assert!(
+        end["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max iterations reached (2)"),
+        "{end}"
+    );
     // The gate said why each time: there is no plan item.
     let gate = of_type(&events, "gate_checked")[0];
-    assert!(gate["note"].as_str().unwrap().contains("no items"), "{gate}");
+    assert!(
+        gate["note"].as_str().unwrap().contains("no items"),
+        "{gate}"
+    );
 }
 
 #[test]
@@ -165,7 +206,10 @@ fn no_progress_stops_with_its_reason() {
     assert_eq!(code, Some(1));
     let end = finished(&events);
     assert_eq!(end["iterations"], 4, "{end}");
-    assert!(end["reason"].as_str().unwrap().starts_with("no progress"), "{end}");
+    assert!(
+        end["reason"].as_str().unwrap().starts_with("no progress"),
+        "{end}"
+    );
 }
 
 #[test]
@@ -178,19 +222,31 @@ fn a_repeated_tool_call_stops_the_mission() {
     assert_eq!(code, Some(1));
     let reason = finished(&events)["reason"].as_str().unwrap().to_string();
     assert!(reason.contains("repeating itself"), "{reason}");
-    assert!(reason.contains("(read_todo {}) was made 3 times in a row"), "{reason}");
+    assert!(
+        reason.contains("(read_todo {}) was made 3 times in a row"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn wall_clock_and_budgets_stop_with_their_reasons() {
     let project = Project::new();
-    project.write(".opencode/orch.json", r#"{"verify": [], "mission": {"max_wall_secs": 1}}"#);
+    project.write(
+        ".opencode/orch.json",
+        r#"{"verify": [], "mission": {"max_wall_secs": 1}}"#,
+    );
     let slow = json!({"agents": {"Commander": [{"latency_ms": 10000, "text": "late"}]}});
     let started = Instant::now();
     let (code, events, _) = task(&project, &slow, &[]);
     assert_eq!(code, Some(1));
-    assert!(started.elapsed() < Duration::from_secs(9), "the guard did not interrupt the model call");
-    assert_eq!(finished(&events)["reason"], "wall-clock limit reached (1 s)");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the guard did not interrupt the model call"
+    );
+    assert_eq!(
+        finished(&events)["reason"],
+        "wall-clock limit reached (1 s)"
+    );
 
     let busy = json!({"tool_calls": [call("list", json!({}))]});
     let script = json!({"agents": {"Commander": [busy, {"tool_calls": [call("glob", json!({"pattern": "*"}))]}, {"text": "done"}]}});
@@ -209,7 +265,13 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
     let (code, events, _) = task(&project, &script, &["--budget-usd", "0.01"]);
     assert_eq!(code, Some(1));
     let end = finished(&events);
-    assert!(end["reason"].as_str().unwrap().starts_with("dollar budget spent"), "{end}");
+    assert!(
+        end["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("dollar budget spent"),
+        "{end}"
+    );
     assert!(end["cost_usd"].as_f64().unwrap() > 0.01, "{end}");
 }
 
@@ -245,7 +307,15 @@ fn nested_items_and_a_human_edit_during_the_run_are_honoured() {
     project.write("run.json", &script.to_string());
     let child = project
         .orch()
-        .args(["--json", "--provider", "scripted", "--script", "run.json", "task", "Edge cases"])
+        .args([
+            "--json",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "task",
+            "Edge cases",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -262,7 +332,10 @@ fn nested_items_and_a_human_edit_during_the_run_are_honoured() {
     // T1 done did not touch T1.1; the person's H1 was kept and counted.
     assert_eq!(
         gates[0]["open_items"],
-        json!(["T1.1 (pending): first, nested", "H1 (pending): added by a person"])
+        json!([
+            "T1.1 (pending): first, nested",
+            "H1 (pending): added by a person"
+        ])
     );
     assert_eq!(gates[1]["passed"], true);
     let plan = project.read(".opencode/todo.md");
@@ -273,7 +346,11 @@ fn nested_items_and_a_human_edit_during_the_run_are_honoured() {
 /// The newest mission's journal.
 fn journal(project: &Project) -> Option<String> {
     let latest = std::fs::read_to_string(project.file(".opencode/missions/latest")).ok()?;
-    std::fs::read_to_string(project.file(&format!(".opencode/missions/{}/events.jsonl", latest.trim()))).ok()
+    std::fs::read_to_string(project.file(&format!(
+        ".opencode/missions/{}/events.jsonl",
+        latest.trim()
+    )))
+    .ok()
 }
 
 /// Wait until the journal has `count` events containing `needle`.
@@ -295,7 +372,14 @@ fn wait_for(project: &Project, kind: &str, timeout: Duration) {
 fn spawn_task(project: &Project, goal: &str) -> Child {
     project
         .orch()
-        .args(["--provider", "scripted", "--script", "run.json", "task", goal])
+        .args([
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "task",
+            goal,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -346,14 +430,26 @@ fn kill_and_resume(wait: impl FnOnce(&Project)) {
 
     // Nothing is torn: the state and the plan parse.
     let latest = project.read(".opencode/missions/latest");
-    let state: Value = serde_json::from_str(&project.read(&format!(".opencode/missions/{}/state.json", latest.trim()))).unwrap();
+    let state: Value = serde_json::from_str(
+        &project.read(&format!(".opencode/missions/{}/state.json", latest.trim())),
+    )
+    .unwrap();
     assert_eq!(state["status"], "running");
     let before = project.read(".opencode/todo.md");
 
-    let (output, stdout, stderr) = run(project
-        .orch()
-        .args(["--json", "--provider", "scripted", "--script", "run.json", "resume"]));
-    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "resume",
+    ]));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let events = events(&stdout);
     assert_eq!(finished(&events)["outcome"], "complete");
     assert_eq!(of_type(&events, "mission_started")[0]["resumed"], true);
@@ -375,7 +471,12 @@ fn resume_after_sigkill_during_the_first_commander_turn() {
 #[test]
 fn resume_after_sigkill_while_workers_run() {
     kill_and_resume(|project| {
-        wait_for_count(project, "\"type\":\"task_started\"", 2, Duration::from_secs(20))
+        wait_for_count(
+            project,
+            "\"type\":\"task_started\"",
+            2,
+            Duration::from_secs(20),
+        )
     });
 }
 
@@ -386,7 +487,10 @@ fn resume_after_sigkill_between_two_reviewer_updates() {
         while !std::fs::read_to_string(project.file(".opencode/todo.md"))
             .is_ok_and(|plan| plan.contains("- [x] T1"))
         {
-            assert!(started.elapsed() < Duration::from_secs(30), "T1 never completed");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "T1 never completed"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     });
@@ -410,7 +514,10 @@ fn orch_cancel_from_another_process_stops_the_mission() {
     assert_eq!(status.code(), Some(130));
     let (_, status_text, _) = run(project.orch().arg("status"));
     assert!(status_text.contains(": cancelled"), "{status_text}");
-    assert!(status_text.contains("reason: cancelled by `orch cancel`"), "{status_text}");
+    assert!(
+        status_text.contains("reason: cancelled by `orch cancel`"),
+        "{status_text}"
+    );
     // A second cancel finds nothing running.
     let (_, stdout, _) = run(project.orch().arg("cancel"));
     assert!(stdout.contains("is not running"), "{stdout}");
@@ -428,7 +535,10 @@ fn ctrl_c_cancels_cleanly_with_exit_130() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let latest = project.read(".opencode/missions/latest");
-    let state: Value = serde_json::from_str(&project.read(&format!(".opencode/missions/{}/state.json", latest.trim()))).unwrap();
+    let state: Value = serde_json::from_str(
+        &project.read(&format!(".opencode/missions/{}/state.json", latest.trim())),
+    )
+    .unwrap();
     assert_eq!(state["status"], "cancelled");
 }
 
@@ -447,9 +557,20 @@ fn custom_agents_load_with_their_tool_limits_and_bad_entries_are_named() {
     let (output, stdout, stderr) = run(project.orch().args(["agents", "--json"]));
     assert!(output.status.success());
     let agents: Value = serde_json::from_str(&stdout).unwrap();
-    let names: Vec<&str> = agents.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Commander", "Planner", "Worker", "Reviewer", "Auditor"]);
-    assert!(stderr.contains(".opencode/agents.json: agent \"Broken\": key \"canWrite\""), "{stderr}");
+    let names: Vec<&str> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Commander", "Planner", "Worker", "Reviewer", "Auditor"]
+    );
+    assert!(
+        stderr.contains(".opencode/agents.json: agent \"Broken\": key \"canWrite\""),
+        "{stderr}"
+    );
 
     let script = json!({"agents": {
         "Commander": [
@@ -487,9 +608,14 @@ fn plan_writes_the_todo_and_status_reports_the_mission() {
             {"text": "Plan written."}]}})
         .to_string(),
     );
-    let (output, _, stderr) = run(project
-        .orch()
-        .args(["--provider", "scripted", "--script", "run.json", "plan", "Two steps"]));
+    let (output, _, stderr) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "plan",
+        "Two steps",
+    ]));
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let plan = project.read(".opencode/todo.md");
     assert_eq!(
@@ -522,9 +648,14 @@ fn init_writes_a_commented_config_that_loads() {
     assert!(project.file(".opencode/plugins").is_dir());
     // The commented file is valid configuration for the next command.
     project.write("run.json", r#"{"agents":{"Worker":[{"text":"ok"}]}}"#);
-    let (output, _, stderr) = run(project
-        .orch()
-        .args(["--provider", "scripted", "--script", "run.json", "run", "hi"]));
+    let (output, _, stderr) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "run",
+        "hi",
+    ]));
     assert!(output.status.success(), "{stderr}");
     let (_, stdout, _) = run(project.orch().arg("init"));
     assert!(stdout.contains("left as it is"), "{stdout}");

@@ -190,3 +190,32 @@ async fn search_stops_when_cancelled() {
     let glob = Glob.call(json!({ "pattern": "*" }), &fx.ctx()).await;
     assert_error(&glob, "cancelled");
 }
+
+#[tokio::test]
+async fn walks_skip_the_engines_own_records_but_not_the_plan() {
+    let fx = Fixture::new();
+    fx.write("src/lib.rs", "// needle\n")
+        .write(".opencode/todo.md", "- [ ] T1: needle\n")
+        .write(
+            ".opencode/sessions/worker-1.jsonl",
+            "{\"text\":\"needle\"}\n",
+        )
+        .write(
+            ".opencode/missions/m-1/events.jsonl",
+            "{\"text\":\"needle\"}\n",
+        )
+        .write(".opencode/cache/x.bin", "needle\n");
+    let grep = fx.call("grep", json!({ "pattern": "needle" })).await;
+    assert_ok(&grep);
+    assert_eq!(grep.content.lines().count(), 2, "{}", grep.content);
+    assert!(
+        grep.content.contains(".opencode/todo.md:1:"),
+        "{}",
+        grep.content
+    );
+    assert!(grep.content.contains("src/lib.rs:1:"), "{}", grep.content);
+    let glob = fx.call("glob", json!({ "pattern": "**" })).await;
+    assert_eq!(glob.content, ".opencode/todo.md\nsrc/lib.rs\n");
+    let list = fx.call("list", json!({ "path": ".opencode" })).await;
+    assert_eq!(list.content.trim(), ".opencode/todo.md");
+}
