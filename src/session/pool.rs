@@ -204,3 +204,50 @@ impl SessionPool {
         stats.idle += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn caps(global: usize, per_agent: usize, agents: &[(&str, usize)], models: &[(&str, usize)]) -> Admission {
+        Admission::new(ConcurrencyConfig {
+            global,
+            per_agent,
+            agents: agents.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+            models: models.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+        })
+    }
+
+    /// Whether `admit` gets its slots without waiting.
+    async fn admitted_now(admission: &Admission, agent: &str, model: &str) -> Option<Admitted> {
+        tokio::time::timeout(Duration::from_millis(30), admission.admit(agent, model))
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn each_cap_holds_until_a_slot_is_released() {
+        // per-agent: Worker has 1 slot (names match case-insensitively)
+        let admission = caps(10, 4, &[("worker", 1)], &[]);
+        let first = admitted_now(&admission, "Worker", "m").await.expect("first slot");
+        assert!(admitted_now(&admission, "Worker", "m").await.is_none());
+        assert!(admitted_now(&admission, "Reviewer", "m").await.is_some());
+        drop(first);
+        assert!(admitted_now(&admission, "Worker", "m").await.is_some());
+
+        // global: 2 slots across agents
+        let admission = caps(2, 4, &[], &[]);
+        let _a = admitted_now(&admission, "Worker", "m").await.unwrap();
+        let _b = admitted_now(&admission, "Planner", "m").await.unwrap();
+        assert!(admitted_now(&admission, "Reviewer", "m").await.is_none());
+
+        // per-model: 1 slot for "big", none for others
+        let admission = caps(10, 4, &[], &[("big", 1)]);
+        let _big = admitted_now(&admission, "Worker", "big").await.unwrap();
+        assert!(admitted_now(&admission, "Reviewer", "big").await.is_none());
+        assert!(admitted_now(&admission, "Reviewer", "small").await.is_some());
+    }
+}

@@ -311,3 +311,27 @@ fn ask_rules_deny_without_a_terminal_and_tell_the_model() {
         .unwrap();
     assert_eq!(end["ok"], false);
 }
+
+#[test]
+fn api_keys_never_reach_output_transcripts_or_errors() {
+    let project = Project::new();
+    let key = "sk-test-0123456789abcdef-secret";
+    // Nothing listens on port 9: the provider fails at once, without retries.
+    project.write(
+        ".opencode/orch.json",
+        r#"{"retry": {"max_attempts": 1}, "session": {"connect_timeout_ms": 2000}}"#,
+    );
+    let (output, stdout, stderr) = run(project
+        .orch()
+        .env("OPENAI_API_KEY", key)
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--model", "m", "--json", "run", "hello"]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let finished = events(&stdout).pop().unwrap();
+    assert_eq!(finished["outcome"], "failed");
+    assert!(!stdout.contains(key) && !stderr.contains(key));
+    for entry in std::fs::read_dir(project.file(".opencode/sessions")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(key));
+    }
+}

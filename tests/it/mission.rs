@@ -660,3 +660,58 @@ fn init_writes_a_commented_config_that_loads() {
     let (_, stdout, _) = run(project.orch().arg("init"));
     assert!(stdout.contains("left as it is"), "{stdout}");
 }
+
+#[test]
+fn admission_queues_tasks_before_any_session_exists() {
+    let project = Project::new();
+    project.write(
+        ".opencode/orch.json",
+        r#"{"verify": [], "concurrency": {"global": 8, "per_agent": 4, "agents": {"worker": 1}}}"#,
+    );
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "first", "prompt": "Job one", "background": true})),
+                call("delegate_task", json!({"agent": "Worker", "description": "second", "prompt": "Job two", "background": true}))]},
+            {"when": "started task_2", "text": "Waiting."},
+            {"when": "still running", "text": "Waiting."},
+            {"when": "Background task", "text": "Both done."},
+            {"when": "not complete", "text": "Stopping."}
+        ],
+        "Worker": [
+            {"when": "Job one", "latency_ms": 300, "text": "One done."},
+            {"when": "Job two", "latency_ms": 300, "text": "Two done."}
+        ]
+    }});
+    let (code, events, _) = task(&project, &script, &["--max-iterations", "1"]);
+    assert_eq!(code, Some(1));
+    let order: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            ["task_queued", "task_started", "task_finished", "session_started"]
+                .contains(&e["type"].as_str().unwrap())
+                && (e["agent"] == "Worker")
+        })
+        .map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["task"].as_str().unwrap_or("-")))
+        .collect();
+    // With one Worker slot, the second task waits as a record — queued while
+    // the first runs, started only after it finished, and no session is
+    // created for it: it gets the first one's from the pool.
+    let at = |entry: &str| {
+        order
+            .iter()
+            .position(|e| e == entry)
+            .unwrap_or_else(|| panic!("no {entry} in {order:?}"))
+    };
+    assert!(at("task_queued task_2") < at("task_finished task_1"), "{order:?}");
+    assert!(at("task_finished task_1") < at("task_started task_2"), "{order:?}");
+    assert_eq!(
+        order.iter().filter(|e| e.starts_with("session_started")).count(),
+        1,
+        "{order:?}"
+    );
+    // The second task reused the first one's session from the pool.
+    let started = of_type(&events, "task_started");
+    assert_eq!(started[1]["reused"], true);
+    assert_eq!(started[1]["pool"]["reuse_hits"], 1);
+}
