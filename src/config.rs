@@ -93,6 +93,77 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Prices per model name, for cost accounting and `--budget-usd`.
     pub pricing: BTreeMap<String, Price>,
+    /// A desktop notification when a mission ends (unset: on; never in CI).
+    pub notifications: Option<bool>,
+    /// Memory tiers, context assembly and compaction (`docs/memory.md`).
+    pub memory: MemoryConfig,
+    /// Context window and output limit per model name; a key ending in `*`
+    /// matches names starting with the rest. Unlisted models get the
+    /// built-in family defaults (`memory::limits`).
+    pub models: BTreeMap<String, ModelLimits>,
+}
+
+/// One model's limits, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimits {
+    /// Prompt and output together.
+    pub context_window: u32,
+    /// The most output tokens the model produces in one turn.
+    pub max_output: u32,
+}
+
+/// Token budgets of the four memory tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierBudgets {
+    pub system: u32,
+    pub project: u32,
+    pub mission: u32,
+    pub task: u32,
+}
+
+impl Default for TierBudgets {
+    fn default() -> Self {
+        TierBudgets {
+            system: 500,
+            project: 1500,
+            mission: 1500,
+            task: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Memory tiers, gating and compaction; off sends the full history.
+    pub enabled: bool,
+    pub budgets: TierBudgets,
+    /// Compact when the prompt estimate passes this share of
+    /// `context window - output reserve`.
+    pub compact_threshold: f64,
+    /// Share of `context window - output reserve` kept verbatim as the
+    /// recent tail when compacting.
+    pub tail_share: f64,
+    /// Weight of the newest use signal in a memory entry's score (the EMA
+    /// smoothing factor).
+    pub ema_alpha: f64,
+    /// Unpinned entries whose score falls below this are evicted.
+    pub evict_below: f64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            enabled: true,
+            budgets: TierBudgets::default(),
+            compact_threshold: 0.8,
+            tail_share: 0.25,
+            ema_alpha: 0.3,
+            evict_below: 0.1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -635,6 +706,32 @@ fn validate(config: &Config, source_name: &str) -> Result<(), ConfigError> {
             });
         }
     }
+    for (key, value) in [
+        ("memory.compact_threshold", config.memory.compact_threshold),
+        ("memory.tail_share", config.memory.tail_share),
+        ("memory.ema_alpha", config.memory.ema_alpha),
+        ("memory.evict_below", config.memory.evict_below),
+    ] {
+        if !(value > 0.0 && value <= 1.0) {
+            return Err(ConfigError::Invalid {
+                source_name: source_name.into(),
+                key: key.into(),
+                message: format!("expected a number in (0, 1], got {value}"),
+            });
+        }
+    }
+    for (model, limits) in &config.models {
+        if limits.max_output == 0 || limits.max_output >= limits.context_window {
+            return Err(ConfigError::Invalid {
+                source_name: source_name.into(),
+                key: format!("models.{model}"),
+                message: format!(
+                    "expected 0 < max_output < context_window, got max_output {} and context_window {}",
+                    limits.max_output, limits.context_window
+                ),
+            });
+        }
+    }
     for (name, url) in [
         ("openai.base_url", &config.openai.base_url),
         ("anthropic.base_url", &config.anthropic.base_url),
@@ -654,6 +751,11 @@ impl Config {
     /// The price of `model`, if the pricing table has it.
     pub fn price(&self, model: &str) -> Option<Price> {
         self.pricing.get(model).copied()
+    }
+
+    /// Whether a mission's end may raise a desktop notification.
+    pub fn notifications(&self) -> bool {
+        self.notifications.unwrap_or(true)
     }
 
     /// Settings for `agent`, matched case-insensitively.

@@ -329,6 +329,28 @@ impl EventBus {
     }
 }
 
+/// `<prefix>-<time in base 36>-<4 random hex digits>`: sortable by creation
+/// time, unique across concurrent processes.
+pub fn unique_id(prefix: &str) -> String {
+    let mut millis = now_ms();
+    let mut digits = Vec::new();
+    while millis > 0 {
+        let digit = (millis % 36) as u8;
+        digits.push(if digit < 10 {
+            b'0' + digit
+        } else {
+            b'a' + digit - 10
+        });
+        millis /= 36;
+    }
+    digits.reverse();
+    format!(
+        "{prefix}-{}-{:04x}",
+        String::from_utf8_lossy(&digits),
+        fastrand::u16(..)
+    )
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -72,7 +72,7 @@ impl AgentRegistry {
                 "Commander",
                 "leads a mission: plans with the Planner, delegates to Workers, has the Reviewer verify; never edits files",
                 include_str!("../../prompts/commander.md"),
-                &[READ_TOOLS, TODO_WRITE, DELEGATION_TOOLS],
+                &[READ_TOOLS, TODO_WRITE, DELEGATION_TOOLS, &["show_metrics"]],
             ),
             builtin(
                 "Planner",

@@ -72,6 +72,10 @@ pub enum Command {
     Status,
     /// Stop the mission running in this project, cleanly.
     Cancel,
+    /// Watch the mission running in this project, read-only (from another terminal).
+    Monitor,
+    /// Latency, success rate, tokens and cost of the last mission.
+    Metrics,
     /// The agents: built-in and from .opencode/agents.json.
     Agents,
     /// A complete mission offline, on the scripted provider, in a new temp project.

@@ -15,7 +15,7 @@ use crate::agents::AgentRegistry;
 use crate::events::{Event, MissionOutcome, SessionOutcome};
 use crate::mission::guards::StopSignal;
 use crate::mission::state::{self, Journal, MissionPaths, MissionState, MissionStatus, StateSink};
-use crate::mission::{Mission, Start, gate};
+use crate::mission::{Mission, MissionReport, Start, gate};
 use crate::provider::ModelClient;
 use crate::session::Session;
 use crate::session::tasks::{SetupFor, TaskManager};
@@ -45,18 +45,27 @@ async fn run_new_mission(
     let paths = MissionPaths::new(&ctx.root, &id);
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("creating {}", paths.dir.display()))?;
-    // The plan belongs to one mission: an earlier one is kept beside this
-    // mission's files, and the new plan starts with the goal.
+    // A plan with open items (written by `orch plan`, or by hand) is the
+    // plan for this mission. A finished or empty one belonged to an earlier
+    // goal: it is kept beside this mission's files and a new plan starts.
     let plan_path = ctx.root.join(".opencode").join("todo.md");
-    if plan_path.exists() {
-        std::fs::rename(&plan_path, paths.dir.join("previous-todo.md"))
-            .with_context(|| format!("moving the previous plan {}", plan_path.display()))?;
+    let existing = std::fs::read_to_string(&plan_path)
+        .ok()
+        .map(|text| crate::todo::Plan::parse(&text).progress());
+    let keep_plan = existing
+        .as_ref()
+        .is_some_and(|progress| !progress.blockers.is_empty());
+    if !keep_plan {
+        if existing.is_some() {
+            std::fs::rename(&plan_path, paths.dir.join("previous-todo.md"))
+                .with_context(|| format!("moving the previous plan {}", plan_path.display()))?;
+        }
+        state::write_atomic(
+            &plan_path,
+            format!("# Mission: {}\n", one_line(goal)).as_bytes(),
+        )
+        .with_context(|| format!("writing {}", plan_path.display()))?;
     }
-    state::write_atomic(
-        &plan_path,
-        format!("# Mission: {}\n", one_line(goal)).as_bytes(),
-    )
-    .with_context(|| format!("writing {}", plan_path.display()))?;
     let wired = wire(
         cli,
         ctx,
@@ -74,16 +83,36 @@ async fn run_new_mission(
         commander_session: commander.id().to_string(),
         resumed: false,
     });
-    let first = first_message(
+    let mut first = first_message(
         goal,
         &wired.mission.verify,
         wired.mission.config.max_iterations,
     );
+    if let Some(progress) = existing.filter(|_| keep_plan) {
+        first.push_str(&format!(
+            "\n\nA plan already exists in .opencode/todo.md ({progress}); read it with read_todo and use it where it fits the goal."
+        ));
+    }
+    let live = ctx.start_live();
     let report = wired
         .mission
         .run(commander, Start::Message(first), 0, ctx.cancel.clone())
         .await;
+    if let Some(live) = live {
+        live.finish().await;
+    }
+    notify_end(ctx, goal, &report).await;
     Ok(exit_code(report.outcome))
+}
+
+/// A desktop notification that the mission ended (unless turned off or CI).
+async fn notify_end(ctx: &Invocation, goal: &str, report: &MissionReport) {
+    let title = format!(
+        "orch: mission {}",
+        crate::monitor::view::outcome_word(report.outcome)
+    );
+    let body = format!("{}\n{}", one_line(goal), report.reason);
+    crate::monitor::notify::mission_ended(ctx.config.notifications(), &title, &body).await;
 }
 
 /// Everything a mission run needs, wired for one project.
@@ -196,21 +225,7 @@ struct SetupSource {
 
 impl SetupSource {
     fn setup(&self, agent: &crate::agents::Agent) -> crate::session::SessionSetup {
-        let settings = self.config.agent(&agent.name);
-        crate::session::SessionSetup {
-            model: settings
-                .model
-                .clone()
-                .or(agent.model.clone())
-                .unwrap_or_else(|| self.default_model.clone()),
-            max_turns: settings.max_turns.unwrap_or(self.config.session.max_turns),
-            max_output_tokens: settings
-                .max_output_tokens
-                .unwrap_or(self.config.session.max_output_tokens),
-            token_budget: None,
-            repeat_limit: Some(self.config.mission.repeat_limit),
-            agent: agent.clone(),
-        }
+        super::session_setup(&self.config, agent, &self.default_model)
     }
 }
 
@@ -269,23 +284,11 @@ fn exit_code(outcome: MissionOutcome) -> u8 {
 
 /// `m-<time in base 36>-<random>`: sortable, unique across processes.
 fn new_mission_id() -> String {
-    let mut millis = crate::events::now_ms();
-    let mut digits = Vec::new();
-    while millis > 0 {
-        let d = (millis % 36) as u8;
-        digits.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
-        millis /= 36;
-    }
-    digits.reverse();
-    format!(
-        "m-{}-{:04x}",
-        String::from_utf8_lossy(&digits),
-        fastrand::u16(..)
-    )
+    crate::events::unique_id("m")
 }
 
 /// Whether process `pid` is alive.
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
@@ -398,6 +401,7 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
             restarted.join("\n")
         ));
     }
+    let live = ctx.start_live();
     let report = wired
         .mission
         .run(
@@ -407,6 +411,10 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
             ctx.cancel.clone(),
         )
         .await;
+    if let Some(live) = live {
+        live.finish().await;
+    }
+    notify_end(&ctx, &saved.goal, &report).await;
     Ok(exit_code(report.outcome))
 }
 

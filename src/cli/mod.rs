@@ -6,6 +6,7 @@
 mod args;
 mod demo;
 mod mission;
+mod monitor;
 mod run;
 
 use std::io::IsTerminal;
@@ -23,7 +24,9 @@ pub use args::{Cli, Command};
 use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
 use crate::events::EventBus;
-use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity};
+use crate::monitor::live::{Live, LiveRun};
+use crate::monitor::metrics::MetricsSink;
+use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity, terminal};
 use crate::provider::anthropic::AnthropicClient;
 use crate::provider::openai::OpenAiClient;
 use crate::provider::scripted::{Script, ScriptedClient};
@@ -31,7 +34,8 @@ use crate::provider::{HttpSettings, ModelClient};
 use crate::session::{Runtime, SessionSetup};
 use crate::todo::TodoStore;
 use crate::tools::ToolRegistry;
-use crate::tools::permissions::Permissions;
+use crate::tools::metrics::ShowMetrics;
+use crate::tools::permissions::{Permissions, Prompter, TerminalPrompter};
 
 /// Exit codes of DESIGN §2.
 pub mod exit {
@@ -71,6 +75,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Resume => mission::resume(&cli).await,
         Command::Status => mission::status(&cli),
         Command::Cancel => mission::cancel(&cli).await,
+        Command::Monitor => monitor::monitor(&cli).await,
+        Command::Metrics => monitor::metrics(&cli),
         Command::Agents => mission::agents(&cli),
         Command::Demo => mission::demo(&cli).await,
         Command::Init => mission::init(&cli),
@@ -93,6 +99,12 @@ pub struct Invocation {
     /// `--json`, `CI` unset).
     pub interactive: bool,
     pub cancel: CancellationToken,
+    /// The live terminal view, when this command shows one: `task`, `demo`
+    /// and `resume`, with stdin and stdout terminals, no `--json`, and a
+    /// `TERM` that is not `dumb`.
+    pub live: Option<Live>,
+    /// The metrics fold of this run, behind the `show_metrics` tool.
+    pub metrics: Arc<MetricsSink>,
 }
 
 impl Invocation {
@@ -109,6 +121,9 @@ impl Invocation {
             && std::io::stdout().is_terminal()
             && std::env::var_os("CI").is_none();
         let events = Arc::new(EventBus::new());
+        let metrics = Arc::new(MetricsSink::new(config.pricing.clone()));
+        events.add_sink(metrics.clone());
+        let mut live = None;
         if cli.json {
             events.add_sink(Arc::new(JsonLines::new(std::io::stdout())));
         } else {
@@ -120,7 +135,15 @@ impl Invocation {
                 Verbosity::Normal
             };
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            events.add_sink(Arc::new(Plain::new(std::io::stdout(), verbosity, color)));
+            let plain = Arc::new(Plain::new(std::io::stdout(), verbosity, color));
+            events.add_sink(plain.clone());
+            let mission = matches!(
+                cli.command,
+                Command::Task(_) | Command::Demo | Command::Resume
+            );
+            if mission && terminal::supports_live_view() {
+                live = Some(Live::new(&events, plain, color));
+            }
         }
         Ok(Invocation {
             root,
@@ -128,7 +151,27 @@ impl Invocation {
             events,
             interactive,
             cancel: cancel_on_ctrl_c(),
+            live,
+            metrics,
         })
+    }
+
+    /// Show the live view, if this command has one, until `LiveRun::finish`.
+    pub fn start_live(&self) -> Option<LiveRun> {
+        self.live.as_ref()?.start(
+            self.root.clone(),
+            self.config.pricing.clone(),
+            self.cancel.clone(),
+        )
+    }
+
+    /// Who asks a person to approve a call: the live view's prompter gives
+    /// the terminal back first.
+    fn prompter(&self) -> Arc<dyn Prompter> {
+        match &self.live {
+            Some(live) => live.prompter(),
+            None => Arc::new(TerminalPrompter),
+        }
     }
 
     /// The model client for this run, chosen from config and environment.
@@ -183,21 +226,7 @@ impl Invocation {
     /// `agents.<name>.model`, else the agent's own, else `default_model`;
     /// caps from the agent's settings, else the session defaults.
     pub fn setup(&self, agent: &Agent, default_model: &str) -> SessionSetup {
-        let settings = self.config.agent(&agent.name);
-        SessionSetup {
-            model: settings
-                .model
-                .clone()
-                .or(agent.model.clone())
-                .unwrap_or_else(|| default_model.to_string()),
-            max_turns: settings.max_turns.unwrap_or(self.config.session.max_turns),
-            max_output_tokens: settings
-                .max_output_tokens
-                .unwrap_or(self.config.session.max_output_tokens),
-            token_budget: None,
-            repeat_limit: Some(self.config.mission.repeat_limit),
-            agent: agent.clone(),
-        }
+        session_setup(&self.config, agent, default_model)
     }
 
     /// The engine's shared parts for this project: built-in and plan tools,
@@ -208,11 +237,16 @@ impl Invocation {
         for tool in crate::tools::todo::tools(todo.clone(), Some(self.events.clone())) {
             tools.insert(tool);
         }
+        tools.insert(Arc::new(ShowMetrics(self.metrics.clone())));
         let runtime = Runtime {
             root: Arc::new(self.root.clone()),
             client,
             tools,
-            permissions: Permissions::new(self.config.permissions.clone(), self.interactive),
+            permissions: Permissions::with_prompter(
+                self.config.permissions.clone(),
+                self.interactive,
+                self.prompter(),
+            ),
             events: self.events.clone(),
             limits: Arc::new(self.config.tools.clone()),
         };
@@ -248,6 +282,25 @@ impl Invocation {
                 self.config.openai.base_url
             )),
         }
+    }
+}
+
+/// How a session for `agent` is set up under `config` (see `Invocation::setup`).
+pub(crate) fn session_setup(config: &Config, agent: &Agent, default_model: &str) -> SessionSetup {
+    let settings = config.agent(&agent.name);
+    SessionSetup {
+        model: settings
+            .model
+            .clone()
+            .or(agent.model.clone())
+            .unwrap_or_else(|| default_model.to_string()),
+        max_turns: settings.max_turns.unwrap_or(config.session.max_turns),
+        max_output_tokens: settings
+            .max_output_tokens
+            .unwrap_or(config.session.max_output_tokens),
+        token_budget: None,
+        repeat_limit: Some(config.mission.repeat_limit),
+        agent: agent.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
@@ -20,6 +21,9 @@ pub struct Plain<W: Write + Send> {
     state: Mutex<State<W>>,
     verbosity: Verbosity,
     color: bool,
+    /// While the live view owns the terminal, lines are not printed (the
+    /// sessions' names are still learnt, for when printing resumes).
+    muted: AtomicBool,
 }
 
 struct State<W> {
@@ -43,7 +47,13 @@ impl<W: Write + Send> Plain<W> {
             }),
             verbosity,
             color,
+            muted: AtomicBool::new(false),
         }
+    }
+
+    /// Stop or resume printing.
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::SeqCst);
     }
 
     fn dim(&self, text: &str) -> String {
@@ -84,6 +94,9 @@ impl<W: Write + Send> EventSink for Plain<W> {
         };
         if let Event::SessionStarted { session, agent, .. } = &envelope.event {
             state.agents.insert(session.clone(), agent.clone());
+        }
+        if self.muted.load(Ordering::SeqCst) {
+            return;
         }
         match &envelope.event {
             Event::SessionStarted {
@@ -378,7 +391,11 @@ fn summarize(tool: &str, arguments: &Value) -> String {
         "update_todo" => format!("{} → {}", field("id"), field("status")),
         "add_todo" => {
             let id = field("id");
-            if id.is_empty() { field("text") } else { format!("{id}: {}", field("text")) }
+            if id.is_empty() {
+                field("text")
+            } else {
+                format!("{id}: {}", field("text"))
+            }
         }
         "delegate_task" => format!("{}: {}", field("agent"), field("description")),
         "get_task_result" | "cancel_task" => field("task_id"),

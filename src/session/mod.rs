@@ -499,22 +499,5 @@ fn preview_arguments(raw: &str) -> String {
 /// `worker-m3k9q1-7f2a`: agent, time in base 36, a random suffix. Sortable
 /// by creation time within an agent, unique across concurrent processes.
 fn new_session_id(agent: &str) -> String {
-    let mut millis = crate::events::now_ms();
-    let mut time = Vec::new();
-    while millis > 0 {
-        let digit = (millis % 36) as u8;
-        time.push(if digit < 10 {
-            b'0' + digit
-        } else {
-            b'a' + digit - 10
-        });
-        millis /= 36;
-    }
-    time.reverse();
-    format!(
-        "{}-{}-{:04x}",
-        agent.to_ascii_lowercase(),
-        String::from_utf8_lossy(&time),
-        fastrand::u16(..)
-    )
+    crate::events::unique_id(&agent.to_ascii_lowercase())
 }

@@ -212,12 +212,23 @@ mod tests {
 
     use super::*;
 
-    fn caps(global: usize, per_agent: usize, agents: &[(&str, usize)], models: &[(&str, usize)]) -> Admission {
+    fn caps(
+        global: usize,
+        per_agent: usize,
+        agents: &[(&str, usize)],
+        models: &[(&str, usize)],
+    ) -> Admission {
         Admission::new(ConcurrencyConfig {
             global,
             per_agent,
-            agents: agents.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
-            models: models.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+            agents: agents
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>(),
+            models: models
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>(),
         })
     }
 
@@ -232,7 +243,9 @@ mod tests {
     async fn each_cap_holds_until_a_slot_is_released() {
         // per-agent: Worker has 1 slot (names match case-insensitively)
         let admission = caps(10, 4, &[("worker", 1)], &[]);
-        let first = admitted_now(&admission, "Worker", "m").await.expect("first slot");
+        let first = admitted_now(&admission, "Worker", "m")
+            .await
+            .expect("first slot");
         assert!(admitted_now(&admission, "Worker", "m").await.is_none());
         assert!(admitted_now(&admission, "Reviewer", "m").await.is_some());
         drop(first);
@@ -248,6 +261,10 @@ mod tests {
         let admission = caps(10, 4, &[], &[("big", 1)]);
         let _big = admitted_now(&admission, "Worker", "big").await.unwrap();
         assert!(admitted_now(&admission, "Reviewer", "big").await.is_none());
-        assert!(admitted_now(&admission, "Reviewer", "small").await.is_some());
+        assert!(
+            admitted_now(&admission, "Reviewer", "small")
+                .await
+                .is_some()
+        );
     }
 }

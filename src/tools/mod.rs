@@ -7,6 +7,7 @@
 pub mod bash;
 pub mod delegate;
 pub mod fs;
+pub mod metrics;
 pub mod path;
 pub mod permissions;
 pub mod search;

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod mission;
+mod monitor;
 mod provider_anthropic;
 mod provider_openai;
 mod session;

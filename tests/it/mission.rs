@@ -636,6 +636,11 @@ fn plan_writes_the_todo_and_status_reports_the_mission() {
     let state: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(state["status"], "stopped");
     assert_eq!(state["last_gate"]["passed"], false);
+    // The plan `orch plan` wrote is the plan `orch task` worked on.
+    assert_eq!(
+        state["last_gate"]["open_items"],
+        json!(["T1 (pending): first", "T2 (pending): second"])
+    );
 }
 
 #[test]
@@ -688,11 +693,22 @@ fn admission_queues_tasks_before_any_session_exists() {
     let order: Vec<String> = events
         .iter()
         .filter(|e| {
-            ["task_queued", "task_started", "task_finished", "session_started"]
-                .contains(&e["type"].as_str().unwrap())
+            [
+                "task_queued",
+                "task_started",
+                "task_finished",
+                "session_started",
+            ]
+            .contains(&e["type"].as_str().unwrap())
                 && (e["agent"] == "Worker")
         })
-        .map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["task"].as_str().unwrap_or("-")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["task"].as_str().unwrap_or("-")
+            )
+        })
         .collect();
     // With one Worker slot, the second task waits as a record — queued while
     // the first runs, started only after it finished, and no session is
@@ -703,10 +719,19 @@ fn admission_queues_tasks_before_any_session_exists() {
             .position(|e| e == entry)
             .unwrap_or_else(|| panic!("no {entry} in {order:?}"))
     };
-    assert!(at("task_queued task_2") < at("task_finished task_1"), "{order:?}");
-    assert!(at("task_finished task_1") < at("task_started task_2"), "{order:?}");
+    assert!(
+        at("task_queued task_2") < at("task_finished task_1"),
+        "{order:?}"
+    );
+    assert!(
+        at("task_finished task_1") < at("task_started task_2"),
+        "{order:?}"
+    );
     assert_eq!(
-        order.iter().filter(|e| e.starts_with("session_started")).count(),
+        order
+            .iter()
+            .filter(|e| e.starts_with("session_started"))
+            .count(),
         1,
         "{order:?}"
     );

@@ -1,0 +1,2 @@
+//! Memory benchmark (placeholder while it is written).
+fn main() {}

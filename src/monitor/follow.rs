@@ -1,0 +1,230 @@
+//! Following a mission's journal (`.opencode/missions/<id>/events.jsonl`)
+//! from another process, as `orch monitor` does: read the lines already
+//! there, then new ones as they are appended. A torn last line (the writer
+//! is mid-write, or was killed mid-write) waits for its end; a line that is
+//! not a known event is passed on raw and skipped by folds.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::events::{Envelope, Event};
+
+/// How often the journal is polled for new lines.
+const POLL: Duration = Duration::from_millis(100);
+
+/// New complete lines of a file that grows at its end.
+pub struct JournalTail {
+    file: File,
+    /// Bytes after the last newline read so far.
+    partial: Vec<u8>,
+}
+
+impl JournalTail {
+    pub fn open(path: &Path) -> io::Result<JournalTail> {
+        Ok(JournalTail {
+            file: File::open(path)?,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Every complete line appended since the last call, without its newline.
+    pub fn read_lines(&mut self) -> io::Result<Vec<String>> {
+        let mut bytes = Vec::new();
+        self.file.read_to_end(&mut bytes)?;
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.partial.extend_from_slice(&bytes);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let rest = self.partial.split_off(end + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        Ok(complete[..complete.len() - 1]
+            .split(|&b| b == b'\n')
+            .map(|line| {
+                String::from_utf8_lossy(line)
+                    .trim_end_matches('\r')
+                    .to_string()
+            })
+            .filter(|line| !line.trim().is_empty())
+            .collect())
+    }
+}
+
+/// Why following stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowEnd {
+    /// The journal's last run ended with `mission_finished`.
+    Finished,
+    /// The mission's process is gone and it never wrote `mission_finished`
+    /// (killed or crashed; `orch resume` continues it).
+    ProcessGone,
+}
+
+/// One step of following.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    /// A journal line, and the event in it when it is one this build knows.
+    Line(String, Option<Envelope>),
+    End(FollowEnd),
+}
+
+/// Follows one journal until its mission finishes or its process is gone.
+pub struct Follower {
+    tail: JournalTail,
+    queue: VecDeque<String>,
+    /// The last mission event read was `mission_finished` (a resumed
+    /// mission's journal has an earlier one, followed by `mission_started`).
+    finished: bool,
+    alive: Box<dyn Fn() -> bool + Send>,
+}
+
+impl Follower {
+    /// `alive` says whether the mission's process still runs.
+    pub fn new(tail: JournalTail, alive: Box<dyn Fn() -> bool + Send>) -> Follower {
+        Follower {
+            tail,
+            queue: VecDeque::new(),
+            finished: false,
+            alive,
+        }
+    }
+
+    /// The next line, waiting for one to be appended. Cancel-safe: lines
+    /// read are queued before the only await.
+    pub async fn next(&mut self) -> io::Result<Followed> {
+        loop {
+            if let Some(line) = self.queue.pop_front() {
+                let envelope = serde_json::from_str::<Envelope>(&line).ok();
+                match envelope.as_ref().map(|e| &e.event) {
+                    Some(Event::MissionFinished { .. }) => self.finished = true,
+                    Some(Event::MissionStarted { .. }) => self.finished = false,
+                    _ => {}
+                }
+                return Ok(Followed::Line(line, envelope));
+            }
+            let lines = self.tail.read_lines()?;
+            if !lines.is_empty() {
+                self.queue.extend(lines);
+                continue;
+            }
+            if self.finished {
+                return Ok(Followed::End(FollowEnd::Finished));
+            }
+            if !(self.alive)() {
+                // Its last lines may have landed after the read above.
+                let lines = self.tail.read_lines()?;
+                if lines.is_empty() {
+                    return Ok(Followed::End(FollowEnd::ProcessGone));
+                }
+                self.queue.extend(lines);
+                continue;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    fn line(seq: u64, event: &str) -> String {
+        format!("{{\"seq\":{seq},\"ts_ms\":1,{event}}}\n")
+    }
+
+    #[test]
+    fn complete_lines_only_and_torn_lines_wait_for_their_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut file = File::create(&path).unwrap();
+        let mut tail = JournalTail::open(&path).unwrap();
+        assert!(tail.read_lines().unwrap().is_empty());
+        file.write_all(b"one\ntwo\nthr").unwrap();
+        assert_eq!(tail.read_lines().unwrap(), ["one", "two"]);
+        assert!(tail.read_lines().unwrap().is_empty());
+        file.write_all(b"ee\r\n\nfour\n").unwrap();
+        assert_eq!(tail.read_lines().unwrap(), ["three", "four"]);
+    }
+
+    #[tokio::test]
+    async fn following_stops_at_mission_finished_or_when_the_process_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut file = File::create(&path).unwrap();
+        let warning = r#""type":"warning","message":"w""#;
+        let finished = r#""type":"mission_finished","mission":"m","outcome":"cancelled","reason":"r","iterations":1,"usage":{"input":0,"output":0,"cached_input":0,"cache_write":0}"#;
+        let started = r#""type":"mission_started","mission":"m","goal":"g","root":"/","max_iterations":3,"commander_session":"c","resumed":true"#;
+        // A cancelled run, then a resume that is still going.
+        for (seq, event) in [(1, warning), (2, finished), (3, started)] {
+            file.write_all(line(seq, event).as_bytes()).unwrap();
+        }
+        file.write_all(b"{\"seq\":4,\"ts_ms\":1,\"type\":\"some_future_event\"}\n{\"seq\":5")
+            .unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let mut follower = Follower::new(
+            JournalTail::open(&path).unwrap(),
+            Box::new(move || flag.load(Ordering::SeqCst)),
+        );
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            match follower.next().await.unwrap() {
+                Followed::Line(_, envelope) => seen.push(envelope.map(|e| e.seq)),
+                Followed::End(end) => panic!("ended early: {end:?}"),
+            }
+        }
+        // The unknown event type is passed on raw, not parsed.
+        assert_eq!(seen, [Some(1), Some(2), Some(3), None]);
+        // The torn line completes; the resumed run finishes.
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            file.write_all(format!(",\"ts_ms\":1,{warning}}}\n").as_bytes())
+                .unwrap();
+            file.write_all(line(6, finished).as_bytes()).unwrap();
+            file
+        });
+        let next = follower.next().await.unwrap();
+        assert!(
+            matches!(next, Followed::Line(_, Some(ref e)) if e.seq == 5),
+            "{next:?}"
+        );
+        let next = follower.next().await.unwrap();
+        assert!(
+            matches!(next, Followed::Line(_, Some(ref e)) if e.seq == 6),
+            "{next:?}"
+        );
+        assert_eq!(
+            follower.next().await.unwrap(),
+            Followed::End(FollowEnd::Finished)
+        );
+        let mut file = writer.await.unwrap();
+
+        // A journal whose process died mid-run ends as gone.
+        file.write_all(line(7, started).as_bytes()).unwrap();
+        let flag = alive.clone();
+        let mut follower = Follower::new(
+            JournalTail::open(&path).unwrap(),
+            Box::new(move || flag.load(Ordering::SeqCst)),
+        );
+        let mut count = 0;
+        let end = loop {
+            match follower.next().await.unwrap() {
+                Followed::Line(..) => count += 1,
+                Followed::End(end) => break end,
+            }
+            if count == 7 {
+                alive.store(false, Ordering::SeqCst);
+            }
+        };
+        assert_eq!((count, end), (7, FollowEnd::ProcessGone));
+    }
+}
