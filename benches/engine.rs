@@ -66,6 +66,8 @@ fn turn_overhead(root: &Path) {
         permissions: Permissions::new(PermissionConfig::default(), false),
         events,
         limits: Arc::new(ToolsConfig::default()),
+        memory: Arc::default(),
+        hooks: Arc::new(orch::hooks::NoHooks),
     };
     let mut agent = AgentRegistry::builtin()
         .find("Worker")

@@ -93,6 +93,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Prices per model name, for cost accounting and `--budget-usd`.
     pub pricing: BTreeMap<String, Price>,
+    /// The project's fast check after edits and on demand.
+    pub diagnostics: DiagnosticsConfig,
     /// A desktop notification when a mission ends (unset: on; never in CI).
     pub notifications: Option<bool>,
     /// Memory tiers, context assembly and compaction (`docs/memory.md`).
@@ -101,6 +103,95 @@ pub struct Config {
     /// matches names starting with the rest. Unlisted models get the
     /// built-in family defaults (`memory::limits`).
     pub models: BTreeMap<String, ModelLimits>,
+    /// The wasm plugin host: limits and per-plugin grants (`docs/plugins.md`).
+    pub plugins: PluginsConfig,
+}
+
+/// Plugin limits and grants. Nothing is granted unless listed here.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Load plugins at all.
+    pub enabled: bool,
+    /// Also load `~/.config/orch/plugins/*.wasm` (the user-level folder).
+    pub user_dir: bool,
+    /// Wall-clock deadline of one hook call.
+    pub hook_timeout_ms: u64,
+    /// Wall-clock deadline of one tool call.
+    pub tool_timeout_ms: u64,
+    /// Linear memory cap per call, in MiB.
+    pub memory_mib: u64,
+    /// The most bytes of a tool result or hook answer that are kept.
+    pub max_output_bytes: usize,
+    /// The most bytes of stdout and of stderr captured per call.
+    pub max_stdio_bytes: usize,
+    /// Faults (traps, timeouts, bad answers) before a plugin is disabled for the run.
+    pub max_faults: u32,
+    /// Grants keyed by plugin file name (`notes.wasm`).
+    pub grants: BTreeMap<String, PluginGrant>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            enabled: true,
+            user_dir: true,
+            hook_timeout_ms: 1_000,
+            tool_timeout_ms: 30_000,
+            memory_mib: 64,
+            max_output_bytes: 256 * 1024,
+            max_stdio_bytes: 64 * 1024,
+            max_faults: 3,
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+/// What one plugin file is granted. The grant holds only while the file's
+/// sha256 matches `sha256` (`orch plugins list` prints it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrant {
+    pub sha256: String,
+    /// The project root, mounted at `/project`: `read` or `read-write`.
+    #[serde(default)]
+    pub project: Option<ProjectAccess>,
+    /// A memory cap for this plugin instead of `plugins.memory_mib`.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+}
+
+/// Access to the project root granted to a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProjectAccess {
+    Read,
+    ReadWrite,
+}
+
+/// The fast check after edits (`diagnostics`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosticsConfig {
+    /// Check after every turn that wrote or edited files.
+    pub after_edits: bool,
+    /// Shell command lines to run instead of the detected checkers.
+    pub commands: Option<Vec<String>>,
+    /// Timeout of one check.
+    pub timeout_ms: u64,
+    /// Findings shown per check.
+    pub max: usize,
+}
+
+impl Default for DiagnosticsConfig {
+    fn default() -> Self {
+        DiagnosticsConfig {
+            after_edits: true,
+            commands: None,
+            timeout_ms: 60_000,
+            max: 10,
+        }
+    }
 }
 
 /// One model's limits, in tokens.
@@ -391,6 +482,14 @@ pub struct ToolsConfig {
     pub max_entries: usize,
     /// `grep`: most matching lines returned when the model gives no `max`.
     pub grep_max_matches: usize,
+    /// Background jobs running at once.
+    pub background_max: usize,
+    /// Output kept per background job (the tail), in bytes.
+    pub background_output_bytes: usize,
+    /// Background job timeout when the model gives none.
+    pub background_timeout_ms: u64,
+    /// Upper bound on a requested background job timeout.
+    pub background_max_timeout_ms: u64,
 }
 
 impl Default for ToolsConfig {
@@ -403,6 +502,10 @@ impl Default for ToolsConfig {
             read_default_lines: 2000,
             max_entries: 1000,
             grep_max_matches: 200,
+            background_max: 5,
+            background_output_bytes: 64 * 1024,
+            background_timeout_ms: 30 * 60 * 1000,
+            background_max_timeout_ms: 4 * 60 * 60 * 1000,
         }
     }
 }

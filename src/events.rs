@@ -260,6 +260,43 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A session's conversation was compacted to fit its model's window.
+    ContextCompacted {
+        session: String,
+        agent: String,
+        /// `threshold` (the estimate passed `memory.compact_threshold`) or
+        /// `context_length` (the provider refused the prompt).
+        reason: String,
+        /// Prompt estimate (tiktoken) before and after.
+        tokens_before: u64,
+        tokens_after: u64,
+        /// Old tool outputs cleared.
+        pruned: usize,
+        /// Messages replaced by a summary (or dropped, without one).
+        summarized: usize,
+        /// Whether the model wrote a summary (false: pruned or dropped only).
+        summary: bool,
+    },
+    /// Memory entries fell below the relevance threshold and were evicted.
+    MemoryEvicted {
+        /// `tier:id` of each evicted entry.
+        entries: Vec<String>,
+    },
+    /// `run_background` started a job.
+    BackgroundStarted {
+        session: String,
+        job: String,
+        label: String,
+        command: String,
+    },
+    /// A background job ended: `done` (exit 0), `failed`, or `killed`
+    /// (timeout, `kill_background`, or its owner ending).
+    BackgroundFinished {
+        job: String,
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
 }
 
 /// An event with its sequence number and wall-clock time.

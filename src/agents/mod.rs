@@ -18,6 +18,19 @@ pub enum AgentSource {
     Builtin,
     /// `.opencode/agents.json`.
     Project,
+    /// A wasm plugin, by file name.
+    Plugin(String),
+}
+
+impl AgentSource {
+    /// Where, in words (`built-in`, `.opencode/agents.json`, `plugin notes.wasm`).
+    pub fn describe(&self) -> String {
+        match self {
+            AgentSource::Builtin => "built-in".to_string(),
+            AgentSource::Project => ".opencode/agents.json".to_string(),
+            AgentSource::Plugin(file) => format!("plugin {file}"),
+        }
+    }
 }
 
 /// One agent definition.
@@ -33,10 +46,17 @@ pub struct Agent {
     pub source: AgentSource,
 }
 
-pub const READ_TOOLS: &[&str] = &["read", "list", "glob", "grep"];
+pub const READ_TOOLS: &[&str] = &["read", "list", "glob", "grep", "git_status", "git_diff"];
+pub const BACKGROUND_TOOLS: &[&str] = &[
+    "run_background",
+    "check_background",
+    "list_background",
+    "kill_background",
+];
 pub const WRITE_TOOLS: &[&str] = &["write", "edit"];
 pub const TODO_READ: &[&str] = &["read_todo"];
 pub const TODO_WRITE: &[&str] = &["read_todo", "update_todo", "add_todo"];
+pub const MEMORY_TOOLS: &[&str] = &["remember", "recall"];
 pub const DELEGATION_TOOLS: &[&str] = &[
     "delegate_task",
     "get_task_result",
@@ -72,7 +92,13 @@ impl AgentRegistry {
                 "Commander",
                 "leads a mission: plans with the Planner, delegates to Workers, has the Reviewer verify; never edits files",
                 include_str!("../../prompts/commander.md"),
-                &[READ_TOOLS, TODO_WRITE, DELEGATION_TOOLS, &["show_metrics"]],
+                &[
+                    READ_TOOLS,
+                    TODO_WRITE,
+                    DELEGATION_TOOLS,
+                    &["show_metrics"],
+                    MEMORY_TOOLS,
+                ],
             ),
             builtin(
                 "Planner",
@@ -87,16 +113,24 @@ impl AgentRegistry {
                 &[
                     READ_TOOLS,
                     WRITE_TOOLS,
-                    &["bash"],
+                    &["bash", "diagnostics"],
+                    BACKGROUND_TOOLS,
                     TODO_READ,
                     &["update_todo"],
+                    MEMORY_TOOLS,
                 ],
             ),
             builtin(
                 "Reviewer",
                 "verifies work by reading it and running the project's checks; the only agent that marks items done",
                 include_str!("../../prompts/reviewer.md"),
-                &[READ_TOOLS, &["bash"], TODO_READ, &["update_todo"]],
+                &[
+                    READ_TOOLS,
+                    &["bash", "diagnostics"],
+                    BACKGROUND_TOOLS,
+                    TODO_READ,
+                    &["update_todo"],
+                ],
             ),
         ];
         AgentRegistry { agents }
@@ -142,6 +176,32 @@ impl AgentRegistry {
             }
         }
         (registry, warnings)
+    }
+
+    /// Add an agent defined elsewhere (a plugin); refused when its name is
+    /// taken, with a message naming both.
+    pub fn add(&mut self, agent: Agent) -> Result<(), String> {
+        if let Some(existing) = self.find(&agent.name) {
+            return Err(format!(
+                "agent \"{}\" is already defined ({}); not added",
+                agent.name,
+                existing.source.describe()
+            ));
+        }
+        self.agents.push(agent);
+        Ok(())
+    }
+
+    /// Let every agent see `tools` as well (plugin tools: sandboxed, so
+    /// they are offered to every role).
+    pub fn offer_tools(&mut self, tools: &[String]) {
+        for agent in &mut self.agents {
+            for tool in tools {
+                if !agent.tools.contains(tool) {
+                    agent.tools.push(tool.clone());
+                }
+            }
+        }
     }
 
     /// Find an agent by name, case-insensitively.

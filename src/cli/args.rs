@@ -76,12 +76,27 @@ pub enum Command {
     Monitor,
     /// Latency, success rate, tokens and cost of the last mission.
     Metrics,
-    /// The agents: built-in and from .opencode/agents.json.
+    /// The agents: built-in, from .opencode/agents.json and from plugins.
     Agents,
     /// A complete mission offline, on the scripted provider, in a new temp project.
     Demo,
     /// Create .opencode/ with a commented orch.json.
     Init,
+    /// Wasm plugins: list the loaded ones, or check one file.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// The plugins in .opencode/plugins/ and the user plugins folder: name,
+    /// version, sha256 (for grants), tools, hooks, agents, grant.
+    List,
+    /// Load one .wasm file through the full validation and print what it offers.
+    Check {
+        /// The component to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

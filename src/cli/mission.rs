@@ -146,7 +146,7 @@ fn wire(
     paths: &MissionPaths,
     initial: MissionState,
 ) -> anyhow::Result<Wired> {
-    let (agents, warnings) = AgentRegistry::load(&ctx.root);
+    let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let mut config = ctx.config.mission.clone();
     if let Some(max) = cli.max_iterations {
@@ -184,6 +184,12 @@ fn wire(
         Arc::new(move |agent| ctx_setup.setup(agent))
     };
     let (runtime, todo) = ctx.runtime(client);
+    // The Mission tier lives beside the mission's state (a resume gets it back).
+    if let Err(err) = runtime.memory.attach_mission(&paths.dir) {
+        ctx.warn([format!(
+            "{err}; this mission starts with an empty mission memory"
+        )]);
+    }
     let tasks = TaskManager::new(
         runtime,
         agents.clone(),
@@ -207,6 +213,7 @@ fn wire(
             verify,
             events: ctx.events.clone(),
             tasks,
+            jobs: ctx.jobs.clone(),
             todo,
             state,
             paths: paths.clone(),
@@ -305,7 +312,7 @@ pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
     let ctx = Invocation::load(cli)?;
     let goal = read_goal(&args.goal)?;
     let client = ctx.model_client()?;
-    let (agents, warnings) = AgentRegistry::load(&ctx.root);
+    let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let planner = agents
         .find("Planner")
@@ -485,6 +492,12 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
         "tokens: {} in ({} cached), {} out{cost}\n",
         saved.usage.input, saved.usage.cached_input, saved.usage.output
     ));
+    for (agent, usage) in &saved.usage_by_agent {
+        out.push_str(&format!(
+            "  {agent}: {} in ({} cached, {} cache writes), {} out\n",
+            usage.input, usage.cached_input, usage.cache_write, usage.output
+        ));
+    }
     out.push_str(&format!(
         "queue: {} waiting; pool: {} created, {} reused, {} idle\n",
         saved.queued(),
@@ -513,6 +526,20 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
                 if task.background { " (background)" } else { "" },
                 task.description
             ));
+        }
+    }
+    if !saved.jobs.is_empty() {
+        out.push_str("background jobs:\n");
+        for (id, job) in &saved.jobs {
+            let code = job
+                .exit_code
+                .map_or(String::new(), |c| format!(" (exit {c})"));
+            let name = if job.label.is_empty() {
+                &job.command
+            } else {
+                &job.label
+            };
+            out.push_str(&format!("  {id}  {}{code}  {name}\n", job.status));
         }
     }
     out
@@ -570,7 +597,8 @@ fn status_word(status: MissionStatus) -> &'static str {
 
 pub fn agents(cli: &Cli) -> anyhow::Result<u8> {
     let root = super::project_root(cli.dir.as_deref())?;
-    let (agents, warnings) = AgentRegistry::load(&root);
+    let (mut agents, mut warnings) = AgentRegistry::load(&root);
+    warnings.extend(super::plugins::add_agents(&root, &mut agents));
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
@@ -580,7 +608,7 @@ pub fn agents(cli: &Cli) -> anyhow::Result<u8> {
             .map(|a| {
                 serde_json::json!({
                     "name": a.name,
-                    "source": match a.source { crate::agents::AgentSource::Builtin => "builtin", crate::agents::AgentSource::Project => ".opencode/agents.json" },
+                    "source": match &a.source { crate::agents::AgentSource::Builtin => "builtin".to_string(), other => other.describe() },
                     "description": a.description,
                     "tools": a.tools,
                     "model": a.model,
@@ -591,10 +619,7 @@ pub fn agents(cli: &Cli) -> anyhow::Result<u8> {
         return Ok(exit::COMPLETE);
     }
     for agent in agents.iter() {
-        let source = match agent.source {
-            crate::agents::AgentSource::Builtin => "built-in",
-            crate::agents::AgentSource::Project => ".opencode/agents.json",
-        };
+        let source = agent.source.describe();
         println!("{} ({source}): {}", agent.name, agent.description);
         println!("  tools: {}", agent.tools.join(", "));
         if let Some(model) = &agent.model {

@@ -7,6 +7,7 @@ mod args;
 mod demo;
 mod mission;
 mod monitor;
+mod plugins;
 mod run;
 
 use std::io::IsTerminal;
@@ -19,11 +20,13 @@ use anyhow::{Context as _, anyhow};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{Cli, Command};
+pub use args::{Cli, Command, PluginsCommand};
 
 use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
 use crate::events::EventBus;
+use crate::hooks::NoHooks;
+use crate::memory::Memory;
 use crate::monitor::live::{Live, LiveRun};
 use crate::monitor::metrics::MetricsSink;
 use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity, terminal};
@@ -34,6 +37,7 @@ use crate::provider::{HttpSettings, ModelClient};
 use crate::session::{Runtime, SessionSetup};
 use crate::todo::TodoStore;
 use crate::tools::ToolRegistry;
+use crate::tools::background::{BackgroundJobs, JobLimits};
 use crate::tools::metrics::ShowMetrics;
 use crate::tools::permissions::{Permissions, Prompter, TerminalPrompter};
 
@@ -80,6 +84,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Agents => mission::agents(&cli),
         Command::Demo => mission::demo(&cli).await,
         Command::Init => mission::init(&cli),
+        Command::Plugins(command) => plugins::command(&cli, command).await,
     };
     match result {
         Ok(code) => code,
@@ -105,6 +110,14 @@ pub struct Invocation {
     pub live: Option<Live>,
     /// The metrics fold of this run, behind the `show_metrics` tool.
     pub metrics: Arc<MetricsSink>,
+    /// Background jobs started by this run's agents; killed when it ends.
+    pub jobs: Arc<BackgroundJobs>,
+    /// The plugin host, started on first use (none without plugins).
+    plugins: std::sync::OnceLock<Option<crate::plugins::PluginHost>>,
+    /// Hot reload of the plugin folders while this command runs.
+    plugin_watcher: std::sync::OnceLock<Option<crate::plugins::PluginWatcher>>,
+    /// The observing hook points (mission, session, iteration, todo).
+    plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
 }
 
 impl Invocation {
@@ -145,6 +158,16 @@ impl Invocation {
                 live = Some(Live::new(&events, plain, color));
             }
         }
+        let jobs = BackgroundJobs::new(
+            root.clone(),
+            JobLimits {
+                max_running: config.tools.background_max,
+                output_bytes: config.tools.background_output_bytes,
+                default_timeout: Duration::from_millis(config.tools.background_timeout_ms),
+                max_timeout: Duration::from_millis(config.tools.background_max_timeout_ms),
+            },
+            events.clone(),
+        );
         Ok(Invocation {
             root,
             config,
@@ -153,6 +176,10 @@ impl Invocation {
             cancel: cancel_on_ctrl_c(),
             live,
             metrics,
+            jobs,
+            plugins: std::sync::OnceLock::new(),
+            plugin_watcher: std::sync::OnceLock::new(),
+            plugin_observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -238,6 +265,44 @@ impl Invocation {
             tools.insert(tool);
         }
         tools.insert(Arc::new(ShowMetrics(self.metrics.clone())));
+        tools.set_checker(Arc::new(crate::tools::diagnostics::Checker::new(
+            self.root.clone(),
+            self.config.diagnostics.clone(),
+        )));
+        for tool in self.jobs.tools() {
+            tools.insert(tool);
+        }
+        let memory = self.memory();
+        for tool in crate::tools::memory::tools(memory.clone()) {
+            tools.insert(tool);
+        }
+        let mut hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(NoHooks);
+        if let Some(host) = self.plugin_host() {
+            host.attach_memory(memory.clone());
+            // The delegation tools join later (the task manager adds them).
+            let taken: Vec<String> = tools
+                .names()
+                .chain(crate::agents::DELEGATION_TOOLS.iter().copied())
+                .map(str::to_string)
+                .collect();
+            let (plugin_tools, problems) = host.tools(&taken);
+            self.warn(problems);
+            for tool in plugin_tools {
+                tools.insert(tool);
+            }
+            tools = host.hook_tools(tools);
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.plugin_watcher.get_or_init(|| {
+                    let dirs = crate::plugins::PluginHost::dirs(&self.root, &self.config.plugins);
+                    host.watch(&dirs)
+                        .map_err(|problem| self.warn([problem]))
+                        .ok()
+                });
+                self.plugin_observer
+                    .get_or_init(|| host.observe(&self.events));
+            }
+            hooks = Arc::new(host);
+        }
         let runtime = Runtime {
             root: Arc::new(self.root.clone()),
             client,
@@ -249,8 +314,53 @@ impl Invocation {
             ),
             events: self.events.clone(),
             limits: Arc::new(self.config.tools.clone()),
+            memory,
+            hooks,
         };
         (runtime, todo)
+    }
+
+    /// The plugin host with this project's plugins loaded, started once;
+    /// none when plugins are off or there are none. Plugins that fail to
+    /// load are reported as warnings and skipped.
+    pub fn plugin_host(&self) -> Option<crate::plugins::PluginHost> {
+        self.plugins
+            .get_or_init(|| {
+                let (host, problems) = plugins::start(&self.root, &self.config, &self.events);
+                self.warn(problems);
+                host
+            })
+            .clone()
+    }
+
+    /// The agent registry: built-ins, the project's custom agents and the
+    /// agents plugins define; problems come back as warnings.
+    pub fn agents(&self) -> (crate::agents::AgentRegistry, Vec<String>) {
+        let (mut agents, mut warnings) = crate::agents::AgentRegistry::load(&self.root);
+        if let Some(host) = self.plugin_host() {
+            warnings.extend(plugins::add_host_agents(&host, &mut agents));
+            let tools: Vec<String> = host
+                .plugins()
+                .iter()
+                .flat_map(|plugin| plugin.tools.iter().map(|tool| tool.name.clone()))
+                .collect();
+            agents.offer_tools(&tools);
+        }
+        (agents, warnings)
+    }
+
+    /// The project's memory (System and Project tiers from
+    /// `.opencode/memory/`). A broken memory file is reported and set
+    /// aside for this run, never a reason not to run.
+    fn memory(&self) -> Arc<Memory> {
+        let config = self.config.memory.clone();
+        match Memory::open(&self.root, config.clone(), self.config.models.clone()) {
+            Ok(memory) => Arc::new(memory),
+            Err(err) => {
+                self.warn([format!("{err}; the project memory is not used in this run")]);
+                Arc::new(Memory::in_memory(config).with_models(self.config.models.clone()))
+            }
+        }
     }
 
     /// Report problems that did not stop anything (a bad agents.json entry...).
@@ -360,6 +470,7 @@ fn cancel_on_ctrl_c() -> CancellationToken {
         eprintln!("\ncancelling… (Ctrl-C again to force)");
         token.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
+            crate::tools::bash::kill_every_group();
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });

@@ -5,13 +5,12 @@ use std::io::Read;
 use anyhow::{Context as _, anyhow};
 
 use super::{Cli, Invocation, exit};
-use crate::agents::AgentRegistry;
 use crate::events::SessionOutcome;
 use crate::session::Session;
 
 pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
     let ctx = Invocation::load(cli)?;
-    let (agents, warnings) = AgentRegistry::load(&ctx.root);
+    let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let agent = agents.find(&args.agent).cloned().ok_or_else(|| {
         let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
@@ -50,6 +49,8 @@ pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
         )
     })?;
     let report = session.run(&prompt, &ctx.cancel).await;
+    // Nothing the session started outlives it.
+    ctx.jobs.kill_all().await;
     Ok(match report.outcome {
         SessionOutcome::Completed => exit::COMPLETE,
         SessionOutcome::Cancelled => exit::INTERRUPTED,

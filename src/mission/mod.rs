@@ -48,6 +48,8 @@ pub struct Mission {
     pub verify: Vec<String>,
     pub events: Arc<EventBus>,
     pub tasks: Arc<TaskManager>,
+    /// Background jobs the mission's agents started; killed when it ends.
+    pub jobs: Arc<crate::tools::background::BackgroundJobs>,
     pub todo: Arc<TodoStore>,
     pub state: Arc<StateSink>,
     pub paths: MissionPaths,
@@ -107,6 +109,7 @@ impl Mission {
                 continue;
             }
             iteration += 1;
+            self.decay_memory();
             let gate = self.check_gate(iteration, &token).await;
             if let Some(stop) = self.stop.reason() {
                 break stop;
@@ -151,8 +154,10 @@ impl Mission {
             ));
         };
         watchers.abort_all();
-        // Nothing outlives the mission: queued and running tasks stop now.
+        // Nothing outlives the mission: queued and running tasks and
+        // background jobs stop now.
         self.tasks.shutdown().await;
+        self.jobs.kill_all().await;
         let snapshot = self.state.snapshot();
         self.events.emit(Event::MissionFinished {
             mission: self.id.clone(),
@@ -174,6 +179,20 @@ impl Mission {
             outcome,
             reason,
             iterations: iteration,
+        }
+    }
+
+    /// The iteration boundary for memory: scores take this iteration's use
+    /// signals, and entries that faded out are evicted.
+    fn decay_memory(&self) {
+        let evicted = self.tasks.runtime().memory.end_iteration();
+        if !evicted.is_empty() {
+            self.events.emit(Event::MemoryEvicted {
+                entries: evicted
+                    .iter()
+                    .map(|e| format!("{}:{}", e.tier.name(), e.id))
+                    .collect(),
+            });
         }
     }
 

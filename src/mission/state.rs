@@ -46,6 +46,17 @@ pub struct TaskState {
     pub error: Option<String>,
 }
 
+/// A background job as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    pub label: String,
+    pub command: String,
+    /// `running`, `done`, `failed` or `killed`.
+    pub status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
 /// A session's last known activity.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
@@ -71,11 +82,17 @@ pub struct MissionState {
     pub pid: u32,
     pub commander_session: String,
     pub tasks: BTreeMap<String, TaskState>,
+    /// Background jobs started with `run_background`.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobState>,
     pub sessions: BTreeMap<String, SessionState>,
     pub pool: PoolStats,
     pub usage: Usage,
     /// Usage per model, for cost.
     pub usage_by_model: BTreeMap<String, Usage>,
+    /// Usage per agent (every session of that agent).
+    #[serde(default)]
+    pub usage_by_agent: BTreeMap<String, Usage>,
     #[serde(default)]
     pub cost_usd: Option<f64>,
     #[serde(default)]
@@ -110,10 +127,12 @@ impl MissionState {
             pid: std::process::id(),
             commander_session: commander_session.into(),
             tasks: BTreeMap::new(),
+            jobs: BTreeMap::new(),
             sessions: BTreeMap::new(),
             pool: PoolStats::default(),
             usage: Usage::default(),
             usage_by_model: BTreeMap::new(),
+            usage_by_agent: BTreeMap::new(),
             cost_usd: None,
             plan: None,
             last_gate: None,
@@ -249,8 +268,16 @@ impl MissionState {
                     .unwrap_or_default();
                 self.set_activity(session, activity);
             }
-            Event::Usage { session, usage, .. } => {
+            Event::Usage {
+                session,
+                agent,
+                usage,
+            } => {
                 self.usage.add(usage);
+                self.usage_by_agent
+                    .entry(agent.clone())
+                    .or_default()
+                    .add(usage);
                 if let Some(state) = self.sessions.get_mut(session) {
                     state.usage.add(usage);
                 }
@@ -267,7 +294,35 @@ impl MissionState {
             | Event::ToolCallEnd { .. }
             | Event::ApprovalRequested { .. }
             | Event::ApprovalResolved { .. }
-            | Event::Warning { .. } => return false,
+            | Event::Warning { .. }
+            | Event::ContextCompacted { .. }
+            | Event::MemoryEvicted { .. } => return false,
+            Event::BackgroundStarted {
+                job,
+                label,
+                command,
+                ..
+            } => {
+                self.jobs.insert(
+                    job.clone(),
+                    JobState {
+                        label: label.clone(),
+                        command: command.clone(),
+                        status: "running".into(),
+                        exit_code: None,
+                    },
+                );
+            }
+            Event::BackgroundFinished {
+                job,
+                status,
+                exit_code,
+            } => {
+                if let Some(state) = self.jobs.get_mut(job) {
+                    state.status = status.clone();
+                    state.exit_code = *exit_code;
+                }
+            }
         }
         true
     }

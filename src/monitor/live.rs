@@ -250,6 +250,7 @@ pub async fn run_screen(
                         KeyAction::Leave => break Closed::Left,
                         KeyAction::ForceQuit => {
                             terminal::restore();
+                            crate::tools::bash::kill_every_group();
                             std::process::exit(130);
                         }
                     }

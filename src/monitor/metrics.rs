@@ -184,7 +184,11 @@ impl Metrics {
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskFinished { .. }
-            | Event::SessionFinished { .. } => {}
+            | Event::SessionFinished { .. }
+            | Event::ContextCompacted { .. }
+            | Event::MemoryEvicted { .. }
+            | Event::BackgroundStarted { .. }
+            | Event::BackgroundFinished { .. } => {}
         }
     }
 

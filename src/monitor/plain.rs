@@ -368,11 +368,52 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     line(&mut state, text);
                 }
             }
+            Event::ContextCompacted {
+                agent,
+                reason,
+                tokens_before,
+                tokens_after,
+                ..
+            } => {
+                if !quiet {
+                    line(
+                        &mut state,
+                        format!(
+                            "{agent}: context compacted ({reason}): {tokens_before} → {tokens_after} tokens"
+                        ),
+                    );
+                }
+            }
+            Event::BackgroundStarted {
+                job,
+                label,
+                command,
+                ..
+            } => {
+                if !quiet {
+                    let name = if label.is_empty() { command } else { label };
+                    line(
+                        &mut state,
+                        self.dim(&format!("  ⇢ {job} in the background: {name}")),
+                    );
+                }
+            }
+            Event::BackgroundFinished {
+                job,
+                status,
+                exit_code,
+            } => {
+                if verbose || (!quiet && status != "done") {
+                    let code = exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
+                    line(&mut state, self.dim(&format!("  ⇠ {job} {status}{code}")));
+                }
+            }
             Event::ModelRequest { .. }
             | Event::ModelResponse { .. }
             | Event::Usage { .. }
             | Event::ApprovalRequested { .. }
-            | Event::ApprovalResolved { .. } => {}
+            | Event::ApprovalResolved { .. }
+            | Event::MemoryEvicted { .. } => {}
         }
         let _ = state.out.flush();
     }

@@ -524,6 +524,49 @@ impl View {
                     s.activity = activity;
                 }
             }
+            Event::ContextCompacted {
+                session,
+                reason,
+                tokens_before,
+                tokens_after,
+                ..
+            } => {
+                let text = format!(
+                    "{}: context compacted ({reason}): {tokens_before} → {tokens_after} tokens",
+                    self.agent_of(session)
+                );
+                self.log(at, Level::Info, text);
+            }
+            Event::MemoryEvicted { entries } => {
+                let text = format!("memory: forgot {}", entries.join(", "));
+                self.log(at, Level::Info, text);
+            }
+            Event::BackgroundStarted {
+                job,
+                label,
+                command,
+                ..
+            } => {
+                let name = if label.is_empty() { command } else { label };
+                self.log(
+                    at,
+                    Level::Info,
+                    format!("{job} started in the background: {name}"),
+                );
+            }
+            Event::BackgroundFinished {
+                job,
+                status,
+                exit_code,
+            } => {
+                let code = exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
+                let level = if status == "done" {
+                    Level::Info
+                } else {
+                    Level::Warn
+                };
+                self.log(at, level, format!("{job} {status}{code}"));
+            }
             Event::TextDelta { .. } | Event::ModelResponse { .. } => {}
         }
     }

@@ -114,6 +114,7 @@ impl Bash {
             cancel: &ctx.cancel,
             output_bytes: ctx.limits.bash_output_bytes,
             env: scrubbed_env(env),
+            live: None,
         };
         match run(job).await {
             Ok(run) => tool_output(&run, timeout),
@@ -159,6 +160,7 @@ pub async fn run_shell(
         cancel,
         output_bytes,
         env: scrubbed_env(std::env::vars_os()),
+        live: None,
     })
     .await
 }
@@ -180,24 +182,27 @@ pub fn scrubbed_env(
 }
 
 #[derive(Clone, Copy)]
-enum Shell {
+pub(crate) enum Shell {
     /// bash, or sh where bash is missing: what the model expects.
     Bash,
     /// POSIX sh: what verification commands are specified to run under.
     Sh,
 }
 
-struct Job<'a> {
-    shell: Shell,
-    command: &'a str,
-    root: &'a Path,
-    timeout: Duration,
-    cancel: &'a CancellationToken,
-    output_bytes: usize,
-    env: Vec<(OsString, OsString)>,
+pub(crate) struct Job<'a> {
+    pub(crate) shell: Shell,
+    pub(crate) command: &'a str,
+    pub(crate) root: &'a Path,
+    pub(crate) timeout: Duration,
+    pub(crate) cancel: &'a CancellationToken,
+    pub(crate) output_bytes: usize,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    /// Where output also goes as it arrives, for callers that read it
+    /// while the command runs (background jobs).
+    pub(crate) live: Option<&'a std::sync::Mutex<Tail>>,
 }
 
-async fn run(job: Job<'_>) -> io::Result<ShellRun> {
+pub(crate) async fn run(job: Job<'_>) -> io::Result<ShellRun> {
     let (mut child, mut output) = spawn_shell(job.shell, job.command, job.root, &job.env)?;
     let Some(pid) = child.id() else {
         return Err(io::Error::other(
@@ -220,7 +225,12 @@ async fn run(job: Job<'_>) -> io::Result<ShellRun> {
         tokio::select! {
             read = output.read(&mut buf), if !eof => match read {
                 Ok(0) | Err(_) => eof = true,
-                Ok(n) => tail.push(&buf[..n]),
+                Ok(n) => {
+                    tail.push(&buf[..n]);
+                    if let Some(live) = job.live {
+                        live.lock().expect("live output lock").push(&buf[..n]);
+                    }
+                }
             },
             exit = child.wait(), if status.is_none() => {
                 status = Some(exit);
@@ -344,8 +354,25 @@ struct ProcessGroup {
     armed: bool,
 }
 
+/// Every process group a command runs in right now, so a forced exit
+/// (a second Ctrl-C) can still take them down: destructors do not run then.
+static LIVE_GROUPS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL every command's process group still running. For the moment
+/// before a forced exit; normal shutdown kills each group on its own.
+pub fn kill_every_group() {
+    let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+    for id in groups {
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(id, libc::SIGKILL) };
+    }
+}
+
 impl ProcessGroup {
     fn new(id: libc::pid_t) -> Self {
+        if let Ok(mut groups) = LIVE_GROUPS.lock() {
+            groups.push(id);
+        }
         ProcessGroup { id, armed: true }
     }
 
@@ -368,18 +395,21 @@ impl Drop for ProcessGroup {
         if self.armed {
             self.kill();
         }
+        if let Ok(mut groups) = LIVE_GROUPS.lock() {
+            groups.retain(|&id| id != self.id);
+        }
     }
 }
 
 /// The last `cap` bytes of a stream, and how many came before them.
-struct Tail {
+pub(crate) struct Tail {
     cap: usize,
     buf: Vec<u8>,
     dropped: u64,
 }
 
 impl Tail {
-    fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Tail {
             cap,
             buf: Vec::new(),
@@ -387,7 +417,7 @@ impl Tail {
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         // Trim in batches so a chatty command does not shift the buffer on
         // every read.
@@ -402,6 +432,17 @@ impl Tail {
             self.buf.drain(..excess);
             self.dropped += excess as u64;
         }
+    }
+
+    /// The kept text so far (see `finish`), leaving the tail as it is.
+    pub(crate) fn snapshot(&self) -> String {
+        let mut copy = Tail {
+            cap: self.cap,
+            buf: self.buf.clone(),
+            dropped: self.dropped,
+        };
+        copy.trim();
+        copy.finish()
     }
 
     /// The kept text, starting on a character boundary, led by a note

@@ -277,6 +277,10 @@ impl Tool for Write {
         }
     }
 
+    fn edited_path(&self, args: &Value) -> Option<String> {
+        args.get("path").and_then(Value::as_str).map(str::to_string)
+    }
+
     async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
         let args: WriteArgs = match parse_args("write", args) {
             Ok(args) => args,
@@ -358,6 +362,10 @@ impl Tool for Edit {
                 "additionalProperties": false
             }),
         }
+    }
+
+    fn edited_path(&self, args: &Value) -> Option<String> {
+        args.get("path").and_then(Value::as_str).map(str::to_string)
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {

@@ -4,9 +4,13 @@
 //! A failing tool is data for the model (`ToolOutput::error`), never an `Err`
 //! for the session. Every path a tool touches goes through `path::resolve`.
 
+pub mod background;
 pub mod bash;
 pub mod delegate;
+pub mod diagnostics;
 pub mod fs;
+pub mod git;
+pub mod memory;
 pub mod metrics;
 pub mod path;
 pub mod permissions;
@@ -74,6 +78,12 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// The project file a successful call with `args` wrote, if this tool
+    /// writes files (`write`, `edit`): such files get diagnostics.
+    fn edited_path(&self, _args: &Value) -> Option<String> {
+        None
+    }
+
     /// Run the call. `args` is already parsed JSON (an object when the model
     /// behaved); validating its fields is the tool's job.
     async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput;
@@ -83,6 +93,8 @@ pub trait Tool: Send + Sync {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// The project's fast checker, run after turns that edited files.
+    checker: Option<Arc<diagnostics::Checker>>,
 }
 
 impl ToolRegistry {
@@ -100,6 +112,8 @@ impl ToolRegistry {
         registry.insert(Arc::new(search::Glob));
         registry.insert(Arc::new(search::Grep));
         registry.insert(Arc::new(bash::Bash));
+        registry.insert(Arc::new(git::GitStatus));
+        registry.insert(Arc::new(git::GitDiff));
         registry
     }
 
@@ -123,7 +137,16 @@ impl ToolRegistry {
                 tools.insert(name.to_string(), tool.clone());
             }
         }
-        ToolRegistry { tools }
+        ToolRegistry {
+            tools,
+            checker: self.checker.clone(),
+        }
+    }
+
+    /// Check edits with `checker`, and offer it as the `diagnostics` tool.
+    pub fn set_checker(&mut self, checker: Arc<diagnostics::Checker>) {
+        self.insert(Arc::new(diagnostics::Diagnostics(checker.clone())));
+        self.checker = Some(checker);
     }
 
     /// Specs in a stable order (sorted by name), so the tool list sent to
@@ -147,6 +170,52 @@ impl ToolRouter {
         self.registry
             .get(&call.name)
             .is_some_and(|tool| tool.read_only())
+    }
+
+    /// After a turn's calls ran: when any of them edited files, run the
+    /// checker once for all of them and append its report to the last
+    /// edit's result.
+    pub async fn after_turn(
+        &self,
+        calls: &[ToolCall],
+        outputs: &mut [ToolOutput],
+        ctx: &ToolContext,
+    ) {
+        let Some(checker) = self.registry.checker.as_ref().filter(|c| c.after_edits()) else {
+            return;
+        };
+        let mut touched: Vec<String> = Vec::new();
+        let mut last = None;
+        for (i, (call, output)) in calls.iter().zip(outputs.iter()).enumerate() {
+            if output.is_error {
+                continue;
+            }
+            let Some(tool) = self.registry.get(&call.name) else {
+                continue;
+            };
+            let Ok(args) = parse_arguments(&call.arguments) else {
+                continue;
+            };
+            let Some(path) = tool.edited_path(&args) else {
+                continue;
+            };
+            let Ok(resolved) = path::resolve(&ctx.root, &path) else {
+                continue;
+            };
+            let path = path::relative(&ctx.root, &resolved);
+            if !touched.contains(&path) {
+                touched.push(path);
+            }
+            last = Some(i);
+        }
+        let Some(last) = last else {
+            return;
+        };
+        if let Some(report) = checker.check(&touched, &ctx.cancel).await {
+            let output = &mut outputs[last];
+            output.content.push_str("\n\n");
+            output.content.push_str(&report);
+        }
     }
 
     pub async fn call(&self, call: &ToolCall, ctx: &ToolContext) -> ToolOutput {

@@ -118,7 +118,9 @@ impl Permissions {
                 "command refused: it {why}; orch never runs commands on its built-in list of destructive commands, whatever the configuration says"
             ));
         }
-        if let (Some(command), "bash") = (command, tool) {
+        // `run_background` runs shell commands too: bash's rules apply to it.
+        let shell = tool == "bash" || tool == "run_background";
+        if let (Some(command), true) = (command, shell) {
             let command = squash_spaces(command);
             let rule = self
                 .rules
@@ -131,8 +133,18 @@ impl Permissions {
                 return apply(*action, tool, args, &source);
             }
         }
-        match self.rules.tools.get(tool) {
-            Some(action) => apply(*action, tool, args, &format!("the rule for {tool:?}")),
+        let rule = self
+            .rules
+            .tools
+            .get(tool)
+            .map(|action| (tool, action))
+            .or_else(|| {
+                (tool == "run_background")
+                    .then(|| self.rules.tools.get("bash").map(|action| ("bash", action)))
+                    .flatten()
+            });
+        match rule {
+            Some((name, action)) => apply(*action, tool, args, &format!("the rule for {name:?}")),
             None => Decision::Allow,
         }
     }
@@ -768,13 +780,24 @@ mod tests {
             ("bash", bash("rm -rf /"), Kind::Deny),
             // Without a command the tool itself reports the problem.
             ("bash", json!({}), Kind::Ask),
-            // Other shell-running tools get the deny list, not the patterns.
+            // run_background runs shell commands too: the deny list and
+            // bash's command patterns apply to it as to bash.
             (
                 "run_background",
                 json!({"command": "sudo rm -rf /"}),
                 Kind::Deny,
             ),
-            ("run_background", json!({"command": "ls"}), Kind::Allow),
+            ("run_background", json!({"command": "ls"}), Kind::Deny),
+            (
+                "run_background",
+                json!({"command": "git push origin main"}),
+                Kind::Ask,
+            ),
+            (
+                "run_background",
+                json!({"command": "cargo test"}),
+                Kind::Allow,
+            ),
         ];
         for (tool, args, want) in cases {
             let got = permissions.decide(tool, &args);

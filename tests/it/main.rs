@@ -5,8 +5,11 @@
 mod support;
 
 mod cli;
+mod diagnostics;
+mod memory;
 mod mission;
 mod monitor;
+mod plugins;
 mod provider_anthropic;
 mod provider_openai;
 mod session;

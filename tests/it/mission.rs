@@ -740,3 +740,45 @@ fn admission_queues_tasks_before_any_session_exists() {
     assert_eq!(started[1]["reused"], true);
     assert_eq!(started[1]["pool"]["reuse_hits"], 1);
 }
+
+#[test]
+fn background_jobs_die_with_the_mission() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "server", "prompt": "Start the server", "background": false}))]},
+            {"when": "server up", "text": "Stopping here."}
+        ],
+        "Worker": [
+            {"tool_calls": [call("run_background", json!({"command": "sleep 300 & echo $! > bg.pid; sleep 300", "label": "server"}))]},
+            // Give the job's shell time to write its pid before the mission ends.
+            {"when": "started bg_1", "latency_ms": 500, "text": "server up"}
+        ]
+    }});
+    let (code, events, _) = task(&project, &script, &["--max-iterations", "1"]);
+    assert_eq!(code, Some(1));
+    let started = Instant::now();
+    while !project.file("bg.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: i32 = project.read("bg.pid").trim().parse().unwrap();
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.split(' ').nth(2) != Some("Z"));
+    assert!(
+        !alive,
+        "the background job's child {pid} outlived the mission"
+    );
+    let finished = of_type(&events, "background_finished");
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["status"], "killed");
+    let (_, status, _) = run(project.orch().arg("status"));
+    assert!(
+        status.contains("background jobs:\n  bg_1  killed  server"),
+        "{status}"
+    );
+}

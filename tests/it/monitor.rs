@@ -619,6 +619,30 @@ fn one_of_each() -> Vec<Event> {
             usage,
             error: None,
         },
+        Event::ContextCompacted {
+            session: "s".into(),
+            agent: "Worker".into(),
+            reason: "threshold".into(),
+            tokens_before: 5000,
+            tokens_after: 2000,
+            pruned: 3,
+            summarized: 4,
+            summary: true,
+        },
+        Event::MemoryEvicted {
+            entries: vec!["mission:m3".into()],
+        },
+        Event::BackgroundStarted {
+            session: "worker-1".into(),
+            job: "bg_1".into(),
+            label: "dev server".into(),
+            command: "npm run dev".into(),
+        },
+        Event::BackgroundFinished {
+            job: "bg_1".into(),
+            status: "killed".into(),
+            exit_code: None,
+        },
     ];
     for event in &all {
         match event {
@@ -640,7 +664,11 @@ fn one_of_each() -> Vec<Event> {
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskFinished { .. }
-            | Event::SessionFinished { .. } => {}
+            | Event::SessionFinished { .. }
+            | Event::ContextCompacted { .. }
+            | Event::MemoryEvicted { .. }
+            | Event::BackgroundStarted { .. }
+            | Event::BackgroundFinished { .. } => {}
         }
     }
     all

@@ -138,6 +138,8 @@ fn harness(script: &str) -> Harness {
         permissions: Permissions::new(PermissionConfig::default(), false),
         events: events.clone(),
         limits: Arc::new(ToolsConfig::default()),
+        memory: Arc::default(),
+        hooks: Arc::new(orch::hooks::NoHooks),
     };
     Harness {
         _dir: dir,

@@ -2,9 +2,11 @@
 //! tools, bash, and permissions, called through `ToolRouter` as a session
 //! would and directly.
 
+mod background;
 mod bash;
 mod escape;
 mod files;
+mod git;
 mod permissions;
 mod router;
 mod search;

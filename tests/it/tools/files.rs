@@ -375,6 +375,8 @@ fn specs_follow_the_contract() {
             true,
         ),
         ("bash", &["command", "timeout_ms"], &["command"], false),
+        ("git_status", &[], &[], true),
+        ("git_diff", &["staged", "path"], &[], true),
     ];
     let registry = ToolRegistry::builtins();
     assert_eq!(registry.names().count(), expected.len());

@@ -1,0 +1,159 @@
+//! `orch plugins list` and `orch plugins check FILE`, and starting the
+//! plugin host for a command that runs agents.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::{Cli, PluginsCommand, exit};
+use crate::agents::{Agent, AgentRegistry, AgentSource};
+use crate::config::{self, Config, Overrides, ProjectAccess};
+use crate::events::EventBus;
+use crate::plugins::{PluginHost, PluginInfo};
+
+/// The plugin host with the project's (and the user's) plugins loaded, and
+/// one message per plugin that was skipped.
+pub(crate) fn start(
+    root: &Path,
+    config: &Config,
+    events: &Arc<EventBus>,
+) -> (Option<PluginHost>, Vec<String>) {
+    if !config.plugins.enabled {
+        return (None, Vec::new());
+    }
+    let dirs = PluginHost::dirs(root, &config.plugins);
+    if !PluginHost::any_in(&dirs) {
+        return (None, Vec::new());
+    }
+    match PluginHost::new(root, &config.plugins, events.clone(), None) {
+        Ok(host) => {
+            let problems = host.load_dirs_blocking(&dirs);
+            (Some(host), problems)
+        }
+        Err(err) => (None, vec![format!("{err}; plugins are off in this run")]),
+    }
+}
+
+/// Add the agents of `host`'s plugins to `registry`; one message per agent refused.
+pub(crate) fn add_host_agents(host: &PluginHost, registry: &mut AgentRegistry) -> Vec<String> {
+    let mut problems = Vec::new();
+    for agent in host.agents() {
+        let file = agent.plugin.clone();
+        let added = registry.add(Agent {
+            name: agent.name,
+            description: agent.description,
+            prompt: agent.prompt,
+            tools: agent.tools,
+            model: None,
+            source: AgentSource::Plugin(agent.plugin),
+        });
+        if let Err(problem) = added {
+            problems.push(format!("plugin \"{file}\": {problem}"));
+        }
+    }
+    problems
+}
+
+/// For `orch agents`: load the project's plugins and add their agents.
+pub(crate) fn add_agents(root: &Path, registry: &mut AgentRegistry) -> Vec<String> {
+    let config = match config::load(root, &Overrides::default()) {
+        Ok(config) => config,
+        Err(err) => return vec![format!("{err}; plugin agents are not listed")],
+    };
+    let (host, mut problems) = start(root, &config, &Arc::new(EventBus::new()));
+    if let Some(host) = host {
+        problems.extend(add_host_agents(&host, registry));
+    }
+    problems
+}
+
+pub async fn command(cli: &Cli, command: &PluginsCommand) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let config = config::load(&root, &Overrides::default())?;
+    let events = Arc::new(EventBus::new());
+    let host = PluginHost::new(&root, &config.plugins, events, None)?;
+    match command {
+        PluginsCommand::List => {
+            let problems = host
+                .load_dirs(&PluginHost::dirs(&root, &config.plugins))
+                .await;
+            for problem in &problems {
+                eprintln!("warning: {problem}");
+            }
+            let plugins = host.plugins();
+            if cli.json {
+                let list: Vec<serde_json::Value> = plugins.iter().map(to_json).collect();
+                println!("{}", serde_json::to_string(&list)?);
+            } else if plugins.is_empty() {
+                println!("no plugins (put .wasm components in .opencode/plugins/)");
+            }
+            if !cli.json {
+                for plugin in &plugins {
+                    print_plugin(plugin);
+                }
+            }
+            Ok(exit::COMPLETE)
+        }
+        PluginsCommand::Check { file } => {
+            let path = super::absolute_from_cwd(file);
+            let info = host
+                .load(&path)
+                .await
+                .with_context(|| format!("checking {}", path.display()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&to_json(&info))?);
+            } else {
+                println!("ok: speaks orch:plugin@0.1.0");
+                print_plugin(&info);
+            }
+            Ok(exit::COMPLETE)
+        }
+    }
+}
+
+fn access(project: Option<ProjectAccess>) -> &'static str {
+    match project {
+        None => "nothing",
+        Some(ProjectAccess::Read) => "project read-only",
+        Some(ProjectAccess::ReadWrite) => "project read-write",
+    }
+}
+
+fn print_plugin(plugin: &PluginInfo) {
+    println!(
+        "{} {} ({}): {}",
+        plugin.name, plugin.version, plugin.file, plugin.description
+    );
+    println!("  sha256: {}", plugin.sha256);
+    println!("  granted: {}", access(plugin.project));
+    for tool in &plugin.tools {
+        println!("  tool {}: {}", tool.name, tool.description);
+    }
+    if !plugin.hooks.is_empty() {
+        println!("  hooks: {}", plugin.hooks.join(", "));
+    }
+    for agent in &plugin.agents {
+        println!("  agent {}: {}", agent.name, agent.description);
+    }
+    if !plugin.capabilities.is_empty() {
+        println!("  asks for: {}", plugin.capabilities.join(", "));
+    }
+}
+
+fn to_json(plugin: &PluginInfo) -> serde_json::Value {
+    serde_json::json!({
+        "file": plugin.file,
+        "name": plugin.name,
+        "version": plugin.version,
+        "description": plugin.description,
+        "sha256": plugin.sha256,
+        "granted": access(plugin.project),
+        "tools": plugin.tools.iter().map(|t| serde_json::json!({
+            "name": t.name, "description": t.description, "parameters": t.parameters,
+        })).collect::<Vec<_>>(),
+        "hooks": plugin.hooks,
+        "agents": plugin.agents.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+        "capabilities": plugin.capabilities,
+    })
+}

@@ -1,0 +1,223 @@
+//! The one wasmtime `Engine` (epoch interruption, ticked every 10 ms by a
+//! thread that holds only a weak reference), the linker with WASI p2 and the
+//! contract's host imports, the compiled-code cache and the load pipeline:
+//! read, hash, compile or load from cache, check the contract version,
+//! pre-instantiate.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::PluginError;
+use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, HOST_INTERFACE, Plugin, PluginPre};
+use super::state::StoreState;
+
+/// How often the epoch advances: the granularity of every deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide engine. The ticker thread ends when the engine is gone.
+pub fn engine() -> Result<&'static Engine, PluginError> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config.wasm_component_model(true);
+            // jco's QuickJS components use the component-model async builtins.
+            config.wasm_component_model_async(true);
+            config.epoch_interruption(true);
+            let engine = Engine::new(&config).map_err(|err| err.to_string())?;
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("orch-plugin-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })
+                .map_err(|err| err.to_string())?;
+            Ok(engine)
+        })
+        .as_ref()
+        .map_err(|err| PluginError::Engine(err.clone()))
+}
+
+/// The linker every plugin is instantiated with: all of WASI p2 (every
+/// toolchain imports some of it; the context grants nothing) plus `host`.
+pub fn linker(engine: &Engine) -> Result<Linker<StoreState>, PluginError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|err| PluginError::Engine(err.to_string()))?;
+    Plugin::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)
+        .map_err(|err| PluginError::Engine(err.to_string()))?;
+    Ok(linker)
+}
+
+/// A component ready to instantiate, with what identifies its file.
+pub struct Compiled {
+    pub pre: PluginPre<StoreState>,
+    pub sha256: String,
+    /// Whether it came from the compiled-code cache.
+    pub cached: bool,
+}
+
+/// sha256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What makes compiled code loadable by this engine: wasmtime's
+/// compatibility hash (version, target, settings).
+fn engine_key(engine: &Engine) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Compile `path` (or load its compiled code from `cache_dir`), check that
+/// it speaks this contract version, and pre-instantiate it.
+pub async fn compile(
+    engine: &'static Engine,
+    linker: &Linker<StoreState>,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<Compiled, PluginError> {
+    let file = file_name(path);
+    let fail = |reason: String| PluginError::Invalid {
+        file: file.clone(),
+        reason,
+    };
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|err| fail(format!("cannot read {}: {err}", path.display())))?;
+    if Engine::detect_precompiled(&bytes).is_some() {
+        return Err(fail(
+            "is precompiled code; only .wasm components are loaded (orch compiles and caches them itself)".into(),
+        ));
+    }
+    let sha256 = sha256_hex(&bytes);
+    let cached_path =
+        cache_dir.map(|dir| dir.join(format!("{sha256}-{}.cwasm", engine_key(engine))));
+    let mut cached = false;
+    let mut component = None;
+    if let Some(cwasm) = cached_path.as_ref().filter(|path| path.is_file()) {
+        // SAFETY: the cache holds only files this function wrote with
+        // `precompile_component` under a name carrying the engine's
+        // compatibility hash; they are replaced by rename, never modified.
+        if let Ok(loaded) = unsafe { Component::deserialize_file(engine, cwasm) } {
+            component = Some(loaded);
+            cached = true;
+        }
+    }
+    let component = match component {
+        Some(component) => component,
+        None => {
+            let compiled = tokio::task::spawn_blocking(move || engine.precompile_component(&bytes))
+                .await
+                .map_err(|err| fail(format!("compilation stopped: {err}")))?
+                .map_err(|err| fail(format!("is not a valid component: {}", chain(&err))))?;
+            if let Some(cwasm) = &cached_path {
+                store_cache(cwasm, &compiled);
+            }
+            // SAFETY: these bytes were produced just now by this engine.
+            unsafe { Component::deserialize(engine, &compiled) }
+                .map_err(|err| fail(format!("cannot load its compiled code: {}", chain(&err))))?
+        }
+    };
+    check_version(engine, &component).map_err(&fail)?;
+    let pre = linker.instantiate_pre(&component).map_err(|err| {
+        fail(format!(
+            "imports something orch does not provide: {}",
+            chain(&err)
+        ))
+    })?;
+    let pre = PluginPre::new(pre)
+        .map_err(|err| fail(format!("does not export the contract: {}", chain(&err))))?;
+    Ok(Compiled {
+        pre,
+        sha256,
+        cached,
+    })
+}
+
+/// Write compiled code with temp file + rename; a failed write only costs a
+/// compile next time.
+fn store_cache(path: &Path, bytes: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Refuse a component built for another contract version, naming both.
+fn check_version(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let expected = format!("{GUEST_INTERFACE}@{CONTRACT_VERSION}");
+    let exported = ty.exports(engine).any(|(name, _)| name == expected);
+    let others: Vec<String> = ty
+        .exports(engine)
+        .filter_map(|(name, _)| contract_version(name).map(str::to_string))
+        .collect();
+    for (name, _) in ty.imports(engine) {
+        if let Some(rest) = name.strip_prefix(HOST_INTERFACE)
+            && let Some(version) = rest.strip_prefix('@')
+            && version != CONTRACT_VERSION
+        {
+            return Err(format!(
+                "is built for orch:plugin@{version}; this orch supports orch:plugin@{CONTRACT_VERSION}"
+            ));
+        }
+    }
+    if exported {
+        return Ok(());
+    }
+    match others.first() {
+        Some(version) => Err(format!(
+            "is built for orch:plugin@{version}; this orch supports orch:plugin@{CONTRACT_VERSION}"
+        )),
+        None => Err(format!(
+            "missing export {expected} (not an orch plugin, or built for another contract?)"
+        )),
+    }
+}
+
+/// `0.0.9` from `orch:plugin/guest@0.0.9` (any `orch:plugin/` interface).
+fn contract_version(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("orch:plugin/")?;
+    Some(rest.split_once('@')?.1)
+}
+
+/// A wasmtime error with its causes, on one line.
+pub fn chain(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// The file name a plugin is reported by.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// The cache folder for compiled plugins of the project at `root`.
+pub fn cache_dir(root: &Path) -> PathBuf {
+    root.join(".opencode").join("cache").join("plugins")
+}

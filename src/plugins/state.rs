@@ -1,0 +1,269 @@
+//! What one plugin call's `Store` holds (WASI context, limits, the plugin's
+//! identity) and the host imports of the contract, answered from the
+//! engine's parts shared by every call (`Services`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{LogLevel, MemoryEntry, orch};
+use crate::config::ProjectAccess;
+use crate::events::{Event, EventBus};
+use crate::memory::{Memory, Tier};
+
+/// Caps of the per-plugin key-value store.
+const KV_MAX_KEY: usize = 256;
+const KV_MAX_VALUE: usize = 64 * 1024;
+const KV_MAX_KEYS: usize = 1024;
+
+/// The engine's parts plugins may reach through host imports, shared by
+/// every call of every plugin.
+pub struct Services {
+    pub root: PathBuf,
+    pub events: Arc<EventBus>,
+    /// The run's memory, once the engine's runtime exists.
+    pub memory: std::sync::OnceLock<Arc<Memory>>,
+    /// Per plugin name: its key-value store (kept for the run).
+    kv: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Per `plugin/name`: the sum of recorded values.
+    metrics: Mutex<BTreeMap<String, f64>>,
+}
+
+impl Services {
+    pub fn new(root: PathBuf, events: Arc<EventBus>, memory: Option<Arc<Memory>>) -> Services {
+        let cell = std::sync::OnceLock::new();
+        if let Some(memory) = memory {
+            let _ = cell.set(memory);
+        }
+        Services {
+            root,
+            events,
+            memory: cell,
+            kv: Mutex::default(),
+            metrics: Mutex::default(),
+        }
+    }
+
+    /// The metrics plugins recorded, as `plugin/name` → sum.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        self.metrics.lock().expect("metrics lock").clone()
+    }
+
+    pub fn warn(&self, message: String) {
+        self.events.emit(Event::Warning {
+            session: None,
+            message,
+        });
+    }
+}
+
+/// Limits and grants of one call.
+#[derive(Clone)]
+pub struct CallSetup {
+    pub memory_bytes: usize,
+    pub stdio_bytes: usize,
+    pub project: Option<ProjectAccess>,
+}
+
+/// The data of one `Store`: one call (or one warm instance) of one plugin.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    /// The plugin's file name, for messages.
+    pub file: Arc<str>,
+    /// The plugin's manifest name, the key of its key-value store (empty
+    /// while the manifest is being read).
+    pub name: Arc<str>,
+    pub services: Arc<Services>,
+    pub stdout: MemoryOutputPipe,
+    pub stderr: MemoryOutputPipe,
+}
+
+impl StoreState {
+    /// A deny-by-default WASI context: no env, args, stdin, sockets or
+    /// preopens, unless the project is granted; stdout/stderr captured.
+    pub fn new(
+        file: Arc<str>,
+        name: Arc<str>,
+        services: Arc<Services>,
+        setup: &CallSetup,
+    ) -> wasmtime::Result<StoreState> {
+        let stdout = MemoryOutputPipe::new(setup.stdio_bytes);
+        let stderr = MemoryOutputPipe::new(setup.stdio_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .max_random_size(64 * 1024)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(access) = setup.project {
+            let perms = match access {
+                ProjectAccess::Read => FsPerms::ReadOnly,
+                ProjectAccess::ReadWrite => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&services.root, "/project", perms)?;
+        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(10_000);
+        Ok(StoreState {
+            wasi: wasi.build(),
+            table,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(setup.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            file,
+            name,
+            services,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn log_line(&self, level: &str, message: &str) {
+        let message = sanitize(message, 2_000);
+        self.services
+            .warn(format!("plugin \"{}\" {level}: {message}", self.file));
+    }
+
+    /// Report what the guest wrote to stdout/stderr during the call.
+    pub fn drain_stdio(&self) {
+        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let bytes = pipe.contents();
+            if !bytes.is_empty() {
+                self.log_line(stream, &String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+}
+
+/// Strip control characters (terminal escapes) and cap the length.
+pub fn sanitize(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl orch::plugin::types::Host for StoreState {}
+
+impl orch::plugin::host::Host for StoreState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        self.log_line(level, &message);
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<String> {
+        let kv = self.services.kv.lock().expect("kv lock");
+        kv.get(&*self.name)?.get(&key).cloned()
+    }
+
+    fn kv_set(&mut self, key: String, value: String) -> Result<(), String> {
+        if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
+            return Err(format!(
+                "kv-set: keys are at most {KV_MAX_KEY} bytes and values at most {KV_MAX_VALUE}"
+            ));
+        }
+        let mut kv = self.services.kv.lock().expect("kv lock");
+        let store = kv.entry(self.name.to_string()).or_default();
+        if store.len() >= KV_MAX_KEYS && !store.contains_key(&key) {
+            return Err(format!("kv-set: the store is full ({KV_MAX_KEYS} keys)"));
+        }
+        store.insert(key, value);
+        Ok(())
+    }
+
+    fn kv_delete(&mut self, key: String) {
+        let mut kv = self.services.kv.lock().expect("kv lock");
+        if let Some(store) = kv.get_mut(&*self.name) {
+            store.remove(&key);
+        }
+    }
+
+    fn read_todo(&mut self) -> Result<String, String> {
+        let path = self.services.root.join(".opencode").join("todo.md");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(err) => Err(format!("read-todo: {err}")),
+        }
+    }
+
+    fn memory_recall(&mut self, query: String, max: u32) -> Vec<MemoryEntry> {
+        let Some(memory) = self.services.memory.get() else {
+            return Vec::new();
+        };
+        let source = format!("plugin:{}", self.name);
+        memory
+            .recall(&source, &query, max.min(100) as usize)
+            .into_iter()
+            .map(|entry| MemoryEntry {
+                id: entry.id,
+                tier: entry.tier.name().to_string(),
+                text: entry.text,
+                pinned: entry.pinned,
+            })
+            .collect()
+    }
+
+    fn memory_remember(
+        &mut self,
+        tier: Option<String>,
+        text: String,
+        pinned: bool,
+    ) -> Result<String, String> {
+        let Some(memory) = self.services.memory.get() else {
+            return Err("memory-remember: memory is off in this run".into());
+        };
+        let tier = match tier.as_deref() {
+            None => None,
+            Some(name) => match Tier::parse(name) {
+                Some(Tier::System) | None => {
+                    return Err(format!(
+                        "memory-remember: tier {name:?} is not one of project, mission, task"
+                    ));
+                }
+                Some(tier) => Some(tier),
+            },
+        };
+        let source = format!("plugin:{}", self.name);
+        memory
+            .remember(&source, &source, &text, tier, pinned)
+            .map(|entry| entry.id)
+    }
+
+    fn record_metric(&mut self, name: String, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        let key = format!("{}/{}", self.name, sanitize(&name, 128));
+        let mut metrics = self.services.metrics.lock().expect("metrics lock");
+        *metrics.entry(key).or_default() += value;
+    }
+}
