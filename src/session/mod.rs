@@ -97,6 +97,8 @@ pub struct Session {
     counts: tokens::Counts,
     /// Tokens of the system prompt and tool list, which never change.
     prefix_tokens: Option<u64>,
+    /// Byte length of the same prefix: an upper bound on its tokens.
+    prefix_bytes: Option<u64>,
     /// The provider-reported prompt size of the last request, and how many
     /// conversation messages that request carried.
     reported: Option<(u64, usize)>,
@@ -169,6 +171,7 @@ impl Session {
             repeats: 0,
             counts: tokens::Counts::default(),
             prefix_tokens: None,
+            prefix_bytes: None,
             reported: None,
         }
     }
@@ -387,19 +390,26 @@ impl Session {
 
     /// An upper bound on `estimate` from byte lengths alone (no token
     /// tables): when even this is under the threshold, nothing is counted.
-    fn estimate_at_most(&self, block: Option<&str>) -> u64 {
-        let prefix = tokens::at_most(&self.setup.agent.prompt)
-            + self
-                .router
-                .registry
-                .specs()
-                .iter()
-                .map(|spec| {
-                    tokens::at_most(&spec.name)
-                        + tokens::at_most(&spec.description)
-                        + spec.parameters.to_string().len() as u64
-                })
-                .sum::<u64>();
+    fn estimate_at_most(&mut self, block: Option<&str>) -> u64 {
+        let prefix = match self.prefix_bytes {
+            Some(prefix) => prefix,
+            None => {
+                let prefix = tokens::at_most(&self.setup.agent.prompt)
+                    + self
+                        .router
+                        .registry
+                        .specs()
+                        .iter()
+                        .map(|spec| {
+                            tokens::at_most(&spec.name)
+                                + tokens::at_most(&spec.description)
+                                + spec.parameters.to_string().len() as u64
+                        })
+                        .sum::<u64>();
+                self.prefix_bytes = Some(prefix);
+                prefix
+            }
+        };
         let messages: Vec<u64> = self.messages.iter().map(tokens::message_at_most).collect();
         let counted = prefix + block.map_or(0, tokens::at_most) + messages.iter().sum::<u64>();
         let reported = self

@@ -226,9 +226,10 @@ pub(crate) async fn run(job: Job<'_>) -> io::Result<ShellRun> {
             read = output.read(&mut buf), if !eof => match read {
                 Ok(0) | Err(_) => eof = true,
                 Ok(n) => {
-                    tail.push(&buf[..n]);
-                    if let Some(live) = job.live {
-                        live.lock().expect("live output lock").push(&buf[..n]);
+                    // One tail: the caller's live one when given, else ours.
+                    match job.live {
+                        Some(live) => live.lock().expect("live output lock").push(&buf[..n]),
+                        None => tail.push(&buf[..n]),
                     }
                 }
             },
@@ -257,7 +258,10 @@ pub(crate) async fn run(job: Job<'_>) -> io::Result<ShellRun> {
         _ => (None, None),
     };
     Ok(ShellRun {
-        output: tail.finish(),
+        output: match job.live {
+            Some(live) => live.lock().expect("live output lock").snapshot(),
+            None => tail.finish(),
+        },
         exit_code,
         signal,
         timed_out,
