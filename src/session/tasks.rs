@@ -333,9 +333,11 @@ impl TaskManager {
             reused,
             pool: self.pool.stats(),
         });
+        // A session killed before its first message reached the transcript
+        // reopens empty: it starts over from the task's prompt.
         let report = match start {
-            Start::Fresh => session.run(&prompt, &cancel).await,
-            Start::Restore(_) => session.proceed(&cancel).await,
+            Start::Restore(_) if !session.messages().is_empty() => session.proceed(&cancel).await,
+            Start::Fresh | Start::Restore(_) => session.run(&prompt, &cancel).await,
         };
         self.update(number, |record| {
             record.turns = report.turns;

@@ -420,6 +420,11 @@ fn resumable_script() -> Value {
 }
 
 fn kill_and_resume(wait: impl FnOnce(&Project)) {
+    kill_tamper_and_resume(wait, |_| {});
+}
+
+/// `kill_and_resume`, with `tamper` changing what the killed process left.
+fn kill_tamper_and_resume(wait: impl FnOnce(&Project), tamper: impl FnOnce(&Project)) {
     let project = Project::new();
     verify(&project, &["test -f a.txt", "test -f b.txt"]);
     project.write("run.json", &resumable_script().to_string());
@@ -427,6 +432,7 @@ fn kill_and_resume(wait: impl FnOnce(&Project)) {
     wait(&project);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    tamper(&project);
 
     // Nothing is torn: the state and the plan parse.
     let latest = project.read(".opencode/missions/latest");
@@ -478,6 +484,38 @@ fn resume_after_sigkill_while_workers_run() {
             Duration::from_secs(20),
         )
     });
+}
+
+#[test]
+fn resume_after_sigkill_before_a_task_wrote_its_first_message() {
+    kill_tamper_and_resume(
+        |project| {
+            wait_for_count(
+                project,
+                "\"type\":\"task_started\"",
+                2,
+                Duration::from_secs(20),
+            )
+        },
+        |project| {
+            // The kill landed after a Worker's transcript was created but
+            // before its task prompt was written: only the header is left.
+            let sessions = project.file(".opencode/sessions");
+            let worker = std::fs::read_dir(sessions)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("worker-")
+                })
+                .expect("a Worker transcript");
+            let text = std::fs::read_to_string(&worker).unwrap();
+            let header = text.lines().next().unwrap();
+            std::fs::write(&worker, format!("{header}\n")).unwrap();
+        },
+    );
 }
 
 #[test]
