@@ -20,6 +20,11 @@ pub enum HookPoint {
     /// reason, tokens, window}`. `Modify` may return `{instruction}` to
     /// change the summary instruction; `Block` skips this compaction.
     PreCompact,
+    /// Before a tool runs, ahead of the permission check. Payload:
+    /// `{session, agent, tool, args}`. `Modify` may return `{args: {...}}`
+    /// to rewrite the arguments (permissions are then checked on the
+    /// rewrite, never on the original); `Block` refuses the call.
+    PreToolUse,
 }
 
 impl HookPoint {
@@ -28,6 +33,7 @@ impl HookPoint {
         match self {
             HookPoint::PreModelRequest => "pre-model-request",
             HookPoint::PreCompact => "pre-compact",
+            HookPoint::PreToolUse => "pre-tool-use",
         }
     }
 }

@@ -932,6 +932,7 @@ mod tests {
         for point in [
             hooks::HookPoint::PreModelRequest,
             hooks::HookPoint::PreCompact,
+            hooks::HookPoint::PreToolUse,
         ] {
             assert!(bindings::hook_point(point.name()).is_some());
         }

@@ -1,10 +1,9 @@
-//! The `pre-tool-use` and `post-tool-use` hook points, answered around each
-//! tool call: every tool of a run is wrapped when a plugin subscribes to
-//! them. `block` refuses the call (a tool error the model sees); a
-//! `post-tool-use` `modify` with `{"output": "..."}` rewrites what the model
-//! sees. A `pre-tool-use` `modify` of the arguments is not applied here:
-//! the router has already checked permissions against the original
-//! arguments, so a rewrite must wait for a hook point inside the router.
+//! The `post-tool-use` hook point, answered after each tool call: every
+//! tool of a run is wrapped, so a plugin that arrives mid-run (hot reload)
+//! is asked too. `block` withholds the output (a tool error the model
+//! sees); `modify` with `{"output": "..."}` rewrites what the model sees.
+//! (`pre-tool-use` is asked by the router, ahead of its permission check,
+//! so a rewrite of the arguments is checked like any call.)
 
 use std::sync::Arc;
 
@@ -16,17 +15,13 @@ use crate::hooks::Decision;
 use crate::provider::ToolSpec;
 use crate::tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
 
-const PRE: &str = "pre-tool-use";
 const POST: &str = "post-tool-use";
 
 impl PluginHost {
-    /// `registry` with every tool wrapped by the tool hooks, when some
-    /// plugin subscribes to them; else `registry` unchanged. Tools are
-    /// replaced in place, so the registry keeps everything else it holds.
+    /// `registry` with every tool wrapped by the `post-tool-use` hook
+    /// (asked only while some plugin subscribes to it). Tools are replaced
+    /// in place, so the registry keeps everything else it holds.
     pub fn hook_tools(&self, mut registry: ToolRegistry) -> ToolRegistry {
-        if !self.listens(PRE) && !self.listens(POST) {
-            return registry;
-        }
         let tools: Vec<Arc<dyn Tool>> = registry
             .names()
             .filter_map(|name| registry.get(name).cloned())
@@ -61,30 +56,11 @@ impl Tool for HookedTool {
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
-        let tool = self.inner.spec().name;
-        if self.host.listens(PRE) {
-            let payload = json!({
-                "session": ctx.session,
-                "agent": ctx.agent,
-                "tool": tool,
-                "args": args,
-            });
-            match self.host.hook(PRE, payload).await {
-                Decision::Continue => {}
-                Decision::Block(reason) => {
-                    return ToolOutput::error(format!(
-                        "blocked by a plugin hook (pre-tool-use): {reason}"
-                    ));
-                }
-                Decision::Modify(_) => self.host.inner.services.warn(format!(
-                    "hook pre-tool-use: a plugin rewrote the arguments of {tool}; rewrites are not applied (permissions were checked on the original arguments)"
-                )),
-            }
-        }
         let output = self.inner.call(args, ctx).await;
         if !self.host.listens(POST) {
             return output;
         }
+        let tool = self.inner.spec().name;
         let payload = json!({
             "session": ctx.session,
             "agent": ctx.agent,

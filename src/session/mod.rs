@@ -151,6 +151,7 @@ impl Session {
                 .subset(setup.agent.tools.iter().map(String::as_str)),
             permissions: runtime.permissions.clone(),
             events: runtime.events.clone(),
+            hooks: runtime.hooks.clone(),
         };
         runtime.events.emit(Event::SessionStarted {
             session: id.clone(),

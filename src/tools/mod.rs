@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ToolsConfig;
 use crate::events::{Event, EventBus};
+use crate::hooks::{self, HookPoint, Hooks};
 use crate::provider::{ToolCall, ToolSpec};
 use permissions::{Decision, Permissions};
 
@@ -156,12 +157,15 @@ impl ToolRegistry {
     }
 }
 
-/// Runs tool calls for one session: parses arguments, applies permissions,
-/// emits begin/end events and never lets a tool failure escape as an error.
+/// Runs tool calls for one session: parses arguments, asks the
+/// `pre-tool-use` hook, applies permissions to the arguments that will
+/// run, emits begin/end events and never lets a tool failure escape as an
+/// error.
 pub struct ToolRouter {
     pub registry: ToolRegistry,
     pub permissions: Arc<Permissions>,
     pub events: Arc<EventBus>,
+    pub hooks: Arc<dyn Hooks>,
 }
 
 impl ToolRouter {
@@ -220,6 +224,18 @@ impl ToolRouter {
 
     pub async fn call(&self, call: &ToolCall, ctx: &ToolContext) -> ToolOutput {
         let arguments = parse_arguments(&call.arguments);
+        // The hook sees the call first, so the begin event, the permission
+        // check and the tool all see the arguments that will really run.
+        let hooked = match &arguments {
+            Ok(args) if self.registry.get(&call.name).is_some() => {
+                self.pre_tool_use(&call.name, args, ctx).await
+            }
+            _ => Ok(None),
+        };
+        let arguments = match &hooked {
+            Ok(Some(rewritten)) => Ok(rewritten.clone()),
+            _ => arguments,
+        };
         self.events.emit(Event::ToolCallBegin {
             session: ctx.session.clone(),
             call_id: call.id.clone(),
@@ -229,7 +245,10 @@ impl ToolRouter {
                 .unwrap_or_else(|_| Value::String(call.arguments.clone())),
         });
         let started = Instant::now();
-        let output = self.dispatch(call, arguments, ctx).await;
+        let output = match hooked {
+            Err(blocked) => blocked,
+            Ok(_) => self.dispatch(call, arguments, ctx).await,
+        };
         self.events.emit(Event::ToolCallEnd {
             session: ctx.session.clone(),
             call_id: call.id.clone(),
@@ -239,6 +258,43 @@ impl ToolRouter {
             preview: preview(&output.content),
         });
         output
+    }
+
+    /// The `pre-tool-use` hook: `Ok(Some(args))` when a plugin rewrote the
+    /// arguments, `Err` (the model's tool error) when it blocked the call.
+    async fn pre_tool_use(
+        &self,
+        tool: &str,
+        args: &Value,
+        ctx: &ToolContext,
+    ) -> Result<Option<Value>, ToolOutput> {
+        if !self.hooks.wants(HookPoint::PreToolUse) {
+            return Ok(None);
+        }
+        let payload = serde_json::json!({
+            "session": ctx.session,
+            "agent": ctx.agent,
+            "tool": tool,
+            "args": args,
+        });
+        match self.hooks.call(HookPoint::PreToolUse, payload).await {
+            hooks::Decision::Continue => Ok(None),
+            hooks::Decision::Block(reason) => Err(ToolOutput::error(format!(
+                "blocked by a plugin hook (pre-tool-use): {reason}"
+            ))),
+            hooks::Decision::Modify(mut value) => match value.get_mut("args").map(Value::take) {
+                Some(rewritten @ Value::Object(_)) => Ok(Some(rewritten)),
+                _ => {
+                    self.events.emit(Event::Warning {
+                        session: Some(ctx.session.clone()),
+                        message: format!(
+                            "hook pre-tool-use: ignored a rewrite of {tool}'s arguments without an object \"args\""
+                        ),
+                    });
+                    Ok(None)
+                }
+            },
+        }
     }
 
     async fn dispatch(

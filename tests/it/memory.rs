@@ -440,8 +440,8 @@ struct Shaper {
 
 #[async_trait]
 impl Hooks for Shaper {
-    fn wants(&self, _point: HookPoint) -> bool {
-        true
+    fn wants(&self, point: HookPoint) -> bool {
+        point != HookPoint::PreToolUse
     }
 
     async fn call(&self, point: HookPoint, payload: Value) -> Decision {
@@ -453,6 +453,7 @@ impl Hooks for Shaper {
                 Decision::Modify(json!({ "messages": messages }))
             }
             HookPoint::PreCompact => Decision::Block("keep everything".into()),
+            HookPoint::PreToolUse => Decision::Continue,
         }
     }
 }

@@ -541,6 +541,95 @@ async fn a_panicking_tool_is_a_tool_error_and_the_key_value_store_persists_betwe
     assert_eq!(host.call_tool("chaos.wasm", "kv", "{}").await.unwrap(), "2");
 }
 
+/// `pre-tool-use` runs ahead of the permission check: a rewrite runs only
+/// when the rewritten call is allowed, a block is a tool error, and a
+/// rewrite without `args` is ignored with a warning.
+#[tokio::test]
+async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
+    use orch::config::{Action, PermissionConfig};
+    use orch::provider::ToolCall;
+    use orch::tools::permissions::Permissions;
+    use orch::tools::{ToolContext, ToolRegistry, ToolRouter};
+
+    let project = project_with(&["chaos"]);
+    let (host, warnings, _) = host(&project, &no_user_dir()).await;
+    // Only `echo …` commands may run.
+    let rules = PermissionConfig {
+        tools: [("bash".to_string(), Action::Deny)].into(),
+        bash: vec![("echo *".to_string(), Action::Allow)],
+    };
+    let router = ToolRouter {
+        registry: ToolRegistry::builtins(),
+        permissions: Permissions::new(rules, false),
+        events: Arc::new(EventBus::new()),
+        hooks: Arc::new(host),
+    };
+    let mut events = router.events.subscribe();
+    let ctx = ToolContext {
+        root: Arc::new(project.path().to_path_buf()),
+        session: "s1".into(),
+        agent: "Worker".into(),
+        call_id: "c1".into(),
+        cancel: Default::default(),
+        limits: Arc::new(Default::default()),
+    };
+    let bash = |command: &str| ToolCall {
+        id: "c1".into(),
+        name: "bash".into(),
+        arguments: json!({ "command": command }).to_string(),
+    };
+
+    let output = router
+        .call(&bash("echo original #rewrite:echo rewritten"), &ctx)
+        .await;
+    assert!(!output.is_error, "{}", output.content);
+    assert!(output.content.contains("rewritten"), "{}", output.content);
+    assert!(!output.content.contains("original"), "{}", output.content);
+    // The begin event shows the arguments that ran.
+    let begun: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|envelope| match &envelope.event {
+            Event::ToolCallBegin { arguments, .. } => Some(arguments.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(begun, [json!({"command": "echo rewritten"})]);
+
+    // An allowed command rewritten into a denied one does not run.
+    let output = router
+        .call(&bash("echo harmless #rewrite:touch pwned"), &ctx)
+        .await;
+    assert!(output.is_error, "{}", output.content);
+    assert!(output.content.contains("says deny"), "{}", output.content);
+    assert!(!project.file("pwned").exists());
+    // Nor does one rewritten into the built-in destructive list.
+    let output = router.call(&bash("echo hi #rewrite:rm -rf /"), &ctx).await;
+    assert!(
+        output.is_error && output.content.contains("destructive"),
+        "{}",
+        output.content
+    );
+
+    let output = router.call(&bash("echo no #block"), &ctx).await;
+    assert_eq!(
+        output.content,
+        "blocked by a plugin hook (pre-tool-use): chaos blocks this command"
+    );
+
+    let output = router.call(&bash("echo kept #bad-rewrite"), &ctx).await;
+    assert!(output.content.contains("kept"), "{}", output.content);
+    let ignored: Vec<String> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|envelope| match &envelope.event {
+            Event::Warning { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ignored,
+        ["hook pre-tool-use: ignored a rewrite of bash's arguments without an object \"args\""]
+    );
+    assert!(warnings.all().is_empty(), "{:?}", warnings.all());
+}
+
 #[test]
 fn orch_lists_and_checks_plugins_and_agents_use_plugin_tools() {
     let project = project_with(&["todo_stats", "doc_writer", "metrics"]);

@@ -84,6 +84,7 @@ impl Project {
             registry,
             permissions: Permissions::new(PermissionConfig::default(), false),
             events: Arc::new(EventBus::new()),
+            hooks: Arc::new(orch::hooks::NoHooks),
         }
     }
 

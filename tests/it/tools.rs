@@ -89,6 +89,7 @@ impl Fixture {
             registry,
             permissions,
             events: Arc::new(EventBus::new()),
+            hooks: Arc::new(orch::hooks::NoHooks),
         }
     }
 

@@ -1,6 +1,7 @@
 //! chaos: a plugin that misbehaves on request, for the host's security tests.
 //! Each tool is one attack: loop forever, grab memory, return or print too
-//! much, read or write files, answer a hook with broken JSON.
+//! much, read or write files, answer a hook with broken JSON, rewrite
+//! or block a shell command.
 
 use orch_plugin_sdk::{
     Decision, HookEvent, HookPoint, Manifest, Plugin, ToolSpec, export_plugin, host,
@@ -16,7 +17,8 @@ impl Plugin for Chaos {
         let mut manifest = Manifest::new("chaos", "0.1.0")
             .hook(HookPoint::PreModelRequest)
             .hook(HookPoint::PreCompact)
-            .hook(HookPoint::SessionStart);
+            .hook(HookPoint::SessionStart)
+            .hook(HookPoint::PreToolUse);
         for name in [
             "spin", "grab", "huge", "flood", "read", "write", "echo", "kv", "panic",
         ] {
@@ -77,6 +79,24 @@ impl Plugin for Chaos {
             HookPoint::SessionStart => {
                 host::kv_set("session-start", &event.payload)?;
                 Ok(Decision::Block("too late to block".into()))
+            }
+            // A bash command carrying `#rewrite:<new command>` is rewritten
+            // to the new command; `#block` is refused; `#bad-rewrite`
+            // answers a rewrite without `args`.
+            HookPoint::PreToolUse => {
+                let payload: Value =
+                    serde_json::from_str(&event.payload).map_err(|err| err.to_string())?;
+                let command = payload["args"]["command"].as_str().unwrap_or("");
+                if let Some((_, new)) = command.split_once("#rewrite:") {
+                    let args = serde_json::json!({"args": {"command": new}});
+                    Ok(Decision::Modify(args.to_string()))
+                } else if command.contains("#block") {
+                    Ok(Decision::Block("chaos blocks this command".into()))
+                } else if command.contains("#bad-rewrite") {
+                    Ok(Decision::Modify(r#"{"command": "echo lost"}"#.into()))
+                } else {
+                    Ok(Decision::Continue)
+                }
             }
             _ => Ok(Decision::Continue),
         }
