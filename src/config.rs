@@ -127,6 +127,10 @@ pub struct PluginsConfig {
     pub max_stdio_bytes: usize,
     /// Faults (traps, timeouts, bad answers) before a plugin is disabled for the run.
     pub max_faults: u32,
+    /// The most body bytes one `fetch` by a plugin keeps.
+    pub fetch_max_bytes: usize,
+    /// Wall-clock limit of one `fetch` by a plugin, redirects included.
+    pub fetch_timeout_ms: u64,
     /// Grants keyed by plugin file name (`notes.wasm`).
     pub grants: BTreeMap<String, PluginGrant>,
 }
@@ -142,6 +146,8 @@ impl Default for PluginsConfig {
             max_output_bytes: 256 * 1024,
             max_stdio_bytes: 64 * 1024,
             max_faults: 3,
+            fetch_max_bytes: 1 << 20,
+            fetch_timeout_ms: 15_000,
             grants: BTreeMap::new(),
         }
     }
@@ -159,6 +165,11 @@ pub struct PluginGrant {
     /// A memory cap for this plugin instead of `plugins.memory_mib`.
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// Hosts the plugin may `fetch` from: `docs.rs` (any port),
+    /// `127.0.0.1:8080` (that port only) or `*.python.org` (subdomains).
+    /// Empty: no network at all.
+    #[serde(default)]
+    pub fetch: Vec<String>,
 }
 
 /// Access to the project root granted to a plugin.
@@ -799,6 +810,11 @@ fn validate(config: &Config, source_name: &str) -> Result<(), ConfigError> {
         ),
         ("concurrency.global", config.concurrency.global as u64),
         ("concurrency.per_agent", config.concurrency.per_agent as u64),
+        (
+            "plugins.fetch_max_bytes",
+            config.plugins.fetch_max_bytes as u64,
+        ),
+        ("plugins.fetch_timeout_ms", config.plugins.fetch_timeout_ms),
     ];
     for (key, value) in positive {
         if value == 0 {
@@ -833,6 +849,17 @@ fn validate(config: &Config, source_name: &str) -> Result<(), ConfigError> {
                     limits.max_output, limits.context_window
                 ),
             });
+        }
+    }
+    for (file, grant) in &config.plugins.grants {
+        for (i, entry) in grant.fetch.iter().enumerate() {
+            if let Err(message) = crate::plugins::net::HostPattern::parse(entry) {
+                return Err(ConfigError::Invalid {
+                    source_name: source_name.into(),
+                    key: format!("plugins.grants.{file}.fetch[{i}]"),
+                    message,
+                });
+            }
         }
     }
     for (name, url) in [

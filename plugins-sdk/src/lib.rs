@@ -52,6 +52,14 @@ pub mod host {
     };
 }
 
+/// Outbound HTTP through the host: `net::fetch(url, max_bytes)` reaches only
+/// the hosts the user allow-listed for this plugin in `orch.json`
+/// (`plugins.grants.<file>.fetch`); anything else is refused with a message
+/// saying so. A plugin that never calls it does not import it.
+pub mod net {
+    pub use crate::bindings::orch::plugin::net::{Response, fetch};
+}
+
 /// The contract version this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 

@@ -112,12 +112,21 @@ pub async fn command(cli: &Cli, command: &PluginsCommand) -> anyhow::Result<u8> 
     }
 }
 
-fn access(project: Option<ProjectAccess>) -> &'static str {
-    match project {
-        None => "nothing",
-        Some(ProjectAccess::Read) => "project read-only",
-        Some(ProjectAccess::ReadWrite) => "project read-write",
+/// What a plugin was granted, in words: `project read-only, fetch from docs.rs`.
+fn access(plugin: &PluginInfo) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    match plugin.project {
+        None => {}
+        Some(ProjectAccess::Read) => parts.push("project read-only".into()),
+        Some(ProjectAccess::ReadWrite) => parts.push("project read-write".into()),
     }
+    if !plugin.fetch.is_empty() {
+        parts.push(format!("fetch from {}", plugin.fetch.join(", ")));
+    }
+    if parts.is_empty() {
+        return "nothing".into();
+    }
+    parts.join("; ")
 }
 
 fn print_plugin(plugin: &PluginInfo) {
@@ -126,7 +135,7 @@ fn print_plugin(plugin: &PluginInfo) {
         plugin.name, plugin.version, plugin.file, plugin.description
     );
     println!("  sha256: {}", plugin.sha256);
-    println!("  granted: {}", access(plugin.project));
+    println!("  granted: {}", access(plugin));
     for tool in &plugin.tools {
         println!("  tool {}: {}", tool.name, tool.description);
     }
@@ -148,7 +157,8 @@ fn to_json(plugin: &PluginInfo) -> serde_json::Value {
         "version": plugin.version,
         "description": plugin.description,
         "sha256": plugin.sha256,
-        "granted": access(plugin.project),
+        "granted": access(plugin),
+        "fetch": plugin.fetch,
         "tools": plugin.tools.iter().map(|t| serde_json::json!({
             "name": t.name, "description": t.description, "parameters": t.parameters,
         })).collect::<Vec<_>>(),

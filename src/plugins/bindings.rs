@@ -4,6 +4,7 @@
 wasmtime::component::bindgen!({
     path: "wit",
     world: "plugin",
+    imports: { "orch:plugin/net.fetch": async },
     exports: { default: async },
 });
 
@@ -16,8 +17,6 @@ pub use self::orch::plugin::types::{
 pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The interface every plugin exports, without its version.
 pub const GUEST_INTERFACE: &str = "orch:plugin/guest";
-/// The interface plugins import, without its version.
-pub const HOST_INTERFACE: &str = "orch:plugin/host";
 
 /// The contract's hook point for an engine hook-point name (`pre-tool-use`).
 pub fn hook_point(name: &str) -> Option<HookPoint> {

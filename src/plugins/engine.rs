@@ -14,7 +14,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::PluginError;
-use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, HOST_INTERFACE, Plugin, PluginPre};
+use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, Plugin, PluginPre};
 use super::state::StoreState;
 
 /// How often the epoch advances: the granularity of every deadline.
@@ -170,8 +170,7 @@ fn check_version(engine: &Engine, component: &Component) -> Result<(), String> {
         .filter_map(|(name, _)| contract_version(name).map(str::to_string))
         .collect();
     for (name, _) in ty.imports(engine) {
-        if let Some(rest) = name.strip_prefix(HOST_INTERFACE)
-            && let Some(version) = rest.strip_prefix('@')
+        if let Some(version) = contract_version(name)
             && version != CONTRACT_VERSION
         {
             return Err(format!(

@@ -10,6 +10,7 @@
 
 mod bindings;
 mod engine;
+pub mod net;
 mod observe;
 mod state;
 mod tool_hooks;
@@ -26,7 +27,7 @@ use serde_json::Value;
 use wasmtime::Store;
 use wasmtime::component::Linker;
 
-use crate::config::{PluginsConfig, ProjectAccess};
+use crate::config::{PluginGrant, PluginsConfig, ProjectAccess};
 use crate::events::EventBus;
 use crate::hooks::{self, Hooks};
 use crate::memory::Memory;
@@ -75,6 +76,8 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
     /// The project access granted (a grant whose hash matches).
     pub project: Option<ProjectAccess>,
+    /// The hosts it may fetch from, as granted.
+    pub fetch: Vec<String>,
     /// Loaded from the compiled-code cache rather than compiled.
     pub cached: bool,
 }
@@ -135,7 +138,15 @@ impl PluginHost {
             inner: Arc::new(Inner {
                 engine,
                 linker,
-                services: Arc::new(Services::new(root.to_path_buf(), events, memory)),
+                services: Arc::new(Services::new(
+                    root.to_path_buf(),
+                    events,
+                    memory,
+                    net::Fetcher::new(
+                        config.fetch_max_bytes,
+                        Duration::from_millis(config.fetch_timeout_ms.max(1)),
+                    ),
+                )),
                 limits: Limits {
                     hook_deadline: Duration::from_millis(config.hook_timeout_ms.max(1)),
                     tool_deadline: Duration::from_millis(config.tool_timeout_ms.max(1)),
@@ -233,12 +244,20 @@ impl PluginHost {
             self.inner.cache_dir.as_deref(),
         )
         .await?;
-        let (project, memory_mib) = self.grant(&file, &compiled.sha256);
+        let grant = self.grant(&file, &compiled.sha256);
+        let project = grant.as_ref().and_then(|grant| grant.project);
+        let memory_mib = grant.as_ref().and_then(|grant| grant.memory_mib);
+        let fetch = grant.map(|grant| grant.fetch).unwrap_or_default();
         let setup = CallSetup {
             memory_bytes: (memory_mib.unwrap_or(self.inner.config.memory_mib).max(1) as usize)
                 << 20,
             stdio_bytes: self.inner.config.max_stdio_bytes,
             project,
+            // Entries were checked when the configuration loaded.
+            fetch: fetch
+                .iter()
+                .filter_map(|entry| net::HostPattern::parse(entry).ok())
+                .collect(),
         };
         let manifest =
             self.manifest(&file, &compiled.pre, &setup)
@@ -255,6 +274,7 @@ impl PluginHost {
         )?;
         let info = PluginInfo {
             cached: compiled.cached,
+            fetch,
             ..info
         };
         let loaded = Arc::new(Loaded {
@@ -549,18 +569,16 @@ impl PluginHost {
 
     /// The grant for `file` if its hash matches, else none (with a warning
     /// when a grant exists for another hash).
-    fn grant(&self, file: &str, sha256: &str) -> (Option<ProjectAccess>, Option<u64>) {
-        let Some(grant) = self.inner.config.grants.get(file) else {
-            return (None, None);
-        };
+    fn grant(&self, file: &str, sha256: &str) -> Option<PluginGrant> {
+        let grant = self.inner.config.grants.get(file)?;
         if !grant.sha256.eq_ignore_ascii_case(sha256) {
             self.inner.services.warn(format!(
                 "plugin \"{file}\": its grant in orch.json is for sha256 {}, but the file's is {sha256}; nothing is granted",
                 grant.sha256
             ));
-            return (None, None);
+            return None;
         }
-        (grant.project, grant.memory_mib)
+        Some(grant.clone())
     }
 }
 
@@ -800,6 +818,7 @@ fn validate(
         agents,
         capabilities: manifest.capabilities,
         project,
+        fetch: Vec::new(),
         cached: false,
     })
 }

@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{LogLevel, MemoryEntry, orch};
+use super::net::{Fetcher, HostPattern};
 use crate::config::ProjectAccess;
 use crate::events::{Event, EventBus};
 use crate::memory::{Memory, Tier};
@@ -32,10 +33,17 @@ pub struct Services {
     kv: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     /// Per `plugin/name`: the sum of recorded values.
     metrics: Mutex<BTreeMap<String, f64>>,
+    /// Outbound HTTP for plugins granted hosts.
+    pub fetcher: Fetcher,
 }
 
 impl Services {
-    pub fn new(root: PathBuf, events: Arc<EventBus>, memory: Option<Arc<Memory>>) -> Services {
+    pub fn new(
+        root: PathBuf,
+        events: Arc<EventBus>,
+        memory: Option<Arc<Memory>>,
+        fetcher: Fetcher,
+    ) -> Services {
         let cell = std::sync::OnceLock::new();
         if let Some(memory) = memory {
             let _ = cell.set(memory);
@@ -46,6 +54,7 @@ impl Services {
             memory: cell,
             kv: Mutex::default(),
             metrics: Mutex::default(),
+            fetcher,
         }
     }
 
@@ -68,6 +77,8 @@ pub struct CallSetup {
     pub memory_bytes: usize,
     pub stdio_bytes: usize,
     pub project: Option<ProjectAccess>,
+    /// The hosts `fetch` may reach (empty: none).
+    pub fetch: Arc<[HostPattern]>,
 }
 
 /// The data of one `Store`: one call (or one warm instance) of one plugin.
@@ -81,6 +92,7 @@ pub struct StoreState {
     /// while the manifest is being read).
     pub name: Arc<str>,
     pub services: Arc<Services>,
+    fetch: Arc<[HostPattern]>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
 }
@@ -122,6 +134,7 @@ impl StoreState {
             file,
             name,
             services,
+            fetch: setup.fetch.clone(),
             stdout,
             stderr,
         })
@@ -265,5 +278,26 @@ impl orch::plugin::host::Host for StoreState {
         let key = format!("{}/{}", self.name, sanitize(&name, 128));
         let mut metrics = self.services.metrics.lock().expect("metrics lock");
         *metrics.entry(key).or_default() += value;
+    }
+}
+
+impl orch::plugin::net::Host for StoreState {
+    async fn fetch(
+        &mut self,
+        url: String,
+        max_bytes: u32,
+    ) -> Result<orch::plugin::net::Response, String> {
+        let fetched = self
+            .services
+            .fetcher
+            .fetch(&self.file, &self.fetch, &url, max_bytes)
+            .await?;
+        Ok(orch::plugin::net::Response {
+            status: fetched.status,
+            url: fetched.url,
+            content_type: fetched.content_type,
+            body: fetched.body,
+            truncated: fetched.truncated,
+        })
     }
 }

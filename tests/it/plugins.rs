@@ -18,6 +18,8 @@ use serde_json::json;
 
 use crate::support::project::{Project, events, run};
 
+mod utility;
+
 /// The folder with every built guest `.wasm`.
 fn guests() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -323,6 +325,7 @@ async fn a_memory_grab_over_the_cap_traps_cleanly() {
             sha256: sha256_hex(&std::fs::read(guest("chaos")).unwrap()),
             project: None,
             memory_mib: Some(128),
+            fetch: Vec::new(),
         },
     );
     let (host, _, _) = host_with(&project, &config).await;
@@ -397,6 +400,7 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
             sha256: sha.clone(),
             project: Some(ProjectAccess::Read),
             memory_mib: None,
+            fetch: Vec::new(),
         },
     );
     let (granted, _, _) = host_with(&project, &config).await;
@@ -439,6 +443,7 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
             sha256: "00".repeat(32),
             project: Some(ProjectAccess::ReadWrite),
             memory_mib: None,
+            fetch: Vec::new(),
         },
     );
     let (stale_host, warnings, _) = host_with(&project, &stale).await;
@@ -462,6 +467,7 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
             sha256: sha,
             project: Some(ProjectAccess::ReadWrite),
             memory_mib: None,
+            fetch: Vec::new(),
         },
     );
     let (rw_host, _, _) = host_with(&project, &rw).await;

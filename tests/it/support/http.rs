@@ -68,6 +68,18 @@ impl Reply {
         }
     }
 
+    /// A body of any type and status, sent whole.
+    pub fn body(status: u16, content_type: &str, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            chunks: vec![body.as_bytes().to_vec()],
+            gap: Duration::ZERO,
+            end: End::Complete,
+            silent: false,
+        }
+    }
+
     /// Accept the request and never answer.
     pub fn silence() -> Reply {
         Reply {

@@ -1,0 +1,332 @@
+//! The contract's `net` import: plugins fetch URLs through the host, which
+//! reaches only the hosts the user allow-listed for that plugin file
+//! (`plugins.grants.<file>.fetch`). Deny by default: a plugin with no list
+//! reaches nothing. Every hop of a redirect is checked against the list, the
+//! body is cut at a byte cap and the whole fetch runs under a time limit. A
+//! plugin never gets a socket: WASI networking stays off in its sandbox.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
+
+/// Redirects followed before a fetch gives up.
+const MAX_REDIRECTS: usize = 5;
+
+/// One allow-list entry: `docs.rs` (that host, any port), `127.0.0.1:8080`
+/// (that port only), `*.python.org` (its subdomains, not `python.org`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Lowercase, IDNA-normalized as URLs are.
+    host: String,
+    port: Option<u16>,
+    subdomains: bool,
+}
+
+impl HostPattern {
+    /// Parse an entry, explaining what was expected when it is not one.
+    pub fn parse(entry: &str) -> Result<HostPattern, String> {
+        let invalid = || {
+            format!(
+                "expected a host such as \"docs.rs\", \"*.python.org\" or \"127.0.0.1:8080\" (no scheme, no path), got {entry:?}"
+            )
+        };
+        let trimmed = entry.trim();
+        let (subdomains, rest) = match trimmed.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        if rest.is_empty()
+            || rest.contains(['/', '?', '#', '@', '*'])
+            || rest.contains(char::is_whitespace)
+        {
+            return Err(invalid());
+        }
+        // A trailing `:digits` is a port, unless it is part of a bare IPv6
+        // address (those need brackets to carry a port).
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port))
+                if !host.contains(':')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                (host, Some(port.parse::<u16>().map_err(|_| invalid())?))
+            }
+            Some((host, port))
+                if host.ends_with(']')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                (host, Some(port.parse::<u16>().map_err(|_| invalid())?))
+            }
+            _ => (rest, None),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let parsed = Url::parse(&format!("http://{host}/")).map_err(|_| invalid())?;
+        let host = parsed.host_str().ok_or_else(invalid)?.to_string();
+        Ok(HostPattern {
+            host,
+            port,
+            subdomains,
+        })
+    }
+
+    /// Whether `url`'s host (and port, if the entry names one) is this one.
+    pub fn matches(&self, url: &Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host_ok = if self.subdomains {
+            host.len() > self.host.len()
+                && host.ends_with(&self.host)
+                && host.as_bytes()[host.len() - self.host.len() - 1] == b'.'
+        } else {
+            host == self.host
+        };
+        host_ok
+            && self
+                .port
+                .is_none_or(|port| url.port_or_known_default() == Some(port))
+    }
+}
+
+/// Whether any entry of `allow` admits `url`.
+pub fn allowed(allow: &[HostPattern], url: &Url) -> bool {
+    allow.iter().any(|pattern| pattern.matches(url))
+}
+
+/// What one fetch returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub status: u16,
+    pub url: String,
+    pub content_type: Option<String>,
+    pub body: String,
+    pub truncated: bool,
+}
+
+/// The HTTP client plugins share, with the host's caps.
+pub struct Fetcher {
+    client: std::sync::OnceLock<reqwest::Client>,
+    max_bytes: usize,
+    timeout: Duration,
+}
+
+impl Fetcher {
+    pub fn new(max_bytes: usize, timeout: Duration) -> Fetcher {
+        Fetcher {
+            client: std::sync::OnceLock::new(),
+            max_bytes,
+            timeout,
+        }
+    }
+
+    /// Built on the first fetch: most runs have no plugin that fetches.
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "orch/",
+                env!("CARGO_PKG_VERSION"),
+                " (plugin fetch)"
+            ))
+            .connect_timeout(self.timeout)
+            .build()
+            .map_err(|err| format!("the HTTP client could not start: {err}"))?;
+        Ok(self.client.get_or_init(|| client))
+    }
+
+    /// GET `url` for the plugin `file` whose grant allows `allow`, keeping
+    /// at most `max_bytes` of the body (never more than the host's cap).
+    pub async fn fetch(
+        &self,
+        file: &str,
+        allow: &[HostPattern],
+        url: &str,
+        max_bytes: u32,
+    ) -> Result<Fetched, String> {
+        let start = Url::parse(url)
+            .map_err(|err| format!("fetch refused: {url:?} is not a valid URL ({err})"))?;
+        let cap = (max_bytes as usize).min(self.max_bytes);
+        let work = self.follow(file, allow, start, cap);
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "fetch of {url} timed out after {} ms",
+                self.timeout.as_millis()
+            )),
+        }
+    }
+
+    async fn follow(
+        &self,
+        file: &str,
+        allow: &[HostPattern],
+        mut url: Url,
+        cap: usize,
+    ) -> Result<Fetched, String> {
+        for _ in 0..=MAX_REDIRECTS {
+            check(file, allow, &url)?;
+            let mut response = self
+                .client()?
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|err| format!("fetch of {url} failed: {}", error_chain(&err)))?;
+            let status = response.status();
+            if status.is_redirection()
+                && let Some(location) = response.headers().get(LOCATION)
+            {
+                let location = location.to_str().map_err(|_| {
+                    format!("fetch of {url}: a redirect with an unreadable Location header")
+                })?;
+                url = url.join(location).map_err(|err| {
+                    format!("fetch of {url}: a redirect to an invalid URL {location:?} ({err})")
+                })?;
+                continue;
+            }
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
+            let mut body = Vec::new();
+            let mut truncated = false;
+            while let Some(chunk) = response.chunk().await.map_err(|err| {
+                format!("fetch of {url} failed while reading: {}", error_chain(&err))
+            })? {
+                let room = cap - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    truncated = true;
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            return Ok(Fetched {
+                status: status.as_u16(),
+                url: url.to_string(),
+                content_type,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                truncated,
+            });
+        }
+        Err(format!(
+            "fetch gave up after {MAX_REDIRECTS} redirects (last: {url})"
+        ))
+    }
+}
+
+/// Refuse a URL that is not http(s) or whose host is not allow-listed.
+fn check(file: &str, allow: &[HostPattern], url: &Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "fetch refused: only http and https URLs are fetched, not {url}"
+        ));
+    }
+    if allow.is_empty() {
+        return Err(format!(
+            "fetch refused: plugin \"{file}\" is allowed no hosts; to let it reach {}, add it to plugins.grants.\"{file}\".fetch in .opencode/orch.json",
+            url.host_str().unwrap_or("?")
+        ));
+    }
+    if !allowed(allow, url) {
+        return Err(format!(
+            "fetch refused: {} is not on the hosts allowed for plugin \"{file}\" (plugins.grants.\"{file}\".fetch in .opencode/orch.json)",
+            url.host_str()
+                .map(|host| match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_string(),
+                })
+                .unwrap_or_else(|| url.to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn entries_parse_or_say_what_was_expected() {
+        let docs = HostPattern::parse("Docs.RS").unwrap();
+        assert!(docs.matches(&url("https://docs.rs/serde")));
+        assert!(docs.matches(&url("http://docs.rs:8080/")));
+        assert!(!docs.matches(&url("https://evil-docs.rs/")));
+        assert!(!docs.matches(&url("https://docs.rs.evil.com/")));
+
+        let local = HostPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(local.matches(&url("http://127.0.0.1:8080/x")));
+        assert!(!local.matches(&url("http://127.0.0.1:8081/x")));
+        assert!(!local.matches(&url("http://localhost:8080/x")));
+
+        let https = HostPattern::parse("example.com:443").unwrap();
+        assert!(https.matches(&url("https://example.com/")));
+        assert!(!https.matches(&url("http://example.com/")));
+
+        let subs = HostPattern::parse("*.python.org").unwrap();
+        assert!(subs.matches(&url("https://docs.python.org/3/")));
+        assert!(!subs.matches(&url("https://python.org/")));
+        assert!(!subs.matches(&url("https://notpython.org/")));
+
+        let v6 = HostPattern::parse("[::1]:9000").unwrap();
+        assert!(v6.matches(&url("http://[::1]:9000/")));
+        assert!(HostPattern::parse("::1").is_ok());
+
+        for bad in [
+            "",
+            "https://docs.rs",
+            "docs.rs/path",
+            "a b",
+            "*",
+            "*.",
+            "host:99999",
+            "user@host",
+        ] {
+            let err = HostPattern::parse(bad).unwrap_err();
+            assert!(err.starts_with("expected a host such as"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_http_urls_on_the_list_pass() {
+        let allow = [HostPattern::parse("docs.rs").unwrap()];
+        assert!(check("w.wasm", &allow, &url("https://docs.rs/")).is_ok());
+        let err = check("w.wasm", &allow, &url("https://crates.io/")).unwrap_err();
+        assert_eq!(
+            err,
+            "fetch refused: crates.io is not on the hosts allowed for plugin \"w.wasm\" (plugins.grants.\"w.wasm\".fetch in .opencode/orch.json)"
+        );
+        let err = check("w.wasm", &allow, &url("file:///etc/passwd")).unwrap_err();
+        assert!(err.contains("only http and https"), "{err}");
+        let err = check("w.wasm", &[], &url("https://docs.rs/")).unwrap_err();
+        assert!(err.contains("is allowed no hosts"), "{err}");
+    }
+}

@@ -1,0 +1,291 @@
+//! The utility tool plugins in `example-plugins/`: `jq` and `diff` over
+//! project files (a `read` grant), and `webfetch` through the host's `net`
+//! import, which reaches only allow-listed hosts — checked against a real
+//! loopback HTTP server that records what reached it.
+
+use super::*;
+use crate::support::http::{Reply, Server};
+
+/// `config` with `file` granted project read access and `fetch` hosts.
+fn grant(config: &mut PluginsConfig, name: &str, project: Option<ProjectAccess>, fetch: &[&str]) {
+    config.grants.insert(
+        format!("{name}.wasm"),
+        PluginGrant {
+            sha256: sha256_hex(&std::fs::read(guest(name)).unwrap()),
+            project,
+            memory_mib: None,
+            fetch: fetch.iter().map(|host| host.to_string()).collect(),
+        },
+    );
+}
+
+#[tokio::test]
+async fn jq_queries_project_json_files_and_explains_bad_queries_and_missing_grants() {
+    let project = project_with(&["jq"]);
+    project.write(
+        "package.json",
+        r#"{"name": "web", "dependencies": {"react": "^19", "zod": "^3"}, "scripts": {"test": "vitest"}}"#,
+    );
+    project.write(
+        "logs/events.jsonl",
+        "{\"level\":\"info\",\"id\":1}\n{\"level\":\"error\",\"id\":2}\n{\"level\":\"error\",\"id\":3}\n",
+    );
+    let jq = |args: serde_json::Value| args.to_string();
+
+    // No grant: the plugin cannot see the project, and says how to fix it.
+    let (host, _, problems) = super::host(&project, &no_user_dir()).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let err = host
+        .call_tool(
+            "jq.wasm",
+            "jq",
+            &jq(json!({"path": "package.json", "query": ".name"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("no access to the project") && err.contains("\"project\": \"read\""),
+        "{err}"
+    );
+
+    let mut config = no_user_dir();
+    grant(&mut config, "jq", Some(ProjectAccess::Read), &[]);
+    let (host, _, _) = super::host(&project, &config).await;
+    let call = |args: serde_json::Value| {
+        let host = host.clone();
+        async move { host.call_tool("jq.wasm", "jq", &args.to_string()).await }
+    };
+    assert_eq!(
+        call(json!({"path": "package.json", "query": ".dependencies | keys"}))
+            .await
+            .unwrap(),
+        r#"["react","zod"]"#
+    );
+    assert_eq!(
+        call(json!({"path": "./package.json", "query": ".scripts.test", "raw": true}))
+            .await
+            .unwrap(),
+        "vitest"
+    );
+    // JSON Lines: the filter runs over every value.
+    assert_eq!(
+        call(json!({"path": "logs/events.jsonl", "query": "select(.level == \"error\") | .id"}))
+            .await
+            .unwrap(),
+        "2\n3"
+    );
+    assert_eq!(
+        call(json!({"json": "[1,2,3,4]", "query": ".[]", "limit": 2}))
+            .await
+            .unwrap(),
+        "1\n2\n… 2 more results (raise \"limit\" to see them)"
+    );
+    let err = call(json!({"path": "package.json", "query": ".name |"}))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("jq: the query does not parse"), "{err}");
+    let err = call(json!({"path": "package.json", "query": "nosuchfn"}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("undefined") && err.contains("nosuchfn"),
+        "{err}"
+    );
+    let err = call(json!({"path": "missing.json", "query": "."}))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("cannot read missing.json"), "{err}");
+    // The read grant is a read grant, and it ends at the project root.
+    let err = call(json!({"path": "../../etc/passwd", "query": "."}))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("cannot read ../../etc/passwd"), "{err}");
+}
+
+#[tokio::test]
+async fn diff_compares_files_and_texts() {
+    let project = project_with(&["diff"]);
+    project.write("old.rs", "fn main() {\n    println!(\"hi\");\n}\n");
+    project.write("new.rs", "fn main() {\n    println!(\"hello\");\n}\n");
+    let mut config = no_user_dir();
+    grant(&mut config, "diff", Some(ProjectAccess::Read), &[]);
+    let (host, _, _) = super::host(&project, &config).await;
+    let diff = |args: serde_json::Value| {
+        let host = host.clone();
+        async move { host.call_tool("diff.wasm", "diff", &args.to_string()).await }
+    };
+    assert_eq!(
+        diff(json!({"a_path": "old.rs", "b_path": "new.rs", "context": 1}))
+            .await
+            .unwrap(),
+        "1 lines added, 1 removed\n--- old.rs\n+++ new.rs\n@@ -1,3 +1,3 @@\n fn main() {\n-    println!(\"hi\");\n+    println!(\"hello\");\n }\n"
+    );
+    // A file against a text: preview a change before writing it.
+    let preview = diff(json!({"a_path": "new.rs", "b_text": "fn main() {}\n"}))
+        .await
+        .unwrap();
+    assert!(
+        preview.starts_with("1 lines added, 3 removed\n--- new.rs\n+++ b (text)\n"),
+        "{preview}"
+    );
+    assert_eq!(
+        diff(json!({"a_text": "same\n", "b_text": "same\n"}))
+            .await
+            .unwrap(),
+        "no differences"
+    );
+    let err = diff(json!({"a_path": "old.rs"})).await.unwrap_err();
+    assert_eq!(
+        err,
+        "missing the new side: give b_path (a file in the project) or b_text"
+    );
+}
+
+const PAGE: &str = r#"<!doctype html><html><head><title>Guide &amp; Notes</title>
+<style>body { color: red }</style><script>var secret = "do not show";</script></head>
+<body><h1>Install</h1><p>Run <code>cargo&nbsp;add</code> first.</p>
+<ul><li>one</li><li>two</li></ul><p>See <a href="https://docs.rs/x">the docs</a>.</p>
+<!-- a comment --></body></html>"#;
+
+#[tokio::test]
+async fn webfetch_reaches_only_allow_listed_hosts_through_the_host() {
+    let project = project_with(&["webfetch"]);
+    let server = Server::start(vec![
+        Reply::body(200, "text/html; charset=utf-8", PAGE),
+        Reply::body(200, "application/json", &"x".repeat(10_000)),
+        Reply::body(302, "text/plain", "").header("location", "http://localhost/page"),
+        Reply::body(404, "text/plain", "no such page"),
+    ])
+    .await;
+    let base = server.url();
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let fetch = |host: &PluginHost, args: serde_json::Value| {
+        let host = host.clone();
+        async move {
+            host.call_tool("webfetch.wasm", "webfetch", &args.to_string())
+                .await
+        }
+    };
+
+    // Installed but allowed nothing: deny by default, nothing reaches the server.
+    let (host, _, _) = super::host(&project, &no_user_dir()).await;
+    let err = fetch(&host, json!({"url": format!("{base}/page")}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("fetch refused: plugin \"webfetch.wasm\" is allowed no hosts"),
+        "{err}"
+    );
+    assert!(server.requests().is_empty());
+
+    let mut config = no_user_dir();
+    grant(
+        &mut config,
+        "webfetch",
+        None,
+        &[&format!("127.0.0.1:{port}")],
+    );
+    let (host, _, _) = super::host(&project, &config).await;
+
+    let page = fetch(&host, json!({"url": format!("{base}/page")}))
+        .await
+        .unwrap();
+    assert!(
+        page.starts_with(&format!(
+            "200 {base}/page (text/html; charset=utf-8)\n\n# Guide & Notes\n"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("# Install\n"), "{page}");
+    assert!(page.contains("Run cargo add first."), "{page}");
+    assert!(page.contains("- one\n- two\n"), "{page}");
+    assert!(page.contains("See the docs (https://docs.rs/x)."), "{page}");
+    assert!(
+        !page.contains("secret") && !page.contains("color"),
+        "{page}"
+    );
+    assert!(!page.contains("comment"), "{page}");
+
+    let big = fetch(
+        &host,
+        json!({"url": format!("{base}/big"), "max_bytes": 1000}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        big.contains(&format!("\n\n{}\n\n[truncated", "x".repeat(1000))),
+        "{big}"
+    );
+
+    // The same server under another name is another host: refused.
+    let err = fetch(
+        &host,
+        json!({"url": format!("http://localhost:{port}/page")}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "fetch refused: localhost:{port} is not on the hosts allowed for plugin \"webfetch.wasm\" (plugins.grants.\"webfetch.wasm\".fetch in .opencode/orch.json)"
+        )
+    );
+    // A redirect is followed only to allowed hosts.
+    let err = fetch(&host, json!({"url": format!("{base}/away")}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("fetch refused: localhost is not on the hosts allowed"),
+        "{err}"
+    );
+    let err = fetch(&host, json!({"url": "file:///etc/passwd"}))
+        .await
+        .unwrap_err();
+    assert!(err.contains("only http and https"), "{err}");
+
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/page", "/big", "/away"],
+        "nothing else reached the server"
+    );
+    let seen = server.requests();
+    assert!(
+        seen[0].header("user-agent").unwrap().starts_with("orch/"),
+        "{:?}",
+        seen[0].headers
+    );
+
+    // An error status is a tool error with what the server said.
+    let err = fetch(&host, json!({"url": format!("{base}/missing")}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with(&format!("404 {base}/missing")) && err.contains("no such page"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_fetch_that_outlasts_its_time_cap_is_stopped() {
+    let project = project_with(&["webfetch"]);
+    let server = Server::start(vec![Reply::silence()]).await;
+    let base = server.url();
+    let mut config = PluginsConfig {
+        fetch_timeout_ms: 300,
+        ..no_user_dir()
+    };
+    grant(&mut config, "webfetch", None, &["127.0.0.1"]);
+    let (host, _, _) = super::host(&project, &config).await;
+    let err = host
+        .call_tool(
+            "webfetch.wasm",
+            "webfetch",
+            &json!({"url": format!("{base}/slow")}).to_string(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, format!("fetch of {base}/slow timed out after 300 ms"));
+    // The fetch's own cap stopped it, not the tool deadline: no fault.
+    assert!(!host.is_disabled("webfetch.wasm"));
+}
