@@ -21,7 +21,7 @@ pub enum HookPoint {
     /// change the summary instruction; `Block` skips this compaction.
     PreCompact,
     /// Before a tool runs, ahead of the permission check. Payload:
-    /// `{session, agent, tool, args}`. `Modify` may return `{args: {...}}`
+    /// `{session, agent, call, tool, args}`. `Modify` may return `{args: {...}}`
     /// to rewrite the arguments (permissions are then checked on the
     /// rewrite, never on the original); `Block` refuses the call.
     PreToolUse,

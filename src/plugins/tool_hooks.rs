@@ -64,6 +64,7 @@ impl Tool for HookedTool {
         let payload = json!({
             "session": ctx.session,
             "agent": ctx.agent,
+            "call": ctx.call_id,
             "tool": tool,
             "output": output.content,
             "is-error": output.is_error,

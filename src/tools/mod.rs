@@ -274,6 +274,7 @@ impl ToolRouter {
         let payload = serde_json::json!({
             "session": ctx.session,
             "agent": ctx.agent,
+            "call": ctx.call_id,
             "tool": tool,
             "args": args,
         });

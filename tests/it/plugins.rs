@@ -126,28 +126,40 @@ async fn example_plugins_load_with_their_tools_hooks_and_agents() {
     assert_eq!(agents[0].name, "DocWriter");
     assert!(agents[0].tools.contains(&"write".to_string()));
 
-    // metrics counts tool calls through the hooks and shows them.
-    for _ in 0..2 {
+    // metrics times each call from its pre- to its post-tool-use hook
+    // (matched by call id) and shows the counts.
+    for call in ["c1", "c2"] {
         let decision = host
             .hook(
                 "pre-tool-use",
-                json!({"session": "s1", "tool": "grep", "args": {}}),
+                json!({"session": "s1", "call": call, "tool": "grep", "args": {}}),
             )
             .await;
         assert_eq!(decision, Decision::Continue);
     }
-    host.hook(
-        "post-tool-use",
-        json!({"session": "s1", "tool": "grep", "output": "x", "is-error": true}),
-    )
-    .await;
+    for (call, failed) in [("c1", true), ("c2", false)] {
+        host.hook(
+            "post-tool-use",
+            json!({"session": "s1", "call": call, "tool": "grep", "output": "x", "is-error": failed}),
+        )
+        .await;
+    }
     let shown = host
         .call_tool("metrics.wasm", "plugin_metrics", "{}")
         .await
         .unwrap();
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
-    assert_eq!(shown["grep"], json!({"calls": 2, "failures": 1}));
+    let grep = &shown["tools"]["grep"];
+    assert_eq!((&grep["calls"], &grep["failures"]), (&json!(2), &json!(1)));
+    let (mean, max) = (
+        grep["mean_ms"].as_f64().unwrap(),
+        grep["max_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 <= mean && mean <= max, "{grep}");
     assert_eq!(host.metrics()["metrics/tool.grep.calls"], 2.0);
+    assert_eq!(host.metrics()["metrics/tool.grep.failures"], 1.0);
+    // Without a read-write grant it has no project to write to.
+    assert!(!project.file(".opencode/metrics.json").exists());
 
     // memory-gate shortens an old, long tool output and leaves the tail.
     let long = "y".repeat(10_000);
@@ -727,7 +739,7 @@ fn orch_lists_and_checks_plugins_and_agents_use_plugin_tools() {
     assert_eq!(ends[1]["tool"], "plugin_metrics");
     let second = ends[1]["preview"].as_str().unwrap();
     assert!(
-        second.contains(r#""todo_stats":{"calls":1,"failures":0}"#),
+        second.contains(r#""todo_stats":{"calls":1,"failures":0,"#),
         "{second}"
     );
 }

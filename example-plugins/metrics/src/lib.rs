@@ -1,6 +1,11 @@
-//! metrics: counts tool calls and failures per tool through the pre/post-tool-use
-//! hooks (kept in the plugin's key-value store) and shows them with the tool
-//! `plugin_metrics` (the built-in `show_metrics` is the engine's own fold).
+//! metrics: per-tool call counts, failures and timings, measured between the
+//! `pre-tool-use` and `post-tool-use` hooks of each call (matched by call
+//! id), kept in the plugin's key-value store, shown by the tool
+//! `plugin_metrics` (the built-in `show_metrics` is the engine's own fold)
+//! and written to `.opencode/metrics.json` when the plugin is granted
+//! `read-write` on the project.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use orch_plugin_sdk::{
     Decision, HookEvent, HookPoint, Manifest, Plugin, ToolSpec, export_plugin, host,
@@ -9,17 +14,25 @@ use serde_json::{Map, Value, json};
 
 struct Metrics;
 
-const KEY: &str = "counts";
+/// Per tool: `{calls, failures, total_ms, max_ms}`.
+const TOOLS: &str = "tools";
+/// Per call id: when its `pre-tool-use` was seen (ms since the epoch).
+const STARTS: &str = "starts";
+/// A start older than this never got its `post-tool-use` (the call was
+/// refused before it ran) and is dropped.
+const STALE_MS: f64 = 10.0 * 60.0 * 1000.0;
+const FILE: &str = "/project/.opencode/metrics.json";
 
 impl Plugin for Metrics {
     fn manifest() -> Manifest {
-        Manifest::new("metrics", "0.1.0")
-            .description("Tool call counts per tool")
+        Manifest::new("metrics", "0.2.0")
+            .description("Tool call counts, failures and timings per tool")
+            .capability("project-write")
             .hook(HookPoint::PreToolUse)
             .hook(HookPoint::PostToolUse)
             .tool(ToolSpec::new(
                 "plugin_metrics",
-                "Show how often each tool was called in this run and how often it failed.",
+                "Show, per tool, how often it was called in this run, how often it failed and how long it took (mean and max ms).",
                 r#"{"type":"object","properties":{}}"#,
             ))
     }
@@ -28,37 +41,113 @@ impl Plugin for Metrics {
         if name != "plugin_metrics" {
             return Err(format!("metrics has no tool named {name:?}"));
         }
-        Ok(Value::Object(counts()).to_string())
+        Ok(report(&load(TOOLS)).to_string())
     }
 
     fn on_hook(event: HookEvent) -> Result<Decision, String> {
         let payload: Value = serde_json::from_str(&event.payload)
             .map_err(|err| format!("hook payload is not JSON: {err}"))?;
-        let tool = payload["tool"].as_str().unwrap_or("?").to_string();
-        let mut counts = counts();
-        let entry = counts
-            .entry(tool.clone())
-            .or_insert_with(|| json!({"calls": 0, "failures": 0}));
+        let call = payload["call"].as_str().unwrap_or("").to_string();
+        let now = now_ms();
         match event.point {
             HookPoint::PreToolUse => {
-                entry["calls"] = json!(entry["calls"].as_u64().unwrap_or(0) + 1);
-                host::record_metric(&format!("tool.{tool}.calls"), 1.0);
+                let mut starts = load(STARTS);
+                starts.retain(|_, at| now - at.as_f64().unwrap_or(0.0) < STALE_MS);
+                starts.insert(call, json!(now));
+                save(STARTS, starts)?;
             }
-            HookPoint::PostToolUse if payload["is-error"].as_bool() == Some(true) => {
-                entry["failures"] = json!(entry["failures"].as_u64().unwrap_or(0) + 1);
-                host::record_metric(&format!("tool.{tool}.failures"), 1.0);
+            HookPoint::PostToolUse => {
+                let mut starts = load(STARTS);
+                let took = starts
+                    .remove(&call)
+                    .and_then(|at| at.as_f64())
+                    .map(|at| (now - at).max(0.0));
+                save(STARTS, starts)?;
+                let tool = payload["tool"].as_str().unwrap_or("?").to_string();
+                let failed = payload["is-error"].as_bool() == Some(true);
+                let mut tools = load(TOOLS);
+                let entry = tools.entry(tool.clone()).or_insert_with(
+                    || json!({"calls": 0, "failures": 0, "total_ms": 0.0, "max_ms": 0.0}),
+                );
+                bump(entry, "calls", 1.0);
+                host::record_metric(&format!("tool.{tool}.calls"), 1.0);
+                if failed {
+                    bump(entry, "failures", 1.0);
+                    host::record_metric(&format!("tool.{tool}.failures"), 1.0);
+                }
+                if let Some(ms) = took {
+                    bump(entry, "total_ms", ms);
+                    if ms > entry["max_ms"].as_f64().unwrap_or(0.0) {
+                        entry["max_ms"] = json!(ms);
+                    }
+                    host::record_metric(&format!("tool.{tool}.ms"), ms);
+                }
+                let report = report(&tools);
+                save(TOOLS, tools)?;
+                // Without a read-write grant there is no /project: the
+                // numbers stay in the store and `plugin_metrics` shows them.
+                if std::fs::metadata("/project").is_ok() {
+                    let _ = std::fs::create_dir_all("/project/.opencode");
+                    std::fs::write(FILE, format!("{report:#}\n"))
+                        .map_err(|err| format!("writing .opencode/metrics.json: {err}"))?;
+                }
             }
             _ => {}
         }
-        host::kv_set(KEY, &Value::Object(counts).to_string())?;
         Ok(Decision::Continue)
     }
 }
 
-fn counts() -> Map<String, Value> {
-    host::kv_get(KEY)
+/// What the tool shows and the file holds: counts and mean/max times.
+fn report(tools: &Map<String, Value>) -> Value {
+    let tools: Map<String, Value> = tools
+        .iter()
+        .map(|(name, entry)| {
+            let calls = entry["calls"].as_f64().unwrap_or(0.0);
+            let total = entry["total_ms"].as_f64().unwrap_or(0.0);
+            let mean = if calls > 0.0 { total / calls } else { 0.0 };
+            (
+                name.clone(),
+                json!({
+                    "calls": calls as u64,
+                    "failures": entry["failures"].as_u64().unwrap_or(0),
+                    "mean_ms": round(mean),
+                    "max_ms": round(entry["max_ms"].as_f64().unwrap_or(0.0)),
+                }),
+            )
+        })
+        .collect();
+    json!({ "tools": tools })
+}
+
+fn bump(entry: &mut Value, key: &str, by: f64) {
+    let value = entry[key].as_f64().unwrap_or(0.0) + by;
+    entry[key] = if key == "calls" || key == "failures" {
+        json!(value as u64)
+    } else {
+        json!(value)
+    };
+}
+
+fn round(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+fn load(key: &str) -> Map<String, Value> {
+    host::kv_get(key)
         .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok())
         .unwrap_or_default()
+}
+
+fn save(key: &str, map: Map<String, Value>) -> Result<(), String> {
+    host::kv_set(key, &Value::Object(map).to_string())
 }
 
 export_plugin!(Metrics);

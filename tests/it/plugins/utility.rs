@@ -289,3 +289,24 @@ async fn a_fetch_that_outlasts_its_time_cap_is_stopped() {
     // The fetch's own cap stopped it, not the tool deadline: no fault.
     assert!(!host.is_disabled("webfetch.wasm"));
 }
+
+#[tokio::test]
+async fn metrics_writes_its_numbers_to_the_project_when_granted_read_write() {
+    let project = project_with(&["metrics"]);
+    let mut config = no_user_dir();
+    grant(&mut config, "metrics", Some(ProjectAccess::ReadWrite), &[]);
+    let (host, warnings, _) = super::host(&project, &config).await;
+    for point in ["pre-tool-use", "post-tool-use"] {
+        host.hook(
+            point,
+            json!({"session": "s", "call": "c9", "tool": "read", "args": {}, "output": "", "is-error": false}),
+        )
+        .await;
+    }
+    let written: serde_json::Value =
+        serde_json::from_str(&project.read(".opencode/metrics.json")).unwrap();
+    assert_eq!(written["tools"]["read"]["calls"], 1);
+    assert_eq!(written["tools"]["read"]["failures"], 0);
+    assert!(written["tools"]["read"]["max_ms"].as_f64().unwrap() >= 0.0);
+    assert!(warnings.all().is_empty(), "{:?}", warnings.all());
+}
