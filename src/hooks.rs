@@ -25,6 +25,10 @@ pub enum HookPoint {
     /// to rewrite the arguments (permissions are then checked on the
     /// rewrite, never on the original); `Block` refuses the call.
     PreToolUse,
+    /// After a tool ran. Payload: `{session, agent, call, tool, args,
+    /// output, is-error}`. `Modify` may return `{output: "..."}` to rewrite
+    /// what the model sees; `Block` withholds the output.
+    PostToolUse,
 }
 
 impl HookPoint {
@@ -34,6 +38,7 @@ impl HookPoint {
             HookPoint::PreModelRequest => "pre-model-request",
             HookPoint::PreCompact => "pre-compact",
             HookPoint::PreToolUse => "pre-tool-use",
+            HookPoint::PostToolUse => "post-tool-use",
         }
     }
 }

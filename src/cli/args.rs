@@ -80,7 +80,7 @@ pub enum Command {
     Agents,
     /// A complete mission offline, on the scripted provider, in a new temp project.
     Demo,
-    /// Create .opencode/ with a commented orch.json.
+    /// Create .opencode/ with a commented orch.json and install the bundled plugins.
     Init,
     /// Wasm plugins: list the loaded ones, or check one file.
     #[command(subcommand)]

@@ -1,5 +1,5 @@
-//! Mission commands: `task`, `plan`, `resume`, `status`, `cancel`, `agents`,
-//! `demo` and `init`. They wire the engine's parts together; the mission
+//! Mission commands: `task`, `plan`, `resume`, `status`, `cancel`, `agents`
+//! and `demo`. They wire the engine's parts together; the mission
 //! loop itself lives in `crate::mission`.
 
 use std::io::Read;
@@ -664,32 +664,4 @@ pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
-}
-
-pub fn init(cli: &Cli) -> anyhow::Result<u8> {
-    let root = super::project_root(cli.dir.as_deref())?;
-    let dir = root.join(".opencode");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let config = dir.join("orch.json");
-    if config.exists() {
-        println!("{} exists; left as it is", config.display());
-    } else {
-        std::fs::write(&config, super::demo::INIT_CONFIG)
-            .with_context(|| format!("writing {}", config.display()))?;
-        println!("wrote {}", config.display());
-    }
-    for sub in ["plugins", "prompts"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
-    }
-    let ignore = dir.join(".gitignore");
-    if !ignore.exists() {
-        std::fs::write(&ignore, "sessions/\nmissions/\ncache/\n")
-            .with_context(|| format!("writing {}", ignore.display()))?;
-    }
-    println!(
-        "ready: edit {} and run `orch task \"<goal>\"`",
-        config.display()
-    );
-    Ok(exit::COMPLETE)
 }

@@ -5,6 +5,7 @@
 
 mod args;
 mod demo;
+mod init;
 mod mission;
 mod monitor;
 mod plugins;
@@ -83,7 +84,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Metrics => monitor::metrics(&cli),
         Command::Agents => mission::agents(&cli),
         Command::Demo => mission::demo(&cli).await,
-        Command::Init => mission::init(&cli),
+        Command::Init => init::init(&cli),
         Command::Plugins(command) => plugins::command(&cli, command).await,
     };
     match result {
@@ -290,7 +291,6 @@ impl Invocation {
             for tool in plugin_tools {
                 tools.insert(tool);
             }
-            tools = host.hook_tools(tools);
             if tokio::runtime::Handle::try_current().is_ok() {
                 self.plugin_watcher.get_or_init(|| {
                     let dirs = crate::plugins::PluginHost::dirs(&self.root, &self.config.plugins);

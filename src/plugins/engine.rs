@@ -125,6 +125,7 @@ pub async fn compile(
                 .map_err(|err| fail(format!("is not a valid component: {}", chain(&err))))?;
             if let Some(cwasm) = &cached_path {
                 store_cache(cwasm, &compiled);
+                prune_cache(cwasm, &engine_key(engine), MAX_CACHED);
             }
             // SAFETY: these bytes were produced just now by this engine.
             unsafe { Component::deserialize(engine, &compiled) }
@@ -145,6 +146,46 @@ pub async fn compile(
         sha256,
         cached,
     })
+}
+
+/// Compiled components kept in a project's cache; older ones go.
+const MAX_CACHED: usize = 32;
+
+/// Bound the cache next to `kept` (just written): drop compiled code for
+/// another engine (another orch build cannot load it), leftovers of
+/// interrupted writes, and beyond `max` files the least recently written.
+/// Runs only after a compile, which is rare; failures are ignored (the
+/// cache is an optimization).
+fn prune_cache(kept: &Path, engine_key: &str, max: usize) {
+    let Some(dir) = kept.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let suffix = format!("-{engine_key}.cwasm");
+    let mut current = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path == kept {
+            continue;
+        }
+        let stale_tmp = name.contains(".tmp")
+            && entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default().as_secs() > 3600);
+        if (name.ends_with(".cwasm") && !name.ends_with(&suffix)) || stale_tmp {
+            let _ = std::fs::remove_file(&path);
+        } else if name.ends_with(&suffix) {
+            let modified = entry.metadata().and_then(|meta| meta.modified()).ok();
+            current.push((modified, path));
+        }
+    }
+    // Newest first; the one just written counts as the newest.
+    current.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    for (_, path) in current.into_iter().skip(max.saturating_sub(1)) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Write compiled code with temp file + rename; a failed write only costs a
@@ -219,4 +260,44 @@ pub fn file_name(path: &Path) -> String {
 /// The cache folder for compiled plugins of the project at `root`.
 pub fn cache_dir(root: &Path) -> PathBuf {
     root.join(".opencode").join("cache").join("plugins")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_this_engines_newest_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let touch = |name: &str, age_secs: u64| {
+            let file = std::fs::File::create(at(name)).unwrap();
+            let when = std::time::SystemTime::now() - Duration::from_secs(age_secs);
+            file.set_modified(when).unwrap();
+        };
+        touch("old-otherengine.cwasm", 0);
+        touch("a-k1.cwasm", 30);
+        touch("b-k1.cwasm", 20);
+        touch("c-k1.cwasm", 10);
+        touch("d-k1.cwasm.tmp7", 7200);
+        touch("e-k1.cwasm.tmp8", 5);
+        touch("notes.txt", 0);
+        touch("new-k1.cwasm", 0);
+        prune_cache(&at("new-k1.cwasm"), "k1", 3);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "b-k1.cwasm",
+                "c-k1.cwasm",
+                "e-k1.cwasm.tmp8",
+                "new-k1.cwasm",
+                "notes.txt"
+            ]
+        );
+    }
 }

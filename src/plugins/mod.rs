@@ -9,11 +9,11 @@
 //! faults `max_faults` times is disabled for the run; the mission goes on.
 
 mod bindings;
+pub mod bundled;
 mod engine;
 pub mod net;
 mod observe;
 mod state;
-mod tool_hooks;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -952,6 +952,7 @@ mod tests {
             hooks::HookPoint::PreModelRequest,
             hooks::HookPoint::PreCompact,
             hooks::HookPoint::PreToolUse,
+            hooks::HookPoint::PostToolUse,
         ] {
             assert!(bindings::hook_point(point.name()).is_some());
         }

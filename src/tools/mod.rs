@@ -159,8 +159,8 @@ impl ToolRegistry {
 
 /// Runs tool calls for one session: parses arguments, asks the
 /// `pre-tool-use` hook, applies permissions to the arguments that will
-/// run, emits begin/end events and never lets a tool failure escape as an
-/// error.
+/// run, asks the `post-tool-use` hook about what the tool returned, emits
+/// begin/end events and never lets a tool failure escape as an error.
 pub struct ToolRouter {
     pub registry: ToolRegistry,
     pub permissions: Arc<Permissions>,
@@ -337,7 +337,51 @@ impl ToolRouter {
         if ctx.cancel.is_cancelled() {
             return ToolOutput::error("cancelled before the tool ran");
         }
-        tool.call(args, ctx).await
+        if !self.hooks.wants(HookPoint::PostToolUse) {
+            return tool.call(args, ctx).await;
+        }
+        let output = tool.call(args.clone(), ctx).await;
+        self.post_tool_use(&call.name, args, output, ctx).await
+    }
+
+    /// The `post-tool-use` hook: the output as the model will see it.
+    async fn post_tool_use(
+        &self,
+        tool: &str,
+        args: Value,
+        output: ToolOutput,
+        ctx: &ToolContext,
+    ) -> ToolOutput {
+        let payload = serde_json::json!({
+            "session": ctx.session,
+            "agent": ctx.agent,
+            "call": ctx.call_id,
+            "tool": tool,
+            "args": args,
+            "output": output.content,
+            "is-error": output.is_error,
+        });
+        match self.hooks.call(HookPoint::PostToolUse, payload).await {
+            hooks::Decision::Continue => output,
+            hooks::Decision::Block(reason) => ToolOutput::error(format!(
+                "the output of {tool} was withheld by a plugin hook (post-tool-use): {reason}"
+            )),
+            hooks::Decision::Modify(value) => match value["output"].as_str() {
+                Some(text) => ToolOutput {
+                    content: text.to_string(),
+                    is_error: output.is_error,
+                },
+                None => {
+                    self.events.emit(Event::Warning {
+                        session: Some(ctx.session.clone()),
+                        message: format!(
+                            "hook post-tool-use: ignored a rewrite of {tool}'s output without a string \"output\""
+                        ),
+                    });
+                    output
+                }
+            },
+        }
     }
 }
 

@@ -1,5 +1,12 @@
 //! The real `orch` binary: files it changes, exit codes, the JSONL stream,
-//! configuration errors and layering.
+//! configuration errors and layering, `orch init` and the bundled plugins.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use orch::config::ProjectAccess;
+use orch::plugins::{bundled, sha256_hex};
+use serde_json::Value;
 
 use crate::support::project::{Project, events, run, types};
 
@@ -333,5 +340,144 @@ fn api_keys_never_reach_output_transcripts_or_errors() {
     for entry in std::fs::read_dir(project.file(".opencode/sessions")).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         assert!(!text.contains(key));
+    }
+}
+
+/// The bundled plugins, asserting there are some: an empty bundle means the
+/// wasm32-wasip2 build failed when orch was built.
+fn bundled_plugins() -> &'static [(&'static str, &'static [u8])] {
+    assert!(
+        !bundled::PLUGINS.is_empty(),
+        "this orch was built without its bundled plugins: {}",
+        bundled::MISSING.unwrap_or("no reason recorded")
+    );
+    bundled::PLUGINS
+}
+
+/// Every file under `.opencode/` with its bytes and modification time.
+fn snapshot(project: &Project) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![project.file(".opencode")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+                files.push((path.clone(), std::fs::read(&path).unwrap(), modified));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn init_installs_the_bundled_plugins_and_grants_what_they_need() {
+    let plugins = bundled_plugins();
+    let project = Project::new();
+    let (output, stdout, stderr) = run(project.orch().arg("init"));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for (file, bytes) in plugins {
+        let path = project.file(&format!(".opencode/plugins/{file}"));
+        assert_eq!(std::fs::read(&path).unwrap(), *bytes, "{file}");
+        assert!(
+            stdout.contains(&format!("installed {}", path.display())),
+            "{stdout}"
+        );
+    }
+
+    // `orch plugins list` loads every one of them, each with the access
+    // orch.json grants it (bound to the installed file's sha256).
+    let (output, stdout, stderr) = run(project.orch().args(["--json", "plugins", "list"]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let listed: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let mut files: Vec<&str> = listed.iter().map(|p| p["file"].as_str().unwrap()).collect();
+    files.sort();
+    let bundled: Vec<&str> = plugins.iter().map(|(file, _)| *file).collect();
+    assert_eq!(files, bundled);
+    for (file, bytes) in plugins {
+        let plugin = listed.iter().find(|p| p["file"] == *file).unwrap();
+        assert_eq!(plugin["sha256"], sha256_hex(bytes), "{file}");
+        let granted = match bundled::needs(file).and_then(|needs| needs.project) {
+            Some(ProjectAccess::Read) => "project read-only",
+            Some(ProjectAccess::ReadWrite) => "project read-write",
+            None => "nothing",
+        };
+        assert_eq!(plugin["granted"], granted, "{file}");
+    }
+    let metrics = listed.iter().find(|p| p["file"] == "metrics.wasm");
+    assert_eq!(metrics.unwrap()["granted"], "project read-write");
+    let (_, stdout, _) = run(project.orch().args(["plugins", "list"]));
+    assert!(stdout.contains("granted: project read-write"), "{stdout}");
+}
+
+#[test]
+fn a_second_init_leaves_everything_as_it_is() {
+    let plugins = bundled_plugins();
+    let project = Project::new();
+    let (output, _, stderr) = run(project.orch().arg("init"));
+    assert!(output.status.success(), "{stderr}");
+    let before = snapshot(&project);
+    let (output, stdout, stderr) = run(project.orch().arg("init"));
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(snapshot(&project), before);
+    for (file, _) in plugins {
+        let path = project.file(&format!(".opencode/plugins/{file}"));
+        assert!(
+            stdout.contains(&format!("{} is up to date", path.display())),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("exists; left as it is"), "{stdout}");
+    // The grants init wrote are there: nothing to add.
+    assert!(!stdout.contains("add to"), "{stdout}");
+    assert!(!stdout.contains("installed"), "{stdout}");
+}
+
+#[test]
+fn init_keeps_the_users_plugin_and_config_and_prints_the_missing_grants() {
+    let plugins = bundled_plugins();
+    let project = Project::new();
+    project.write(".opencode/orch.json", r#"{"verify": []}"#);
+    project.write(".opencode/plugins/metrics.wasm", "my own metrics plugin");
+    let (output, stdout, stderr) = run(project.orch().arg("init"));
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(project.read(".opencode/orch.json"), r#"{"verify": []}"#);
+    assert_eq!(
+        project.read(".opencode/plugins/metrics.wasm"),
+        "my own metrics plugin"
+    );
+    let kept = project.file(".opencode/plugins/metrics.wasm");
+    assert!(
+        stdout.contains(&format!("kept {}: it differs", kept.display())),
+        "{stdout}"
+    );
+    // The grants to add name the file, its sha256 and the access; none for
+    // the kept file, whose content orch does not know.
+    for (file, bytes) in plugins {
+        let Some(needs) = bundled::needs(file) else {
+            continue;
+        };
+        let line = stdout
+            .lines()
+            .find(|line| line.contains(&format!("\"{file}\"")));
+        if *file == "metrics.wasm" {
+            assert!(line.is_none(), "{stdout}");
+            continue;
+        }
+        let line = line.unwrap_or_else(|| panic!("no grant line for {file}:\n{stdout}"));
+        assert!(line.contains(&sha256_hex(bytes)), "{line}");
+        assert!(line.contains(needs.why), "{line}");
+        match needs.project {
+            Some(ProjectAccess::Read) => assert!(line.contains(r#""project": "read""#), "{line}"),
+            Some(ProjectAccess::ReadWrite) => {
+                assert!(line.contains(r#""project": "read-write""#), "{line}")
+            }
+            None => assert!(!line.contains("project"), "{line}"),
+        }
+        assert_eq!(needs.fetch, line.contains(r#""fetch": []"#), "{line}");
     }
 }

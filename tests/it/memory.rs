@@ -441,7 +441,7 @@ struct Shaper {
 #[async_trait]
 impl Hooks for Shaper {
     fn wants(&self, point: HookPoint) -> bool {
-        point != HookPoint::PreToolUse
+        !matches!(point, HookPoint::PreToolUse | HookPoint::PostToolUse)
     }
 
     async fn call(&self, point: HookPoint, payload: Value) -> Decision {
@@ -453,7 +453,7 @@ impl Hooks for Shaper {
                 Decision::Modify(json!({ "messages": messages }))
             }
             HookPoint::PreCompact => Decision::Block("keep everything".into()),
-            HookPoint::PreToolUse => Decision::Continue,
+            HookPoint::PreToolUse | HookPoint::PostToolUse => Decision::Continue,
         }
     }
 }

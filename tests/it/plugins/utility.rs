@@ -1,7 +1,8 @@
-//! The utility tool plugins in `example-plugins/`: `jq` and `diff` over
-//! project files (a `read` grant), and `webfetch` through the host's `net`
+//! What the example plugins do: the utility tools `jq` and `diff` over
+//! project files (a `read` grant) and `webfetch` through the host's `net`
 //! import, which reaches only allow-listed hosts — checked against a real
-//! loopback HTTP server that records what reached it.
+//! loopback HTTP server that records what reached it; memory-gate and
+//! metrics in a real mission.
 
 use super::*;
 use crate::support::http::{Reply, Server};
@@ -309,4 +310,139 @@ async fn metrics_writes_its_numbers_to_the_project_when_granted_read_write() {
     assert_eq!(written["tools"]["read"]["failures"], 0);
     assert!(written["tools"]["read"]["max_ms"].as_f64().unwrap() >= 0.0);
     assert!(warnings.all().is_empty(), "{:?}", warnings.all());
+}
+
+#[tokio::test]
+async fn memory_gate_hides_unrelated_memory_from_a_large_block() {
+    let project = project_with(&["memory_gate"]);
+    let (host, _, _) = super::host(&project, &no_user_dir()).await;
+    let filler = "x".repeat(250);
+    let mut block = String::from("<memory>\nNotes kept by `remember`.\n\n## Project memory\n");
+    block.push_str("- [m1, pinned] Never commit secrets\n");
+    for i in 2..=13 {
+        let topic = if i % 4 == 0 { "parser" } else { "styling" };
+        block.push_str(&format!("- [m{i}] the {topic} module note {filler}\n"));
+    }
+    block.push_str("</memory>");
+    let messages = json!([
+        {"role": "user", "text": block},
+        {"role": "user", "text": "Fix the parser bug in src/parser.rs"},
+    ]);
+    let decision = host
+        .hook(
+            "pre-model-request",
+            json!({"session": "s", "messages": messages}),
+        )
+        .await;
+    let Decision::Modify(reshaped) = decision else {
+        panic!("memory-gate did not gate the block: {decision:?}");
+    };
+    let gated = reshaped["messages"][0]["text"].as_str().unwrap();
+    assert!(
+        gated.contains("- [m1, pinned] Never commit secrets"),
+        "{gated}"
+    );
+    // The three parser notes stay, then the first unrelated ones up to 8.
+    for id in ["m4", "m8", "m12", "m2", "m3", "m5", "m6", "m7"] {
+        assert!(gated.contains(&format!("- [{id}] ")), "{id}: {gated}");
+    }
+    for id in ["m9", "m10", "m11", "m13"] {
+        assert!(!gated.contains(&format!("- [{id}] ")), "{id}: {gated}");
+    }
+    assert!(gated.ends_with(
+        "[memory-gate: 4 entries not related to the current work are hidden; `recall` finds them]\n</memory>"
+    ), "{gated}");
+    assert_eq!(
+        reshaped["messages"][1]["text"],
+        "Fix the parser bug in src/parser.rs"
+    );
+
+    // A small block passes whole: nothing to reshape.
+    let small = json!([{"role": "user", "text": "<memory>\n- [m1] one\n</memory>"}]);
+    assert_eq!(
+        host.hook(
+            "pre-model-request",
+            json!({"session": "s", "messages": small})
+        )
+        .await,
+        Decision::Continue
+    );
+}
+
+/// A scripted `orch task` with memory-gate and metrics installed: metrics
+/// times the Worker's tool calls into `.opencode/metrics.json`, memory-gate
+/// remembers the command that verified the project, once.
+#[test]
+fn memory_gate_and_metrics_work_in_a_real_mission() {
+    let project = project_with(&["memory_gate", "metrics"]);
+    project.write("Makefile", "test:\n\t@echo all tests pass\n");
+    let sha = sha256_hex(&std::fs::read(guest("metrics")).unwrap());
+    project.write(
+        ".opencode/orch.json",
+        &json!({
+            "verify": ["make test"],
+            "plugins": {"user_dir": false, "grants": {"metrics.wasm": {"sha256": sha, "project": "read-write"}}}
+        })
+        .to_string(),
+    );
+    let call =
+        |name: &str, arguments: serde_json::Value| json!({"name": name, "arguments": arguments});
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "the tests pass"})),
+                call("delegate_task", json!({"agent": "Worker", "description": "T1", "prompt": "Task T1: run the tests", "background": false}))]},
+            {"when": "T1 done", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "review T1", "prompt": "Review T1", "background": false}))]},
+            {"when": "Approved T1", "text": "Done."}
+        ],
+        "Worker": [
+            {"when": "Task T1", "tool_calls": [call("bash", json!({"command": "make test"}))]},
+            {"when": "all tests pass", "text": "T1 done."}
+        ],
+        "Reviewer": [
+            {"when": "Review T1", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"when": "done", "text": "Approved T1."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    for _ in 0..2 {
+        let (output, stdout, stderr) = run(project.orch().args([
+            "--json",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "task",
+            "Test mission",
+        ]));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let warnings: Vec<serde_json::Value> = events(&stdout)
+            .into_iter()
+            .filter(|e| e["type"] == "warning")
+            .collect();
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&project.read(".opencode/metrics.json")).unwrap();
+    for tool in ["bash", "add_todo", "delegate_task", "update_todo"] {
+        assert!(
+            metrics["tools"][tool]["calls"]
+                .as_u64()
+                .is_some_and(|n| n >= 1),
+            "{tool}: {metrics}"
+        );
+    }
+    assert_eq!(metrics["tools"]["bash"]["failures"], 0);
+    let memory = project.read(".opencode/memory/project.json");
+    assert_eq!(
+        memory
+            .matches("Verified with `make test` (it passed)")
+            .count(),
+        1,
+        "remembered once across two missions: {memory}"
+    );
 }

@@ -1,0 +1,310 @@
+//! `orch init`: `.opencode/` with a commented `orch.json`, the plugin and
+//! prompt folders, and the bundled plugins (`plugins::bundled`) installed
+//! into `.opencode/plugins/` with the grants they need. Nothing the user
+//! already has is replaced: an existing `orch.json` is left as it is (the
+//! missing grants are printed instead), and so is a plugin file that differs
+//! from the bundled one.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::{Cli, exit};
+use crate::config::{self, Overrides, ProjectAccess};
+use crate::plugins::bundled::{self, Needs};
+use crate::plugins::sha256_hex;
+
+/// What `init` did with one bundled plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Installed,
+    UpToDate,
+    /// A different file of that name is there; it stays.
+    Kept,
+}
+
+/// One bundled plugin after `init`.
+#[derive(Debug, Clone)]
+struct Plugin {
+    file: &'static str,
+    sha256: String,
+    needs: Option<Needs>,
+    outcome: Outcome,
+}
+
+impl Plugin {
+    /// Whether `orch.json` should grant it something: it needs a grant and
+    /// the file in the folder is the bundled one.
+    fn wants_grant(&self) -> bool {
+        self.needs.is_some() && self.outcome != Outcome::Kept
+    }
+}
+
+pub fn init(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let dir = root.join(".opencode");
+    for sub in ["plugins", "prompts"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    let plugins_dir = dir.join("plugins");
+    let plugins = bundled::PLUGINS
+        .iter()
+        .map(|(file, bytes)| install(&plugins_dir, file, bytes))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let granted: Vec<&Plugin> = plugins.iter().filter(|p| p.wants_grant()).collect();
+
+    let config = dir.join("orch.json");
+    let new_config = !config.exists();
+    if new_config {
+        std::fs::write(&config, config_text(super::demo::INIT_CONFIG, &granted))
+            .with_context(|| format!("writing {}", config.display()))?;
+    }
+
+    if let Some(reason) = bundled::MISSING {
+        println!("this orch was built without its bundled plugins: {reason}");
+    }
+    for plugin in &plugins {
+        let path = plugins_dir.join(plugin.file);
+        let path = path.display();
+        let grant = match plugin.needs {
+            Some(needs) if new_config && plugin.wants_grant() => {
+                format!(" (granted in orch.json: {})", in_words(&needs))
+            }
+            Some(_) if new_config => " (granted nothing in orch.json)".to_string(),
+            _ => String::new(),
+        };
+        match plugin.outcome {
+            Outcome::Installed => println!("installed {path}{grant}"),
+            Outcome::UpToDate => println!("{path} is up to date{grant}"),
+            Outcome::Kept => println!(
+                "kept {path}: it differs from the bundled {}, so it was not replaced{grant}",
+                plugin.file
+            ),
+        }
+    }
+
+    if new_config {
+        println!("wrote {}", config.display());
+    } else {
+        println!("{} exists; left as it is", config.display());
+        let missing = not_granted(&root, &granted);
+        if !missing.is_empty() {
+            println!(
+                "for the bundled plugins to work, add to \"plugins\": {{ \"grants\": {{ ... }} }} in it:"
+            );
+            for plugin in missing {
+                if let Some(needs) = plugin.needs {
+                    println!("  {}  // {}", grant_entry(plugin, &needs), needs.why);
+                }
+            }
+        }
+    }
+
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "sessions/\nmissions/\ncache/\n")
+            .with_context(|| format!("writing {}", ignore.display()))?;
+    }
+    println!(
+        "ready: edit {} and run `orch task \"<goal>\"`",
+        config.display()
+    );
+    Ok(exit::COMPLETE)
+}
+
+/// Write `bytes` to `dir/file` unless a file is there (temp file + rename,
+/// so a running orch's hot reload never sees half a plugin).
+fn install(dir: &Path, file: &'static str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+    let path = dir.join(file);
+    let outcome = match std::fs::read(&path) {
+        Ok(existing) if existing == bytes => Outcome::UpToDate,
+        Ok(_) => Outcome::Kept,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut temp = tempfile::Builder::new()
+                .prefix(".orch-init-")
+                .tempfile_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            temp.write_all(bytes)
+                .with_context(|| format!("writing {}", temp.path().display()))?;
+            temp.persist(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Outcome::Installed
+        }
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(Plugin {
+        file,
+        sha256: sha256_hex(bytes),
+        needs: bundled::needs(file),
+        outcome,
+    })
+}
+
+/// The plugins in `wanted` whose grant the configuration `init` found at
+/// `root` (with the user's layer) lacks: no grant for the file, another
+/// sha256, or less project access than needed. Unreadable configuration
+/// lacks them all.
+fn not_granted<'a>(root: &Path, wanted: &[&'a Plugin]) -> Vec<&'a Plugin> {
+    let Ok(config) = config::load(root, &Overrides::default()) else {
+        return wanted.to_vec();
+    };
+    wanted
+        .iter()
+        .copied()
+        .filter(|plugin| {
+            let Some(grant) = config.plugins.grants.get(plugin.file) else {
+                return true;
+            };
+            let needed = plugin.needs.and_then(|needs| needs.project);
+            let enough = matches!(
+                (needed, grant.project),
+                (None, _)
+                    | (Some(ProjectAccess::Read), Some(_))
+                    | (
+                        Some(ProjectAccess::ReadWrite),
+                        Some(ProjectAccess::ReadWrite)
+                    )
+            );
+            grant.sha256 != plugin.sha256 || !enough
+        })
+        .collect()
+}
+
+/// `"jq.wasm": { "sha256": "…", "project": "read" }`
+fn grant_entry(plugin: &Plugin, needs: &Needs) -> String {
+    let mut fields = vec![format!("\"sha256\": \"{}\"", plugin.sha256)];
+    match needs.project {
+        None => {}
+        Some(ProjectAccess::Read) => fields.push("\"project\": \"read\"".into()),
+        Some(ProjectAccess::ReadWrite) => fields.push("\"project\": \"read-write\"".into()),
+    }
+    if needs.fetch {
+        fields.push("\"fetch\": []".into());
+    }
+    format!("\"{}\": {{ {} }}", plugin.file, fields.join(", "))
+}
+
+/// `project read-only`, `fetch from the hosts you list`.
+fn in_words(needs: &Needs) -> String {
+    let mut parts = Vec::new();
+    match needs.project {
+        None => {}
+        Some(ProjectAccess::Read) => parts.push("project read-only"),
+        Some(ProjectAccess::ReadWrite) => parts.push("project read-write"),
+    }
+    if needs.fetch {
+        parts.push("fetch from the hosts you list");
+    }
+    parts.join(", ")
+}
+
+/// `template` with a grant for each of `plugins` (a comment saying what it
+/// is for, then the entry) at the top of `plugins.grants`.
+fn config_text(template: &str, plugins: &[&Plugin]) -> String {
+    const GRANTS: &str = "\"grants\": {\n";
+    let Some(at) = template.find(GRANTS).map(|at| at + GRANTS.len()) else {
+        return template.to_string();
+    };
+    let indent = " ".repeat(6);
+    let entries: Vec<String> = plugins
+        .iter()
+        .filter_map(|plugin| {
+            let needs = plugin.needs?;
+            Some(format!(
+                "{indent}// {}: {}.\n{indent}{}",
+                plugin.file,
+                needs.why,
+                grant_entry(plugin, &needs)
+            ))
+        })
+        .collect();
+    if entries.is_empty() {
+        return template.to_string();
+    }
+    format!(
+        "{}{}\n{}",
+        &template[..at],
+        entries.join(",\n"),
+        &template[at..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PluginGrant;
+
+    fn plugin(file: &'static str, outcome: Outcome) -> Plugin {
+        Plugin {
+            file,
+            sha256: format!("{:064x}", file.len()),
+            needs: bundled::needs(file),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn the_written_config_grants_what_each_bundled_plugin_needs() {
+        let plugins: Vec<Plugin> = bundled::NEEDS
+            .iter()
+            .map(|(file, _)| plugin(file, Outcome::Installed))
+            .collect();
+        let refs: Vec<&Plugin> = plugins.iter().collect();
+        let text = config_text(crate::cli::demo::INIT_CONFIG, &refs);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("orch.json");
+        std::fs::write(&file, &text).unwrap();
+        let config =
+            crate::config::load_from(None, &file, &Default::default(), &Default::default())
+                .unwrap_or_else(|err| panic!("{err}\n{text}"));
+        assert_eq!(config.plugins.grants.len(), bundled::NEEDS.len(), "{text}");
+        for plugin in &plugins {
+            let needs = plugin.needs.unwrap();
+            assert_eq!(
+                config.plugins.grants[plugin.file],
+                PluginGrant {
+                    sha256: plugin.sha256.clone(),
+                    project: needs.project,
+                    memory_mib: None,
+                    fetch: Vec::new(),
+                },
+                "{text}"
+            );
+            assert!(text.contains(needs.why), "{text}");
+        }
+    }
+
+    #[test]
+    fn without_grants_the_template_is_written_as_it_is() {
+        let template = crate::cli::demo::INIT_CONFIG;
+        assert_eq!(config_text(template, &[]), template);
+        assert!(template.contains("\"grants\": {\n"));
+    }
+
+    #[test]
+    fn a_kept_or_unneeding_plugin_gets_no_grant() {
+        assert!(!plugin("metrics.wasm", Outcome::Kept).wants_grant());
+        assert!(plugin("metrics.wasm", Outcome::UpToDate).wants_grant());
+        assert!(!plugin("todo_stats.wasm", Outcome::Installed).wants_grant());
+    }
+
+    #[test]
+    fn grant_entries_name_file_hash_and_access() {
+        let webfetch = plugin("webfetch.wasm", Outcome::Installed);
+        let entry = grant_entry(&webfetch, &webfetch.needs.unwrap());
+        assert_eq!(
+            entry,
+            format!(
+                "\"webfetch.wasm\": {{ \"sha256\": \"{}\", \"fetch\": [] }}",
+                webfetch.sha256
+            )
+        );
+        let metrics = plugin("metrics.wasm", Outcome::Installed);
+        assert!(
+            grant_entry(&metrics, &metrics.needs.unwrap())
+                .ends_with("\"project\": \"read-write\" }")
+        );
+    }
+}

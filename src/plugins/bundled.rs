@@ -1,0 +1,69 @@
+//! The Rust example plugins (`example-plugins/`), built for wasm32-wasip2 by
+//! `build.rs` and embedded in the binary. `orch init` copies them into
+//! `.opencode/plugins/`; from there they load like any other plugin (compiled
+//! into the cache, checked, granted by hash), never from these bytes.
+
+use crate::config::ProjectAccess;
+
+/// Every bundled plugin: its file name (`metrics.wasm`) and component bytes,
+/// sorted by file name. Empty when the plugin build failed (see [`MISSING`]).
+pub const PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+
+/// Why this binary has no bundled plugins (the wasm32-wasip2 build failed,
+/// e.g. the target is not installed), or `None`.
+pub const MISSING: Option<&str> = include!(concat!(env!("OUT_DIR"), "/bundled_reason.rs"));
+
+/// What a bundled plugin needs granted in `orch.json` to do its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Access to the project root (mounted at `/project`).
+    pub project: Option<ProjectAccess>,
+    /// A `fetch` list: granted empty, the user adds the hosts.
+    pub fetch: bool,
+    /// What the grant is for, in words (a comment beside it).
+    pub why: &'static str,
+}
+
+/// The grants bundled plugins need, by file name; a plugin not listed needs none.
+pub const NEEDS: &[(&str, Needs)] = &[
+    (
+        "diff.wasm",
+        Needs {
+            project: Some(ProjectAccess::Read),
+            fetch: false,
+            why: "reads the files it compares",
+        },
+    ),
+    (
+        "jq.wasm",
+        Needs {
+            project: Some(ProjectAccess::Read),
+            fetch: false,
+            why: "reads the JSON files it queries",
+        },
+    ),
+    (
+        "metrics.wasm",
+        Needs {
+            project: Some(ProjectAccess::ReadWrite),
+            fetch: false,
+            why: "writes .opencode/metrics.json",
+        },
+    ),
+    (
+        "webfetch.wasm",
+        Needs {
+            project: None,
+            fetch: true,
+            why: "reaches only the hosts listed in \"fetch\", e.g. [\"docs.rs\", \"*.python.org\"]; add them to allow it",
+        },
+    ),
+];
+
+/// The grant `file` needs, if any.
+pub fn needs(file: &str) -> Option<Needs> {
+    NEEDS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, needs)| *needs)
+}
