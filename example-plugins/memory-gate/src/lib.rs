@@ -112,16 +112,23 @@ fn gate(mut payload: Value) -> Decision {
     let Some(messages) = payload["messages"].as_array_mut() else {
         return Decision::Continue;
     };
-    let recent = words_of(&messages[messages.len().saturating_sub(KEEP_TAIL)..]);
+    let large_block = |message: &Value| {
+        message["text"]
+            .as_str()
+            .is_some_and(|text| text.starts_with(MEMORY_OPEN) && text.len() > MAX_MEMORY_BYTES)
+    };
     let mut changed = 0;
-    for message in messages.iter_mut() {
-        if let Some(text) = message["text"].as_str()
-            && text.starts_with(MEMORY_OPEN)
-            && text.len() > MAX_MEMORY_BYTES
-            && let Some(gated) = gate_memory(text, &recent)
-        {
-            message["text"] = Value::String(gated);
-            changed += 1;
+    // Relevance is judged only when there is a large block to gate.
+    if messages.iter().any(large_block) {
+        let recent = words_of(&messages[messages.len().saturating_sub(KEEP_TAIL)..]);
+        for message in messages.iter_mut().filter(|message| large_block(message)) {
+            if let Some(gated) = message["text"]
+                .as_str()
+                .and_then(|text| gate_memory(text, &recent))
+            {
+                message["text"] = Value::String(gated);
+                changed += 1;
+            }
         }
     }
     let old = messages.len().saturating_sub(KEEP_TAIL);
