@@ -297,6 +297,21 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
     },
+    /// A plugin's log line: its `log` import (`debug`, `info`, `warn`,
+    /// `error`) or what it printed during a call (`stdout` as `info`,
+    /// `stderr` as `warn`). `plugin` is its file name.
+    PluginLog {
+        plugin: String,
+        level: String,
+        message: String,
+    },
+    /// A plugin recorded a number (`record-metric`): a counter increment
+    /// or a measurement; `orch metrics` sums them per plugin and name.
+    PluginMetric {
+        plugin: String,
+        name: String,
+        value: f64,
+    },
 }
 
 /// An event with its sequence number and wall-clock time.

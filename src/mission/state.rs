@@ -294,6 +294,8 @@ impl MissionState {
             | Event::ToolCallEnd { .. }
             | Event::ApprovalRequested { .. }
             | Event::ApprovalResolved { .. }
+            | Event::PluginLog { .. }
+            | Event::PluginMetric { .. }
             | Event::Warning { .. }
             | Event::ContextCompacted { .. }
             | Event::MemoryEvicted { .. } => return false,

@@ -1,5 +1,6 @@
 //! The metrics fold: model latency and tool success per agent, latency and
-//! success per tool, tokens and cost per session — all folded from events,
+//! success per tool, tokens and cost per session, what plugins recorded —
+//! all folded from events,
 //! so the live view, `orch metrics` (from a mission's journal) and the
 //! `show_metrics` tool (from the live bus) show the same numbers.
 
@@ -87,6 +88,8 @@ pub struct Metrics {
     tool_latency: Samples,
     requests: u64,
     retries: u64,
+    /// `(plugin, name)` → (sum, count) of `plugin_metric` values.
+    plugin_metrics: BTreeMap<(String, String), (f64, u64)>,
 }
 
 impl Metrics {
@@ -174,7 +177,20 @@ impl Metrics {
                     by_agent.tool_failures += 1;
                 }
             }
+            Event::PluginMetric {
+                plugin,
+                name,
+                value,
+            } => {
+                let entry = self
+                    .plugin_metrics
+                    .entry((plugin.clone(), name.clone()))
+                    .or_default();
+                entry.0 += value;
+                entry.1 += 1;
+            }
             Event::PlanUpdated { .. }
+            | Event::PluginLog { .. }
             | Event::GateChecked { .. }
             | Event::TextDelta { .. }
             | Event::ToolCallBegin { .. }
@@ -286,6 +302,16 @@ impl Metrics {
             agents,
             tools,
             sessions,
+            plugins: self
+                .plugin_metrics
+                .iter()
+                .map(|((plugin, name), (sum, count))| PluginMetrics {
+                    plugin: plugin.clone(),
+                    name: name.clone(),
+                    sum: *sum,
+                    count: *count,
+                })
+                .collect(),
         }
     }
 }
@@ -312,6 +338,20 @@ pub struct MetricsReport {
     pub agents: Vec<AgentMetrics>,
     pub tools: Vec<ToolMetrics>,
     pub sessions: Vec<SessionMetrics>,
+    /// What plugins recorded with `record-metric`, by plugin and name.
+    #[serde(default)]
+    pub plugins: Vec<PluginMetrics>,
+}
+
+/// The values one plugin recorded under one name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginMetrics {
+    /// The plugin's file name.
+    pub plugin: String,
+    pub name: String,
+    pub sum: f64,
+    /// How many values were recorded.
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -542,6 +582,22 @@ pub fn render_text(report: &MetricsReport) -> String {
             &rows,
         ));
     }
+    if !report.plugins.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = report
+            .plugins
+            .iter()
+            .map(|p| {
+                vec![
+                    p.plugin.clone(),
+                    p.name.clone(),
+                    p.count.to_string(),
+                    format!("{}", (p.sum * 1000.0).round() / 1000.0),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["plugin", "metric", "values", "sum"], 2, &rows));
+    }
     out
 }
 
@@ -756,6 +812,46 @@ mod tests {
         let text = render_text(&report);
         assert!(text.contains("no price for big, small"), "{text}");
         assert!(text.contains("mission m-1: running"), "{text}");
+    }
+
+    #[test]
+    fn plugin_metrics_are_summed_per_plugin_and_name() {
+        let metric = |plugin: &str, name: &str, value: f64| Event::PluginMetric {
+            plugin: plugin.into(),
+            name: name.into(),
+            value,
+        };
+        let report = fold(
+            vec![
+                metric("metrics.wasm", "tool.bash.ms", 12.5),
+                metric("metrics.wasm", "tool.bash.ms", 7.5),
+                metric("metrics.wasm", "tool.bash.calls", 1.0),
+                metric("gate.wasm", "shortened", 3.0),
+            ],
+            BTreeMap::new(),
+        );
+        let sums: Vec<(&str, &str, f64, u64)> = report
+            .plugins
+            .iter()
+            .map(|p| (p.plugin.as_str(), p.name.as_str(), p.sum, p.count))
+            .collect();
+        assert_eq!(
+            sums,
+            [
+                ("gate.wasm", "shortened", 3.0, 1),
+                ("metrics.wasm", "tool.bash.calls", 1.0, 1),
+                ("metrics.wasm", "tool.bash.ms", 20.0, 2),
+            ]
+        );
+        let text = render_text(&report);
+        assert!(
+            text.contains("plugin        metric           values  sum\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metrics.wasm  tool.bash.ms          2   20\n"),
+            "{text}"
+        );
     }
 
     #[test]

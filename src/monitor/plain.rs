@@ -408,12 +408,25 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     line(&mut state, self.dim(&format!("  ⇠ {job} {status}{code}")));
                 }
             }
+            Event::PluginLog {
+                plugin,
+                level,
+                message,
+            } => {
+                let text = format!("plugin {plugin} {level}: {message}");
+                match level.as_str() {
+                    "warn" | "error" => line(&mut state, self.red(&text)),
+                    "info" if verbose => line(&mut state, self.dim(&text)),
+                    _ => {}
+                }
+            }
             Event::ModelRequest { .. }
             | Event::ModelResponse { .. }
             | Event::Usage { .. }
             | Event::ApprovalRequested { .. }
             | Event::ApprovalResolved { .. }
-            | Event::MemoryEvicted { .. } => {}
+            | Event::MemoryEvicted { .. }
+            | Event::PluginMetric { .. } => {}
         }
         let _ = state.out.flush();
     }

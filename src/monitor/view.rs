@@ -567,7 +567,20 @@ impl View {
                 };
                 self.log(at, level, format!("{job} {status}{code}"));
             }
-            Event::TextDelta { .. } | Event::ModelResponse { .. } => {}
+            Event::PluginLog {
+                plugin,
+                level,
+                message,
+            } => {
+                let level = match level.as_str() {
+                    "error" => Level::Bad,
+                    "warn" => Level::Warn,
+                    "info" => Level::Info,
+                    _ => return,
+                };
+                self.log(at, level, format!("plugin {plugin}: {message}"));
+            }
+            Event::TextDelta { .. } | Event::ModelResponse { .. } | Event::PluginMetric { .. } => {}
         }
     }
 }

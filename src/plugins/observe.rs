@@ -134,6 +134,8 @@ fn observed(event: &Event) -> Option<(&'static str, Value)> {
         | Event::ApprovalRequested { .. }
         | Event::ApprovalResolved { .. }
         | Event::Warning { .. }
+        | Event::PluginLog { .. }
+        | Event::PluginMetric { .. }
         | Event::TaskQueued { .. }
         | Event::TaskStarted { .. }
         | Event::TaskFinished { .. }

@@ -141,17 +141,23 @@ impl StoreState {
     }
 
     fn log_line(&self, level: &str, message: &str) {
-        let message = sanitize(message, 2_000);
-        self.services
-            .warn(format!("plugin \"{}\" {level}: {message}", self.file));
+        self.services.events.emit(Event::PluginLog {
+            plugin: self.file.to_string(),
+            level: level.to_string(),
+            message: sanitize(message, 2_000),
+        });
     }
 
     /// Report what the guest wrote to stdout/stderr during the call.
     pub fn drain_stdio(&self) {
-        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+        for (stream, level, pipe) in [
+            ("stdout", "info", &self.stdout),
+            ("stderr", "warn", &self.stderr),
+        ] {
             let bytes = pipe.contents();
             if !bytes.is_empty() {
-                self.log_line(stream, &String::from_utf8_lossy(&bytes));
+                let text = String::from_utf8_lossy(&bytes);
+                self.log_line(level, &format!("{stream}: {}", text.trim_end()));
             }
         }
     }
@@ -275,9 +281,20 @@ impl orch::plugin::host::Host for StoreState {
         if !value.is_finite() {
             return;
         }
-        let key = format!("{}/{}", self.name, sanitize(&name, 128));
-        let mut metrics = self.services.metrics.lock().expect("metrics lock");
-        *metrics.entry(key).or_default() += value;
+        let name = sanitize(&name, 128);
+        let key = format!("{}/{name}", self.name);
+        *self
+            .services
+            .metrics
+            .lock()
+            .expect("metrics lock")
+            .entry(key)
+            .or_default() += value;
+        self.services.events.emit(Event::PluginMetric {
+            plugin: self.file.to_string(),
+            name,
+            value,
+        });
     }
 }
 

@@ -643,6 +643,16 @@ fn one_of_each() -> Vec<Event> {
             status: "killed".into(),
             exit_code: None,
         },
+        Event::PluginLog {
+            plugin: "p.wasm".into(),
+            level: "warn".into(),
+            message: "m".into(),
+        },
+        Event::PluginMetric {
+            plugin: "p.wasm".into(),
+            name: "n".into(),
+            value: 1.5,
+        },
     ];
     for event in &all {
         match event {
@@ -668,7 +678,9 @@ fn one_of_each() -> Vec<Event> {
             | Event::ContextCompacted { .. }
             | Event::MemoryEvicted { .. }
             | Event::BackgroundStarted { .. }
-            | Event::BackgroundFinished { .. } => {}
+            | Event::BackgroundFinished { .. }
+            | Event::PluginLog { .. }
+            | Event::PluginMetric { .. } => {}
         }
     }
     all

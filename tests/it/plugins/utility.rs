@@ -437,6 +437,19 @@ fn memory_gate_and_metrics_work_in_a_real_mission() {
         );
     }
     assert_eq!(metrics["tools"]["bash"]["failures"], 0);
+    // What the plugins recorded reaches `orch metrics` as events.
+    let (output, stdout, stderr) = run(project.orch().arg("metrics"));
+    assert!(output.status.success(), "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with("metrics.wasm") && line.contains(" tool.bash.calls "))
+        .unwrap_or_else(|| panic!("no plugin metric row in:\n{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["metrics.wasm", "tool.bash.calls", "1", "1"],
+        "{row}"
+    );
     let memory = project.read(".opencode/memory/project.json");
     assert_eq!(
         memory
