@@ -79,7 +79,7 @@ pub fn init(cli: &Cli) -> anyhow::Result<u8> {
             Outcome::Installed => println!("installed {path}{grant}"),
             Outcome::UpToDate => println!("{path} is up to date{grant}"),
             Outcome::Kept => println!(
-                "kept {path}: it differs from the bundled {}, so it was not replaced{grant}",
+                "kept {path}: it differs from the bundled {}, so it was not replaced (delete it and run `orch init` again for the bundled one){grant}",
                 plugin.file
             ),
         }

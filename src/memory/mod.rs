@@ -352,6 +352,16 @@ impl Memory {
     /// entries for an empty query), best first, at most `max`. Each one
     /// returned counts as used.
     pub fn recall(&self, session: &str, query: &str, max: usize) -> Vec<Entry> {
+        self.search(session, query, max, true)
+    }
+
+    /// `recall` without counting as use: for plugins looking at memory for
+    /// their own bookkeeping, which says nothing about what the agents use.
+    pub fn find(&self, session: &str, query: &str, max: usize) -> Vec<Entry> {
+        self.search(session, query, max, false)
+    }
+
+    fn search(&self, session: &str, query: &str, max: usize, used: bool) -> Vec<Entry> {
         let words: Vec<String> = words(query).into_iter().collect();
         let mut tiers = self.tiers.lock().expect("memory lock");
         let mut hits: Vec<(usize, &mut Entry)> = tiers
@@ -370,7 +380,9 @@ impl Memory {
         hits.into_iter()
             .take(max)
             .map(|(_, entry)| {
-                entry.mark(Use::Recalled);
+                if used {
+                    entry.mark(Use::Recalled);
+                }
                 entry.clone()
             })
             .collect()

@@ -114,6 +114,11 @@ pub async fn compile(
         if let Ok(loaded) = unsafe { Component::deserialize_file(engine, cwasm) } {
             component = Some(loaded);
             cached = true;
+            // Its modification time says when it was last used, so pruning
+            // drops what is not loaded any more, not what was compiled first.
+            if let Ok(file) = std::fs::File::open(cwasm) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
         }
     }
     let component = match component {
@@ -153,7 +158,8 @@ const MAX_CACHED: usize = 32;
 
 /// Bound the cache next to `kept` (just written): drop compiled code for
 /// another engine (another orch build cannot load it), leftovers of
-/// interrupted writes, and beyond `max` files the least recently written.
+/// interrupted writes, and beyond `max` files the least recently used
+/// (a load from the cache refreshes a file's modification time).
 /// Runs only after a compile, which is rare; failures are ignored (the
 /// cache is an optimization).
 fn prune_cache(kept: &Path, engine_key: &str, max: usize) {

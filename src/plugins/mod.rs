@@ -90,6 +90,10 @@ struct Loaded {
     setup: CallSetup,
     faults: AtomicU32,
     disabled: AtomicBool,
+    /// Hook calls of one plugin run one at a time, so a hook's
+    /// read-modify-write of its key-value store is never interleaved with
+    /// another session's (tool calls stay concurrent).
+    hook_turn: tokio::sync::Mutex<()>,
 }
 
 /// Limits taken from `PluginsConfig`, validated once.
@@ -284,6 +288,7 @@ impl PluginHost {
             setup,
             faults: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
+            hook_turn: tokio::sync::Mutex::new(()),
         });
         self.inner
             .plugins
@@ -405,8 +410,10 @@ impl PluginHost {
     }
 
     /// Ask every plugin subscribed to `point` (by contract name), in file
-    /// order. The first `block` wins; `modify`s chain (each plugin sees the
-    /// previous one's payload). A fault counts as `continue`.
+    /// order. The first `block` wins; `modify`s chain: the fields a plugin
+    /// returns replace those of the payload, so the next plugin sees the
+    /// whole payload with the change (`session`, `call`, `tool` stay). A
+    /// fault counts as `continue`.
     pub async fn hook(&self, point: &str, payload: Value) -> hooks::Decision {
         let Some(point) = bindings::hook_point(point) else {
             return hooks::Decision::Continue;
@@ -423,7 +430,10 @@ impl PluginHost {
             match self.hook_one(&plugin, point, &current).await {
                 Ok(hooks::Decision::Continue) => {}
                 Ok(hooks::Decision::Modify(value)) => {
-                    current = value;
+                    match (&mut current, value) {
+                        (Value::Object(fields), Value::Object(changed)) => fields.extend(changed),
+                        (current, value) => *current = value,
+                    }
                     modified = true;
                 }
                 Ok(block @ hooks::Decision::Block(_)) => return block,
@@ -455,6 +465,7 @@ impl PluginHost {
             payload: payload.to_string(),
         };
         let deadline = self.inner.limits.hook_deadline;
+        let _turn = plugin.hook_turn.lock().await;
         let answer = self
             .run(plugin, deadline, async |guest, store| {
                 guest.call_on_hook(store, &event).await

@@ -37,7 +37,7 @@ impl HostPattern {
             None => (false, trimmed),
         };
         if rest.is_empty()
-            || rest.contains(['/', '?', '#', '@', '*'])
+            || rest.contains(['/', '\\', '?', '#', '@', '*', '%'])
             || rest.contains(char::is_whitespace)
         {
             return Err(invalid());
@@ -67,7 +67,13 @@ impl HostPattern {
             host.to_string()
         };
         let parsed = Url::parse(&format!("http://{host}/")).map_err(|_| invalid())?;
-        let host = parsed.host_str().ok_or_else(invalid)?.to_string();
+        let normalized = parsed.host_str().ok_or_else(invalid)?.to_string();
+        // What the user typed is what is matched: URL parsing would also
+        // read `0.0.1` as `0.0.0.1` (IDNA names and IPv6 are normalized).
+        if host.is_ascii() && !host.starts_with('[') && normalized != host.to_ascii_lowercase() {
+            return Err(invalid());
+        }
+        let host = normalized;
         Ok(HostPattern {
             host,
             port,
@@ -187,9 +193,15 @@ impl Fetcher {
                 let location = location.to_str().map_err(|_| {
                     format!("fetch of {url}: a redirect with an unreadable Location header")
                 })?;
-                url = url.join(location).map_err(|err| {
+                let next = url.join(location).map_err(|err| {
                     format!("fetch of {url}: a redirect to an invalid URL {location:?} ({err})")
                 })?;
+                if url.scheme() == "https" && next.scheme() == "http" {
+                    return Err(format!(
+                        "fetch refused: {url} redirects from https to plain http ({next})"
+                    ));
+                }
+                url = next;
                 continue;
             }
             let content_type = response
@@ -209,6 +221,15 @@ impl Fetcher {
                     break;
                 }
                 body.extend_from_slice(&chunk);
+            }
+            if truncated {
+                // Cut a character the cap split in two, rather than
+                // replacing it (and growing the body past the cap).
+                if let Err(err) = std::str::from_utf8(&body)
+                    && err.error_len().is_none()
+                {
+                    body.truncate(err.valid_up_to());
+                }
             }
             return Ok(Fetched {
                 status: status.as_u16(),
@@ -301,6 +322,9 @@ mod tests {
         assert!(HostPattern::parse("::1").is_ok());
 
         for bad in [
+            "evil.com\\.docs.rs",
+            "docs%2ers",
+            "0.0.1",
             "",
             "https://docs.rs",
             "docs.rs/path",

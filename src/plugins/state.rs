@@ -240,7 +240,7 @@ impl orch::plugin::host::Host for StoreState {
         };
         let source = format!("plugin:{}", self.name);
         memory
-            .recall(&source, &query, max.min(100) as usize)
+            .find(&source, &query, max.min(100) as usize)
             .into_iter()
             .map(|entry| MemoryEntry {
                 id: entry.id,

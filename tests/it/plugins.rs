@@ -587,8 +587,11 @@ async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
     use orch::tools::permissions::Permissions;
     use orch::tools::{ToolContext, ToolRegistry, ToolRouter};
 
-    let project = project_with(&["chaos"]);
+    // chaos rewrites; metrics, next in file order, times the call from
+    // the payload chaos changed (its session and call id stay).
+    let project = project_with(&["chaos", "metrics"]);
     let (host, warnings, _) = host(&project, &no_user_dir()).await;
+    let plugins = host.clone();
     // Only `echo …` commands may run.
     let rules = PermissionConfig {
         tools: [("bash".to_string(), Action::Deny)].into(),
@@ -629,6 +632,16 @@ async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
         })
         .collect();
     assert_eq!(begun, [json!({"command": "echo rewritten"})]);
+    let shown: serde_json::Value = serde_json::from_str(
+        &plugins
+            .call_tool("metrics.wasm", "plugin_metrics", "{}")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let timed = &shown["tools"]["bash"];
+    assert_eq!(timed["calls"], 1, "{shown}");
+    assert!(timed["max_ms"].as_f64().unwrap() > 0.0, "{shown}");
 
     // An allowed command rewritten into a denied one does not run.
     let output = router

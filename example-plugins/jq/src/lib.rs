@@ -12,6 +12,8 @@ struct Jq;
 
 /// Results listed before the rest are counted instead.
 const DEFAULT_LIMIT: usize = 100;
+/// Results past the limit counted before giving up on the count.
+const MAX_COUNTED: usize = 10_000;
 /// The largest file read.
 const MAX_FILE: u64 = 16 << 20;
 
@@ -124,7 +126,9 @@ fn run(query: &str, inputs: Vec<Val>, raw: bool, limit: usize) -> Result<String,
         })?;
     let mut lines: Vec<String> = Vec::new();
     let mut more = 0usize;
-    for input in inputs {
+    // Results past the limit are counted up to a point: a filter such as
+    // `repeat(1)` never ends.
+    'inputs: for input in inputs {
         let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
         for output in filter.id.run((ctx, input)).map(unwrap_valr) {
             let value = output.map_err(|err| format!("jq: {err}"))?;
@@ -132,6 +136,9 @@ fn run(query: &str, inputs: Vec<Val>, raw: bool, limit: usize) -> Result<String,
                 lines.push(render(&value, raw));
             } else {
                 more += 1;
+                if more == MAX_COUNTED {
+                    break 'inputs;
+                }
             }
         }
     }
@@ -139,7 +146,11 @@ fn run(query: &str, inputs: Vec<Val>, raw: bool, limit: usize) -> Result<String,
         return Ok("(no results)".into());
     }
     let mut text = lines.join("\n");
-    if more > 0 {
+    if more == MAX_COUNTED {
+        text.push_str(&format!(
+            "\n… at least {more} more results (not all counted; raise \"limit\" or narrow the filter)"
+        ));
+    } else if more > 0 {
         text.push_str(&format!(
             "\n… {more} more results (raise \"limit\" to see them)"
         ));

@@ -73,11 +73,17 @@ impl Plugin for MemoryGate {
                 if size > MAX_OLD_OUTPUT {
                     host::record_metric("memory-gate.large-output-bytes", size as f64);
                 }
+                // `bash` reports a failing command as a normal result that
+                // ends with its exit code; only `exit code 0` passed.
+                let passed = payload["is-error"] == false
+                    && payload["output"]
+                        .as_str()
+                        .is_some_and(|output| output.trim_end().ends_with("exit code 0"));
                 if payload["tool"] == "bash"
-                    && payload["is-error"] == false
+                    && passed
                     && let Some(command) = payload["args"]["command"].as_str()
                 {
-                    keep_verified(command)?;
+                    keep_verified(command);
                 }
                 Ok(Decision::Continue)
             }
@@ -86,25 +92,32 @@ impl Plugin for MemoryGate {
     }
 }
 
-/// Remember a passing verification command once (memory persists across
-/// runs, so "once" is checked against memory itself).
-fn keep_verified(command: &str) -> Result<(), String> {
+/// Remember a passing verification command once: once per run through the
+/// key-value store, once ever by looking in memory first (the plugin's
+/// lookup does not count as the agents using those entries).
+fn keep_verified(command: &str) {
     let command = command.split_whitespace().collect::<Vec<_>>().join(" ");
     let verifies = VERIFY_COMMANDS
         .iter()
         .any(|prefix| command == *prefix || command.starts_with(&format!("{prefix} ")));
     if !verifies || command.contains(['&', '|', ';', '>', '<', '`', '$']) {
-        return Ok(());
+        return;
+    }
+    let key = format!("verified:{command}");
+    if host::kv_get(&key).is_some() {
+        return;
     }
     let note = format!("Verified with `{command}` (it passed)");
-    let known = host::memory_recall(&command, 20)
+    let known = host::memory_recall(&note, 50)
         .iter()
         .any(|entry| entry.text == note);
-    if !known {
-        host::memory_remember(Some("project"), &note, false)?;
-        host::record_metric("memory-gate.remembered", 1.0);
+    // Memory may be off in this run: then there is nothing to keep.
+    if known || host::memory_remember(Some("project"), &note, false).is_ok() {
+        let _ = host::kv_set(&key, "1");
+        if !known {
+            host::record_metric("memory-gate.remembered", 1.0);
+        }
     }
-    Ok(())
 }
 
 /// Gate the memory block and shorten old tool outputs.

@@ -8,7 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use orch_plugin_sdk::{
-    Decision, HookEvent, HookPoint, Manifest, Plugin, ToolSpec, export_plugin, host,
+    Decision, HookEvent, HookPoint, LogLevel, Manifest, Plugin, ToolSpec, export_plugin, host,
 };
 use serde_json::{Map, Value, json};
 
@@ -22,6 +22,8 @@ const STARTS: &str = "starts";
 /// refused before it ran) and is dropped.
 const STALE_MS: f64 = 10.0 * 60.0 * 1000.0;
 const FILE: &str = "/project/.opencode/metrics.json";
+/// Set once writing the file failed (no read-write grant).
+const NO_FILE: &str = "no-file";
 
 impl Plugin for Metrics {
     fn manifest() -> Manifest {
@@ -47,7 +49,13 @@ impl Plugin for Metrics {
     fn on_hook(event: HookEvent) -> Result<Decision, String> {
         let payload: Value = serde_json::from_str(&event.payload)
             .map_err(|err| format!("hook payload is not JSON: {err}"))?;
-        let call = payload["call"].as_str().unwrap_or("").to_string();
+        // Call ids are unique within a session only (some servers number
+        // them per response).
+        let call = format!(
+            "{}/{}",
+            payload["session"].as_str().unwrap_or(""),
+            payload["call"].as_str().unwrap_or("")
+        );
         let now = now_ms();
         match event.point {
             HookPoint::PreToolUse => {
@@ -84,17 +92,34 @@ impl Plugin for Metrics {
                 }
                 let report = report(&tools);
                 save(TOOLS, tools)?;
-                // Without a read-write grant there is no /project: the
-                // numbers stay in the store and `plugin_metrics` shows them.
-                if std::fs::metadata("/project").is_ok() {
-                    let _ = std::fs::create_dir_all("/project/.opencode");
-                    std::fs::write(FILE, format!("{report:#}\n"))
-                        .map_err(|err| format!("writing .opencode/metrics.json: {err}"))?;
-                }
+                write_file(&report);
             }
             _ => {}
         }
         Ok(Decision::Continue)
+    }
+}
+
+/// Write the report to `.opencode/metrics.json` (temp file + rename, so a
+/// reader never sees half of it). Without a read-write grant the write
+/// fails: that is said once, and the numbers stay in the store, where
+/// `plugin_metrics` shows them.
+fn write_file(report: &Value) {
+    if host::kv_get(NO_FILE).is_some() {
+        return;
+    }
+    let tmp = format!("{FILE}.tmp");
+    let written = std::fs::create_dir_all("/project/.opencode")
+        .and_then(|()| std::fs::write(&tmp, format!("{report:#}\n")))
+        .and_then(|()| std::fs::rename(&tmp, FILE));
+    if let Err(err) = written {
+        let _ = host::kv_set(NO_FILE, "1");
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "not writing .opencode/metrics.json ({err}); grant the project read-write to get it"
+            ),
+        );
     }
 }
 

@@ -89,7 +89,9 @@ fn looks_like_html(body: &str) -> bool {
 }
 
 /// Elements whose content is never text for a reader.
-const SKIPPED: &[&str] = &["script", "style", "noscript", "template", "svg", "head"];
+const SKIPPED: &[&str] = &[
+    "script", "style", "noscript", "template", "svg", "head", "title",
+];
 /// Elements that start a new line.
 const BLOCKS: &[&str] = &[
     "p",
@@ -141,7 +143,18 @@ pub fn html_to_text(html: &str) -> String {
             rest = after.find("-->").map_or("", |end| &after[end + 3..]);
             continue;
         }
+        // Only `<` before a letter, `/` or `!` opens a tag (`x < 3` is text).
+        let opens_tag = rest[1..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        if !opens_tag {
+            push_text(&mut out, "<", pre > 0);
+            rest = &rest[1..];
+            continue;
+        }
         let Some(close) = tag_end(rest) else {
+            push_text(&mut out, rest, pre > 0);
             break;
         };
         let tag = &rest[1..close];
@@ -153,11 +166,15 @@ pub fn html_to_text(html: &str) -> String {
             .take_while(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_ascii_lowercase();
-        if !closing && SKIPPED.contains(&name.as_str()) {
+        // A skipped element goes with its content; one that closes itself
+        // or never closes (`<head>` may) goes alone.
+        if !closing && SKIPPED.contains(&name.as_str()) && !tag.ends_with('/') {
             let end = format!("</{name}");
-            rest = find_ascii_ci(rest, &end).map_or("", |at| {
-                rest[at..].find('>').map_or("", |gt| &rest[at + gt + 1..])
-            });
+            if let Some(after) = find_ascii_ci(rest, &end)
+                .and_then(|at| rest[at..].find('>').map(|gt| &rest[at + gt + 1..]))
+            {
+                rest = after;
+            }
             continue;
         }
         match name.as_str() {
@@ -167,12 +184,12 @@ pub fn html_to_text(html: &str) -> String {
         }
         if BLOCKS.contains(&name.as_str()) {
             new_line(&mut out);
-        } else if name.len() == 2 && name.starts_with('h') && name[1..].parse::<u8>().is_ok() {
+        } else if matches!(name.as_str(), "h1" | "h2" | "h3" | "h4" | "h5" | "h6") {
             new_line(&mut out);
             if !closing {
                 out.push('\n');
                 let level: usize = name[1..].parse().unwrap_or(1);
-                out.push_str(&"#".repeat(level.min(6)));
+                out.push_str(&"#".repeat(level));
                 out.push(' ');
             } else {
                 out.push('\n');
@@ -227,8 +244,14 @@ fn element_text(html: &str, name: &str) -> Option<String> {
 
 /// An attribute's value from a tag's inside (`a href="…"`).
 fn attribute(tag: &str, name: &str) -> Option<String> {
-    let at = find_ascii_ci(tag, &format!("{name}="))?;
-    let value = &tag[at + name.len() + 1..];
+    // `href=` after whitespace, not `data-href=`.
+    let needle = format!("{name}=");
+    let bytes = tag.as_bytes();
+    let at = (1..bytes.len().saturating_sub(needle.len() - 1)).find(|&at| {
+        bytes[at - 1].is_ascii_whitespace()
+            && bytes[at..at + needle.len()].eq_ignore_ascii_case(needle.as_bytes())
+    })?;
+    let value = &tag[at + needle.len()..];
     let value = match value.chars().next()? {
         q @ ('"' | '\'') => value[1..].split(q).next()?,
         _ => value

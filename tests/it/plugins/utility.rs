@@ -148,6 +148,10 @@ const PAGE: &str = r#"<!doctype html><html><head><title>Guide &amp; Notes</title
 <ul><li>one</li><li>two</li></ul><p>See <a href="https://docs.rs/x">the docs</a>.</p>
 <!-- a comment --></body></html>"#;
 
+/// No `</head>`, a self-closing `<svg/>`, a bare `<` and an apostrophe,
+/// a `data-href` before the real `href`.
+const MINIFIED: &str = "<html><head><title>Mini</title><body><p>logo <svg viewBox='0 0 1 1'/> after</p><p>if x < 3 it's fine</p><p>see <a data-href='/x' href='https://example.com/real'>docs</a></p>";
+
 #[tokio::test]
 async fn webfetch_reaches_only_allow_listed_hosts_through_the_host() {
     let project = project_with(&["webfetch"]);
@@ -156,6 +160,7 @@ async fn webfetch_reaches_only_allow_listed_hosts_through_the_host() {
         Reply::body(200, "application/json", &"x".repeat(10_000)),
         Reply::body(302, "text/plain", "").header("location", "http://localhost/page"),
         Reply::body(404, "text/plain", "no such page"),
+        Reply::body(200, "text/html", MINIFIED),
     ])
     .await;
     let base = server.url();
@@ -264,6 +269,16 @@ async fn webfetch_reaches_only_allow_listed_hosts_through_the_host() {
     assert!(
         err.starts_with(&format!("404 {base}/missing")) && err.contains("no such page"),
         "{err}"
+    );
+
+    // Pages that cut corners still read whole.
+    let page = fetch(&host, json!({"url": format!("{base}/min")}))
+        .await
+        .unwrap();
+    let text = page.split_once("\n\n").unwrap().1;
+    assert_eq!(
+        text,
+        "# Mini\n\nlogo after\nif x < 3 it's fine\nsee docs (https://example.com/real)"
     );
 }
 
@@ -458,4 +473,43 @@ fn memory_gate_and_metrics_work_in_a_real_mission() {
         1,
         "remembered once across two missions: {memory}"
     );
+}
+
+/// A failing build or test command is not remembered as a passing one, and
+/// a passing one is remembered once, without counting as a use of the
+/// memory it looked through.
+#[tokio::test]
+async fn memory_gate_remembers_only_commands_that_passed() {
+    use orch::config::MemoryConfig;
+    use orch::memory::{Memory, Tier};
+
+    let project = project_with(&["memory_gate"]);
+    let (host, _, _) = super::host(&project, &no_user_dir()).await;
+    let memory = Arc::new(
+        Memory::open(project.path(), MemoryConfig::default(), Default::default()).unwrap(),
+    );
+    host.attach_memory(memory.clone());
+    let ran = |command: &str, output: &str| json!({"session": "s", "call": "c", "tool": "bash", "args": {"command": command}, "output": output, "is-error": false});
+    host.hook(
+        "post-tool-use",
+        ran("cargo test", "test result: FAILED\nexit code 101"),
+    )
+    .await;
+    assert!(memory.entries("s", Tier::Project).is_empty());
+    for _ in 0..2 {
+        host.hook(
+            "post-tool-use",
+            ran("cargo test", "test result: ok\nexit code 0"),
+        )
+        .await;
+    }
+    host.hook("post-tool-use", ran("ls", "src\nexit code 0"))
+        .await;
+    let kept: Vec<String> = memory
+        .entries("s", Tier::Project)
+        .into_iter()
+        .map(|entry| entry.text)
+        .collect();
+    assert_eq!(kept, ["Verified with `cargo test` (it passed)"]);
+    assert!(!host.is_disabled("memory_gate.wasm"));
 }

@@ -82,7 +82,7 @@ impl Plugin for Chaos {
             }
             // A bash command carrying `#rewrite:<new command>` is rewritten
             // to the new command; `#block` is refused; `#bad-rewrite`
-            // answers a rewrite without `args`.
+            // answers a rewrite whose `args` is not an object.
             HookPoint::PreToolUse => {
                 let payload: Value =
                     serde_json::from_str(&event.payload).map_err(|err| err.to_string())?;
@@ -93,7 +93,7 @@ impl Plugin for Chaos {
                 } else if command.contains("#block") {
                     Ok(Decision::Block("chaos blocks this command".into()))
                 } else if command.contains("#bad-rewrite") {
-                    Ok(Decision::Modify(r#"{"command": "echo lost"}"#.into()))
+                    Ok(Decision::Modify(r#"{"args": "echo lost"}"#.into()))
                 } else {
                     Ok(Decision::Continue)
                 }
