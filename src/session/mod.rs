@@ -145,14 +145,14 @@ impl Session {
         transcript: Transcript,
         messages: Vec<Message>,
     ) -> Session {
-        let router = ToolRouter {
-            registry: runtime
+        let router = ToolRouter::new(
+            runtime
                 .tools
                 .subset(setup.agent.tools.iter().map(String::as_str)),
-            permissions: runtime.permissions.clone(),
-            events: runtime.events.clone(),
-            hooks: runtime.hooks.clone(),
-        };
+            runtime.permissions.clone(),
+            runtime.events.clone(),
+            runtime.hooks.clone(),
+        );
         runtime.events.emit(Event::SessionStarted {
             session: id.clone(),
             agent: setup.agent.name.clone(),

@@ -166,9 +166,28 @@ pub struct ToolRouter {
     pub permissions: Arc<Permissions>,
     pub events: Arc<EventBus>,
     pub hooks: Arc<dyn Hooks>,
+    /// Arguments a `pre-tool-use` hook rewrote, by call id, until the
+    /// turn's `after_turn` (diagnostics look at the paths that were
+    /// really edited).
+    rewritten: std::sync::Mutex<BTreeMap<String, Value>>,
 }
 
 impl ToolRouter {
+    pub fn new(
+        registry: ToolRegistry,
+        permissions: Arc<Permissions>,
+        events: Arc<EventBus>,
+        hooks: Arc<dyn Hooks>,
+    ) -> ToolRouter {
+        ToolRouter {
+            registry,
+            permissions,
+            events,
+            hooks,
+            rewritten: Default::default(),
+        }
+    }
+
     /// Whether `call` may run concurrently with other read-only calls.
     pub fn is_read_only(&self, call: &ToolCall) -> bool {
         self.registry
@@ -185,6 +204,7 @@ impl ToolRouter {
         outputs: &mut [ToolOutput],
         ctx: &ToolContext,
     ) {
+        let rewritten = std::mem::take(&mut *self.rewritten.lock().expect("rewritten lock"));
         let Some(checker) = self.registry.checker.as_ref().filter(|c| c.after_edits()) else {
             return;
         };
@@ -197,8 +217,12 @@ impl ToolRouter {
             let Some(tool) = self.registry.get(&call.name) else {
                 continue;
             };
-            let Ok(args) = parse_arguments(&call.arguments) else {
-                continue;
+            let args = match rewritten.get(&call.id) {
+                Some(args) => args.clone(),
+                None => match parse_arguments(&call.arguments) {
+                    Ok(args) => args,
+                    Err(_) => continue,
+                },
             };
             let Some(path) = tool.edited_path(&args) else {
                 continue;
@@ -223,6 +247,7 @@ impl ToolRouter {
     }
 
     pub async fn call(&self, call: &ToolCall, ctx: &ToolContext) -> ToolOutput {
+        let started = Instant::now();
         let arguments = parse_arguments(&call.arguments);
         // The hook sees the call first, so the begin event, the permission
         // check and the tool all see the arguments that will really run.
@@ -233,7 +258,13 @@ impl ToolRouter {
             _ => Ok(None),
         };
         let arguments = match &hooked {
-            Ok(Some(rewritten)) => Ok(rewritten.clone()),
+            Ok(Some(rewritten)) => {
+                self.rewritten
+                    .lock()
+                    .expect("rewritten lock")
+                    .insert(call.id.clone(), rewritten.clone());
+                Ok(rewritten.clone())
+            }
             _ => arguments,
         };
         self.events.emit(Event::ToolCallBegin {
@@ -244,7 +275,6 @@ impl ToolRouter {
                 .clone()
                 .unwrap_or_else(|_| Value::String(call.arguments.clone())),
         });
-        let started = Instant::now();
         let output = match hooked {
             Err(blocked) => blocked,
             Ok(_) => self.dispatch(call, arguments, ctx).await,

@@ -597,12 +597,12 @@ async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
         tools: [("bash".to_string(), Action::Deny)].into(),
         bash: vec![("echo *".to_string(), Action::Allow)],
     };
-    let router = ToolRouter {
-        registry: ToolRegistry::builtins(),
-        permissions: Permissions::new(rules, false),
-        events: Arc::new(EventBus::new()),
-        hooks: Arc::new(host),
-    };
+    let router = ToolRouter::new(
+        ToolRegistry::builtins(),
+        Permissions::new(rules, false),
+        Arc::new(EventBus::new()),
+        Arc::new(host),
+    );
     let mut events = router.events.subscribe();
     let ctx = ToolContext {
         root: Arc::new(project.path().to_path_buf()),
@@ -1017,5 +1017,51 @@ async fn observing_hook_points_are_called_from_the_event_bus_and_cannot_block() 
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&seen).unwrap(),
         json!({"session": "s7", "agent": "Worker", "model": "m"})
+    );
+}
+
+/// Diagnostics after an edit look at the path that was written, also when
+/// a `pre-tool-use` hook rewrote it.
+#[test]
+fn diagnostics_check_the_path_a_hook_rewrote() {
+    let project = project_with(&["chaos"]);
+    project.write(
+        "run.json",
+        &json!({"agents": {"Worker": [
+            {"tool_calls": [{"name": "write", "arguments": {"path": "notes.txt#rewrite:bad.py", "content": "def f(:\n"}}]},
+            {"text": "done"}
+        ]}})
+        .to_string(),
+    );
+    let (output, _, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "run",
+        "go",
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    assert!(project.file("bad.py").exists());
+    assert!(!project.file("notes.txt#rewrite:bad.py").exists());
+    let dir = project.file(".opencode/sessions");
+    let transcript = std::fs::read_dir(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let result = std::fs::read_to_string(transcript)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|line| line["message"]["role"] == "tool")
+        .map(|line| line["message"]["content"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        result.contains("[diagnostics: py_compile — 1 finding(s) in bad.py")
+            && !result.contains("notes.txt"),
+        "{result}"
     );
 }

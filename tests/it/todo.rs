@@ -80,12 +80,12 @@ impl Project {
         for tool in orch::tools::todo::tools(self.store.clone(), None) {
             registry.insert(tool);
         }
-        ToolRouter {
+        ToolRouter::new(
             registry,
-            permissions: Permissions::new(PermissionConfig::default(), false),
-            events: Arc::new(EventBus::new()),
-            hooks: Arc::new(orch::hooks::NoHooks),
-        }
+            Permissions::new(PermissionConfig::default(), false),
+            Arc::new(EventBus::new()),
+            Arc::new(orch::hooks::NoHooks),
+        )
     }
 
     fn ctx(&self, agent: &str) -> ToolContext {

@@ -85,12 +85,12 @@ impl Fixture {
     }
 
     pub fn router_with(&self, registry: ToolRegistry, permissions: Arc<Permissions>) -> ToolRouter {
-        ToolRouter {
+        ToolRouter::new(
             registry,
             permissions,
-            events: Arc::new(EventBus::new()),
-            hooks: Arc::new(orch::hooks::NoHooks),
-        }
+            Arc::new(EventBus::new()),
+            Arc::new(orch::hooks::NoHooks),
+        )
     }
 
     /// Call `tool` through a default router, as a session would.

@@ -80,16 +80,30 @@ impl Plugin for Chaos {
                 host::kv_set("session-start", &event.payload)?;
                 Ok(Decision::Block("too late to block".into()))
             }
-            // A bash command carrying `#rewrite:<new command>` is rewritten
-            // to the new command; `#block` is refused; `#bad-rewrite`
-            // answers a rewrite whose `args` is not an object.
+            // A string argument carrying `#rewrite:<new value>` is rewritten
+            // to the new value (a bash command, a file path); a command with
+            // `#block` is refused; `#bad-rewrite` answers a rewrite whose
+            // `args` is not an object.
             HookPoint::PreToolUse => {
                 let payload: Value =
                     serde_json::from_str(&event.payload).map_err(|err| err.to_string())?;
+                let mut args = payload["args"].clone();
+                let mut rewrote = false;
+                if let Some(fields) = args.as_object_mut() {
+                    for value in fields.values_mut() {
+                        if let Some((_, new)) =
+                            value.as_str().and_then(|s| s.split_once("#rewrite:"))
+                        {
+                            *value = Value::String(new.to_string());
+                            rewrote = true;
+                        }
+                    }
+                }
                 let command = payload["args"]["command"].as_str().unwrap_or("");
-                if let Some((_, new)) = command.split_once("#rewrite:") {
-                    let args = serde_json::json!({"args": {"command": new}});
-                    Ok(Decision::Modify(args.to_string()))
+                if rewrote {
+                    Ok(Decision::Modify(
+                        serde_json::json!({ "args": args }).to_string(),
+                    ))
                 } else if command.contains("#block") {
                     Ok(Decision::Block("chaos blocks this command".into()))
                 } else if command.contains("#bad-rewrite") {
