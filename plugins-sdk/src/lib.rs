@@ -60,6 +60,42 @@ pub mod net {
     pub use crate::bindings::orch::plugin::net::{Response, fetch};
 }
 
+/// The project, as a plugin granted `"project": "read"` (or `read-write`)
+/// sees it: mounted at `/project`.
+pub mod project {
+    /// Where the granted project root is mounted inside the plugin.
+    pub const ROOT: &str = "/project";
+
+    /// The UTF-8 text of `path` (relative to the project root, `./` allowed)
+    /// if it is at most `max_bytes` long. Errors say what to do about them:
+    /// a missing grant, an absolute path, a file too large or not text.
+    pub fn read_text(path: &str, max_bytes: u64) -> Result<String, String> {
+        let relative = path.trim_start_matches("./");
+        if relative.starts_with('/') {
+            return Err(format!(
+                "{path:?}: give a path relative to the project root"
+            ));
+        }
+        let full = format!("{ROOT}/{relative}");
+        let unreadable = |err: std::io::Error| {
+            if std::fs::metadata(ROOT).is_err() {
+                return format!(
+                    "cannot read {path}: this plugin has no access to the project (grant it `\"project\": \"read\"` in orch.json)"
+                );
+            }
+            format!("cannot read {path}: {err}")
+        };
+        let size = std::fs::metadata(&full).map_err(unreadable)?.len();
+        if size > max_bytes {
+            return Err(format!(
+                "{path}: {size} bytes is more than the {max_bytes} bytes this plugin reads"
+            ));
+        }
+        let bytes = std::fs::read(&full).map_err(unreadable)?;
+        String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))
+    }
+}
+
 /// The contract version this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use orch_plugin_sdk::{Manifest, Plugin, ToolSpec, export_plugin};
+use orch_plugin_sdk::{Manifest, Plugin, ToolSpec, export_plugin, project};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
@@ -56,7 +56,7 @@ fn side(args: &Value, which: &str) -> Result<(String, String), String> {
     let path = args[format!("{which}_path")].as_str();
     let text = args[format!("{which}_text")].as_str();
     match (path, text) {
-        (Some(path), None) => Ok((path.to_string(), read_project_file(path)?)),
+        (Some(path), None) => Ok((path.to_string(), project::read_text(path, MAX_FILE)?)),
         (None, Some(text)) => Ok((format!("{which} (text)"), text.to_string())),
         (Some(_), Some(_)) => Err(format!("give {which}_path or {which}_text, not both")),
         (None, None) => Err(format!(
@@ -64,33 +64,6 @@ fn side(args: &Value, which: &str) -> Result<(String, String), String> {
             if which == "a" { "old" } else { "new" }
         )),
     }
-}
-
-/// A file under the granted project root, by its project-relative path.
-fn read_project_file(path: &str) -> Result<String, String> {
-    let relative = path.trim_start_matches("./");
-    if relative.starts_with('/') {
-        return Err(format!(
-            "{path:?}: give a path relative to the project root"
-        ));
-    }
-    let full = format!("/project/{relative}");
-    let unreadable = |err: std::io::Error| {
-        if std::fs::metadata("/project").is_err() {
-            return format!(
-                "cannot read {path}: this plugin has no access to the project (grant it `\"project\": \"read\"` in orch.json)"
-            );
-        }
-        format!("cannot read {path}: {err}")
-    };
-    let size = std::fs::metadata(&full).map_err(unreadable)?.len();
-    if size > MAX_FILE {
-        return Err(format!(
-            "{path}: {size} bytes is more than the {MAX_FILE} bytes diff compares"
-        ));
-    }
-    let bytes = std::fs::read(&full).map_err(unreadable)?;
-    String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))
 }
 
 /// The unified diff, with a one-line summary first.

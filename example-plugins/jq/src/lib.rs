@@ -5,7 +5,7 @@
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::{Val, read};
-use orch_plugin_sdk::{Manifest, Plugin, ToolSpec, export_plugin};
+use orch_plugin_sdk::{Manifest, Plugin, ToolSpec, export_plugin, project};
 use serde_json::Value;
 
 struct Jq;
@@ -55,7 +55,7 @@ impl Plugin for Jq {
             .as_u64()
             .map_or(DEFAULT_LIMIT, |n| n.max(1) as usize);
         let text = match (args["path"].as_str(), args["json"].as_str()) {
-            (Some(path), None) => read_project_file(path)?,
+            (Some(path), None) => project::read_text(path, MAX_FILE)?,
             (None, Some(json)) => json.to_string(),
             (Some(_), Some(_)) => return Err("give either \"path\" or \"json\", not both".into()),
             (None, None) => return Err("give \"path\" (a file in the project) or \"json\"".into()),
@@ -65,35 +65,6 @@ impl Plugin for Jq {
             .map_err(|err| format!("the input is not JSON: {err}"))?;
         run(query, inputs, raw, limit)
     }
-}
-
-/// A file under the granted project root, by its project-relative path.
-fn read_project_file(path: &str) -> Result<String, String> {
-    let relative = path.trim_start_matches("./");
-    if relative.starts_with('/') {
-        return Err(format!(
-            "{path:?}: give a path relative to the project root"
-        ));
-    }
-    let full = format!("/project/{relative}");
-    let size = std::fs::metadata(&full)
-        .map_err(|err| unreadable(path, &err))?
-        .len();
-    if size > MAX_FILE {
-        return Err(format!(
-            "{path}: {size} bytes is more than the {MAX_FILE} bytes jq reads"
-        ));
-    }
-    std::fs::read_to_string(&full).map_err(|err| unreadable(path, &err))
-}
-
-fn unreadable(path: &str, err: &std::io::Error) -> String {
-    if std::fs::metadata("/project").is_err() {
-        return format!(
-            "cannot read {path}: this plugin has no access to the project (grant it `\"project\": \"read\"` in orch.json)"
-        );
-    }
-    format!("cannot read {path}: {err}")
 }
 
 /// Compile `query` and run it over every input, one result per line.
