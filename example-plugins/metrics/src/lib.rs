@@ -62,7 +62,7 @@ impl Plugin for Metrics {
                 let mut starts = load(STARTS);
                 starts.retain(|_, at| now - at.as_f64().unwrap_or(0.0) < STALE_MS);
                 starts.insert(call, json!(now));
-                save(STARTS, starts)?;
+                save(STARTS, &starts)?;
             }
             HookPoint::PostToolUse => {
                 let mut starts = load(STARTS);
@@ -70,7 +70,7 @@ impl Plugin for Metrics {
                     .remove(&call)
                     .and_then(|at| at.as_f64())
                     .map(|at| (now - at).max(0.0));
-                save(STARTS, starts)?;
+                save(STARTS, &starts)?;
                 let tool = payload["tool"].as_str().unwrap_or("?").to_string();
                 let failed = payload["is-error"].as_bool() == Some(true);
                 let mut tools = load(TOOLS);
@@ -90,9 +90,8 @@ impl Plugin for Metrics {
                     }
                     host::record_metric(&format!("tool.{tool}.ms"), ms);
                 }
-                let report = report(&tools);
-                save(TOOLS, tools)?;
-                write_file(&report);
+                save(TOOLS, &tools)?;
+                write_file(&tools);
             }
             _ => {}
         }
@@ -100,14 +99,15 @@ impl Plugin for Metrics {
     }
 }
 
-/// Write the report to `.opencode/metrics.json` (temp file + rename, so a
-/// reader never sees half of it). Without a read-write grant the write
-/// fails: that is said once, and the numbers stay in the store, where
-/// `plugin_metrics` shows them.
-fn write_file(report: &Value) {
+/// Write the report of `tools` to `.opencode/metrics.json` (temp file +
+/// rename, so a reader never sees half of it). Without a read-write grant
+/// the write fails: that is said once, and the numbers stay in the store,
+/// where `plugin_metrics` shows them.
+fn write_file(tools: &Map<String, Value>) {
     if host::kv_get(NO_FILE).is_some() {
         return;
     }
+    let report = report(tools);
     let tmp = format!("{FILE}.tmp");
     let written = std::fs::create_dir_all("/project/.opencode")
         .and_then(|()| std::fs::write(&tmp, format!("{report:#}\n")))
@@ -171,8 +171,9 @@ fn load(key: &str) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn save(key: &str, map: Map<String, Value>) -> Result<(), String> {
-    host::kv_set(key, &Value::Object(map).to_string())
+fn save(key: &str, map: &Map<String, Value>) -> Result<(), String> {
+    let text = serde_json::to_string(map).map_err(|err| err.to_string())?;
+    host::kv_set(key, &text)
 }
 
 export_plugin!(Metrics);
