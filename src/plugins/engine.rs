@@ -103,8 +103,8 @@ pub async fn compile(
         ));
     }
     let sha256 = sha256_hex(&bytes);
-    let cached_path =
-        cache_dir.map(|dir| dir.join(format!("{sha256}-{}.cwasm", engine_key(engine))));
+    let key = engine_key(engine);
+    let cached_path = cache_dir.map(|dir| dir.join(format!("{sha256}-{key}.cwasm")));
     let mut cached = false;
     let mut component = None;
     if let Some(cwasm) = cached_path.as_ref().filter(|path| path.is_file()) {
@@ -130,7 +130,7 @@ pub async fn compile(
                 .map_err(|err| fail(format!("is not a valid component: {}", chain(&err))))?;
             if let Some(cwasm) = &cached_path {
                 store_cache(cwasm, &compiled);
-                prune_cache(cwasm, &engine_key(engine), MAX_CACHED);
+                prune_cache(cwasm, &key, MAX_CACHED);
             }
             // SAFETY: these bytes were produced just now by this engine.
             unsafe { Component::deserialize(engine, &compiled) }

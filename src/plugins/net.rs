@@ -10,6 +10,8 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 
+use crate::provider::error_chain;
+
 /// Redirects followed before a fetch gives up.
 const MAX_REDIRECTS: usize = 5;
 
@@ -270,21 +272,6 @@ fn check(file: &str, allow: &[HostPattern], url: &Url) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// An error with its causes ("error sending request: connection refused").
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

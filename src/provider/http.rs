@@ -195,7 +195,7 @@ fn transport_error(provider: &'static str, what: &str, err: &reqwest::Error) -> 
 
 /// An error and its sources on one line (reqwest's own message is only the
 /// outermost layer, "error sending request").
-fn chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

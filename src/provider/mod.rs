@@ -11,6 +11,9 @@ pub mod retry;
 pub mod scripted;
 pub mod sse;
 
+/// An error and its sources on one line (also for the plugins' fetches).
+pub(crate) use http::chain as error_chain;
+
 use std::pin::Pin;
 use std::time::Duration;
 
