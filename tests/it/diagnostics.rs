@@ -6,19 +6,6 @@ use serde_json::{Value, json};
 
 use crate::support::project::{Project, run};
 
-/// The tool results of the (only) session, in order.
-fn tool_results(project: &Project) -> Vec<String> {
-    let dir = project.file(".opencode/sessions");
-    let entry = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap();
-    std::fs::read_to_string(entry.path())
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|line| line["message"]["role"] == "tool")
-        .map(|line| line["message"]["content"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Run the scripted Worker to its end; its tool results.
 fn run_worker(project: &Project, script: &Value) -> Vec<String> {
     project.write("run.json", &script.to_string());
@@ -31,7 +18,7 @@ fn run_worker(project: &Project, script: &Value) -> Vec<String> {
         "go",
     ]));
     assert!(output.status.success(), "{stderr}");
-    tool_results(project)
+    project.tool_results()
 }
 
 fn edit(path: &str, old: &str, new: &str) -> Value {

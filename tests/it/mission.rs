@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::project::{Project, events, run};
+use crate::support::project::{Project, call, events, run};
 
 /// Write `script` and run `orch task` on it with `--json`.
 fn task(project: &Project, script: &Value, extra: &[&str]) -> (Option<i32>, Vec<Value>, String) {
@@ -30,10 +30,6 @@ fn finished(events: &[Value]) -> &Value {
         .last()
         .copied()
         .expect("a mission_finished event")
-}
-
-fn call(name: &str, arguments: Value) -> Value {
-    json!({"name": name, "arguments": arguments})
 }
 
 fn verify(project: &Project, commands: &[&str]) {

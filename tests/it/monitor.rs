@@ -19,11 +19,7 @@ use orch::mission::state::MissionState;
 use orch::provider::{FinishReason, Usage};
 use orch::session::pool::PoolStats;
 
-use crate::support::project::{Project, events, run};
-
-fn call(name: &str, arguments: Value) -> Value {
-    json!({"name": name, "arguments": arguments})
-}
+use crate::support::project::{Project, call, events, run};
 
 /// A small mission: the Commander plans two items and delegates, a Worker
 /// writes two files, the Reviewer approves, the Commander reads its

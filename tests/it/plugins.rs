@@ -1045,20 +1045,7 @@ fn diagnostics_check_the_path_a_hook_rewrote() {
     assert!(output.status.success(), "{stderr}");
     assert!(project.file("bad.py").exists());
     assert!(!project.file("notes.txt#rewrite:bad.py").exists());
-    let dir = project.file(".opencode/sessions");
-    let transcript = std::fs::read_dir(dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let result = std::fs::read_to_string(transcript)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .find(|line| line["message"]["role"] == "tool")
-        .map(|line| line["message"]["content"].as_str().unwrap().to_string())
-        .unwrap();
+    let result = &project.tool_results()[0];
     assert!(
         result.contains("[diagnostics: py_compile — 1 finding(s) in bad.py")
             && !result.contains("notes.txt"),

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::support::http::{Reply, Server};
+use crate::support::project::call;
 
 /// `config` with `file` granted project read access and `fetch` hosts.
 fn grant(config: &mut PluginsConfig, name: &str, project: Option<ProjectAccess>, fetch: &[&str]) {
@@ -400,8 +401,6 @@ fn memory_gate_and_metrics_work_in_a_real_mission() {
         })
         .to_string(),
     );
-    let call =
-        |name: &str, arguments: serde_json::Value| json!({"name": name, "arguments": arguments});
     let script = json!({"agents": {
         "Commander": [
             {"when": "Mission goal", "tool_calls": [

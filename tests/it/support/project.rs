@@ -37,6 +37,19 @@ impl Project {
         self
     }
 
+    /// The tool results of the project's (only) session transcript, in order.
+    pub fn tool_results(&self) -> Vec<String> {
+        let dir = self.file(".opencode/sessions");
+        let entry = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap();
+        std::fs::read_to_string(entry.path())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|line| line["message"]["role"] == "tool")
+            .map(|line| line["message"]["content"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn read(&self, relative: &str) -> String {
         std::fs::read_to_string(self.file(relative))
             .unwrap_or_else(|err| panic!("read {relative}: {err}"))
@@ -79,6 +92,11 @@ pub fn run(command: &mut Command) -> (Output, String, String) {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output, stdout, stderr)
+}
+
+/// One scripted tool call, as the scripted provider's replies list them.
+pub fn call(name: &str, arguments: Value) -> Value {
+    serde_json::json!({"name": name, "arguments": arguments})
 }
 
 /// Parse JSONL stdout; every line must be a JSON object.
