@@ -29,7 +29,7 @@ use orch::mission::state::{MissionPaths, MissionState, StateSink};
 use orch::mission::{Mission, Start};
 use orch::provider::scripted::{Script, ScriptedClient};
 use orch::provider::{EventStream, ModelClient, ModelRequest};
-use orch::session::tasks::{SetupFor, TaskManager};
+use orch::session::tasks::{SetupFor, Tasks};
 use orch::session::{Runtime, Session, SessionSetup};
 use orch::todo::TodoStore;
 use orch::tools::ToolRegistry;
@@ -239,7 +239,7 @@ async fn run(memory_on: bool, window: u32) -> Run {
         repeat_limit: None,
     });
     let stop = Arc::new(StopSignal::new());
-    let tasks = TaskManager::new(
+    let tasks = Tasks::new(
         runtime,
         agents.clone(),
         setup_for.clone(),
@@ -272,7 +272,6 @@ async fn run(memory_on: bool, window: u32) -> Run {
     );
     let mission = Mission {
         id: id.into(),
-        goal: "Port the modules".into(),
         root: root.clone(),
         config: MissionConfig {
             max_iterations: 5,

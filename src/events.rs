@@ -115,6 +115,19 @@ impl From<&crate::todo::Counts> for PlanCounts {
     }
 }
 
+/// Pool counters, shown by `orch status` and carried by task events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// Sessions created because none was idle.
+    pub creations: u64,
+    /// Tasks that got a pooled session.
+    pub reuse_hits: u64,
+    /// Sessions dropped for idling too long or reaching `max_reuse`.
+    pub evictions: u64,
+    /// Sessions idle in the pool now.
+    pub idle: u64,
+}
+
 /// One thing that happened. Serialized with a `type` tag; the schema is
 /// documented in `docs/events.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,7 +255,7 @@ pub enum Event {
         session: String,
         /// Whether the session came from the pool.
         reused: bool,
-        pool: crate::session::pool::PoolStats,
+        pool: PoolStats,
     },
     TaskFinished {
         task: String,

@@ -3,15 +3,18 @@
 //! The file is an object keyed by agent name, each value
 //! `{id, description, systemPrompt, canWrite, canBash}` plus optional `model`
 //! and `tools`. `canWrite: false` removes `write`/`edit` and `canBash: false`
-//! removes `bash`, whatever `tools` lists. An invalid entry is reported with
-//! the file and the entry's name; the valid entries still load.
+//! removes `bash`, whatever `tools` lists. An optional `role` (`worker`,
+//! `planner` or `reviewer`) gives the agent that role's rules — a custom
+//! `reviewer` may mark plan items completed; without it the agent is a
+//! custom one. An invalid entry is reported with the file and the entry's
+//! name; the valid entries still load.
 
 use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Agent, AgentSource, READ_TOOLS, TODO_READ, WRITE_TOOLS};
+use super::{Agent, AgentSource, READ_TOOLS, Role, TODO_READ, WRITE_TOOLS};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -25,6 +28,8 @@ struct Entry {
     model: Option<String>,
     #[serde(default)]
     tools: Option<Vec<String>>,
+    #[serde(default)]
+    role: Option<String>,
 }
 
 /// Load the file; a missing file is no agents and no warning.
@@ -89,6 +94,17 @@ fn to_agent(name: &str, entry: Entry) -> Result<Agent, String> {
     if entry.system_prompt.trim().is_empty() {
         return Err("\"systemPrompt\" is empty".into());
     }
+    let role = match entry.role.as_deref() {
+        None => Role::Custom,
+        Some(text) => match Role::parse(text) {
+            Some(role @ (Role::Worker | Role::Planner | Role::Reviewer | Role::Custom)) => role,
+            _ => {
+                return Err(format!(
+                    "\"role\" is {text:?}; expected worker, planner or reviewer"
+                ));
+            }
+        },
+    };
     let mut tools: Vec<String> = match entry.tools {
         Some(tools) => tools,
         None => READ_TOOLS
@@ -108,6 +124,7 @@ fn to_agent(name: &str, entry: Entry) -> Result<Agent, String> {
     tools.dedup();
     Ok(Agent {
         name: name.to_string(),
+        role,
         description: entry.description,
         prompt: entry.system_prompt.trim_end().to_string(),
         tools,
@@ -129,6 +146,8 @@ mod tests {
             r#"{
               "SecurityAuditor": {"id":"SecurityAuditor","description":"audits","systemPrompt":"You audit.","canWrite":false,"canBash":true},
               "DocWriter": {"id":"DocWriter","description":"docs","systemPrompt":"You write docs.","canWrite":true,"canBash":false,"model":"small","tools":["read","write","bash"]},
+              "QA": {"id":"QA","description":"checks","systemPrompt":"You verify.","canWrite":false,"canBash":true,"role":"Reviewer"},
+              "Boss": {"id":"Boss","description":"x","systemPrompt":"x","canWrite":true,"canBash":true,"role":"orchestrator"},
               "Broken": {"id":"Broken","description":"x","systemPrompt":"x","canWrite":"yes","canBash":true},
               "Mismatch": {"id":"Other","description":"x","systemPrompt":"x","canWrite":true,"canBash":true}
             }"#,
@@ -136,23 +155,34 @@ mod tests {
         .unwrap();
         let (agents, warnings) = load_custom(&file);
         let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
-        assert_eq!(names, ["SecurityAuditor", "DocWriter"]);
+        assert_eq!(names, ["SecurityAuditor", "DocWriter", "QA"]);
         let auditor = &agents[0];
+        assert_eq!(auditor.role, Role::Custom);
+        assert!(!auditor.capabilities().write && auditor.capabilities().processes);
+        assert_eq!(agents[2].role, Role::Reviewer);
+        assert!(agents[2].role.marks_items_done());
         assert!(!auditor.tools.iter().any(|t| t == "write" || t == "edit"));
         assert!(auditor.tools.iter().any(|t| t == "bash"));
         let docs = &agents[1];
         assert_eq!(docs.tools, ["read", "write"]);
         assert_eq!(docs.model.as_deref(), Some("small"));
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(
-            warnings[0].contains("agent \"Broken\": key \"canWrite\""),
+            warnings[0].contains(
+                "agent \"Boss\": \"role\" is \"orchestrator\"; expected worker, planner or reviewer"
+            ),
             "{}",
             warnings[0]
         );
         assert!(
-            warnings[1].contains("agent \"Mismatch\""),
+            warnings[1].contains("agent \"Broken\": key \"canWrite\""),
             "{}",
             warnings[1]
+        );
+        assert!(
+            warnings[2].contains("agent \"Mismatch\""),
+            "{}",
+            warnings[2]
         );
     }
 }

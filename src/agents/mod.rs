@@ -33,10 +33,82 @@ impl AgentSource {
     }
 }
 
+/// What an agent is for, decided once when it is defined. Rules key on the
+/// role, never on the agent's name, so a renamed prompt or a custom agent
+/// declared as a reviewer keeps or gets the rules of its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Leads a mission and delegates (the Commander).
+    Orchestrator,
+    /// Explores the project and writes the plan.
+    Planner,
+    /// Implements and tests one task.
+    Worker,
+    /// Verifies work; the only role that marks plan items completed.
+    Reviewer,
+    /// A custom or plugin agent: what it may do is its `Capabilities`.
+    Custom,
+}
+
+impl Role {
+    /// The role's name in `agents.json` and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Orchestrator => "orchestrator",
+            Role::Planner => "planner",
+            Role::Worker => "worker",
+            Role::Reviewer => "reviewer",
+            Role::Custom => "custom",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [
+            Role::Orchestrator,
+            Role::Planner,
+            Role::Worker,
+            Role::Reviewer,
+            Role::Custom,
+        ]
+        .into_iter()
+        .find(|role| role.name().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// Whether agents of this role may mark plan items completed.
+    pub fn marks_items_done(self) -> bool {
+        self == Role::Reviewer
+    }
+}
+
+/// What an agent's sessions may do beyond reading, decided from its tool set
+/// when the agent is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Change project files (`write`, `edit`).
+    pub write: bool,
+    /// Start processes (`bash`, background jobs).
+    pub processes: bool,
+    /// Start tasks of other agents.
+    pub delegate: bool,
+}
+
+impl Capabilities {
+    /// What a tool set allows.
+    pub fn of(tools: &[String]) -> Capabilities {
+        let has = |group: &[&str]| tools.iter().any(|tool| group.contains(&tool.as_str()));
+        Capabilities {
+            write: has(WRITE_TOOLS),
+            processes: has(&["bash"]) || has(BACKGROUND_TOOLS),
+            delegate: has(&["delegate_task"]),
+        }
+    }
+}
+
 /// One agent definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
     pub name: String,
+    pub role: Role,
     pub description: String,
     pub prompt: String,
     /// The only tools this agent's sessions can call.
@@ -44,6 +116,13 @@ pub struct Agent {
     /// A model for this agent; `agents.<name>.model` in orch.json wins.
     pub model: Option<String>,
     pub source: AgentSource,
+}
+
+impl Agent {
+    /// What this agent's sessions may do, from its tool set.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities::of(&self.tools)
+    }
 }
 
 pub const READ_TOOLS: &[&str] = &["read", "list", "glob", "grep", "git_status", "git_diff"];
@@ -65,9 +144,10 @@ pub const DELEGATION_TOOLS: &[&str] = &[
     "list_agents",
 ];
 
-fn builtin(name: &str, description: &str, prompt: &str, groups: &[&[&str]]) -> Agent {
+fn builtin(name: &str, role: Role, description: &str, prompt: &str, groups: &[&[&str]]) -> Agent {
     Agent {
         name: name.into(),
+        role,
         description: description.into(),
         prompt: prompt.trim_end().into(),
         tools: groups
@@ -90,6 +170,7 @@ impl AgentRegistry {
         let agents = vec![
             builtin(
                 "Commander",
+                Role::Orchestrator,
                 "leads a mission: plans with the Planner, delegates to Workers, has the Reviewer verify; never edits files",
                 include_str!("../../prompts/commander.md"),
                 &[
@@ -102,12 +183,14 @@ impl AgentRegistry {
             ),
             builtin(
                 "Planner",
+                Role::Planner,
                 "explores the project and writes the plan (.opencode/todo.md) as small, verifiable items",
                 include_str!("../../prompts/planner.md"),
                 &[READ_TOOLS, TODO_WRITE],
             ),
             builtin(
                 "Worker",
+                Role::Worker,
                 "implements and tests one task; cannot mark plan items done",
                 include_str!("../../prompts/worker.md"),
                 &[
@@ -122,6 +205,7 @@ impl AgentRegistry {
             ),
             builtin(
                 "Reviewer",
+                Role::Reviewer,
                 "verifies work by reading it and running the project's checks; the only agent that marks items done",
                 include_str!("../../prompts/reviewer.md"),
                 &[
@@ -235,12 +319,9 @@ fn project_rules(root: &Path) -> String {
         if text.is_empty() {
             continue;
         }
-        let mut cut = text.len().min(RULES_MAX_BYTES);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        section.push_str(&format!("\n\n# Project rules ({name})\n\n{}", &text[..cut]));
-        if cut < text.len() {
+        let kept = crate::text::head(text, RULES_MAX_BYTES);
+        section.push_str(&format!("\n\n# Project rules ({name})\n\n{kept}"));
+        if kept.len() < text.len() {
             section.push_str(&format!(
                 "\n\n[{name} truncated at {RULES_MAX_BYTES} bytes]"
             ));

@@ -5,13 +5,13 @@
 //! missing grants are printed instead), and so is a plugin file that differs
 //! from the bundled one.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
 
 use super::{Cli, exit};
 use crate::config::{self, Overrides, ProjectAccess};
+use crate::files::{self, Durability};
 use crate::plugins::bundled::{self, Needs};
 use crate::plugins::sha256_hex;
 
@@ -56,11 +56,8 @@ pub fn init(cli: &Cli) -> anyhow::Result<u8> {
     let granted: Vec<&Plugin> = plugins.iter().filter(|p| p.wants_grant()).collect();
 
     let config = dir.join("orch.json");
-    let new_config = !config.exists();
-    if new_config {
-        std::fs::write(&config, config_text(super::demo::INIT_CONFIG, &granted))
-            .with_context(|| format!("writing {}", config.display()))?;
-    }
+    let config_text = config_text(super::demo::INIT_CONFIG, &granted);
+    let new_config = write_new(&config, config_text.as_bytes())?;
 
     if let Some(reason) = bundled::MISSING {
         println!("this orch was built without its bundled plugins: {reason}");
@@ -102,11 +99,7 @@ pub fn init(cli: &Cli) -> anyhow::Result<u8> {
         }
     }
 
-    let ignore = dir.join(".gitignore");
-    if !ignore.exists() {
-        std::fs::write(&ignore, "sessions/\nmissions/\ncache/\n")
-            .with_context(|| format!("writing {}", ignore.display()))?;
-    }
+    write_new(&dir.join(".gitignore"), b"sessions/\nmissions/\ncache/\n")?;
     println!(
         "ready: edit {} and run `orch task \"<goal>\"`",
         config.display()
@@ -114,24 +107,26 @@ pub fn init(cli: &Cli) -> anyhow::Result<u8> {
     Ok(exit::COMPLETE)
 }
 
-/// Write `bytes` to `dir/file` unless a file is there (temp file + rename,
-/// so a running orch's hot reload never sees half a plugin).
+/// Write `bytes` to `path` unless a file is there; whether it was written.
+/// A temp file then a rename that never overwrites, so a running orch's hot
+/// reload never sees half a plugin, and nothing the user has is replaced.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
+    files::prepare(path, bytes, Durability::Synced)
+        .and_then(files::Replacement::commit_new)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Install one bundled plugin into `dir` unless a file of its name is there.
 fn install(dir: &Path, file: &'static str, bytes: &[u8]) -> anyhow::Result<Plugin> {
     let path = dir.join(file);
     let outcome = match std::fs::read(&path) {
         Ok(existing) if existing == bytes => Outcome::UpToDate,
         Ok(_) => Outcome::Kept,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let mut temp = tempfile::Builder::new()
-                .prefix(".orch-init-")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-            temp.write_all(bytes)
-                .with_context(|| format!("writing {}", temp.path().display()))?;
-            temp.persist(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            Outcome::Installed
-        }
+        // A file that appeared meanwhile is the user's: kept.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => match write_new(&path, bytes)? {
+            true => Outcome::Installed,
+            false => Outcome::Kept,
+        },
         Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
     };
     Ok(Plugin {

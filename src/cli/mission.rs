@@ -10,18 +10,20 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 
 use super::args::GoalArgs;
-use super::{Cli, Invocation, exit};
+use super::{Cli, Project, exit};
 use crate::agents::AgentRegistry;
 use crate::events::{Event, MissionOutcome, SessionOutcome};
+use crate::files::{self, Durability};
 use crate::mission::guards::StopSignal;
 use crate::mission::state::{self, Journal, MissionPaths, MissionState, MissionStatus, StateSink};
 use crate::mission::{Mission, MissionReport, Start, gate};
 use crate::provider::ModelClient;
 use crate::session::Session;
-use crate::session::tasks::{SetupFor, TaskManager};
+use crate::session::tasks::{SetupFor, Tasks};
+use crate::text::one_line;
 
 pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
-    let ctx = Invocation::load(cli)?;
+    let ctx = Project::load(cli)?;
     let goal = read_goal(&args.goal)?;
     let client = ctx.model_client()?;
     run_new_mission(cli, &ctx, client, &goal).await
@@ -30,7 +32,7 @@ pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
 /// Start a new mission on `goal` and run it to its end.
 async fn run_new_mission(
     cli: &Cli,
-    ctx: &Invocation,
+    ctx: &Project,
     client: Arc<dyn ModelClient>,
     goal: &str,
 ) -> anyhow::Result<u8> {
@@ -60,9 +62,10 @@ async fn run_new_mission(
             std::fs::rename(&plan_path, paths.dir.join("previous-todo.md"))
                 .with_context(|| format!("moving the previous plan {}", plan_path.display()))?;
         }
-        state::write_atomic(
+        files::replace(
             &plan_path,
             format!("# Mission: {}\n", one_line(goal)).as_bytes(),
+            Durability::Synced,
         )
         .with_context(|| format!("writing {}", plan_path.display()))?;
     }
@@ -106,7 +109,7 @@ async fn run_new_mission(
 }
 
 /// A desktop notification that the mission ended (unless turned off or CI).
-async fn notify_end(ctx: &Invocation, goal: &str, report: &MissionReport) {
+async fn notify_end(ctx: &Project, goal: &str, report: &MissionReport) {
     let title = format!(
         "orch: mission {}",
         crate::monitor::view::outcome_word(report.outcome)
@@ -116,13 +119,13 @@ async fn notify_end(ctx: &Invocation, goal: &str, report: &MissionReport) {
 }
 
 /// Everything a mission run needs, wired for one project.
-struct Wired {
+struct MissionSetup {
     mission: Mission,
     setup_for: SetupFor,
     agents: AgentRegistry,
 }
 
-impl Wired {
+impl MissionSetup {
     /// The Commander's session: new, or reopened from its transcript.
     fn commander(&self, restore: Option<&str>) -> anyhow::Result<Session> {
         let agent = self
@@ -141,11 +144,11 @@ impl Wired {
 
 fn wire(
     cli: &Cli,
-    ctx: &Invocation,
+    ctx: &Project,
     client: Arc<dyn ModelClient>,
     paths: &MissionPaths,
     initial: MissionState,
-) -> anyhow::Result<Wired> {
+) -> anyhow::Result<MissionSetup> {
     let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let mut config = ctx.config.mission.clone();
@@ -177,7 +180,7 @@ fn wire(
     }
     let default_model = ctx.default_model()?;
     let setup_for: SetupFor = {
-        let ctx_setup = SetupSource {
+        let ctx_setup = SessionDefaults {
             config: ctx.config.clone(),
             default_model,
         };
@@ -190,7 +193,7 @@ fn wire(
             "{err}; this mission starts with an empty mission memory"
         )]);
     }
-    let tasks = TaskManager::new(
+    let tasks = Tasks::new(
         runtime,
         agents.clone(),
         setup_for.clone(),
@@ -200,14 +203,13 @@ fn wire(
         stop.token().clone(),
     );
     let verify = gate::verify_commands(&ctx.root, ctx.config.verify.as_deref());
-    Ok(Wired {
+    Ok(MissionSetup {
         mission: Mission {
             id: paths
                 .dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            goal: String::new(),
             root: ctx.root.clone(),
             config,
             verify,
@@ -224,13 +226,14 @@ fn wire(
     })
 }
 
-/// A cloneable copy of what `Invocation::setup` needs, for the task manager.
-struct SetupSource {
+/// The session defaults of this run (config and default model), cloneable
+/// into the closure `Tasks` calls for each agent's setup.
+struct SessionDefaults {
     config: crate::config::Config,
     default_model: String,
 }
 
-impl SetupSource {
+impl SessionDefaults {
     fn setup(&self, agent: &crate::agents::Agent) -> crate::session::SessionSetup {
         super::session_setup(&self.config, agent, &self.default_model)
     }
@@ -277,10 +280,6 @@ fn read_goal(goal: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn one_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim().to_string()
-}
-
 fn exit_code(outcome: MissionOutcome) -> u8 {
     match outcome {
         MissionOutcome::Complete => exit::COMPLETE,
@@ -309,7 +308,7 @@ fn running_mission(root: &Path) -> Option<MissionState> {
 }
 
 pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
-    let ctx = Invocation::load(cli)?;
+    let ctx = Project::load(cli)?;
     let goal = read_goal(&args.goal)?;
     let client = ctx.model_client()?;
     let (agents, warnings) = ctx.agents();
@@ -351,7 +350,7 @@ pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
-    let ctx = Invocation::load(cli)?;
+    let ctx = Project::load(cli)?;
     let id = state::latest_mission(&ctx.root)
         .ok_or_else(|| anyhow!("no mission to resume in {}", ctx.root.display()))?;
     let saved = state::read_state(&ctx.root, &id).map_err(|err| anyhow!(err))?;
@@ -649,7 +648,7 @@ pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
         verbose: cli.verbose,
         command: super::Command::Demo,
     };
-    let ctx = Invocation::load(&cli_for_demo)?;
+    let ctx = Project::load(&cli_for_demo)?;
     let client = super::demo::client()?;
     if !cli.json {
         println!("demo project: {}", dir.display());

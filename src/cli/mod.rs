@@ -97,7 +97,7 @@ async fn dispatch(cli: Cli) -> u8 {
 }
 
 /// Everything a command needs, resolved once from flags, env and files.
-pub struct Invocation {
+pub struct Project {
     pub root: PathBuf,
     pub config: Config,
     pub events: Arc<EventBus>,
@@ -121,8 +121,8 @@ pub struct Invocation {
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
 }
 
-impl Invocation {
-    pub fn load(cli: &Cli) -> anyhow::Result<Invocation> {
+impl Project {
+    pub fn load(cli: &Cli) -> anyhow::Result<Project> {
         let root = project_root(cli.dir.as_deref())?;
         let overrides = Overrides {
             provider: cli.provider.clone(),
@@ -169,7 +169,7 @@ impl Invocation {
             },
             events.clone(),
         );
-        Ok(Invocation {
+        Ok(Project {
             root,
             config,
             events,
@@ -280,7 +280,7 @@ impl Invocation {
         let mut hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(NoHooks);
         if let Some(host) = self.plugin_host() {
             host.attach_memory(memory.clone());
-            // The delegation tools join later (the task manager adds them).
+            // The delegation tools join later (`Tasks` adds them).
             let taken: Vec<String> = tools
                 .names()
                 .chain(crate::agents::DELEGATION_TOOLS.iter().copied())
@@ -395,7 +395,7 @@ impl Invocation {
     }
 }
 
-/// How a session for `agent` is set up under `config` (see `Invocation::setup`).
+/// How a session for `agent` is set up under `config` (see `Project::setup`).
 pub(crate) fn session_setup(config: &Config, agent: &Agent, default_model: &str) -> SessionSetup {
     let settings = config.agent(&agent.name);
     SessionSetup {
@@ -470,7 +470,7 @@ fn cancel_on_ctrl_c() -> CancellationToken {
         eprintln!("\ncancelling… (Ctrl-C again to force)");
         token.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
-            crate::tools::bash::kill_every_group();
+            crate::process::kill_every_group();
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });

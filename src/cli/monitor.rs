@@ -13,7 +13,7 @@ use super::{Cli, exit};
 use crate::config::{self, Overrides};
 use crate::events::{Envelope, Event, EventSink, MissionOutcome};
 use crate::mission::state::{self, MissionPaths, MissionStatus};
-use crate::monitor::follow::{FollowEnd, Followed, Follower, JournalTail};
+use crate::monitor::follow::{FollowEnd, FollowStep, Follower, JournalTail};
 use crate::monitor::live::{Closed, Feed, Showing, run_screen};
 use crate::monitor::metrics::{Metrics, render_text};
 use crate::monitor::plain::{Plain, Verbosity};
@@ -69,12 +69,12 @@ pub async fn monitor(cli: &Cli) -> anyhow::Result<u8> {
     let mut follower = follower;
     loop {
         match follower.next().await? {
-            Followed::Line(_, Some(envelope)) => {
+            FollowStep::Line(_, Some(envelope)) => {
                 remember(&mut finished, &envelope);
                 plain.write(&envelope);
             }
-            Followed::Line(_, None) => {}
-            Followed::End(end) => return Ok(end_code(&id, pid, end, finished)),
+            FollowStep::Line(_, None) => {}
+            FollowStep::End(end) => return Ok(end_code(&id, pid, end, finished)),
         }
     }
 }
@@ -119,7 +119,7 @@ async fn follow_json(mut follower: Follower) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout();
     loop {
         match follower.next().await? {
-            Followed::Line(line, envelope) => {
+            FollowStep::Line(line, envelope) => {
                 if let Some(envelope) = &envelope {
                     remember(&mut finished, envelope);
                 }
@@ -131,14 +131,14 @@ async fn follow_json(mut follower: Follower) -> anyhow::Result<u8> {
                     return Ok(exit::COMPLETE);
                 }
             }
-            Followed::End(FollowEnd::Finished) => {
+            FollowStep::End(FollowEnd::Finished) => {
                 return Ok(match finished {
                     Some(MissionOutcome::Complete) => exit::COMPLETE,
                     Some(MissionOutcome::Cancelled) => exit::INTERRUPTED,
                     _ => exit::UNFINISHED,
                 });
             }
-            Followed::End(FollowEnd::ProcessGone) => return Ok(exit::UNFINISHED),
+            FollowStep::End(FollowEnd::ProcessGone) => return Ok(exit::UNFINISHED),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{Cli, PluginsCommand, exit};
-use crate::agents::{Agent, AgentRegistry, AgentSource};
+use crate::agents::{Agent, AgentRegistry, AgentSource, Role};
 use crate::config::{self, Config, Overrides, ProjectAccess};
 use crate::events::EventBus;
 use crate::plugins::{PluginHost, PluginInfo};
@@ -42,6 +42,7 @@ pub(crate) fn add_host_agents(host: &PluginHost, registry: &mut AgentRegistry) -
         let file = agent.plugin.clone();
         let added = registry.add(Agent {
             name: agent.name,
+            role: Role::Custom,
             description: agent.description,
             prompt: agent.prompt,
             tools: agent.tools,

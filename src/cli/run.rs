@@ -4,12 +4,12 @@ use std::io::Read;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Cli, Invocation, exit};
+use super::{Cli, Project, exit};
 use crate::events::SessionOutcome;
 use crate::session::Session;
 
 pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
-    let ctx = Invocation::load(cli)?;
+    let ctx = Project::load(cli)?;
     let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let agent = agents.find(&args.agent).cloned().ok_or_else(|| {

@@ -17,13 +17,13 @@ pub mod limits;
 pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{MemoryConfig, ModelLimits};
+use crate::files::{self, Durability};
 use crate::provider::ToolCall;
 use ema::{Rule, Scored, Use};
 
@@ -565,21 +565,16 @@ fn read_tier_file(file: &Path) -> Result<TierFile, MemoryError> {
     })
 }
 
-/// Temp file + rename, so a crash leaves the old or the new tier, never a
-/// torn one.
+/// Replaced whole (`files::replace`), so a crash leaves the old or the new
+/// tier, never a torn one.
 fn write_tier_file(file: &Path, entries: Vec<Entry>) -> Result<(), MemoryError> {
     let error = |message: String| MemoryError::File {
         path: file.display().to_string(),
         message,
     };
-    let dir = file.parent().unwrap_or(Path::new("."));
     let bytes =
         serde_json::to_vec_pretty(&TierFile { entries }).map_err(|e| error(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| error(e.to_string()))?;
-    temp.write_all(&bytes).map_err(|e| error(e.to_string()))?;
-    temp.persist(file).map_err(|e| error(e.error.to_string()))?;
-    Ok(())
+    files::replace(file, &bytes, Durability::Synced).map_err(|e| error(e.to_string()))
 }
 
 /// Lowercase words of at least 4 characters: what "key words" means here.

@@ -13,9 +13,21 @@ use crate::provider::{Message, ToolSpec};
 /// Tokens a chat format spends around each message (role, separators).
 pub const PER_MESSAGE: u64 = 4;
 
+static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+
 fn bpe() -> Option<&'static CoreBPE> {
-    static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
     BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
+}
+
+/// Whether the tables are parsed yet (counting is cheap from then on).
+pub fn loaded() -> bool {
+    BPE.get().is_some()
+}
+
+/// Parse the tables now (a few hundred milliseconds of CPU): async callers
+/// run this off their workers before the first count.
+pub fn load() {
+    bpe();
 }
 
 /// Tokens in `text`. Falls back to 4 bytes a token if the tables cannot load.
@@ -37,46 +49,63 @@ pub fn at_most(text: &str) -> u64 {
     text.len() as u64
 }
 
-/// `at_most` for a whole message, overheads included.
-pub fn message_at_most(message: &Message) -> u64 {
-    PER_MESSAGE
-        + match message {
-            Message::User { text } => at_most(text),
-            Message::Assistant { text, tool_calls } => {
-                at_most(text)
-                    + tool_calls
-                        .iter()
-                        .map(|call| at_most(&call.name) + at_most(&call.arguments) + PER_MESSAGE)
-                        .sum::<u64>()
-            }
-            Message::Tool { name, content, .. } => at_most(name) + at_most(content),
+/// How request parts are measured: exact token counts, or the byte-length
+/// bound that needs no tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// `count`: tiktoken's tables (loaded on first use).
+    Tokens,
+    /// `at_most`: an upper bound on `Tokens`, free to compute.
+    Bound,
+}
+
+impl Measure {
+    pub fn text(self, text: &str) -> u64 {
+        match self {
+            Measure::Tokens => count(text),
+            Measure::Bound => at_most(text),
         }
+    }
+
+    /// One message in a request, overheads included.
+    pub fn message(self, message: &Message) -> u64 {
+        PER_MESSAGE
+            + match message {
+                Message::User { text } => self.text(text),
+                Message::Assistant { text, tool_calls } => {
+                    self.text(text)
+                        + tool_calls
+                            .iter()
+                            .map(|call| {
+                                self.text(&call.name) + self.text(&call.arguments) + PER_MESSAGE
+                            })
+                            .sum::<u64>()
+                }
+                Message::Tool { name, content, .. } => self.text(name) + self.text(content),
+            }
+    }
+
+    /// The tool list in a request.
+    pub fn tools(self, specs: &[ToolSpec]) -> u64 {
+        specs
+            .iter()
+            .map(|spec| {
+                self.text(&spec.name)
+                    + self.text(&spec.description)
+                    + self.text(&spec.parameters.to_string())
+            })
+            .sum()
+    }
 }
 
 /// Tokens one message costs in a request.
 pub fn message(message: &Message) -> u64 {
-    PER_MESSAGE
-        + match message {
-            Message::User { text } => count(text),
-            Message::Assistant { text, tool_calls } => {
-                count(text)
-                    + tool_calls
-                        .iter()
-                        .map(|call| count(&call.name) + count(&call.arguments) + PER_MESSAGE)
-                        .sum::<u64>()
-            }
-            Message::Tool { name, content, .. } => count(name) + count(content),
-        }
+    Measure::Tokens.message(message)
 }
 
 /// Tokens the tool list costs in a request.
 pub fn tools(specs: &[ToolSpec]) -> u64 {
-    specs
-        .iter()
-        .map(|spec| {
-            count(&spec.name) + count(&spec.description) + count(&spec.parameters.to_string())
-        })
-        .sum()
+    Measure::Tokens.tools(specs)
 }
 
 /// Token counts of a growing conversation, computed once per message.
@@ -118,6 +147,37 @@ mod tests {
         assert_eq!(count("hello world"), 2);
         let user = Message::user("hello world");
         assert_eq!(message(&user), 6);
+    }
+
+    #[test]
+    fn the_bound_is_never_below_the_count() {
+        let call = crate::provider::ToolCall {
+            id: "c1".into(),
+            name: "read".into(),
+            arguments: r#"{"path":"src/lib.rs"}"#.into(),
+        };
+        let messages = [
+            Message::user("Écris une fonction qui additionne deux nombres 😀"),
+            Message::Assistant {
+                text: "Reading it first.".into(),
+                tool_calls: vec![call],
+            },
+            Message::Tool {
+                call_id: "c1".into(),
+                name: "read".into(),
+                content: "fn add(a: i32, b: i32) -> i32 { a + b }\n".repeat(20),
+                is_error: false,
+            },
+        ];
+        for message in &messages {
+            assert!(Measure::Bound.message(message) >= Measure::Tokens.message(message));
+        }
+        let spec = ToolSpec {
+            name: "read".into(),
+            description: "Read a file".into(),
+            parameters: serde_json::json!({"type": "object"}),
+        };
+        assert!(Measure::Bound.tools(std::slice::from_ref(&spec)) >= tools(&[spec]));
     }
 
     #[test]

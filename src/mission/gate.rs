@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{PlanCounts, VerifyResult};
+use crate::process::{self, Job, Shell};
 use crate::todo::{Plan, SyncIssues};
-use crate::tools::bash::run_shell;
 
 /// The gate's verdict and the evidence behind it.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +133,8 @@ pub async fn run_verification(
     let mut results = Vec::new();
     for command in commands {
         let started = Instant::now();
-        let result = match run_shell(command, root, timeout, cancel, output_bytes).await {
+        let job = Job::shell(Shell::Sh, command, root, timeout, cancel, output_bytes);
+        let result = match process::run(job).await {
             Ok(run) => {
                 let passed = run.exit_code == Some(0) && !run.timed_out && !run.cancelled;
                 let mut tail = String::new();

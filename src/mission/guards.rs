@@ -76,18 +76,15 @@ impl ProgressGuard {
     }
 }
 
-/// A hash of the plan text and of every project file's path, size and
-/// modification time (.gitignore respected; `.git` and `.opencode` left
-/// out, so transcripts and journals do not count as progress).
+/// A hash of the plan text and of every workspace file's path, size and
+/// modification time, walked by `walk::workspace` (the project's ignore
+/// rules; `.git`, `.opencode` and dependency folders left out, so
+/// transcripts, journals and installs do not count as progress). Blocking:
+/// callers run it off the async workers.
 pub fn fingerprint(root: &Path, plan_text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     plan_text.hash(&mut hasher);
-    let mut entries: Vec<(String, u64, u128)> = ignore::WalkBuilder::new(root)
-        .hidden(false)
-        .filter_entry(|entry| {
-            let name = entry.file_name();
-            name != ".git" && name != ".opencode"
-        })
+    let mut entries: Vec<(String, u64, u128)> = crate::walk::workspace(root)
         .build()
         .flatten()
         .filter(|entry| entry.file_type().is_some_and(|t| t.is_file()))

@@ -6,7 +6,7 @@
 //! wall clock, budgets) stop it with a stated reason.
 //!
 //! The loop never prints and never talks HTTP: it sees the Commander as a
-//! `Session`, delegated work through the `TaskManager`, and reports through
+//! `Session`, delegated work through the `Tasks`, and reports through
 //! events, which also become `state.json` and `events.jsonl`.
 
 pub mod gate;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MissionConfig;
 use crate::events::{Event, EventBus, MissionOutcome, SessionOutcome};
 use crate::session::Session;
-use crate::session::tasks::TaskManager;
+use crate::session::tasks::Tasks;
 use crate::todo::TodoStore;
 use gate::GateReport;
 use guards::{ProgressGuard, StopSignal};
@@ -41,13 +41,12 @@ pub struct MissionReport {
 /// One mission, wired and ready to run.
 pub struct Mission {
     pub id: String,
-    pub goal: String,
     pub root: PathBuf,
     pub config: MissionConfig,
     /// The gate's checks (configured or detected).
     pub verify: Vec<String>,
     pub events: Arc<EventBus>,
-    pub tasks: Arc<TaskManager>,
+    pub tasks: Arc<Tasks>,
     /// Background jobs the mission's agents started; killed when it ends.
     pub jobs: Arc<crate::tools::background::BackgroundJobs>,
     pub todo: Arc<TodoStore>,
@@ -109,7 +108,7 @@ impl Mission {
                 continue;
             }
             iteration += 1;
-            self.decay_memory();
+            self.decay_memory().await;
             let gate = self.check_gate(iteration, &token).await;
             if let Some(stop) = self.stop.reason() {
                 break stop;
@@ -137,8 +136,16 @@ impl Mission {
                     ),
                 );
             }
-            let plan_text = std::fs::read_to_string(self.todo.path()).unwrap_or_default();
-            if progress.observe(guards::fingerprint(&self.root, &plan_text)) {
+            let plan_text = tokio::fs::read_to_string(self.todo.path())
+                .await
+                .unwrap_or_default();
+            let root = self.root.clone();
+            // A walk of the whole workspace: off the async workers.
+            let fingerprint =
+                tokio::task::spawn_blocking(move || guards::fingerprint(&root, &plan_text))
+                    .await
+                    .unwrap_or_default();
+            if progress.observe(fingerprint) {
                 break (
                     MissionOutcome::Stopped,
                     format!(
@@ -184,8 +191,12 @@ impl Mission {
 
     /// The iteration boundary for memory: scores take this iteration's use
     /// signals, and entries that faded out are evicted.
-    fn decay_memory(&self) {
-        let evicted = self.tasks.runtime().memory.end_iteration();
+    async fn decay_memory(&self) {
+        // Persisting the tiers writes and syncs files: off the async workers.
+        let memory = self.tasks.runtime().memory.clone();
+        let evicted = tokio::task::spawn_blocking(move || memory.end_iteration())
+            .await
+            .unwrap_or_default();
         if !evicted.is_empty() {
             self.events.emit(Event::MemoryEvicted {
                 entries: evicted

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::guards::StopSignal;
 use crate::config::Price;
 use crate::events::{
-    Envelope, Event, EventSink, MissionOutcome, PlanCounts, TaskStatus, VerifyResult,
+    Envelope, Event, EventSink, MissionOutcome, PlanCounts, PoolStats, TaskStatus, VerifyResult,
 };
+use crate::files::{self, Durability};
 use crate::provider::Usage;
-use crate::session::pool::PoolStats;
 
 /// Where a mission stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,7 +340,7 @@ impl MissionState {
     pub fn cost(&self, pricing: &BTreeMap<String, Price>) -> Option<f64> {
         let mut total = 0.0;
         for (model, usage) in &self.usage_by_model {
-            total += pricing.get(model)?.cost(usage);
+            total += usage.cost(pricing.get(model)?);
         }
         Some(total)
     }
@@ -385,9 +385,10 @@ pub fn latest_mission(root: &Path) -> Option<String> {
 }
 
 pub fn set_latest(root: &Path, id: &str) -> std::io::Result<()> {
-    write_atomic(
+    files::replace(
         &missions_dir(root).join("latest"),
         format!("{id}\n").as_bytes(),
+        Durability::Crash,
     )
 }
 
@@ -396,19 +397,6 @@ pub fn read_state(root: &Path, id: &str) -> Result<MissionState, String> {
     let text =
         std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display()))?;
     serde_json::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
-}
-
-/// Write `bytes` to `path` through a temporary file and a rename, so a
-/// crashed or killed process leaves either the old or the new content, never
-/// a torn file. (No fsync: the state is rebuilt from the journal and the
-/// files a power loss could roll back.)
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.persist(path).map_err(|err| err.error)?;
-    Ok(())
 }
 
 /// Routine updates (usage, session activity) are written at most this often;
@@ -484,7 +472,7 @@ impl StateSink {
 
     fn write(&self, state: &MissionState) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        write_atomic(&self.path, &bytes)
+        files::replace(&self.path, &bytes, Durability::Crash)
     }
 }
 

@@ -67,7 +67,7 @@ pub enum FollowEnd {
 
 /// One step of following.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Followed {
+pub enum FollowStep {
     /// A journal line, and the event in it when it is one this build knows.
     Line(String, Option<Envelope>),
     End(FollowEnd),
@@ -96,7 +96,7 @@ impl Follower {
 
     /// The next line, waiting for one to be appended. Cancel-safe: lines
     /// read are queued before the only await.
-    pub async fn next(&mut self) -> io::Result<Followed> {
+    pub async fn next(&mut self) -> io::Result<FollowStep> {
         loop {
             if let Some(line) = self.queue.pop_front() {
                 let envelope = serde_json::from_str::<Envelope>(&line).ok();
@@ -105,7 +105,7 @@ impl Follower {
                     Some(Event::MissionStarted { .. }) => self.finished = false,
                     _ => {}
                 }
-                return Ok(Followed::Line(line, envelope));
+                return Ok(FollowStep::Line(line, envelope));
             }
             let lines = self.tail.read_lines()?;
             if !lines.is_empty() {
@@ -113,13 +113,13 @@ impl Follower {
                 continue;
             }
             if self.finished {
-                return Ok(Followed::End(FollowEnd::Finished));
+                return Ok(FollowStep::End(FollowEnd::Finished));
             }
             if !(self.alive)() {
                 // Its last lines may have landed after the read above.
                 let lines = self.tail.read_lines()?;
                 if lines.is_empty() {
-                    return Ok(Followed::End(FollowEnd::ProcessGone));
+                    return Ok(FollowStep::End(FollowEnd::ProcessGone));
                 }
                 self.queue.extend(lines);
                 continue;
@@ -178,8 +178,8 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..4 {
             match follower.next().await.unwrap() {
-                Followed::Line(_, envelope) => seen.push(envelope.map(|e| e.seq)),
-                Followed::End(end) => panic!("ended early: {end:?}"),
+                FollowStep::Line(_, envelope) => seen.push(envelope.map(|e| e.seq)),
+                FollowStep::End(end) => panic!("ended early: {end:?}"),
             }
         }
         // The unknown event type is passed on raw, not parsed.
@@ -194,17 +194,17 @@ mod tests {
         });
         let next = follower.next().await.unwrap();
         assert!(
-            matches!(next, Followed::Line(_, Some(ref e)) if e.seq == 5),
+            matches!(next, FollowStep::Line(_, Some(ref e)) if e.seq == 5),
             "{next:?}"
         );
         let next = follower.next().await.unwrap();
         assert!(
-            matches!(next, Followed::Line(_, Some(ref e)) if e.seq == 6),
+            matches!(next, FollowStep::Line(_, Some(ref e)) if e.seq == 6),
             "{next:?}"
         );
         assert_eq!(
             follower.next().await.unwrap(),
-            Followed::End(FollowEnd::Finished)
+            FollowStep::End(FollowEnd::Finished)
         );
         let mut file = writer.await.unwrap();
 
@@ -218,8 +218,8 @@ mod tests {
         let mut count = 0;
         let end = loop {
             match follower.next().await.unwrap() {
-                Followed::Line(..) => count += 1,
-                Followed::End(end) => break end,
+                FollowStep::Line(..) => count += 1,
+                FollowStep::End(end) => break end,
             }
             if count == 7 {
                 alive.store(false, Ordering::SeqCst);

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::follow::{FollowEnd, Followed, Follower};
+use super::follow::{FollowEnd, FollowStep, Follower};
 use super::plain::Plain;
 use super::render::{Ui, render};
 use super::terminal::{self, Input, Keys};
@@ -101,25 +101,25 @@ pub enum Feed {
     Journal(Follower),
 }
 
-enum Fed {
+enum FeedItem {
     Event(Arc<Envelope>),
     Skipped,
     End(Option<FollowEnd>),
 }
 
 impl Feed {
-    async fn next(&mut self) -> Fed {
+    async fn next(&mut self) -> FeedItem {
         match self {
             Feed::Bus(receiver) => match receiver.recv().await {
-                Ok(envelope) => Fed::Event(envelope),
-                Err(broadcast::error::RecvError::Lagged(_)) => Fed::Skipped,
-                Err(broadcast::error::RecvError::Closed) => Fed::End(None),
+                Ok(envelope) => FeedItem::Event(envelope),
+                Err(broadcast::error::RecvError::Lagged(_)) => FeedItem::Skipped,
+                Err(broadcast::error::RecvError::Closed) => FeedItem::End(None),
             },
             Feed::Journal(follower) => match follower.next().await {
-                Ok(Followed::Line(_, Some(envelope))) => Fed::Event(Arc::new(envelope)),
-                Ok(Followed::Line(_, None)) => Fed::Skipped,
-                Ok(Followed::End(end)) => Fed::End(Some(end)),
-                Err(_) => Fed::End(Some(FollowEnd::ProcessGone)),
+                Ok(FollowStep::Line(_, Some(envelope))) => FeedItem::Event(Arc::new(envelope)),
+                Ok(FollowStep::Line(_, None)) => FeedItem::Skipped,
+                Ok(FollowStep::End(end)) => FeedItem::End(Some(end)),
+                Err(_) => FeedItem::End(Some(FollowEnd::ProcessGone)),
             },
         }
     }
@@ -226,13 +226,13 @@ pub async fn run_screen(
                 break Closed::Stopped;
             }
             fed = feed.next() => match fed {
-                Fed::Event(envelope) => {
+                FeedItem::Event(envelope) => {
                     view.apply(&envelope);
                     remember_finish(&mut last, &envelope);
                     dirty = true;
                 }
-                Fed::Skipped => {}
-                Fed::End(end) => break Closed::FeedEnded(end),
+                FeedItem::Skipped => {}
+                FeedItem::End(end) => break Closed::FeedEnded(end),
             },
             input = keys.inputs.recv(), if keys_open => match input {
                 Some(Input::Key(key)) => {
@@ -250,7 +250,7 @@ pub async fn run_screen(
                         KeyAction::Leave => break Closed::Left,
                         KeyAction::ForceQuit => {
                             terminal::restore();
-                            crate::tools::bash::kill_every_group();
+                            crate::process::kill_every_group();
                             std::process::exit(130);
                         }
                     }

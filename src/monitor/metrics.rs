@@ -214,7 +214,7 @@ impl Metrics {
             return Some(0.0);
         }
         let price = self.pricing.get(tally.model.as_deref()?)?;
-        Some(price.cost(&tally.usage))
+        Some(tally.usage.cost(price))
     }
 
     pub fn report(&self) -> MetricsReport {

@@ -8,6 +8,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::process::{self, Job, Keep, Program, scrubbed_env};
+
 /// The longest a notifier may take before it is killed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -103,17 +105,21 @@ pub async fn mission_ended(enabled: bool, title: &str, body: &str) {
     ) else {
         return;
     };
-    let child = tokio::process::Command::new(&notifier.program)
-        .args(&notifier.args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    if let Ok(mut child) = child {
-        // On timeout the child is dropped, which kills it.
-        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await;
-    }
+    let args: Vec<OsString> = notifier.args.iter().map(OsString::from).collect();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let root = std::env::temp_dir();
+    // Through the launcher: its own process group, killed at the timeout;
+    // any failure is silent.
+    let _ = process::run(Job {
+        program: Program::Exec(notifier.program.as_os_str(), &args),
+        root: &root,
+        timeout: NOTIFY_TIMEOUT,
+        cancel: &cancel,
+        keep: Keep::Tail(1024),
+        env: scrubbed_env(std::env::vars_os()),
+        live: None,
+    })
+    .await;
 }
 
 #[cfg(test)]

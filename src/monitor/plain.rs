@@ -455,10 +455,9 @@ fn summarize(tool: &str, arguments: &Value) -> String {
         "get_task_result" | "cancel_task" => field("task_id"),
         _ => field("path"),
     };
-    let first = text.lines().next().unwrap_or_default();
-    let mut shown: String = first.chars().take(100).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
+    let shown = crate::text::preview(&crate::text::one_line(&text), 100);
+    if text.lines().nth(1).is_some() && !shown.ends_with('…') {
+        return format!("{shown}…");
     }
     shown
 }

@@ -461,9 +461,9 @@ mod tests {
 
     use super::*;
     use crate::config::Price;
+    use crate::events::PoolStats;
     use crate::events::{Envelope, Event, PlanCounts, SessionOutcome, VerifyResult};
     use crate::provider::{FinishReason, Usage};
-    use crate::session::pool::PoolStats;
 
     const START: u64 = 1_700_000_000_000;
 

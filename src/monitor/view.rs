@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use crate::config::Price;
 use crate::events::{
-    ApprovedBy, Envelope, Event, MissionOutcome, PlanCounts, SessionOutcome, TaskStatus,
+    ApprovedBy, Envelope, Event, MissionOutcome, PlanCounts, PoolStats, SessionOutcome, TaskStatus,
 };
 use crate::monitor::metrics::{Metrics, MetricsReport};
 use crate::provider::Usage;
-use crate::session::pool::PoolStats;
 use crate::todo::{Plan, Status};
 
 /// Log lines kept for scrolling back.
@@ -225,7 +224,7 @@ impl View {
         self.log.push_back(LogLine {
             at_ms,
             level,
-            text: one_line(&text),
+            text: crate::text::one_line(&text),
         });
     }
 
@@ -599,15 +598,4 @@ fn plural(n: usize, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
-}
-
-/// The first line of `text`, with control characters dropped so model text
-/// cannot restyle the terminal.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect()
 }

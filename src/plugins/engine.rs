@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine};
 use super::PluginError;
 use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, Plugin, PluginPre};
 use super::state::StoreState;
+use crate::files::{self, Durability};
 
 /// How often the epoch advances: the granularity of every deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -194,17 +195,10 @@ fn prune_cache(kept: &Path, engine_key: &str, max: usize) {
     }
 }
 
-/// Write compiled code with temp file + rename; a failed write only costs a
-/// compile next time.
+/// Write compiled code through `files::replace` (an unpredictable temp
+/// name, then a rename); a failed write only costs a compile next time.
 fn store_cache(path: &Path, bytes: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = files::replace(path, bytes, Durability::Crash);
 }
 
 /// Refuse a component built for another contract version, naming both.

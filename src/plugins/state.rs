@@ -12,7 +12,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{LogLevel, MemoryEntry, orch};
-use super::net::{Fetcher, HostPattern};
+use super::net::Fetcher;
+use crate::config::HostPattern;
 use crate::config::ProjectAccess;
 use crate::events::{Event, EventBus};
 use crate::memory::{Memory, Tier};
@@ -165,15 +166,7 @@ impl StoreState {
 
 /// Strip control characters (terminal escapes) and cap the length.
 pub fn sanitize(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
+    crate::text::preview(&crate::text::strip_controls(text), max)
 }
 
 impl WasiView for StoreState {
@@ -316,5 +309,16 @@ impl orch::plugin::net::Host for StoreState {
             body: fetched.body,
             truncated: fetched.truncated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_is_stripped_of_escapes_and_capped() {
+        assert_eq!(sanitize("a\u{1b}[31mred\u{7}\nnext", 100), "a[31mred\nnext");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
     }
 }

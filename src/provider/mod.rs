@@ -113,6 +113,18 @@ impl Usage {
     pub fn total(&self) -> u64 {
         self.input + self.output
     }
+
+    /// What these tokens cost at `price`, in US dollars.
+    pub fn cost(&self, price: &crate::config::Price) -> f64 {
+        let cached = self.cached_input.min(self.input);
+        let written = self.cache_write.min(self.input - cached);
+        let plain = self.input - cached - written;
+        (plain as f64 * price.input
+            + cached as f64 * price.cached_input.unwrap_or(price.input)
+            + written as f64 * price.cache_write.unwrap_or(price.input)
+            + self.output as f64 * price.output)
+            / 1_000_000.0
+    }
 }
 
 /// Why the model stopped.

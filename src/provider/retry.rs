@@ -179,11 +179,7 @@ impl ErrorBody {
 /// most 300 characters.
 fn excerpt(text: &str) -> String {
     const LIMIT: usize = 300;
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match collapsed.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
-        None => collapsed,
-    }
+    crate::text::preview(&crate::text::squash_spaces(text), LIMIT)
 }
 
 /// The decision classes, before they become a `ProviderError`.

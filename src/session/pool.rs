@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Runtime, Session, SessionSetup};
 use crate::config::{ConcurrencyConfig, PoolConfig};
+use crate::events::PoolStats;
 
 /// The slots one running task holds; dropping it frees them.
 pub struct Admitted {
@@ -99,19 +99,6 @@ impl Admission {
             _model: model_permit,
         }
     }
-}
-
-/// Pool counters, shown by `orch status` and carried by task events.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolStats {
-    /// Sessions created because none was idle.
-    pub creations: u64,
-    /// Tasks that got a pooled session.
-    pub reuse_hits: u64,
-    /// Sessions dropped for idling too long or reaching `max_reuse`.
-    pub evictions: u64,
-    /// Sessions idle in the pool now.
-    pub idle: u64,
 }
 
 struct Pooled {

@@ -16,10 +16,11 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pool::{Admission, PoolStats, SessionPool};
+use super::pool::{Admission, SessionPool};
 use super::{Runtime, SessionSetup};
 use crate::agents::{Agent, AgentRegistry};
 use crate::config::{ConcurrencyConfig, PoolConfig};
+use crate::events::PoolStats;
 use crate::events::{Event, SessionOutcome, TaskStatus};
 use crate::provider::Usage;
 use crate::tools::ToolContext;
@@ -60,8 +61,8 @@ struct TaskRecord {
     unreported: bool,
 }
 
-pub struct TaskManager {
-    me: Weak<TaskManager>,
+pub struct Tasks {
+    me: Weak<Tasks>,
     runtime: Runtime,
     agents: AgentRegistry,
     setup_for: SetupFor,
@@ -77,7 +78,7 @@ pub struct TaskManager {
     changed: Notify,
 }
 
-impl TaskManager {
+impl Tasks {
     /// `runtime.tools` must be the full registry; each task's session sees
     /// its agent's subset of it.
     pub fn new(
@@ -88,14 +89,14 @@ impl TaskManager {
         pool: PoolConfig,
         max_depth: u32,
         cancel: CancellationToken,
-    ) -> Arc<TaskManager> {
-        Arc::new_cyclic(|me: &Weak<TaskManager>| {
+    ) -> Arc<Tasks> {
+        Arc::new_cyclic(|me: &Weak<Tasks>| {
             let mut runtime = runtime;
             let delegator: Weak<dyn Delegator> = me.clone();
             for tool in crate::tools::delegate::tools(delegator) {
                 runtime.tools.insert(tool);
             }
-            TaskManager {
+            Tasks {
                 me: me.clone(),
                 runtime,
                 agents,
@@ -418,7 +419,7 @@ fn report(record: &TaskRecord) -> String {
 }
 
 #[async_trait]
-impl Delegator for TaskManager {
+impl Delegator for Tasks {
     async fn delegate(
         &self,
         caller: &ToolContext,

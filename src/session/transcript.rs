@@ -2,7 +2,9 @@
 //! line — a header, then every message as it completes.
 //!
 //! Each line is written with one `write` call, so a crash leaves at most a
-//! torn last line, which readers skip.
+//! torn last line, which readers skip. A conversation read back is made
+//! valid again before it is sent: a tool call without a recorded result gets
+//! one saying it was interrupted.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -103,5 +105,123 @@ impl Transcript {
         let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
         self.file.write_all(&bytes)
+    }
+}
+
+/// Give every tool call of the last assistant message a result: the ones
+/// recorded keep theirs, the missing ones say they were interrupted.
+pub fn patch_interrupted_calls(messages: &mut Vec<Message>) {
+    let Some(last_assistant) = messages
+        .iter()
+        .rposition(|m| matches!(m, Message::Assistant { .. }))
+    else {
+        return;
+    };
+    let Message::Assistant { tool_calls, .. } = &messages[last_assistant] else {
+        return;
+    };
+    let answered: Vec<String> = messages[last_assistant + 1..]
+        .iter()
+        .filter_map(|m| match m {
+            Message::Tool { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let missing: Vec<Message> = tool_calls
+        .iter()
+        .filter(|call| !answered.contains(&call.id))
+        .map(|call| Message::Tool {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: "interrupted: orch stopped before this call's result was recorded; check the current state before repeating it".into(),
+            is_error: true,
+        })
+        .collect();
+    messages.extend(missing);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ToolCall;
+
+    fn call(id: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: "bash".into(),
+            arguments: r#"{"command":"cargo test"}"#.into(),
+        }
+    }
+
+    #[test]
+    fn only_unanswered_calls_of_the_last_turn_are_patched_in_order() {
+        let answered = Message::Tool {
+            call_id: "c1".into(),
+            name: "bash".into(),
+            content: "ok".into(),
+            is_error: false,
+        };
+        let mut messages = vec![
+            Message::user("go"),
+            Message::Assistant {
+                text: String::new(),
+                tool_calls: vec![call("c1"), call("c2"), call("c3")],
+            },
+            answered.clone(),
+        ];
+        patch_interrupted_calls(&mut messages);
+        let ids: Vec<&str> = messages[2..]
+            .iter()
+            .map(|m| match m {
+                Message::Tool { call_id, .. } => call_id.as_str(),
+                _ => panic!("{m:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["c1", "c2", "c3"]);
+        assert_eq!(messages[2], answered);
+        let Message::Tool {
+            content, is_error, ..
+        } = &messages[3]
+        else {
+            panic!()
+        };
+        assert!(
+            *is_error && content.starts_with("interrupted:"),
+            "{content}"
+        );
+
+        // A finished conversation is left alone.
+        let mut done = vec![
+            Message::user("go"),
+            Message::Assistant {
+                text: "done".into(),
+                tool_calls: Vec::new(),
+            },
+        ];
+        let before = done.clone();
+        patch_interrupted_calls(&mut done);
+        assert_eq!(done, before);
+    }
+
+    #[test]
+    fn a_reopened_transcript_starts_after_its_last_reset_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut transcript = Transcript::create(dir.path(), "w1", "Worker", "m").unwrap();
+        transcript.append(&Message::user("first task")).unwrap();
+        transcript.mark_reset().unwrap();
+        transcript.append(&Message::user("second task")).unwrap();
+        drop(transcript);
+        let path = dir.path().join("w1.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(r#"{"type":"message","message":{"role":"us"#);
+        std::fs::write(&path, text).unwrap();
+        let (mut reopened, messages) = Transcript::reopen(dir.path(), "w1").unwrap();
+        assert_eq!(messages, vec![Message::user("second task")]);
+        reopened.append(&Message::user("third")).unwrap();
+        let (_, messages) = Transcript::reopen(dir.path(), "w1").unwrap();
+        assert_eq!(
+            messages,
+            vec![Message::user("second task"), Message::user("third")]
+        );
     }
 }

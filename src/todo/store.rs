@@ -17,14 +17,14 @@
 //! reports it.
 
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
 use super::{Item, NewItem, Plan, Status, StatusChange, SyncIssues, TodoError};
+use crate::files::{self, Durability};
 
 /// How often an update is redone because the file changed under it before
 /// giving up.
@@ -204,18 +204,24 @@ fn modify_file<T>(
         if before.as_deref() == Some(after.as_bytes()) {
             return Ok((value, plan));
         }
-        let temp = write_temp(path, after.as_bytes())?;
+        let replacement =
+            files::prepare(path, after.as_bytes(), Durability::Synced).map_err(|source| {
+                TodoError::Io {
+                    action: "write a temp file for",
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         if read_bytes(path)? != before {
             // Someone wrote the file since we read it: redo the operation on
-            // their version. Dropping `temp` removes it.
+            // their version. Dropping the replacement removes its temp file.
             continue;
         }
-        temp.persist(path).map_err(|err| TodoError::Io {
+        replacement.commit().map_err(|source| TodoError::Io {
             action: "replace",
             path: path.to_path_buf(),
-            source: err.error,
+            source,
         })?;
-        sync_dir(path);
         return Ok((value, plan));
     }
     Err(TodoError::Contended {
@@ -250,48 +256,6 @@ async fn read_text(path: &Path) -> Result<Option<String>, TodoError> {
             path: path.to_path_buf(),
             source,
         }),
-    }
-}
-
-/// `bytes` in a synced temp file next to `path`, with the permissions of the
-/// existing file (or the usual 0666 minus umask for a new one).
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, TodoError> {
-    let io_error = |action: &'static str| {
-        move |source: io::Error| TodoError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_error("create the directory of"))?;
-    let existing = fs::metadata(path).ok().map(|meta| meta.permissions());
-    let mut temp = tempfile::Builder::new()
-        .prefix(".todo.")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(io_error("create a temp file for"))?;
-    temp.write_all(bytes).map_err(io_error("write"))?;
-    if let Some(permissions) = existing {
-        temp.as_file()
-            .set_permissions(permissions)
-            .map_err(io_error("set permissions on"))?;
-    }
-    temp.as_file().sync_all().map_err(io_error("sync"))?;
-    Ok(temp)
-}
-
-/// Make the rename durable. Best effort: the rename itself already
-/// happened, and some file systems refuse to sync a directory.
-fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
     }
 }
 

@@ -17,10 +17,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::bash::{Job, Shell, ShellRun, Tail, run, scrubbed_env};
-use super::fs::parse_args;
-use super::{Tool, ToolContext, ToolOutput};
+use super::{Tool, ToolContext, ToolOutput, parse_args};
 use crate::events::{Event, EventBus};
+use crate::process::{self, Finished, Job, Keep, Program, Shell, Tail, scrubbed_env};
 use crate::provider::ToolSpec;
 
 /// Limits for background jobs.
@@ -163,13 +162,12 @@ impl BackgroundJobs {
         let jobs = self.clone();
         let job = entry.clone();
         self.tracker.spawn(async move {
-            let outcome = run(Job {
-                shell: Shell::Bash,
-                command: &job.command,
+            let outcome = process::run(Job {
+                program: Program::Shell(Shell::Bash, &job.command),
                 root: &jobs.root,
                 timeout,
                 cancel: &job.cancel,
-                output_bytes: jobs.limits.output_bytes,
+                keep: Keep::Tail(jobs.limits.output_bytes),
                 env: scrubbed_env(std::env::vars_os()),
                 live: Some(&job.output),
             })
@@ -191,7 +189,7 @@ impl BackgroundJobs {
     }
 }
 
-fn finished_status(outcome: std::io::Result<ShellRun>, timeout: Duration) -> JobStatus {
+fn finished_status(outcome: std::io::Result<Finished>, timeout: Duration) -> JobStatus {
     match outcome {
         Ok(run) if run.timed_out => {
             JobStatus::Killed(format!("timed out after {} ms", timeout.as_millis()))

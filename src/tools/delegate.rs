@@ -19,7 +19,7 @@ pub struct DelegateRequest {
     pub background: bool,
 }
 
-/// What runs delegated tasks (the mission's task manager). Errors are
+/// What runs delegated tasks (the mission's `Tasks`). Errors are
 /// sentences for the model.
 #[async_trait]
 pub trait Delegator: Send + Sync {

@@ -18,11 +18,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::bash::run_shell;
-use super::fs::parse_args;
 use super::path::{relative, resolve};
-use super::{Tool, ToolContext, ToolOutput};
+use super::{Tool, ToolContext, ToolOutput, parse_args};
 use crate::config::DiagnosticsConfig;
+use crate::process::{self, Job, Shell};
 use crate::provider::ToolSpec;
 
 /// One check to run.
@@ -142,7 +141,15 @@ impl Checker {
 
     async fn run(&self, check: &Check, touched: &[String], cancel: &CancellationToken) -> String {
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let run = match run_shell(&check.command, &self.root, timeout, cancel, 64 * 1024).await {
+        let job = Job::shell(
+            Shell::Sh,
+            &check.command,
+            &self.root,
+            timeout,
+            cancel,
+            64 * 1024,
+        );
+        let run = match process::run(job).await {
             Ok(run) => run,
             Err(err) => return format!("[diagnostics: {} could not start: {err}]", check.name),
         };
@@ -292,7 +299,7 @@ impl Tool for Diagnostics {
 /// runs: one per language found at the top levels.
 fn project_sources(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    for entry in super::search::walker(root)
+    for entry in crate::walk::project(root)
         .max_depth(Some(3))
         .build()
         .flatten()

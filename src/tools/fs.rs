@@ -1,26 +1,25 @@
 //! File tools: `read`, `write`, `edit` and `list`, each confined to the
 //! project root by `path::resolve`.
 //!
-//! Writes are atomic (a temp file in the same directory, synced, then renamed
-//! over the target), so a crash never leaves a torn file. Reads stream the
+//! Writes replace the file through `files::replace` (synced), so a crash
+//! never leaves a torn file. Reads stream the
 //! requested window of lines, so a huge file costs no more memory than the
 //! output cap.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Write as _};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::path::{relative, resolve};
-use super::search::walker;
-use super::{Tool, ToolContext, ToolOutput};
+use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::config::ToolsConfig;
+use crate::files::{self, Durability};
 use crate::provider::ToolSpec;
+use crate::walk;
 
 /// Bytes kept of one line in `read` output; the rest is replaced by a note.
 const MAX_LINE_BYTES: usize = 2000;
@@ -28,26 +27,6 @@ const MAX_LINE_BYTES: usize = 2000;
 const BINARY_SNIFF_BYTES: usize = 8192;
 /// Largest file `edit` loads whole.
 const EDIT_MAX_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Parse a tool's arguments into its typed form, or an error result naming
-/// the tool and what was wrong (missing field, wrong type, unknown field).
-pub(crate) fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, ToolOutput> {
-    serde_json::from_value(args)
-        .map_err(|err| ToolOutput::error(format!("invalid arguments for {tool}: {err}")))
-}
-
-/// Run blocking file-system work off the async runtime and turn its result
-/// into a tool output.
-pub(crate) async fn run_blocking<F>(work: F) -> ToolOutput
-where
-    F: FnOnce() -> Result<String, String> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(text)) => ToolOutput::ok(text),
-        Ok(Err(message)) => ToolOutput::error(message),
-        Err(err) => ToolOutput::error(format!("the tool stopped unexpectedly: {err}")),
-    }
-}
 
 /// An IO error on `shown` as a sentence for the model.
 fn io_message(action: &str, shown: &str, err: &io::Error) -> String {
@@ -300,7 +279,7 @@ fn write_file(root: &Path, args: &WriteArgs) -> Result<String, String> {
         ));
     }
     let existed = path.exists();
-    atomic_write(&path, args.content.as_bytes())
+    files::replace(&path, args.content.as_bytes(), Durability::Synced)
         .map_err(|err| io_message("write", &shown, &err))?;
     let lines = args.content.lines().count();
     let verb = if existed { "overwrote" } else { "created" };
@@ -308,29 +287,6 @@ fn write_file(root: &Path, args: &WriteArgs) -> Result<String, String> {
         "{verb} {shown} ({lines} lines, {} bytes)",
         args.content.len()
     ))
-}
-
-/// Write `bytes` to `path` through a synced temp file in the same directory
-/// and a rename, keeping an existing file's permissions.
-pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    fs::create_dir_all(parent)?;
-    let existing = fs::metadata(path).ok().map(|meta| meta.permissions());
-    // New files get the usual 0666 minus the umask, not tempfile's 0600.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".orch-")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(parent)?;
-    temp.write_all(bytes)?;
-    if let Some(permissions) = existing {
-        temp.as_file().set_permissions(permissions)?;
-    }
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|err| err.error)?;
-    Ok(())
 }
 
 pub struct Edit;
@@ -432,7 +388,8 @@ fn edit_file(root: &Path, args: &EditArgs) -> Result<String, String> {
     } else {
         content.replacen(old.as_str(), &new, 1)
     };
-    atomic_write(&path, updated.as_bytes()).map_err(|err| io_message("write", &shown, &err))?;
+    files::replace(&path, updated.as_bytes(), Durability::Synced)
+        .map_err(|err| io_message("write", &shown, &err))?;
     let what = if count == 1 {
         "1 match".to_string()
     } else {
@@ -492,7 +449,7 @@ fn list_dir(root: &Path, path: &str, max: usize) -> Result<String, String> {
         ));
     }
     let mut entries: Vec<(PathBuf, bool)> = Vec::new();
-    for entry in walker(&dir).max_depth(Some(1)).build() {
+    for entry in walk::project(&dir).max_depth(Some(1)).build() {
         let Ok(entry) = entry else { continue };
         if entry.depth() == 0 {
             continue;

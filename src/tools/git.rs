@@ -3,78 +3,80 @@
 //! They run the `git` binary (no shell) rather than a Rust git library: the
 //! user's own git reads their config, attributes and worktree layout exactly
 //! as they see it, and a git library would add minutes of build time for two
-//! read-only commands. Output is capped (the head is kept: the start of a
-//! diff is what explains it).
+//! read-only commands. Output is capped while it is read (the head is kept:
+//! the start of a diff is what explains it).
 
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
-use super::fs::parse_args;
 use super::path::{relative, resolve};
-use super::{Tool, ToolContext, ToolOutput};
+use super::{Tool, ToolContext, ToolOutput, parse_args};
+use crate::process::{self, Job, Keep, Program, scrubbed_env};
 use crate::provider::ToolSpec;
 
 const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Run `git <args>` in `root`; the output capped at `cap` bytes.
+/// Run `git <args>` in `root` through the process launcher; the output's
+/// head kept, at most `cap` bytes of it read into memory.
 async fn git(root: &Path, args: &[&str], cap: usize, ctx: &ToolContext) -> ToolOutput {
-    let mut command = Command::new("git");
-    command
-        .arg("-C")
-        .arg(root)
-        .args(["--no-pager", "-c", "color.ui=never"])
-        .args(args)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::select! {
-        output = tokio::time::timeout(GIT_TIMEOUT, command.output()) => output,
-        _ = ctx.cancel.cancelled() => return ToolOutput::error("cancelled"),
+    let mut argv: Vec<OsString> = ["--no-pager", "-c", "color.ui=never"]
+        .iter()
+        .chain(args)
+        .map(OsString::from)
+        .collect();
+    argv.insert(0, OsString::from(root));
+    argv.insert(0, OsString::from("-C"));
+    let mut env = scrubbed_env(std::env::vars_os());
+    env.push(("GIT_OPTIONAL_LOCKS".into(), "0".into()));
+    let job = Job {
+        program: Program::Exec("git".as_ref(), &argv),
+        root,
+        timeout: GIT_TIMEOUT,
+        cancel: &ctx.cancel,
+        keep: Keep::Head(cap),
+        env,
+        live: None,
     };
-    let output = match output {
-        Err(_) => {
-            return ToolOutput::error(format!(
-                "git did not answer within {} s",
-                GIT_TIMEOUT.as_secs()
-            ));
-        }
-        Ok(Err(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+    let run = match process::run(job).await {
+        Ok(run) => run,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return ToolOutput::error("git is not installed on this machine");
         }
-        Ok(Err(err)) => return ToolOutput::error(format!("could not run git: {err}")),
-        Ok(Ok(output)) => output,
+        Err(err) => return ToolOutput::error(format!("could not run git: {err}")),
     };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = if stderr.contains("not a git repository") {
+    if run.cancelled {
+        return ToolOutput::error("cancelled");
+    }
+    if run.timed_out {
+        return ToolOutput::error(format!(
+            "git did not answer within {} s",
+            GIT_TIMEOUT.as_secs()
+        ));
+    }
+    if run.exit_code != Some(0) {
+        // stderr shares the pipe: the output is git's message.
+        let message = if run.output.contains("not a git repository") {
             "the project is not a git repository".to_string()
         } else {
-            format!("git failed: {}", stderr.trim())
+            format!("git failed: {}", run.output.trim())
         };
         return ToolOutput::error(message);
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    if text.len() <= cap {
-        return ToolOutput::ok(if text.trim().is_empty() {
+    if run.omitted == 0 {
+        return ToolOutput::ok(if run.output.trim().is_empty() {
             "(nothing)".to_string()
         } else {
-            text.into_owned()
+            run.output
         });
-    }
-    let mut cut = cap;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
     }
     ToolOutput::ok(format!(
         "{}\n[… {} more bytes not shown; narrow it with path]",
-        &text[..cut],
-        text.len() - cut
+        run.output, run.omitted
     ))
 }
 

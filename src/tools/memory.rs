@@ -62,7 +62,20 @@ impl Tool for Remember {
             },
         };
         let pin = args["pin"].as_bool().unwrap_or(false);
-        match self.0.remember(&ctx.session, &ctx.agent, text, tier, pin) {
+        // Remembering persists the tier (a synced file write): off the async
+        // workers.
+        let (memory, session, agent, text) = (
+            self.0.clone(),
+            ctx.session.clone(),
+            ctx.agent.clone(),
+            text.to_string(),
+        );
+        let remembered = tokio::task::spawn_blocking(move || {
+            memory.remember(&session, &agent, &text, tier, pin)
+        })
+        .await
+        .unwrap_or_else(|err| Err(format!("remember stopped unexpectedly: {err}")));
+        match remembered {
             Ok(entry) => ToolOutput::ok(format!(
                 "remembered [{}] in the {} tier{}",
                 entry.id,

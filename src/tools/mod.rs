@@ -23,14 +23,36 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::agents::Role;
 use crate::config::ToolsConfig;
 use crate::events::{Event, EventBus};
 use crate::hooks::{self, HookPoint, Hooks};
 use crate::provider::{ToolCall, ToolSpec};
 use permissions::{Decision, Permissions};
+
+/// Parse a tool's arguments into its typed form, or an error result naming
+/// the tool and what was wrong (missing field, wrong type, unknown field).
+pub fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, ToolOutput> {
+    serde_json::from_value(args)
+        .map_err(|err| ToolOutput::error(format!("invalid arguments for {tool}: {err}")))
+}
+
+/// Run blocking file-system work off the async runtime and turn its result
+/// into a tool output.
+pub async fn run_blocking<F>(work: F) -> ToolOutput
+where
+    F: FnOnce() -> Result<String, String> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(text)) => ToolOutput::ok(text),
+        Ok(Err(message)) => ToolOutput::error(message),
+        Err(err) => ToolOutput::error(format!("the tool stopped unexpectedly: {err}")),
+    }
+}
 
 /// What a tool call returns to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +83,11 @@ pub struct ToolContext {
     /// The project root, canonicalized once at startup.
     pub root: Arc<PathBuf>,
     pub session: String,
-    /// The agent whose session made the call (tools that depend on the
-    /// caller's role, such as `update_todo`, check it).
+    /// The agent whose session made the call.
     pub agent: String,
+    /// Its role (tools whose rules depend on it, such as `update_todo`,
+    /// check this, never the name).
+    pub role: Role,
     pub call_id: String,
     pub cancel: CancellationToken,
     pub limits: Arc<ToolsConfig>,
@@ -425,9 +449,5 @@ fn parse_arguments(raw: &str) -> Result<Value, String> {
 }
 
 fn preview(content: &str) -> String {
-    const MAX: usize = 200;
-    match content.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &content[..cut]),
-        None => content.to_string(),
-    }
+    crate::text::preview(content, 200)
 }

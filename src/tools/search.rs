@@ -13,54 +13,19 @@ use async_trait::async_trait;
 use globset::{GlobBuilder, GlobMatcher};
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
-use ignore::WalkBuilder;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::fs::{parse_args, run_blocking};
 use super::path::{relative, resolve};
-use super::{Tool, ToolContext, ToolOutput};
+use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::provider::ToolSpec;
+use crate::walk;
 
 /// Characters kept of one matching line in `grep` output.
 const MAX_MATCH_CHARS: usize = 300;
 /// Upper bound on a model-requested `grep` `max`, to keep one result small.
 const GREP_HARD_MAX: usize = 2000;
-
-/// The directory walker every tool shares: hidden files included, `.git`
-/// skipped, ignore files honoured without needing a git repository, links
-/// not followed, entries in name order so results are stable.
-pub(crate) fn walker(dir: &Path) -> WalkBuilder {
-    let mut builder = WalkBuilder::new(dir);
-    builder
-        .hidden(false)
-        .require_git(false)
-        .follow_links(false)
-        .filter_entry(|entry| !engine_data(entry))
-        .sort_by_file_name(|a, b| a.cmp(b));
-    builder
-}
-
-/// `.git`, and the engine's own records under `.opencode/` (transcripts,
-/// mission journals, caches, memory): large, ever-growing, and not the
-/// project. The plan and the config stay visible.
-fn engine_data(entry: &ignore::DirEntry) -> bool {
-    let name = entry.file_name();
-    if name == ".git" {
-        return true;
-    }
-    let in_opencode = entry
-        .path()
-        .parent()
-        .and_then(|parent| parent.file_name())
-        .is_some_and(|parent| parent == ".opencode");
-    in_opencode
-        && entry.file_type().is_some_and(|t| t.is_dir())
-        && ["sessions", "missions", "cache", "memory"]
-            .iter()
-            .any(|dir| name == *dir)
-}
 
 /// Whether a walked entry is a file the tools may look into: a regular file,
 /// or a link to a regular file inside the project.
@@ -176,7 +141,7 @@ fn glob_files(
     }
     let pattern = FilePattern::new(root, &args.pattern)?;
     let mut found: Vec<String> = Vec::new();
-    for entry in walker(&dir).build() {
+    for entry in walk::project(&dir).build() {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
         }
@@ -282,7 +247,7 @@ fn grep_files(
     let files: Box<dyn Iterator<Item = PathBuf> + '_> = if meta.is_dir() {
         let dir = target.clone();
         Box::new(
-            walker(&target)
+            walk::project(&target)
                 .build()
                 .filter_map(Result::ok)
                 .filter(move |entry| {
@@ -352,10 +317,7 @@ impl Sink for Collect {
     fn matched(&mut self, _searcher: &Searcher, found: &SinkMatch<'_>) -> Result<bool, io::Error> {
         let text = String::from_utf8_lossy(found.bytes());
         let text = text.trim_end_matches(['\n', '\r']);
-        let text = match text.char_indices().nth(MAX_MATCH_CHARS) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text.to_string(),
-        };
+        let text = crate::text::preview(text, MAX_MATCH_CHARS);
         let line = found.line_number().unwrap_or(0);
         self.hits.push(format!("{}:{line}: {text}", self.path));
         Ok(self.hits.len() < self.room)

@@ -12,14 +12,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::fs::parse_args;
-use super::{Tool, ToolContext, ToolOutput};
+use super::{Tool, ToolContext, ToolOutput, parse_args};
 use crate::events::{Event, EventBus};
 use crate::provider::ToolSpec;
 use crate::todo::{Group, Meta, NewItem, Plan, Status, TodoError, TodoStore};
-
-/// The agent allowed to mark items `completed`.
-const REVIEWER: &str = "Reviewer";
 
 /// The three plan tools, sharing `store`.
 /// With `events`, every change is reported as `PlanUpdated`.
@@ -131,9 +127,9 @@ impl Tool for UpdateTodo {
                 args.status
             ));
         };
-        if status == Status::Done && !ctx.agent.eq_ignore_ascii_case(REVIEWER) {
+        if status == Status::Done && !ctx.role.marks_items_done() {
             return ToolOutput::error(format!(
-                "only the {REVIEWER} marks items completed, after verifying the work; set {id} to progress while you work on it (or failed if it cannot be done) and report what you did so the {REVIEWER} can verify it"
+                "only the Reviewer marks items completed, after verifying the work; set {id} to progress while you work on it (or failed if it cannot be done) and report what you did so the Reviewer can verify it"
             ));
         }
         match self.store.update(id, status, &ctx.agent).await {

@@ -159,6 +159,7 @@ fn setup(model: &str) -> SessionSetup {
     SessionSetup {
         agent: Agent {
             name: "Worker".into(),
+            role: orch::agents::Role::Worker,
             description: "test".into(),
             prompt: "You are a test worker.".into(),
             tools: vec!["big".into(), "remember".into(), "recall".into()],

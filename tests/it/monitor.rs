@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use orch::events::PoolStats;
 use orch::events::{
     ApprovedBy, Envelope, Event, MissionOutcome, PlanCounts, SessionOutcome, TaskStatus,
     VerifyResult,
 };
 use orch::mission::state::MissionState;
 use orch::provider::{FinishReason, Usage};
-use orch::session::pool::PoolStats;
 
 use crate::support::project::{Project, call, events, run};
 

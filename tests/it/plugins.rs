@@ -608,6 +608,7 @@ async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
         root: Arc::new(project.path().to_path_buf()),
         session: "s1".into(),
         agent: "Worker".into(),
+        role: orch::agents::Role::Worker,
         call_id: "c1".into(),
         cancel: Default::default(),
         limits: Arc::new(Default::default()),

@@ -156,6 +156,7 @@ fn setup(max_turns: u32, token_budget: Option<u64>) -> SessionSetup {
     SessionSetup {
         agent: Agent {
             name: "Worker".into(),
+            role: orch::agents::Role::Worker,
             description: "test".into(),
             prompt: "You are a test.".into(),
             tools: vec!["look".into(), "change".into()],

@@ -93,6 +93,9 @@ impl Project {
             root: Arc::new(self.root.clone()),
             session: format!("{agent}-session"),
             agent: agent.into(),
+            role: orch::agents::AgentRegistry::builtin()
+                .find(agent)
+                .map_or(orch::agents::Role::Custom, |a| a.role),
             call_id: "call-1".into(),
             cancel: CancellationToken::new(),
             limits: Arc::new(ToolsConfig::default()),

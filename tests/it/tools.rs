@@ -73,6 +73,7 @@ impl Fixture {
             root: Arc::new(self.root.clone()),
             session: "s1".into(),
             agent: "Worker".into(),
+            role: orch::agents::Role::Worker,
             call_id: "call-1".into(),
             cancel: self.cancel.clone(),
             limits: Arc::new(self.limits.clone()),

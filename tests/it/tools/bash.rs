@@ -4,11 +4,31 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use orch::process::{self, Job, Shell};
 use orch::tools::Tool;
-use orch::tools::bash::{Bash, run_shell};
+use orch::tools::bash::Bash;
 use serde_json::json;
 
 use super::{Fixture, assert_error, assert_ok};
+
+/// A command line under `sh -c`, as the gate and diagnostics run theirs.
+async fn run_sh(
+    command: &str,
+    root: &std::path::Path,
+    timeout: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+    output_bytes: usize,
+) -> std::io::Result<process::Finished> {
+    process::run(Job::shell(
+        Shell::Sh,
+        command,
+        root,
+        timeout,
+        cancel,
+        output_bytes,
+    ))
+    .await
+}
 
 /// Whether `pid` is a live process (a zombie waiting to be reaped counts as
 /// dead: it runs nothing and holds nothing).
@@ -251,10 +271,10 @@ async fn an_empty_command_is_an_error() {
 }
 
 #[tokio::test]
-async fn run_shell_gives_structured_results() {
+async fn the_launcher_gives_structured_results() {
     let fx = Fixture::new();
     let cancel = &fx.cancel;
-    let run = run_shell(
+    let run = run_sh(
         "echo out; echo err >&2; exit 4",
         &fx.root,
         Duration::from_secs(30),
@@ -267,7 +287,7 @@ async fn run_shell_gives_structured_results() {
     assert_eq!(run.exit_code, Some(4));
     assert!(!run.timed_out && !run.cancelled);
 
-    let slow = run_shell(
+    let slow = run_sh(
         "sleep 1000 & echo $!; sleep 1000",
         &fx.root,
         Duration::from_millis(200),
@@ -285,6 +305,6 @@ async fn run_shell_gives_structured_results() {
     );
 
     let missing = fx.root.join("no-such-dir");
-    let err = run_shell("true", &missing, Duration::from_secs(5), cancel, 1000).await;
+    let err = run_sh("true", &missing, Duration::from_secs(5), cancel, 1000).await;
     assert!(err.is_err(), "a missing directory is a start failure");
 }

@@ -1,0 +1,555 @@
+//! Typed configuration, loaded and validated once (`load.rs` reads and
+//! merges the layers, `validate.rs` checks values, `jsonc.rs` strips
+//! comments). This file holds the types: every key of `orch.json`, with its
+//! default.
+
+mod grants;
+mod jsonc;
+mod load;
+mod validate;
+
+pub use grants::{HostPattern, PluginGrant, ProjectAccess};
+pub use jsonc::strip_comments;
+pub use load::{Overrides, load, load_from};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// Which model provider runs the agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Scripted,
+}
+
+impl ProviderKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "openai" => Some(ProviderKind::Openai),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "scripted" => Some(ProviderKind::Scripted),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Scripted => "scripted",
+        }
+    }
+}
+
+/// An API key. Its `Debug` and `Display` never show the value, so a key
+/// cannot leak through a log line or an error message.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `openai`, `anthropic` or `scripted`. Unset: chosen from the keys in the environment.
+    pub provider: Option<ProviderKind>,
+    /// Default model for every agent.
+    pub model: Option<String>,
+    pub openai: OpenAiConfig,
+    pub anthropic: AnthropicConfig,
+    /// The scripted provider's script file (relative to the project root).
+    pub script: Option<PathBuf>,
+    /// Per-agent settings, keyed by agent name (case-insensitive).
+    pub agents: BTreeMap<String, AgentSettings>,
+    pub session: SessionConfig,
+    pub retry: RetryConfig,
+    pub tools: ToolsConfig,
+    pub permissions: PermissionConfig,
+    pub mission: MissionConfig,
+    /// Shell command lines the completion gate runs (`sh -c`, project root,
+    /// exit 0 passes). Unset: detected from the project (Cargo, npm, pytest,
+    /// go, make). An empty list turns verification off.
+    pub verify: Option<Vec<String>>,
+    pub concurrency: ConcurrencyConfig,
+    pub pool: PoolConfig,
+    /// Prices per model name, for cost accounting and `--budget-usd`.
+    pub pricing: BTreeMap<String, Price>,
+    /// The project's fast check after edits and on demand.
+    pub diagnostics: DiagnosticsConfig,
+    /// A desktop notification when a mission ends (unset: on; never in CI).
+    pub notifications: Option<bool>,
+    /// Memory tiers, context assembly and compaction (`docs/memory.md`).
+    pub memory: MemoryConfig,
+    /// Context window and output limit per model name; a key ending in `*`
+    /// matches names starting with the rest. Unlisted models get the
+    /// built-in family defaults (`memory::limits`).
+    pub models: BTreeMap<String, ModelLimits>,
+    /// The wasm plugin host: limits and per-plugin grants (`docs/plugins.md`).
+    pub plugins: PluginsConfig,
+}
+
+/// Plugin limits and grants. Nothing is granted unless listed here.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Load plugins at all.
+    pub enabled: bool,
+    /// Also load `~/.config/orch/plugins/*.wasm` (the user-level folder).
+    pub user_dir: bool,
+    /// Wall-clock deadline of one hook call.
+    pub hook_timeout_ms: u64,
+    /// Wall-clock deadline of one tool call.
+    pub tool_timeout_ms: u64,
+    /// Linear memory cap per call, in MiB.
+    pub memory_mib: u64,
+    /// The most bytes of a tool result or hook answer that are kept.
+    pub max_output_bytes: usize,
+    /// The most bytes of stdout and of stderr captured per call.
+    pub max_stdio_bytes: usize,
+    /// Faults (traps, timeouts, bad answers) before a plugin is disabled for the run.
+    pub max_faults: u32,
+    /// The most body bytes one `fetch` by a plugin keeps.
+    pub fetch_max_bytes: usize,
+    /// Wall-clock limit of one `fetch` by a plugin, redirects included.
+    pub fetch_timeout_ms: u64,
+    /// Grants keyed by plugin file name (`notes.wasm`).
+    pub grants: BTreeMap<String, PluginGrant>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            enabled: true,
+            user_dir: true,
+            hook_timeout_ms: 1_000,
+            tool_timeout_ms: 30_000,
+            memory_mib: 64,
+            max_output_bytes: 256 * 1024,
+            max_stdio_bytes: 64 * 1024,
+            max_faults: 3,
+            fetch_max_bytes: 1 << 20,
+            fetch_timeout_ms: 15_000,
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+/// The fast check after edits (`diagnostics`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosticsConfig {
+    /// Check after every turn that wrote or edited files.
+    pub after_edits: bool,
+    /// Shell command lines to run instead of the detected checkers.
+    pub commands: Option<Vec<String>>,
+    /// Timeout of one check.
+    pub timeout_ms: u64,
+    /// Findings shown per check.
+    pub max: usize,
+}
+
+impl Default for DiagnosticsConfig {
+    fn default() -> Self {
+        DiagnosticsConfig {
+            after_edits: true,
+            commands: None,
+            timeout_ms: 60_000,
+            max: 10,
+        }
+    }
+}
+
+/// One model's limits, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimits {
+    /// Prompt and output together.
+    pub context_window: u32,
+    /// The most output tokens the model produces in one turn.
+    pub max_output: u32,
+}
+
+/// Token budgets of the four memory tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierBudgets {
+    pub system: u32,
+    pub project: u32,
+    pub mission: u32,
+    pub task: u32,
+}
+
+impl Default for TierBudgets {
+    fn default() -> Self {
+        TierBudgets {
+            system: 500,
+            project: 1500,
+            mission: 1500,
+            task: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Memory tiers, gating and compaction; off sends the full history.
+    pub enabled: bool,
+    pub budgets: TierBudgets,
+    /// Compact when the prompt estimate passes this share of
+    /// `context window - output reserve`.
+    pub compact_threshold: f64,
+    /// Share of `context window - output reserve` kept verbatim as the
+    /// recent tail when compacting.
+    pub tail_share: f64,
+    /// Weight of the newest use signal in a memory entry's score (the EMA
+    /// smoothing factor).
+    pub ema_alpha: f64,
+    /// Unpinned entries whose score falls below this are evicted.
+    pub evict_below: f64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            enabled: true,
+            budgets: TierBudgets::default(),
+            compact_threshold: 0.8,
+            tail_share: 0.25,
+            ema_alpha: 0.3,
+            evict_below: 0.1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MissionConfig {
+    /// Commander iterations (idle turn + gate check) before the mission stops.
+    pub max_iterations: u32,
+    /// Iterations in a row with the plan and the workspace unchanged before
+    /// the mission stops for lack of progress.
+    pub no_progress_iterations: u32,
+    /// The same tool call (name and arguments) this many times in a row
+    /// stops the session that makes it.
+    pub repeat_limit: u32,
+    /// Wall-clock limit for a mission, in seconds; unset = none.
+    pub max_wall_secs: Option<u64>,
+    /// Token budget (input + output, every session); unset = none.
+    pub budget_tokens: Option<u64>,
+    /// Dollar budget (needs `pricing` for the models used); unset = none.
+    pub budget_usd: Option<f64>,
+    /// Timeout for one verification command.
+    pub verify_timeout_ms: u64,
+    /// Output kept from a failing verification command (the tail), in bytes.
+    pub verify_output_bytes: usize,
+    /// How deep delegation may go: 1 = only the Commander delegates.
+    pub max_depth: u32,
+}
+
+impl Default for MissionConfig {
+    fn default() -> Self {
+        MissionConfig {
+            max_iterations: 25,
+            no_progress_iterations: 3,
+            repeat_limit: 3,
+            max_wall_secs: None,
+            budget_tokens: None,
+            budget_usd: None,
+            verify_timeout_ms: 600_000,
+            verify_output_bytes: 4000,
+            max_depth: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrencyConfig {
+    /// Sessions running at once across every agent (delegated tasks).
+    pub global: usize,
+    /// Default cap per agent.
+    pub per_agent: usize,
+    /// Caps for named agents (case-insensitive), overriding `per_agent`.
+    pub agents: BTreeMap<String, usize>,
+    /// Caps per model name; models not listed share only the global cap.
+    pub models: BTreeMap<String, usize>,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        ConcurrencyConfig {
+            global: 8,
+            per_agent: 4,
+            agents: BTreeMap::new(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Finished sessions kept per agent for reuse.
+    pub max_idle_per_agent: usize,
+    /// A pooled session unused this long is dropped.
+    pub idle_timeout_secs: u64,
+    /// A session is reused at most this many times.
+    pub max_reuse: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_agent: 4,
+            idle_timeout_secs: 300,
+            max_reuse: 10,
+        }
+    }
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cached prompt tokens; defaults to `input`.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Prompt-cache writes; defaults to `input`.
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// Base URL including the version path, e.g. `http://localhost:11434/v1`.
+    pub base_url: String,
+    /// Prefer the `OPENAI_API_KEY` environment variable to a key in a file.
+    pub api_key: Option<Secret>,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnthropicConfig {
+    /// Base URL without the version path, e.g. `https://api.anthropic.com`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+}
+
+impl Default for AnthropicConfig {
+    fn default() -> Self {
+        AnthropicConfig {
+            base_url: "https://api.anthropic.com".into(),
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    pub model: Option<String>,
+    pub max_turns: Option<u32>,
+    pub max_output_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Model turns one session may take before it stops.
+    pub max_turns: u32,
+    /// Output-token limit sent with every request.
+    pub max_output_tokens: u32,
+    /// Fail a model turn when the stream is silent this long.
+    pub stream_idle_timeout_ms: u64,
+    /// TCP connect timeout for provider requests.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_turns: 50,
+            max_output_tokens: 8192,
+            stream_idle_timeout_ms: 120_000,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per model turn, the first included.
+    pub max_attempts: u32,
+    /// First backoff; doubles each attempt, with full jitter.
+    pub base_delay_ms: u64,
+    /// Cap on one backoff.
+    pub max_delay_ms: u64,
+    /// No retry starts after this long since the first attempt.
+    pub deadline_ms: u64,
+    /// A server-requested `retry-after` longer than this fails fast instead.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            base_delay_ms: 500,
+            max_delay_ms: 30_000,
+            deadline_ms: 180_000,
+            max_retry_after_ms: 120_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// `bash` default timeout when the model gives none.
+    pub bash_timeout_ms: u64,
+    /// Upper bound on a model-requested `bash` timeout.
+    pub bash_max_timeout_ms: u64,
+    /// `bash` output kept (the tail), in bytes.
+    pub bash_output_bytes: usize,
+    /// `read`: largest file read whole, in bytes.
+    pub read_max_bytes: usize,
+    /// `read`: lines returned when no limit is given.
+    pub read_default_lines: usize,
+    /// `glob` and `list`: most entries returned.
+    pub max_entries: usize,
+    /// `grep`: most matching lines returned when the model gives no `max`.
+    pub grep_max_matches: usize,
+    /// Background jobs running at once.
+    pub background_max: usize,
+    /// Output kept per background job (the tail), in bytes.
+    pub background_output_bytes: usize,
+    /// Background job timeout when the model gives none.
+    pub background_timeout_ms: u64,
+    /// Upper bound on a requested background job timeout.
+    pub background_max_timeout_ms: u64,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            bash_timeout_ms: 120_000,
+            bash_max_timeout_ms: 600_000,
+            bash_output_bytes: 30_000,
+            read_max_bytes: 256 * 1024,
+            read_default_lines: 2000,
+            max_entries: 1000,
+            grep_max_matches: 200,
+            background_max: 5,
+            background_output_bytes: 64 * 1024,
+            background_timeout_ms: 30 * 60 * 1000,
+            background_max_timeout_ms: 4 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// What to do when a tool is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Ask,
+    Deny,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermissionConfig {
+    /// Per tool name: allow, ask or deny. Tools not listed are allowed.
+    pub tools: BTreeMap<String, Action>,
+    /// `bash` command patterns (`*` matches anything) in order; the last
+    /// pattern matching a command decides. Unmatched commands follow
+    /// `tools.bash`.
+    #[serde(deserialize_with = "ordered_rules")]
+    pub bash: Vec<(String, Action)>,
+}
+
+/// A JSON object read in file order (serde_json keeps insertion order with
+/// `preserve_order`), so "last match wins" means what the user wrote.
+fn ordered_rules<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<(String, Action)>, D::Error> {
+    let map = serde_json::Map::<String, Value>::deserialize(de)?;
+    map.into_iter()
+        .map(|(pattern, action)| {
+            Action::deserialize(action)
+                .map(|action| (pattern.clone(), action))
+                .map_err(|err| serde::de::Error::custom(format!("pattern \"{pattern}\": {err}")))
+        })
+        .collect()
+}
+
+/// A configuration problem, naming where it is and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{source_name}: key \"{key}\": {message}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// The price of `model`, if the pricing table has it.
+    pub fn price(&self, model: &str) -> Option<Price> {
+        self.pricing.get(model).copied()
+    }
+
+    /// Whether a mission's end may raise a desktop notification.
+    pub fn notifications(&self) -> bool {
+        self.notifications.unwrap_or(true)
+    }
+
+    /// Settings for `agent`, matched case-insensitively.
+    pub fn agent(&self, agent: &str) -> AgentSettings {
+        self.agents
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(agent))
+            .map(|(_, settings)| settings.clone())
+            .unwrap_or_default()
+    }
+}

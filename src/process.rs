@@ -1,0 +1,520 @@
+//! The one launcher for every process orch starts: the `bash` tool,
+//! background jobs, the completion gate's verification, diagnostics, git and
+//! the desktop notifier.
+//!
+//! Each process runs in its own process group with stdin closed, the
+//! environment it is given (callers pass [`scrubbed_env`] so provider
+//! secrets never reach a command), bounded in time and output: stdout and
+//! stderr share one pipe, so output keeps the order it was written in, and
+//! only a bounded part of it (the tail or the head) is kept while it is read.
+//! On timeout, on cancellation and when the process returns, its whole group
+//! gets SIGKILL, so nothing it started outlives the call; every group still
+//! running is listed for a forced exit ([`kill_every_group`]).
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+/// How long output is still read after the process exits, for background
+/// jobs that hold the pipe open.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// How long to wait for the process to be reaped after SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// What to start.
+#[derive(Clone, Copy)]
+pub enum Program<'a> {
+    /// A command line under a shell.
+    Shell(Shell, &'a str),
+    /// A program and its arguments, no shell.
+    Exec(&'a OsStr, &'a [OsString]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    /// bash, or sh where bash is missing: what the model expects.
+    Bash,
+    /// POSIX sh: what verification commands are specified to run under.
+    Sh,
+}
+
+/// Which part of the output is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// The last bytes (a build log ends with what matters).
+    Tail(usize),
+    /// The first bytes (a diff starts with what explains it).
+    Head(usize),
+}
+
+/// One process to run.
+pub struct Job<'a> {
+    pub program: Program<'a>,
+    pub root: &'a Path,
+    pub timeout: Duration,
+    pub cancel: &'a CancellationToken,
+    pub keep: Keep,
+    pub env: Vec<(OsString, OsString)>,
+    /// Where output goes instead, as it arrives, for callers that read it
+    /// while the process runs (background jobs).
+    pub live: Option<&'a Mutex<Tail>>,
+}
+
+impl<'a> Job<'a> {
+    /// `command` under `shell` in `root`, with the inherited environment
+    /// minus provider secrets, keeping the last `output_bytes` of output.
+    pub fn shell(
+        shell: Shell,
+        command: &'a str,
+        root: &'a Path,
+        timeout: Duration,
+        cancel: &'a CancellationToken,
+        output_bytes: usize,
+    ) -> Job<'a> {
+        Job {
+            program: Program::Shell(shell, command),
+            root,
+            timeout,
+            cancel,
+            keep: Keep::Tail(output_bytes),
+            env: scrubbed_env(std::env::vars_os()),
+            live: None,
+        }
+    }
+}
+
+/// How one process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// stdout and stderr interleaved, bounded as the job asked: a cut tail
+    /// is led by an `[… N bytes of earlier output omitted]` line; a cut head
+    /// is not marked (see `omitted`).
+    pub output: String,
+    /// Bytes of output not kept.
+    pub omitted: u64,
+    /// The exit code; `None` when a signal ended the process or it never
+    /// exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub cancelled: bool,
+    /// Processes the command left running after it exited were killed.
+    pub killed_leftovers: bool,
+}
+
+/// Whether an environment variable holds a provider secret that commands
+/// must not see: every `*_API_KEY` and `ANTHROPIC_AUTH_TOKEN`.
+pub fn is_secret(name: &OsStr) -> bool {
+    let name = name.to_string_lossy().to_ascii_uppercase();
+    name.ends_with("_API_KEY") || name == "ANTHROPIC_AUTH_TOKEN"
+}
+
+/// `env` without the provider secrets.
+pub fn scrubbed_env(
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    env.into_iter()
+        .filter(|(name, _)| !is_secret(name))
+        .collect()
+}
+
+/// Run `job` to its end (see the module docs). `Err` means the process could
+/// not start; `ErrorKind::NotFound` when the program does not exist.
+pub async fn run(job: Job<'_>) -> io::Result<Finished> {
+    let (mut child, mut output) = spawn(job.program, job.root, &job.env)?;
+    let Some(pid) = child.id() else {
+        return Err(io::Error::other(
+            "the process exited before it could be tracked",
+        ));
+    };
+    let group = ProcessGroup::new(pid as libc::pid_t);
+    let mut kept = Capture::new(job.keep);
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + job.timeout;
+    let (mut timed_out, mut cancelled) = (false, false);
+    let mut status: Option<io::Result<ExitStatus>> = None;
+    let mut eof = false;
+    // Set once the process has exited or been killed: reading stops then,
+    // even if a stray process keeps the pipe open.
+    let mut give_up_at: Option<Instant> = None;
+
+    while !(eof && status.is_some()) {
+        let stopping = timed_out || cancelled || status.is_some();
+        tokio::select! {
+            read = output.read(&mut buf), if !eof => match read {
+                Ok(0) | Err(_) => eof = true,
+                Ok(n) => match job.live {
+                    Some(live) => live.lock().expect("live output lock").push(&buf[..n]),
+                    None => kept.push(&buf[..n]),
+                },
+            },
+            exit = child.wait(), if status.is_none() => {
+                status = Some(exit);
+                let drained = Instant::now() + DRAIN_GRACE;
+                give_up_at = Some(give_up_at.map_or(drained, |at| at.min(drained)));
+            },
+            () = sleep_until(deadline), if !stopping => {
+                group.kill();
+                timed_out = true;
+                give_up_at = Some(Instant::now() + KILL_GRACE);
+            },
+            () = job.cancel.cancelled(), if !stopping => {
+                group.kill();
+                cancelled = true;
+                give_up_at = Some(Instant::now() + KILL_GRACE);
+            },
+            () = sleep_until(give_up_at.unwrap_or(deadline)), if give_up_at.is_some() => break,
+        }
+    }
+    // Whatever the command left running in its group goes with it.
+    let leftovers = group.finish();
+    let (exit_code, signal) = match &status {
+        Some(Ok(status)) => (status.code(), status.signal()),
+        _ => (None, None),
+    };
+    let (output, omitted) = match job.live {
+        Some(live) => {
+            let live = live.lock().expect("live output lock");
+            (live.snapshot(), live.dropped)
+        }
+        None => kept.finish(),
+    };
+    Ok(Finished {
+        output,
+        omitted,
+        exit_code,
+        signal,
+        timed_out,
+        cancelled,
+        killed_leftovers: leftovers && !timed_out && !cancelled,
+    })
+}
+
+/// Start `program`; bash falls back to sh where it is missing.
+fn spawn(
+    program: Program<'_>,
+    root: &Path,
+    env: &[(OsString, OsString)],
+) -> io::Result<(Child, pipe::Receiver)> {
+    match program {
+        Program::Shell(Shell::Sh, line) => spawn_one("sh".as_ref(), &shell_args(line), root, env),
+        Program::Shell(Shell::Bash, line) => {
+            match spawn_one("bash".as_ref(), &shell_args(line), root, env) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound && root.is_dir() => {
+                    spawn_one("sh".as_ref(), &shell_args(line), root, env)
+                }
+                other => other,
+            }
+        }
+        Program::Exec(name, args) => spawn_one(name, args, root, env),
+    }
+}
+
+fn shell_args(line: &str) -> [OsString; 2] {
+    ["-c".into(), line.into()]
+}
+
+fn spawn_one(
+    program: &OsStr,
+    args: &[OsString],
+    root: &Path,
+    env: &[(OsString, OsString)],
+) -> io::Result<(Child, pipe::Receiver)> {
+    let (sender, receiver) = pipe::pipe()?;
+    let stdout: OwnedFd = sender.into_blocking_fd()?;
+    let stderr = stdout.try_clone()?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn()?;
+    // The command keeps our copies of the pipe's write end until dropped;
+    // without this the read side would never see end of file.
+    drop(cmd);
+    Ok((child, receiver))
+}
+
+/// A process group (its id is the leader's pid). Killed when dropped too,
+/// so an abandoned call leaves nothing running.
+struct ProcessGroup {
+    id: libc::pid_t,
+    armed: bool,
+}
+
+/// Every process group running right now, so a forced exit (a second
+/// Ctrl-C) can still take them down: destructors do not run then.
+static LIVE_GROUPS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// SIGKILL every process group still running. For the moment before a
+/// forced exit; normal shutdown kills each group on its own.
+pub fn kill_every_group() {
+    let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+    for id in groups {
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(id, libc::SIGKILL) };
+    }
+}
+
+impl ProcessGroup {
+    fn new(id: libc::pid_t) -> Self {
+        if let Ok(mut groups) = LIVE_GROUPS.lock() {
+            groups.push(id);
+        }
+        ProcessGroup { id, armed: true }
+    }
+
+    /// SIGKILL every process in the group; whether any was there.
+    fn kill(&self) -> bool {
+        // SAFETY: killpg has no memory-safety preconditions; a group that
+        // no longer exists only yields ESRCH.
+        unsafe { libc::killpg(self.id, libc::SIGKILL) == 0 }
+    }
+
+    /// The last kill, once the call is over; dropping it then does nothing.
+    fn finish(mut self) -> bool {
+        self.armed = false;
+        self.kill()
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if self.armed {
+            self.kill();
+        }
+        if let Ok(mut groups) = LIVE_GROUPS.lock() {
+            groups.retain(|&id| id != self.id);
+        }
+    }
+}
+
+/// The bounded part of a stream being kept.
+enum Capture {
+    Tail(Tail),
+    Head {
+        cap: usize,
+        buf: Vec<u8>,
+        dropped: u64,
+    },
+}
+
+impl Capture {
+    fn new(keep: Keep) -> Capture {
+        match keep {
+            Keep::Tail(cap) => Capture::Tail(Tail::new(cap.max(1))),
+            Keep::Head(cap) => Capture::Head {
+                cap,
+                buf: Vec::new(),
+                dropped: 0,
+            },
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Capture::Tail(tail) => tail.push(bytes),
+            Capture::Head { cap, buf, dropped } => {
+                let room = cap.saturating_sub(buf.len()).min(bytes.len());
+                buf.extend_from_slice(&bytes[..room]);
+                *dropped += (bytes.len() - room) as u64;
+            }
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        match self {
+            Capture::Tail(tail) => {
+                let dropped = tail.dropped;
+                (tail.finish(), dropped)
+            }
+            Capture::Head { buf, dropped, .. } => {
+                // A character cut at the end is dropped whole, not mangled.
+                let valid = match std::str::from_utf8(&buf) {
+                    Err(err) if err.error_len().is_none() => err.valid_up_to(),
+                    _ => buf.len(),
+                };
+                let text = String::from_utf8_lossy(&buf[..valid]).into_owned();
+                (text, dropped + (buf.len() - valid) as u64)
+            }
+        }
+    }
+}
+
+/// The last `cap` bytes of a stream, and how many came before them.
+pub struct Tail {
+    cap: usize,
+    buf: Vec<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    pub fn new(cap: usize) -> Self {
+        Tail {
+            cap,
+            buf: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        // Trim in batches so a chatty command does not shift the buffer on
+        // every read.
+        if self.buf.len() >= self.cap.saturating_mul(2).max(64 * 1024) {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.buf.len() > self.cap {
+            let excess = self.buf.len() - self.cap;
+            self.buf.drain(..excess);
+            self.dropped += excess as u64;
+        }
+    }
+
+    /// The kept text so far (see `finish`), leaving the tail as it is.
+    pub fn snapshot(&self) -> String {
+        let mut copy = Tail {
+            cap: self.cap,
+            buf: self.buf.clone(),
+            dropped: self.dropped,
+        };
+        copy.trim();
+        copy.finish()
+    }
+
+    /// The kept text, starting on a character boundary, led by a note
+    /// saying how much came before it.
+    fn finish(mut self) -> String {
+        self.trim();
+        if self.dropped == 0 {
+            return String::from_utf8_lossy(&self.buf).into_owned();
+        }
+        let partial = self
+            .buf
+            .iter()
+            .take(3)
+            .take_while(|&&byte| byte & 0xC0 == 0x80)
+            .count();
+        let omitted = self.dropped + partial as u64;
+        format!(
+            "[… {omitted} bytes of earlier output omitted]\n{}",
+            String::from_utf8_lossy(&self.buf[partial..])
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised() {
+        for name in [
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "groq_api_key",
+            "ANTHROPIC_AUTH_TOKEN",
+        ] {
+            assert!(is_secret(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "API_KEY_FILE",
+            "MY_API_KEYS",
+            "GITHUB_TOKEN_X",
+        ] {
+            assert!(!is_secret(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let mut tail = Tail::new(4);
+        tail.push(b"abcdef");
+        tail.push(b"gh");
+        assert_eq!(tail.finish(), "[… 4 bytes of earlier output omitted]\nefgh");
+
+        let mut tail = Tail::new(10);
+        tail.push(b"short");
+        assert_eq!(tail.finish(), "short");
+    }
+
+    #[test]
+    fn tail_starts_on_a_character_boundary() {
+        let mut tail = Tail::new(3);
+        tail.push("aé".as_bytes());
+        tail.push(b"bc");
+        // "aé" is 3 bytes; keeping 3 of "a\xC3\xA9bc" would start mid-"é".
+        assert_eq!(tail.finish(), "[… 3 bytes of earlier output omitted]\nbc");
+    }
+
+    #[test]
+    fn head_keeps_the_start_while_reading_and_counts_the_rest() {
+        let mut head = Capture::new(Keep::Head(4));
+        head.push("aé".as_bytes());
+        head.push(b"bcdef");
+        // "aéb" is exactly 4 bytes.
+        assert_eq!(head.finish(), ("aéb".to_string(), 4));
+        let mut head = Capture::new(Keep::Head(2));
+        head.push("aé".as_bytes());
+        // The cut `é` is dropped whole and counted.
+        assert_eq!(head.finish(), ("a".to_string(), 2));
+    }
+
+    #[tokio::test]
+    async fn a_program_runs_without_a_shell_and_its_output_is_bounded_while_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let args: Vec<OsString> = vec!["-c".into(), "yes | head -c 100000".into()];
+        let finished = run(Job {
+            program: Program::Exec("sh".as_ref(), &args),
+            root: dir.path(),
+            timeout: Duration::from_secs(10),
+            cancel: &cancel,
+            keep: Keep::Head(10),
+            env: scrubbed_env(std::env::vars_os()),
+            live: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(finished.output, "y\ny\ny\ny\ny\n");
+        assert_eq!(finished.omitted, 99_990);
+        assert_eq!(finished.exit_code, Some(0));
+
+        let missing = run(Job {
+            program: Program::Exec("orch-no-such-program".as_ref(), &[]),
+            ..Job::shell(
+                Shell::Sh,
+                "",
+                dir.path(),
+                Duration::from_secs(1),
+                &cancel,
+                10,
+            )
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+}
