@@ -3,6 +3,7 @@
 //! 0 complete, 1 stopped unfinished, 2 usage or configuration error,
 //! 130 interrupted.
 
+mod agents;
 mod args;
 mod demo;
 mod init;
@@ -10,6 +11,7 @@ mod mission;
 mod monitor;
 mod plugins;
 mod run;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use args::{Cli, Command, PluginsCommand};
 
@@ -78,11 +81,11 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Task(args) => mission::task(&cli, args).await,
         Command::Plan(args) => mission::plan(&cli, args).await,
         Command::Resume => mission::resume(&cli).await,
-        Command::Status => mission::status(&cli),
-        Command::Cancel => mission::cancel(&cli).await,
+        Command::Status => status::status(&cli),
+        Command::Cancel => status::cancel(&cli).await,
         Command::Monitor => monitor::monitor(&cli).await,
         Command::Metrics => monitor::metrics(&cli),
-        Command::Agents => mission::agents(&cli),
+        Command::Agents => agents::agents(&cli),
         Command::Demo => mission::demo(&cli).await,
         Command::Init => init::init(&cli),
         Command::Plugins(command) => plugins::command(&cli, command).await,
@@ -119,6 +122,8 @@ pub struct Project {
     plugin_watcher: std::sync::OnceLock<Option<crate::plugins::PluginWatcher>>,
     /// The observing hook points (mission, session, iteration, todo).
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
+    /// The Ctrl-C listener behind `cancel`, owned for the command's life.
+    _ctrl_c: AbortOnDropHandle<()>,
 }
 
 impl Project {
@@ -169,18 +174,20 @@ impl Project {
             },
             events.clone(),
         );
+        let (cancel, ctrl_c) = cancel_on_ctrl_c();
         Ok(Project {
             root,
             config,
             events,
             interactive,
-            cancel: cancel_on_ctrl_c(),
+            cancel,
             live,
             metrics,
             jobs,
             plugins: std::sync::OnceLock::new(),
             plugin_watcher: std::sync::OnceLock::new(),
             plugin_observer: std::sync::OnceLock::new(),
+            _ctrl_c: ctrl_c,
         })
     }
 
@@ -460,10 +467,13 @@ fn absolute_from_cwd(path: &Path) -> PathBuf {
 }
 
 /// The first Ctrl-C cancels cleanly; a second one exits at once.
-fn cancel_on_ctrl_c() -> CancellationToken {
+/// The command's Ctrl-C handler: the first Ctrl-C cancels the returned
+/// token, a second one forces the exit. The handle owns the listener;
+/// dropping it (with the `Project`) stops listening.
+fn cancel_on_ctrl_c() -> (CancellationToken, AbortOnDropHandle<()>) {
     let cancel = CancellationToken::new();
     let token = cancel.clone();
-    tokio::spawn(async move {
+    let listener = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
@@ -474,5 +484,5 @@ fn cancel_on_ctrl_c() -> CancellationToken {
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });
-    cancel
+    (cancel, AbortOnDropHandle::new(listener))
 }

@@ -31,7 +31,7 @@ pub async fn monitor(cli: &Cli) -> anyhow::Result<u8> {
         return Ok(exit::UNFINISHED);
     };
     let saved = state::read_state(&root, &id).map_err(|err| anyhow!(err))?;
-    let running = saved.status == MissionStatus::Running && super::mission::alive(saved.pid);
+    let running = saved.status == MissionStatus::Running && super::status::alive(saved.pid);
     if !running {
         let what = match saved.status {
             MissionStatus::Running => format!(
@@ -52,7 +52,7 @@ pub async fn monitor(cli: &Cli) -> anyhow::Result<u8> {
     let tail =
         JournalTail::open(&journal).with_context(|| format!("opening {}", journal.display()))?;
     let pid = saved.pid;
-    let follower = Follower::new(tail, Box::new(move || super::mission::alive(pid)));
+    let follower = Follower::new(tail, Box::new(move || super::status::alive(pid)));
     if cli.json {
         return follow_json(follower).await;
     }

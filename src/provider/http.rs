@@ -18,7 +18,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::{ServerHints, decide};
-use super::sse::{SseEvent, SseParser};
+use super::sse::{SseEvent, SseParser, TooLong};
 use super::{EventStream, HttpSettings, ProviderError, StreamEvent};
 use crate::config::{RetryConfig, Secret};
 
@@ -245,7 +245,19 @@ fn decode<D: Decoder>(
                     document.extend_from_slice(&bytes);
                     (Vec::new(), None)
                 }
-                Ok(Some(Ok(bytes))) => (parser.feed(&bytes), None),
+                Ok(Some(Ok(bytes))) => match parser.feed(&bytes) {
+                    Ok(events) => (events, None),
+                    Err(TooLong { limit }) => (
+                        Vec::new(),
+                        Some(Some(ProviderError::Fatal {
+                            provider,
+                            status: None,
+                            message: format!(
+                                "the stream sent a line or event larger than {limit} bytes"
+                            ),
+                        })),
+                    ),
+                },
                 Ok(None) if whole_json => {
                     let data = String::from_utf8_lossy(&document).into_owned();
                     (vec![SseEvent { event: None, data }], Some(None))

@@ -8,6 +8,20 @@
 //! with `\n`; lines starting with `:` are comments (keep-alives) and ignored; a
 //! blank line dispatches the event. `data: [DONE]` is an ordinary event here:
 //! what it means belongs to the wire format, see [`SseEvent::is_done`].
+//!
+//! Memory is bounded while reading: an unfinished line or event that grows
+//! past `MAX_EVENT_BYTES` (a server that never ends a line) is an error, not
+//! an ever-growing buffer.
+
+/// The largest line or event the parser holds. Model streams send events of
+/// a few kilobytes; a whole non-streamed reply fits many times over.
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// An event or line grew past the parser's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLong {
+    pub limit: usize,
+}
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,7 +40,7 @@ impl SseEvent {
 }
 
 /// The parser state between chunks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     /// Bytes of the line not yet terminated.
     line: Vec<u8>,
@@ -38,6 +52,14 @@ pub struct SseParser {
     /// At least one `data:` field was seen for the pending event (an empty
     /// `data:` line still counts).
     has_data: bool,
+    /// The most bytes a pending line plus the pending event may hold.
+    limit: usize,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::with_limit(MAX_EVENT_BYTES)
+    }
 }
 
 impl SseParser {
@@ -45,8 +67,22 @@ impl SseParser {
         SseParser::default()
     }
 
-    /// Feed the next chunk of the body; returns the events it completed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+    /// A parser that holds at most `limit` bytes of one line and event.
+    pub fn with_limit(limit: usize) -> Self {
+        SseParser {
+            line: Vec::new(),
+            after_cr: false,
+            event: None,
+            data: String::new(),
+            has_data: false,
+            limit,
+        }
+    }
+
+    /// Feed the next chunk of the body; returns the events it completed, or
+    /// `TooLong` once a line or event passes the limit (the parser holds no
+    /// more than the limit at any time).
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, TooLong> {
         let mut events = Vec::new();
         let mut start = 0;
         for (at, &byte) in chunk.iter().enumerate() {
@@ -57,7 +93,7 @@ impl SseParser {
                     start = at + 1;
                 }
                 b'\n' | b'\r' => {
-                    self.line.extend_from_slice(&chunk[start..at]);
+                    self.hold(&chunk[start..at])?;
                     let line = std::mem::take(&mut self.line);
                     self.process_line(&line, &mut events);
                     self.after_cr = byte == b'\r';
@@ -66,8 +102,19 @@ impl SseParser {
                 _ => self.after_cr = false,
             }
         }
-        self.line.extend_from_slice(&chunk[start..]);
-        events
+        self.hold(&chunk[start..])?;
+        Ok(events)
+    }
+
+    /// Add `bytes` to the pending line, within the limit.
+    fn hold(&mut self, bytes: &[u8]) -> Result<(), TooLong> {
+        if self.line.len() + self.data.len() + bytes.len() > self.limit {
+            self.line.clear();
+            self.data.clear();
+            return Err(TooLong { limit: self.limit });
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// The body ended: an unterminated last line still counts, and a pending
@@ -146,7 +193,7 @@ mod tests {
         let mut parser = SseParser::new();
         let mut events = Vec::new();
         for piece in input.chunks(size) {
-            events.extend(parser.feed(piece));
+            events.extend(parser.feed(piece).unwrap());
         }
         events.extend(parser.finish());
         events
@@ -193,16 +240,21 @@ mod tests {
     #[test]
     fn crlf_split_between_chunks_is_one_line_ending() {
         let mut parser = SseParser::new();
-        assert_eq!(parser.feed(b"data: a\r"), vec![]);
-        assert_eq!(parser.feed(b"\n\r"), vec![ev(None, "a")]);
-        assert_eq!(parser.feed(b"\ndata: b\r\n\r\n"), vec![ev(None, "b")]);
+        assert_eq!(parser.feed(b"data: a\r").unwrap(), vec![]);
+        assert_eq!(parser.feed(b"\n\r").unwrap(), vec![ev(None, "a")]);
+        assert_eq!(
+            parser.feed(b"\ndata: b\r\n\r\n").unwrap(),
+            vec![ev(None, "b")]
+        );
         assert_eq!(parser.finish(), None);
     }
 
     #[test]
     fn event_name_resets_after_dispatch() {
         let mut parser = SseParser::new();
-        let events = parser.feed(b"event: error\ndata: 1\n\ndata: 2\n\n");
+        let events = parser
+            .feed(b"event: error\ndata: 1\n\ndata: 2\n\n")
+            .unwrap();
         assert_eq!(events, vec![ev(Some("error"), "1"), ev(None, "2")]);
     }
 
@@ -211,5 +263,25 @@ mod tests {
         assert!(ev(None, "[DONE]").is_done());
         assert!(ev(None, " [DONE] ").is_done());
         assert!(!ev(None, "{\"done\":true}").is_done());
+    }
+
+    #[test]
+    fn a_line_or_event_past_the_limit_is_refused_while_reading() {
+        let mut parser = SseParser::with_limit(16);
+        assert_eq!(parser.feed(b"data: 0123").unwrap(), vec![]);
+        // A server that never ends its line: refused before the buffer grows.
+        assert_eq!(parser.feed(b"456789abcdef"), Err(TooLong { limit: 16 }));
+        // Many data lines of one event count together.
+        let mut parser = SseParser::with_limit(12);
+        assert_eq!(parser.feed(b"data: 0123\n").unwrap(), vec![]);
+        assert_eq!(parser.feed(b"data: 4567\n"), Err(TooLong { limit: 12 }));
+        // Events that end in time never hit it.
+        let mut parser = SseParser::with_limit(16);
+        for _ in 0..100 {
+            assert_eq!(
+                parser.feed(b"data: 0123\n\n").unwrap(),
+                vec![ev(None, "0123")]
+            );
+        }
     }
 }

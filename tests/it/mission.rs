@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::log::compact_log;
 use crate::support::project::{Project, call, events, run};
 
 /// Write `script` and run `orch task` on it with `--json`.
@@ -79,6 +80,7 @@ fn demo_runs_a_whole_mission_with_parallel_workers() {
         .to_string();
     std::fs::remove_dir_all(root).unwrap();
     assert_eq!(finished(&events)["outcome"], "complete");
+    insta::assert_snapshot!("demo", compact_log(&events));
     // The two Workers ran at the same time.
     let worker_events: Vec<&str> = events
         .iter()
@@ -146,6 +148,7 @@ fn a_rejected_item_is_redone_until_the_reviewer_approves() {
     }});
     let (code, events, stderr) = task(&project, &script, &[]);
     assert_eq!(code, Some(0), "{stderr}");
+    insta::assert_snapshot!("rejection_and_redo", compact_log(&events));
     let gates = of_type(&events, "gate_checked");
     assert_eq!(gates.len(), 2);
     assert_eq!(
@@ -176,6 +179,7 @@ fn max_iterations_stops_with_its_reason() {
     verify(&project, &[]);
     let (code, events, _) = task(&project, &idle_commander(5), &["--max-iterations", "2"]);
     assert_eq!(code, Some(1));
+    insta::assert_snapshot!("guard_max_iterations", compact_log(&events));
     let end = finished(&events);
     assert_eq!(end["outcome"], "stopped");
     assert_eq!(end["iterations"], 2);

@@ -759,6 +759,10 @@ fn fake_notifier(project: &Project) -> (std::ffi::OsString, std::path::PathBuf) 
 #[test]
 fn a_finished_mission_notifies_unless_ci_or_turned_off() {
     if std::env::consts::OS != "linux" {
+        crate::support::skipped(
+            "monitor::a_finished_mission_notifies_unless_ci_or_turned_off",
+            "the fake notifier is notify-send, which orch uses on Linux only",
+        );
         return;
     }
     let project = project(0, json!({}));

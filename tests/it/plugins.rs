@@ -867,7 +867,10 @@ fn polyglot_guests() -> Option<(PathBuf, PathBuf)> {
             std::env::var_os("CI").is_none(),
             "componentize-py and jco are missing under target/plugin-tools/ (see .ci/run)"
         );
-        eprintln!("skipped: componentize-py or jco not installed under target/plugin-tools/");
+        crate::support::skipped(
+            "plugins (Python and JavaScript plugins)",
+            "componentize-py or jco is not installed under target/plugin-tools/ (.ci/run installs them)",
+        );
         return None;
     }
     let out = root.join("target").join("wasm-plugins").join("polyglot");

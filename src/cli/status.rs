@@ -1,0 +1,196 @@
+//! `orch status` and `orch cancel`: the latest mission as its state file
+//! says, read from another terminal, and a clean stop asked of it through
+//! its cancel request file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+
+use super::{Cli, exit};
+use crate::mission::gate;
+use crate::mission::state::{self, MissionPaths, MissionState, MissionStatus};
+
+/// Whether process `pid` is alive.
+pub(super) fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// The latest mission if its state says running and its process is alive.
+pub(super) fn running_mission(root: &Path) -> Option<MissionState> {
+    let id = state::latest_mission(root)?;
+    let state = state::read_state(root, &id).ok()?;
+    (state.status == MissionStatus::Running && alive(state.pid) && state.pid != std::process::id())
+        .then_some(state)
+}
+
+pub fn status(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let Some(id) = state::latest_mission(&root) else {
+        println!("no mission has run in {}", root.display());
+        return Ok(exit::COMPLETE);
+    };
+    let mut saved = state::read_state(&root, &id).map_err(|err| anyhow!(err))?;
+    let stale = saved.status == MissionStatus::Running && !alive(saved.pid);
+    let plan = crate::todo::Plan::parse(
+        &std::fs::read_to_string(root.join(".opencode/todo.md")).unwrap_or_default(),
+    );
+    saved.plan = Some(gate::plan_counts(&plan));
+    if cli.json {
+        let mut value = serde_json::to_value(&saved)?;
+        value["process_alive"] =
+            serde_json::Value::Bool(!stale && saved.status == MissionStatus::Running);
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(exit::COMPLETE);
+    }
+    print!("{}", render_status(&saved, stale));
+    Ok(exit::COMPLETE)
+}
+
+fn render_status(saved: &MissionState, stale: bool) -> String {
+    let mut out = String::new();
+    let status = match saved.status {
+        MissionStatus::Running if stale => {
+            "interrupted (its process is gone; `orch resume` continues it)".to_string()
+        }
+        MissionStatus::Running => format!("running (process {})", saved.pid),
+        MissionStatus::Complete => "complete".into(),
+        MissionStatus::Stopped => "stopped".into(),
+        MissionStatus::Cancelled => "cancelled".into(),
+    };
+    out.push_str(&format!("mission {}: {status}\n", saved.id));
+    out.push_str(&format!("goal: {}\n", saved.goal));
+    if let Some(reason) = &saved.reason {
+        out.push_str(&format!("reason: {reason}\n"));
+    }
+    let elapsed = saved.updated_ms.saturating_sub(saved.started_ms) / 1000;
+    out.push_str(&format!(
+        "iteration {} of {}, {}m{:02}s\n",
+        saved.iteration,
+        saved.max_iterations,
+        elapsed / 60,
+        elapsed % 60
+    ));
+    if let Some(plan) = saved.plan {
+        out.push_str(&format!(
+            "plan: {}/{} done, {} in progress, {} failed\n",
+            plan.done, plan.total, plan.in_progress, plan.failed
+        ));
+    }
+    if let Some(gate) = &saved.last_gate {
+        out.push_str(&format!(
+            "last gate (iteration {}): {}\n",
+            gate.iteration,
+            if gate.passed { "passed" } else { "failed" }
+        ));
+    }
+    let cost = saved
+        .cost_usd
+        .map_or(String::new(), |c| format!(", ${c:.4}"));
+    out.push_str(&format!(
+        "tokens: {} in ({} cached), {} out{cost}\n",
+        saved.usage.input, saved.usage.cached_input, saved.usage.output
+    ));
+    for (agent, usage) in &saved.usage_by_agent {
+        out.push_str(&format!(
+            "  {agent}: {} in ({} cached, {} cache writes), {} out\n",
+            usage.input, usage.cached_input, usage.cache_write, usage.output
+        ));
+    }
+    out.push_str(&format!(
+        "queue: {} waiting; pool: {} created, {} reused, {} idle\n",
+        saved.queued(),
+        saved.pool.creations,
+        saved.pool.reuse_hits,
+        saved.pool.idle
+    ));
+    if !saved.sessions.is_empty() {
+        out.push_str("sessions:\n");
+        for (id, session) in &saved.sessions {
+            out.push_str(&format!(
+                "  {id}  {}  {}  {} tokens\n",
+                session.agent,
+                session.activity,
+                session.usage.total()
+            ));
+        }
+    }
+    if !saved.tasks.is_empty() {
+        out.push_str("tasks:\n");
+        for (id, task) in &saved.tasks {
+            out.push_str(&format!(
+                "  {id}  {}  {}{}  {}\n",
+                task.agent,
+                task.status.name(),
+                if task.background { " (background)" } else { "" },
+                task.description
+            ));
+        }
+    }
+    if !saved.jobs.is_empty() {
+        out.push_str("background jobs:\n");
+        for (id, job) in &saved.jobs {
+            let code = job
+                .exit_code
+                .map_or(String::new(), |c| format!(" (exit {c})"));
+            let name = if job.label.is_empty() {
+                &job.command
+            } else {
+                &job.label
+            };
+            out.push_str(&format!("  {id}  {}{code}  {name}\n", job.status));
+        }
+    }
+    out
+}
+
+pub async fn cancel(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let id = state::latest_mission(&root)
+        .ok_or_else(|| anyhow!("no mission has run in {}", root.display()))?;
+    let saved = state::read_state(&root, &id).map_err(|err| anyhow!(err))?;
+    if saved.status != MissionStatus::Running {
+        println!(
+            "mission {id} is not running ({})",
+            status_word(saved.status)
+        );
+        return Ok(exit::COMPLETE);
+    }
+    if !alive(saved.pid) {
+        println!(
+            "mission {id} is not running: its process {} is gone; `orch resume` continues it",
+            saved.pid
+        );
+        return Ok(exit::COMPLETE);
+    }
+    let paths = MissionPaths::new(&root, &id);
+    std::fs::write(paths.cancel_request(), b"cancel\n")
+        .with_context(|| format!("writing {}", paths.cancel_request().display()))?;
+    println!("cancelling mission {id}…");
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match state::read_state(&root, &id) {
+            Ok(now) if now.status != MissionStatus::Running => {
+                println!("mission {id} {}", status_word(now.status));
+                return Ok(exit::COMPLETE);
+            }
+            _ if !alive(saved.pid) => {
+                println!("mission {id} stopped");
+                return Ok(exit::COMPLETE);
+            }
+            _ => {}
+        }
+    }
+    println!("mission {id} was asked to stop; it is still finishing its current step");
+    Ok(exit::UNFINISHED)
+}
+
+fn status_word(status: MissionStatus) -> &'static str {
+    match status {
+        MissionStatus::Running => "running",
+        MissionStatus::Complete => "complete",
+        MissionStatus::Stopped => "stopped",
+        MissionStatus::Cancelled => "cancelled",
+    }
+}
