@@ -82,6 +82,7 @@ fn turn_overhead(root: &Path) {
         max_output_tokens: 1000,
         token_budget: None,
         repeat_limit: None,
+        policy: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -237,6 +237,7 @@ async fn run(memory_on: bool, window: u32) -> Run {
         max_output_tokens: 2048,
         token_budget: None,
         repeat_limit: None,
+        policy: Default::default(),
     });
     let stop = Arc::new(StopSignal::new());
     let tasks = Tasks::new(
@@ -251,7 +252,7 @@ async fn run(memory_on: bool, window: u32) -> Run {
     let state = Arc::new(StateSink::new(
         &paths,
         MissionState::new(id, "port", 5, ""),
-        BTreeMap::new(),
+        orch::models::Prices::default(),
     ));
     events.add_sink(state.clone());
     let commander = Session::new(

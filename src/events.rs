@@ -142,6 +142,12 @@ pub enum Event {
         commander_session: String,
         /// True when `orch resume` picked the mission up again.
         resumed: bool,
+        /// The token budget, when one is set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget_tokens: Option<u64>,
+        /// The dollar budget, when one is set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget_usd: Option<f64>,
     },
     /// `.opencode/todo.md` changed.
     PlanUpdated {
@@ -186,11 +192,16 @@ pub enum Event {
         session: String,
         text: String,
     },
+    /// A model request failed and is sent again after `delay_ms`.
     ModelRetry {
         session: String,
         attempt: u32,
         delay_ms: u64,
         reason: String,
+        /// Bytes of a partial turn that streamed before the failure and
+        /// were discarded (0: it failed before any content).
+        #[serde(default)]
+        discarded_bytes: u64,
     },
     /// A model turn finished streaming.
     ModelResponse {

@@ -8,6 +8,7 @@ pub mod files;
 pub mod hooks;
 pub mod memory;
 pub mod mission;
+pub mod models;
 pub mod monitor;
 pub mod plugins;
 pub mod process;

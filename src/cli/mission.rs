@@ -9,8 +9,9 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::args::GoalArgs;
 use super::status::{alive, running_mission};
-use super::{Cli, Project, exit};
+use super::{AfterStart, Cli, Project, exit};
 use crate::agents::AgentRegistry;
+use crate::config::MissionConfig;
 use crate::events::{Event, MissionOutcome, SessionOutcome};
 use crate::files::{self, Durability};
 use crate::mission::guards::StopSignal;
@@ -25,6 +26,7 @@ pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
     let ctx = Project::load(cli)?;
     let goal = read_goal(&args.goal)?;
     let client = ctx.model_client()?;
+    check_prices(cli, &ctx)?;
     run_new_mission(cli, &ctx, client, &goal).await
 }
 
@@ -43,6 +45,20 @@ async fn run_new_mission(
         );
     }
     let id = new_mission_id();
+    start_mission(cli, ctx, client, goal, &id)
+        .await
+        .map_err(|err| err.context(AfterStart(id)))
+}
+
+/// Create mission `id`'s files and run it to its end.
+async fn start_mission(
+    cli: &Cli,
+    ctx: &Project,
+    client: Arc<dyn ModelClient>,
+    goal: &str,
+    id: &str,
+) -> anyhow::Result<u8> {
+    let id = id.to_string();
     let paths = MissionPaths::new(&ctx.root, &id);
     std::fs::create_dir_all(&paths.dir)
         .with_context(|| format!("creating {}", paths.dir.display()))?;
@@ -84,6 +100,8 @@ async fn run_new_mission(
         max_iterations: wired.mission.config.max_iterations,
         commander_session: commander.id().to_string(),
         resumed: false,
+        budget_tokens: wired.mission.config.budget_tokens,
+        budget_usd: wired.mission.config.budget_usd,
     });
     let mut first = first_message(
         goal,
@@ -150,33 +168,19 @@ fn wire(
 ) -> anyhow::Result<MissionSetup> {
     let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
-    let mut config = ctx.config.mission.clone();
-    if let Some(max) = cli.max_iterations {
-        config.max_iterations = max;
-    }
-    if cli.budget_tokens.is_some() {
-        config.budget_tokens = cli.budget_tokens;
-    }
-    if cli.budget_usd.is_some() {
-        config.budget_usd = cli.budget_usd;
-    }
+    let config = mission_config(cli, ctx);
     let stop = Arc::new(StopSignal::new());
     let journal =
         Journal::open(paths).with_context(|| format!("opening {}", paths.journal().display()))?;
     ctx.events.add_sink(Arc::new(journal));
     let state = Arc::new(
-        StateSink::new(paths, initial, ctx.config.pricing.clone()).with_budget(
+        StateSink::new(paths, initial, super::prices(&ctx.config)).with_budget(
             config.budget_tokens,
             config.budget_usd,
             stop.clone(),
         ),
     );
     ctx.events.add_sink(state.clone());
-    if config.budget_usd.is_some() && ctx.config.pricing.is_empty() {
-        ctx.warn([
-            "--budget-usd needs prices: add a \"pricing\" table to orch.json; the dollar budget is not enforced".to_string(),
-        ]);
-    }
     let default_model = ctx.default_model()?;
     let setup_for: SetupFor = {
         let ctx_setup = SessionDefaults {
@@ -223,6 +227,53 @@ fn wire(
         setup_for,
         agents,
     })
+}
+
+/// The mission settings: orch.json's, with the flags over them.
+fn mission_config(cli: &Cli, ctx: &Project) -> MissionConfig {
+    let mut config = ctx.config.mission.clone();
+    if let Some(max) = cli.max_iterations {
+        config.max_iterations = max;
+    }
+    if cli.budget_tokens.is_some() {
+        config.budget_tokens = cli.budget_tokens;
+    }
+    if cli.budget_usd.is_some() {
+        config.budget_usd = cli.budget_usd;
+    }
+    config
+}
+
+/// A dollar budget holds only if every model the mission can use has a
+/// price: refuse to start otherwise, naming the models and the key to add.
+fn check_prices(cli: &Cli, ctx: &Project) -> anyhow::Result<()> {
+    if mission_config(cli, ctx).budget_usd.is_none() {
+        return Ok(());
+    }
+    let default_model = ctx.default_model()?;
+    let (agents, _) = ctx.agents();
+    let mut models: Vec<String> = agents
+        .iter()
+        .map(|agent| super::session_setup(&ctx.config, agent, &default_model).model)
+        .collect();
+    models.sort();
+    models.dedup();
+    let prices = super::prices(&ctx.config);
+    let unpriced: Vec<String> = models
+        .into_iter()
+        .filter(|model| prices.get(model).is_none())
+        .map(|model| format!("\"{model}\""))
+        .collect();
+    if unpriced.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "--budget-usd needs a price for every model this mission can use, and {} {} none: add {} to \"pricing\" in .opencode/orch.json, e.g. \"pricing\": {{ {}: {{ \"input\": 0.5, \"output\": 1.5 }} }} (US dollars per million tokens)",
+        unpriced.join(", "),
+        if unpriced.len() == 1 { "has" } else { "have" },
+        if unpriced.len() == 1 { "it" } else { "them" },
+        unpriced[0]
+    )
 }
 
 /// The session defaults of this run (config and default model), cloneable
@@ -350,10 +401,14 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
         );
     }
     let client = ctx.model_client()?;
+    check_prices(cli, &ctx)?;
     let paths = MissionPaths::new(&ctx.root, &id);
     let _ = std::fs::remove_file(paths.cancel_request());
-    let wired = wire(cli, &ctx, client, &paths, saved.clone())?;
-    let commander = wired.commander(Some(&saved.commander_session))?;
+    let started = |err: anyhow::Error| err.context(AfterStart(id.clone()));
+    let wired = wire(cli, &ctx, client, &paths, saved.clone()).map_err(started)?;
+    let commander = wired
+        .commander(Some(&saved.commander_session))
+        .map_err(started)?;
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
         goal: saved.goal.clone(),
@@ -361,6 +416,8 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
         max_iterations: wired.mission.config.max_iterations,
         commander_session: commander.id().to_string(),
         resumed: true,
+        budget_tokens: wired.mission.config.budget_tokens,
+        budget_usd: wired.mission.config.budget_usd,
     });
     let mut restarted = Vec::new();
     for (task_id, task) in &saved.tasks {

@@ -31,6 +31,7 @@ use crate::config::{self, Config, Overrides, ProviderKind};
 use crate::events::EventBus;
 use crate::hooks::NoHooks;
 use crate::memory::Memory;
+use crate::models::Prices;
 use crate::monitor::live::{Live, LiveRun};
 use crate::monitor::metrics::MetricsSink;
 use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity, terminal};
@@ -38,7 +39,7 @@ use crate::provider::anthropic::AnthropicClient;
 use crate::provider::openai::OpenAiClient;
 use crate::provider::scripted::{Script, ScriptedClient};
 use crate::provider::{HttpSettings, ModelClient};
-use crate::session::{Runtime, SessionSetup};
+use crate::session::{Runtime, SessionSetup, TurnPolicy};
 use crate::todo::TodoStore;
 use crate::tools::ToolRegistry;
 use crate::tools::background::{BackgroundJobs, JobLimits};
@@ -53,9 +54,17 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-/// A failure before any work started: bad flags, bad config, no provider.
+/// Context on an error that happened after a mission started (its files
+/// exist): it exits 1, like any unfinished mission. Every other error of a
+/// command is a usage or configuration error before anything ran (exit 2).
 #[derive(Debug)]
-pub struct UsageError(pub anyhow::Error);
+pub struct AfterStart(pub String);
+
+impl std::fmt::Display for AfterStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mission {} stopped", self.0)
+    }
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -94,7 +103,11 @@ async fn dispatch(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            exit::USAGE
+            if err.downcast_ref::<AfterStart>().is_some() {
+                exit::UNFINISHED
+            } else {
+                exit::USAGE
+            }
         }
     }
 }
@@ -140,7 +153,7 @@ impl Project {
             && std::io::stdout().is_terminal()
             && std::env::var_os("CI").is_none();
         let events = Arc::new(EventBus::new());
-        let metrics = Arc::new(MetricsSink::new(config.pricing.clone()));
+        let metrics = Arc::new(MetricsSink::new(prices(&config)));
         events.add_sink(metrics.clone());
         let mut live = None;
         if cli.json {
@@ -193,11 +206,9 @@ impl Project {
 
     /// Show the live view, if this command has one, until `LiveRun::finish`.
     pub fn start_live(&self) -> Option<LiveRun> {
-        self.live.as_ref()?.start(
-            self.root.clone(),
-            self.config.pricing.clone(),
-            self.cancel.clone(),
-        )
+        self.live
+            .as_ref()?
+            .start(self.root.clone(), prices(&self.config), self.cancel.clone())
     }
 
     /// Who asks a person to approve a call: the live view's prompter gives
@@ -417,8 +428,26 @@ pub(crate) fn session_setup(config: &Config, agent: &Agent, default_model: &str)
             .unwrap_or(config.session.max_output_tokens),
         token_budget: None,
         repeat_limit: Some(config.mission.repeat_limit),
+        policy: TurnPolicy {
+            min_output_tokens: config.session.min_output_tokens,
+            turn_retries: config.retry.turn_retries,
+            turn_retry_base: Duration::from_millis(config.retry.base_delay_ms),
+            turn_retry_max: Duration::from_millis(config.retry.max_delay_ms),
+        },
         agent: agent.clone(),
     }
+}
+
+/// The prices of this configuration: `pricing` over the built-in table, and
+/// nothing to pay when the models run locally (the scripted provider, or an
+/// OpenAI-compatible server on this machine or a private network).
+pub(crate) fn prices(config: &Config) -> Prices {
+    let free = match config.provider.or_else(|| auto_provider(config)) {
+        Some(ProviderKind::Scripted) => true,
+        Some(ProviderKind::Openai) => crate::models::is_local_endpoint(&config.openai.base_url),
+        Some(ProviderKind::Anthropic) | None => false,
+    };
+    Prices::new(config.pricing.clone(), free)
 }
 
 /// Anthropic when its key is set, else OpenAI when a key or a base URL is.

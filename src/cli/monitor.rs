@@ -152,7 +152,7 @@ async fn follow_live(
     color: bool,
 ) -> anyhow::Result<u8> {
     let pricing = config::load(root, &Overrides::default())
-        .map(|config| config.pricing)
+        .map(|config| super::prices(&config))
         .unwrap_or_default();
     let mut view = View::new(Some(root.to_path_buf()), pricing);
     let ui = Ui {
@@ -199,7 +199,7 @@ pub fn metrics(cli: &Cli) -> anyhow::Result<u8> {
     let journal = MissionPaths::new(&root, &id).journal();
     let text = std::fs::read_to_string(&journal)
         .with_context(|| format!("reading {}", journal.display()))?;
-    let mut metrics = Metrics::new(config.pricing);
+    let mut metrics = Metrics::new(super::prices(&config));
     // A torn last line (a killed mission) or an event type this build does
     // not know is skipped.
     for envelope in text

@@ -92,6 +92,18 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
         "tokens: {} in ({} cached), {} out{cost}\n",
         saved.usage.input, saved.usage.cached_input, saved.usage.output
     ));
+    if let Some(limit) = saved.budget_tokens {
+        out.push_str(&format!(
+            "token budget: {} of {limit} used\n",
+            saved.usage.total()
+        ));
+    }
+    if let Some(limit) = saved.budget_usd {
+        let spent = saved
+            .cost_usd
+            .map_or("an unknown amount".to_string(), |c| format!("${c:.4}"));
+        out.push_str(&format!("dollar budget: {spent} of ${limit:.2} spent\n"));
+    }
     for (agent, usage) in &saved.usage_by_agent {
         out.push_str(&format!(
             "  {agent}: {} in ({} cached, {} cache writes), {} out\n",

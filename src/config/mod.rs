@@ -107,7 +107,7 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// Context window and output limit per model name; a key ending in `*`
     /// matches names starting with the rest. Unlisted models get the
-    /// built-in family defaults (`memory::limits`).
+    /// built-in family defaults (`models`).
     pub models: BTreeMap<String, ModelLimits>,
     /// The wasm plugin host: limits and per-plugin grants (`docs/plugins.md`).
     pub plugins: PluginsConfig,
@@ -397,6 +397,9 @@ pub struct SessionConfig {
     pub max_turns: u32,
     /// Output-token limit sent with every request.
     pub max_output_tokens: u32,
+    /// The least output a request leaves room for (reasoning models spend
+    /// output on thinking): a prompt that leaves less is compacted first.
+    pub min_output_tokens: u32,
     /// Fail a model turn when the stream is silent this long.
     pub stream_idle_timeout_ms: u64,
     /// TCP connect timeout for provider requests.
@@ -408,6 +411,7 @@ impl Default for SessionConfig {
         SessionConfig {
             max_turns: 50,
             max_output_tokens: 8192,
+            min_output_tokens: 2048,
             stream_idle_timeout_ms: 120_000,
             connect_timeout_ms: 10_000,
         }
@@ -427,6 +431,11 @@ pub struct RetryConfig {
     pub deadline_ms: u64,
     /// A server-requested `retry-after` longer than this fails fast instead.
     pub max_retry_after_ms: u64,
+    /// Times a session takes a turn up again after it failed for a
+    /// transient cause and the attempts above ran out (waiting from
+    /// `base_delay_ms`, doubling, up to `max_delay_ms`); the task or the
+    /// Commander goes on from its transcript instead of failing.
+    pub turn_retries: u32,
 }
 
 impl Default for RetryConfig {
@@ -437,6 +446,7 @@ impl Default for RetryConfig {
             max_delay_ms: 30_000,
             deadline_ms: 180_000,
             max_retry_after_ms: 120_000,
+            turn_retries: 3,
         }
     }
 }

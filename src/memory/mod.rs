@@ -13,7 +13,6 @@ pub mod budget;
 pub mod compact;
 pub mod context;
 pub mod ema;
-pub mod limits;
 pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,7 +181,8 @@ pub struct Memory {
     project_file: Option<PathBuf>,
     /// The mission's `memory.json`, once a mission is attached.
     mission_file: Mutex<Option<PathBuf>>,
-    /// Models already warned about (unknown window).
+    /// What this run already warned about (an unknown window, a server's
+    /// smaller limits, a truncating provider), so each is said once.
     warned: Mutex<BTreeSet<String>>,
 }
 
@@ -268,10 +268,19 @@ impl Memory {
         Ok(())
     }
 
+    /// `message`, the first time `key` is warned about in this run.
+    pub fn warn_once(&self, key: &str, message: String) -> Option<String> {
+        self.warned
+            .lock()
+            .expect("memory lock")
+            .insert(key.to_string())
+            .then_some(message)
+    }
+
     /// The limits of `model`, and a warning the first time an unknown
     /// model is seen.
     pub fn limits(&self, model: &str) -> (ModelLimits, Option<String>) {
-        let (limits, known) = limits::resolve(model, &self.models);
+        let (limits, known) = crate::models::limits(model, &self.models);
         let warning = (!known && self.warned.lock().expect("memory lock").insert(model.into()))
             .then(|| {
                 format!(

@@ -22,8 +22,12 @@ pub struct GateReport {
     pub open_items: Vec<String>,
     pub sync_issues: Vec<String>,
     pub verify: Vec<VerifyResult>,
-    /// Why the plan cannot count as done regardless of its items.
+    /// Why the plan cannot count as done regardless of its items (no plan,
+    /// no items).
     pub note: Option<String>,
+    /// Files the gate could not read, with the error: the gate never
+    /// guesses what they say.
+    pub unreadable: Vec<String>,
 }
 
 /// Plan counts for events.
@@ -31,15 +35,26 @@ pub fn plan_counts(plan: &Plan) -> PlanCounts {
     (&plan.progress().counts).into()
 }
 
-/// The pure part of the gate: plan and sync issues.
-pub fn check_plan(plan: Option<&Plan>, sync: Option<&SyncIssues>) -> GateReport {
+/// The pure part of the gate: the plan and the sync issues as they were
+/// read (`Ok(None)`: the file does not exist; `Err`: it could not be read,
+/// which fails the gate). Verification is not part of it: it runs only once
+/// this part passes.
+pub fn check_plan(
+    plan: Result<Option<&Plan>, String>,
+    sync: Result<Option<&SyncIssues>, String>,
+) -> GateReport {
+    let mut unreadable = Vec::new();
     let (counts, open_items, note) = match plan {
-        None => (
+        Err(err) => {
+            unreadable.push(err);
+            (PlanCounts::default(), Vec::new(), None)
+        }
+        Ok(None) => (
             PlanCounts::default(),
             Vec::new(),
             Some("there is no plan yet: .opencode/todo.md does not exist".to_string()),
         ),
-        Some(plan) => {
+        Ok(Some(plan)) => {
             let progress = plan.progress();
             let note = (progress.counts.total() == 0)
                 .then(|| "the plan in .opencode/todo.md has no items".to_string());
@@ -50,21 +65,31 @@ pub fn check_plan(plan: Option<&Plan>, sync: Option<&SyncIssues>) -> GateReport 
             )
         }
     };
-    let sync_issues: Vec<String> = sync
-        .map(|s| {
-            s.open
-                .iter()
-                .map(|i| format!("line {}: {}", i.line, i.text))
-                .collect()
-        })
-        .unwrap_or_default();
+    let sync_issues: Vec<String> = match sync {
+        Err(err) => {
+            unreadable.push(err);
+            Vec::new()
+        }
+        Ok(sync) => sync
+            .map(|s| {
+                s.open
+                    .iter()
+                    .map(|i| format!("line {}: {}", i.line, i.text))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
     GateReport {
-        passed: note.is_none() && open_items.is_empty() && sync_issues.is_empty(),
+        passed: note.is_none()
+            && unreadable.is_empty()
+            && open_items.is_empty()
+            && sync_issues.is_empty(),
         counts,
         open_items,
         sync_issues,
         verify: Vec::new(),
         note,
+        unreadable,
     }
 }
 
@@ -177,6 +202,11 @@ pub fn continuation(report: &GateReport, iteration: u32, max_iterations: u32) ->
     if let Some(note) = &report.note {
         text.push_str(&format!("\n- {note}. Have the Planner write the plan.\n"));
     }
+    for problem in &report.unreadable {
+        text.push_str(&format!(
+            "\n- {problem}. The gate cannot pass while it cannot read this file; restore it (or ask the user).\n"
+        ));
+    }
     if !report.open_items.is_empty() {
         text.push_str(&format!(
             "\nPlan items not done ({} of {}):\n",
@@ -228,10 +258,24 @@ mod tests {
             ("# Mission: nothing planned\n", false),
         ];
         for (text, passed) in cases {
-            let report = check_plan(Some(&plan(text)), None);
+            let report = check_plan(Ok(Some(&plan(text))), Ok(None));
             assert_eq!(report.passed, passed, "{text}");
         }
-        assert!(!check_plan(None, None).passed);
+        assert!(!check_plan(Ok(None), Ok(None)).passed);
+        // An unreadable plan or sync-issues file fails, naming the error.
+        let done = plan("- [x] T1: a\n");
+        let report = check_plan(
+            Err("cannot read .opencode/todo.md: denied".into()),
+            Ok(None),
+        );
+        assert!(!report.passed);
+        assert_eq!(report.unreadable, ["cannot read .opencode/todo.md: denied"]);
+        let report = check_plan(
+            Ok(Some(&done)),
+            Err("sync-issues.md is not UTF-8 text".into()),
+        );
+        assert!(!report.passed);
+        assert_eq!(report.unreadable, ["sync-issues.md is not UTF-8 text"]);
     }
 
     #[test]
@@ -239,16 +283,19 @@ mod tests {
         let done = plan("- [x] T1: a\n");
         let sync =
             SyncIssues::parse("# Sync Issues\n- [ ] SYNC-1: api mismatch\n- [x] SYNC-2: fixed\n");
-        let report = check_plan(Some(&done), Some(&sync));
+        let report = check_plan(Ok(Some(&done)), Ok(Some(&sync)));
         assert!(!report.passed);
         assert_eq!(report.sync_issues, ["line 2: SYNC-1: api mismatch"]);
         let clean = SyncIssues::parse("# Sync Issues\n\nNo open issues.\n");
-        assert!(check_plan(Some(&done), Some(&clean)).passed);
+        assert!(check_plan(Ok(Some(&done)), Ok(Some(&clean))).passed);
     }
 
     #[test]
     fn continuation_names_items_and_failing_commands() {
-        let mut report = check_plan(Some(&plan("- [x] T1: a\n- [-] T2: add mul\n")), None);
+        let mut report = check_plan(
+            Ok(Some(&plan("- [x] T1: a\n- [-] T2: add mul\n"))),
+            Ok(None),
+        );
         report.verify.push(VerifyResult {
             command: "cargo test".into(),
             passed: false,
@@ -256,7 +303,16 @@ mod tests {
             duration_ms: 10,
             output_tail: "test mul ... FAILED".into(),
         });
+        report
+            .unreadable
+            .push("cannot read .opencode/sync-issues.md: permission denied".into());
         let text = continuation(&report, 2, 25);
+        assert!(
+            text.contains(
+                "cannot read .opencode/sync-issues.md: permission denied. The gate cannot pass"
+            ),
+            "{text}"
+        );
         assert!(text.contains("iteration 2 of 25"), "{text}");
         assert!(text.contains("- T2 (failed): add mul"), "{text}");
         assert!(text.contains("`cargo test` exited with code 101"), "{text}");

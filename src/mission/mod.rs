@@ -24,7 +24,7 @@ use crate::config::MissionConfig;
 use crate::events::{Event, EventBus, MissionOutcome, SessionOutcome};
 use crate::session::Session;
 use crate::session::tasks::Tasks;
-use crate::todo::TodoStore;
+use crate::todo::{TodoError, TodoStore};
 use gate::GateReport;
 use guards::{ProgressGuard, StopSignal};
 use state::{MissionPaths, StateSink};
@@ -209,10 +209,19 @@ impl Mission {
 
     /// Check the gate and report it.
     async fn check_gate(&self, iteration: u32, token: &CancellationToken) -> GateReport {
-        let plan = self.todo.read().await.ok();
-        let sync = self.todo.sync_issues().await.ok().flatten();
-        let mut report = gate::check_plan(plan.as_ref(), sync.as_ref());
-        if !self.verify.is_empty() {
+        let plan = match self.todo.read().await {
+            Ok(plan) => Ok(Some(plan)),
+            Err(TodoError::NoPlan { .. }) => Ok(None),
+            Err(err) => Err(err.to_string()),
+        };
+        let sync = self.todo.sync_issues().await.map_err(|err| err.to_string());
+        let mut report = gate::check_plan(
+            plan.as_ref().map(Option::as_ref).map_err(String::clone),
+            sync.as_ref().map(Option::as_ref).map_err(String::clone),
+        );
+        // The project's checks run once the plan is done: a build and test
+        // run per iteration while items are open would tell nothing new.
+        if report.passed && !self.verify.is_empty() {
             report.verify = gate::run_verification(
                 &self.root,
                 &self.verify,
@@ -235,7 +244,12 @@ impl Mission {
             open_items: report.open_items.clone(),
             sync_issues: report.sync_issues.clone(),
             verify: report.verify.clone(),
-            note: report.note.clone(),
+            note: report
+                .note
+                .iter()
+                .chain(&report.unreadable)
+                .cloned()
+                .reduce(|all, one| format!("{all}; {one}")),
         });
         report
     }

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::guards::StopSignal;
-use crate::config::Price;
 use crate::events::{
     Envelope, Event, EventSink, MissionOutcome, PlanCounts, PoolStats, TaskStatus, VerifyResult,
 };
 use crate::files::{self, Durability};
+use crate::models::Prices;
 use crate::provider::Usage;
 
 /// Where a mission stands.
@@ -99,6 +99,12 @@ pub struct MissionState {
     pub plan: Option<PlanCounts>,
     #[serde(default)]
     pub last_gate: Option<GateSummary>,
+    /// The token budget, when one is set.
+    #[serde(default)]
+    pub budget_tokens: Option<u64>,
+    /// The dollar budget, when one is set.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +142,8 @@ impl MissionState {
             cost_usd: None,
             plan: None,
             last_gate: None,
+            budget_tokens: None,
+            budget_usd: None,
         }
     }
 
@@ -337,10 +345,10 @@ impl MissionState {
 
     /// Cost in US dollars from the per-model usage, when every model used
     /// has a price.
-    pub fn cost(&self, pricing: &BTreeMap<String, Price>) -> Option<f64> {
+    pub fn cost(&self, pricing: &Prices) -> Option<f64> {
         let mut total = 0.0;
         for (model, usage) in &self.usage_by_model {
-            total += usage.cost(pricing.get(model)?);
+            total += usage.cost(&pricing.get(model)?);
         }
         Some(total)
     }
@@ -413,7 +421,7 @@ struct StateInner {
     state: MissionState,
     /// Model of each session, for cost per model.
     models: BTreeMap<String, String>,
-    pricing: BTreeMap<String, Price>,
+    pricing: Prices,
     last_write: Option<Instant>,
     dirty: bool,
     budget: Option<Budget>,
@@ -427,11 +435,7 @@ struct Budget {
 }
 
 impl StateSink {
-    pub fn new(
-        paths: &MissionPaths,
-        state: MissionState,
-        pricing: BTreeMap<String, Price>,
-    ) -> Self {
+    pub fn new(paths: &MissionPaths, state: MissionState, pricing: Prices) -> Self {
         StateSink {
             path: paths.state(),
             inner: Mutex::new(StateInner {
@@ -447,9 +451,13 @@ impl StateSink {
 
     /// Stop the mission through `stop` once the usage passes a budget.
     pub fn with_budget(self, tokens: Option<u64>, usd: Option<f64>, stop: Arc<StopSignal>) -> Self {
+        let mut inner = self.inner.lock().expect("state lock");
+        inner.state.budget_tokens = tokens;
+        inner.state.budget_usd = usd;
         if tokens.is_some() || usd.is_some() {
-            self.inner.lock().expect("state lock").budget = Some(Budget { tokens, usd, stop });
+            inner.budget = Some(Budget { tokens, usd, stop });
         }
+        drop(inner);
         self
     }
 

@@ -4,7 +4,6 @@
 //! only: `c` cancels through the CLI's cancellation token, the same path as
 //! Ctrl-C, and `q` hands the terminal back to plain progress lines.
 
-use std::collections::BTreeMap;
 use std::io::Stdout;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,8 +19,8 @@ use super::plain::Plain;
 use super::render::{Ui, render};
 use super::terminal::{self, Input, Keys};
 use super::view::View;
-use crate::config::Price;
 use crate::events::{Envelope, Event, EventBus, EventSink, now_ms};
+use crate::models::Prices;
 use crate::tools::permissions::{ApprovalRequest, Prompter, TerminalPrompter};
 
 /// The shortest time between two frames.
@@ -326,7 +325,7 @@ impl Live {
     pub fn start(
         &self,
         root: PathBuf,
-        pricing: BTreeMap<String, Price>,
+        pricing: Prices,
         cancel: CancellationToken,
     ) -> Option<LiveRun> {
         let receiver = self.receiver.lock().expect("live receiver lock").take()?;

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Price;
 use crate::events::{Envelope, Event, EventSink, MissionOutcome};
+use crate::models::Prices;
 use crate::provider::Usage;
 use crate::tools::metrics::MetricsSource;
 
@@ -78,7 +78,7 @@ struct ToolTally {
 /// for a `report`.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    pricing: BTreeMap<String, Price>,
+    pricing: Prices,
     mission: Option<String>,
     outcome: Option<MissionOutcome>,
     sessions: BTreeMap<String, SessionTally>,
@@ -94,7 +94,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// `pricing` turns tokens into dollars (`pricing` in orch.json).
-    pub fn new(pricing: BTreeMap<String, Price>) -> Self {
+    pub fn new(pricing: Prices) -> Self {
         Metrics {
             pricing,
             ..Metrics::default()
@@ -214,7 +214,7 @@ impl Metrics {
             return Some(0.0);
         }
         let price = self.pricing.get(tally.model.as_deref()?)?;
-        Some(tally.usage.cost(price))
+        Some(tally.usage.cost(&price))
     }
 
     pub fn report(&self) -> MetricsReport {
@@ -607,7 +607,7 @@ pub struct MetricsSink {
 }
 
 impl MetricsSink {
-    pub fn new(pricing: BTreeMap<String, Price>) -> Self {
+    pub fn new(pricing: Prices) -> Self {
         MetricsSink {
             metrics: Mutex::new(Metrics::new(pricing)),
         }
@@ -649,10 +649,11 @@ mod tests {
             output,
             cached_input: 0,
             cache_write: 0,
+            reasoning: 0,
         }
     }
 
-    fn fold(events: Vec<Event>, pricing: BTreeMap<String, Price>) -> MetricsReport {
+    fn fold(events: Vec<Event>, pricing: Prices) -> MetricsReport {
         let mut metrics = Metrics::new(pricing);
         for (i, event) in events.into_iter().enumerate() {
             metrics.apply(&envelope(i as u64 + 1, event));
@@ -727,6 +728,8 @@ mod tests {
                 max_iterations: 5,
                 commander_session: "c1".into(),
                 resumed: false,
+                budget_tokens: None,
+                budget_usd: None,
             },
             started("c1", "Commander", "big"),
             started("w1", "Worker", "small"),
@@ -739,6 +742,7 @@ mod tests {
             attempt: 1,
             delay_ms: 10,
             reason: "429".into(),
+            discarded_bytes: 0,
         });
         events.push(tool_end("w1", "write", true, 4));
         events.push(tool_end("w1", "bash", false, 900));
@@ -756,7 +760,7 @@ mod tests {
         let pricing = BTreeMap::from([
             (
                 "big".to_string(),
-                Price {
+                crate::config::Price {
                     input: 3.0,
                     output: 15.0,
                     cached_input: None,
@@ -765,7 +769,7 @@ mod tests {
             ),
             (
                 "small".to_string(),
-                Price {
+                crate::config::Price {
                     input: 1.0,
                     output: 2.0,
                     cached_input: None,
@@ -773,7 +777,7 @@ mod tests {
                 },
             ),
         ]);
-        let report = fold(events.clone(), pricing);
+        let report = fold(events.clone(), Prices::new(pricing, false));
         assert_eq!(report.mission.as_deref(), Some("m-1"));
         assert_eq!(report.outcome, None);
         assert_eq!(report.model.requests, 3);
@@ -806,7 +810,7 @@ mod tests {
 
         // Without a price for a model that used tokens, the total is unknown
         // and the model is named.
-        let report = fold(events, BTreeMap::new());
+        let report = fold(events, Prices::default());
         assert_eq!(report.cost_usd, None);
         assert_eq!(report.unpriced_models, ["big", "small"]);
         let text = render_text(&report);
@@ -828,7 +832,7 @@ mod tests {
                 metric("metrics.wasm", "tool.bash.calls", 1.0),
                 metric("gate.wasm", "shortened", 3.0),
             ],
-            BTreeMap::new(),
+            Prices::default(),
         );
         let sums: Vec<(&str, &str, f64, u64)> = report
             .plugins
@@ -867,7 +871,7 @@ mod tests {
             usage: Usage::default(),
             cost_usd: None,
         });
-        let text = render_text(&fold(events, BTreeMap::new()));
+        let text = render_text(&fold(events, Prices::default()));
         let expected = "\
 no mission in these events
 model: 1 requests, 1 responses, 0 retries; latency p50 20 ms, p95 20 ms, max 20 ms

@@ -153,12 +153,27 @@ fn render_header(frame: &mut Frame, area: Rect, view: &View, ui: &Ui, now_ms: u6
             ));
         }
     }
-    let budget = Line::from(format!(
+    let mut spent = format!(
         "tokens {} in · {} out · {}",
         tokens(metrics.usage.input),
         tokens(metrics.usage.output),
         cost(metrics.cost_usd)
-    ));
+    );
+    if let Some(limit) = view.budget_tokens {
+        spent.push_str(&format!(
+            " · token budget {} of {}",
+            tokens(metrics.usage.total()),
+            tokens(limit)
+        ));
+    }
+    if let Some(limit) = view.budget_usd {
+        spent.push_str(&format!(
+            " · budget {} of {}",
+            dollars(metrics.cost_usd),
+            dollars(Some(limit))
+        ));
+    }
+    let budget = Line::from(spent);
     let goal = Line::from(vec![
         Span::styled("goal ", Style::new().add_modifier(Modifier::DIM)),
         Span::styled(
@@ -478,7 +493,7 @@ mod tests {
                 cache_write: None,
             },
         )]);
-        let mut view = View::new(None, pricing);
+        let mut view = View::new(None, crate::models::Prices::new(pricing, false));
         for (i, event) in events.into_iter().enumerate() {
             view.apply(&Envelope {
                 seq: i as u64 + 1,
@@ -505,6 +520,8 @@ mod tests {
             max_iterations: 25,
             commander_session: "commander-1".into(),
             resumed: false,
+            budget_tokens: None,
+            budget_usd: None,
         }
     }
 
@@ -533,6 +550,7 @@ mod tests {
                     output,
                     cached_input: 0,
                     cache_write: 0,
+                    reasoning: 0,
                 },
             },
             Event::ModelResponse {
@@ -678,7 +696,7 @@ mod tests {
 
     #[test]
     fn frame_before_the_mission_starts() {
-        let view = View::new(None, BTreeMap::new());
+        let view = View::new(None, crate::models::Prices::default());
         insta::assert_snapshot!(draw(&view, &ui(), 100, 24));
     }
 

@@ -3,13 +3,13 @@
 //! queued task, the metrics, and a log of notable events. Rendering it is
 //! `monitor::render`'s job; feeding it is the live loop's (bus or journal).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use crate::config::Price;
 use crate::events::{
     ApprovedBy, Envelope, Event, MissionOutcome, PlanCounts, PoolStats, SessionOutcome, TaskStatus,
 };
+use crate::models::Prices;
 use crate::monitor::metrics::{Metrics, MetricsReport};
 use crate::provider::Usage;
 use crate::todo::{Plan, Status};
@@ -102,6 +102,9 @@ pub struct View {
     pub last_ms: u64,
     pub iteration: u32,
     pub max_iterations: u32,
+    /// The mission's budgets, shown beside what was spent.
+    pub budget_tokens: Option<u64>,
+    pub budget_usd: Option<f64>,
     pub commander: Option<String>,
     /// Set once `mission_finished` arrives (and cleared by a resume).
     pub finished: Option<(MissionOutcome, String, u64)>,
@@ -121,7 +124,7 @@ pub struct View {
 impl View {
     /// `root` is where the plan lives until a `mission_started` event names
     /// it; `pricing` turns tokens into dollars.
-    pub fn new(root: Option<PathBuf>, pricing: BTreeMap<String, Price>) -> Self {
+    pub fn new(root: Option<PathBuf>, pricing: Prices) -> Self {
         View {
             mission: None,
             goal: String::new(),
@@ -132,6 +135,8 @@ impl View {
             last_ms: 0,
             iteration: 0,
             max_iterations: 0,
+            budget_tokens: None,
+            budget_usd: None,
             commander: None,
             finished: None,
             gate: None,
@@ -240,7 +245,11 @@ impl View {
                 max_iterations,
                 commander_session,
                 resumed,
+                budget_tokens,
+                budget_usd,
             } => {
+                self.budget_tokens = *budget_tokens;
+                self.budget_usd = *budget_usd;
                 self.mission = Some(mission.clone());
                 self.goal = goal.clone();
                 self.root = Some(PathBuf::from(root));
@@ -380,6 +389,7 @@ impl View {
                 attempt,
                 delay_ms,
                 reason,
+                ..
             } => {
                 let agent = self.agent_of(session);
                 self.log(

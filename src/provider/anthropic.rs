@@ -279,6 +279,7 @@ impl RawUsage {
             output: self.output,
             cached_input: self.cache_read,
             cache_write: self.cache_creation,
+            reasoning: 0,
         }
     }
 }
@@ -450,6 +451,7 @@ impl AnthropicDecoder {
                 message: "the model stopped at its context window \
                           (model_context_window_exceeded)"
                     .into(),
+                fit: None,
             });
         }
         self.stop_reason = Some(reason.to_string());
@@ -591,6 +593,7 @@ mod tests {
                     output: 47,
                     cached_input: 1800,
                     cache_write: 100,
+                    reasoning: 0,
                 }),
                 StreamEvent::Finish(FinishReason::Stop),
             ]
@@ -614,6 +617,7 @@ mod tests {
                 output: 12,
                 cached_input: 0,
                 cache_write: 100,
+                reasoning: 0,
             })
         );
     }
@@ -698,6 +702,7 @@ mod tests {
                     output: 35,
                     cached_input: 1800,
                     cache_write: 0,
+                    reasoning: 0,
                 }),
                 StreamEvent::Finish(FinishReason::ToolCalls),
             ]

@@ -2,14 +2,21 @@
 //! pool per client, the SSE body reader with its idle timeout, and the
 //! retrying stream that turns attempts into one model turn.
 //!
-//! Why retries stop at the first content event: once a text delta or a tool
-//! call has reached the caller it may already be on a user's screen or in a
-//! transcript, and a second attempt would produce a different answer glued to
-//! the first. So a failure before any content is retried (the caller only sees
-//! a `Retry` notice), and a failure after it is the caller's to handle.
+//! A failure before any content is retried quietly (the caller sees a
+//! `Retry` notice). A retryable failure after content had streamed is
+//! retried too, but the turn starts over: the notice carries `discard`, and
+//! the caller drops what it received of the failed attempt (text already
+//! shown stays on screen, but never reaches the conversation), so a second
+//! attempt's answer is never glued to the first one's beginning.
+//!
+//! Every session of one client shares its back-off: a server's
+//! `retry-after` pauses every request of that client (one provider, one
+//! key) until then, instead of each session burning its own attempts
+//! against a rate limit that applies to all of them.
 
 use std::fmt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -70,6 +77,33 @@ pub(crate) struct Transport {
     key: Option<Secret>,
     retry: RetryConfig,
     idle: Duration,
+    /// The back-off every session of this client shares.
+    pause: Pause,
+}
+
+/// When the server may be asked again: set by a `retry-after`, honoured by
+/// every attempt of every session that shares it.
+#[derive(Clone, Default)]
+pub(crate) struct Pause(Arc<Mutex<Option<Instant>>>);
+
+impl Pause {
+    /// How long to wait before the next request, if a pause is on.
+    fn remaining(&self) -> Option<Duration> {
+        let until = (*self.0.lock().expect("pause lock"))?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Hold every request back for `delay` from now (a longer pause that is
+    /// already on stays).
+    fn hold(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut current = self.0.lock().expect("pause lock");
+        if current.is_none_or(|at| at < until) {
+            *current = Some(until);
+        }
+    }
 }
 
 impl fmt::Debug for Transport {
@@ -95,6 +129,7 @@ impl Transport {
             key: settings.api_key.clone().filter(|key| !key.is_empty()),
             retry: settings.retry.clone(),
             idle: settings.stream_idle_timeout,
+            pause: Pause::default(),
         }
     }
 
@@ -142,7 +177,7 @@ impl Transport {
                 Ok(Box::pin(events) as EventStream)
             }
         };
-        retrying(self.retry.clone(), cancel, attempt)
+        retrying(self.retry.clone(), self.pause.clone(), cancel, attempt)
     }
 }
 
@@ -312,13 +347,17 @@ fn is_content(event: &StreamEvent) -> bool {
 }
 
 /// Turn attempts into one model turn. `attempt` sends one request and returns
-/// its event stream (or why it failed before streaming). Failures before the
-/// first content event are retried per [`decide`], each announced with a
-/// `Retry` event whose `attempt` is the number of the attempt about to start
-/// (2 for the first retry). Cancellation ends the stream with `Cancelled`
-/// promptly, whether it comes while connecting, streaming or sleeping.
+/// its event stream (or why it failed before streaming). Retryable failures
+/// are retried per [`decide`], each announced with a `Retry` event whose
+/// `attempt` is the number of the attempt about to start (2 for the first
+/// retry) and whose `discard` says content of the failed attempt had
+/// streamed. Before each attempt the shared `pause` is waited out, and a
+/// server's `retry-after` extends it for everyone. Cancellation ends the
+/// stream with `Cancelled` promptly, whether it comes while connecting,
+/// streaming or sleeping.
 pub(crate) fn retrying<F, Fut>(
     config: RetryConfig,
+    pause: Pause,
     cancel: CancellationToken,
     mut attempt: F,
 ) -> EventStream
@@ -330,17 +369,28 @@ where
         let started = Instant::now();
         let mut number = 1u32;
         loop {
+            if let Some(wait) = pause.remaining() {
+                let cancelled = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => true,
+                    _ = tokio::time::sleep(wait) => false,
+                };
+                if cancelled {
+                    yield Err(ProviderError::Cancelled);
+                    return;
+                }
+            }
             let outcome = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => None,
                 outcome = attempt() => Some(outcome),
             };
-            let failure = match outcome {
+            let (failure, streamed_content) = match outcome {
                 None => {
                     yield Err(ProviderError::Cancelled);
                     return;
                 }
-                Some(Err(err)) => err,
+                Some(Err(err)) => (err, false),
                 Some(Ok(mut events)) => {
                     let mut streamed_content = false;
                     loop {
@@ -355,13 +405,11 @@ where
                                 streamed_content |= is_content(&event);
                                 yield Ok(event);
                             }
-                            Some(Err(err))
-                                if streamed_content || matches!(err, ProviderError::Cancelled) =>
-                            {
+                            Some(Err(err)) if matches!(err, ProviderError::Cancelled) => {
                                 yield Err(err);
                                 return;
                             }
-                            Some(Err(err)) => break err,
+                            Some(Err(err)) => break (err, streamed_content),
                         }
                     }
                 }
@@ -371,11 +419,15 @@ where
                 yield Err(failure);
                 return;
             };
+            if let Some(asked) = failure.retry_after() {
+                pause.hold(asked);
+            }
             number += 1;
             yield Ok(StreamEvent::Retry {
                 attempt: number,
                 delay,
                 reason: failure.to_string(),
+                discard: streamed_content,
             });
             let cancelled = tokio::select! {
                 biased;
@@ -414,9 +466,14 @@ pub(crate) fn redact_error(error: ProviderError, key: Option<&Secret>) -> Provid
             message: redact(&message, key),
             retry_after,
         },
-        ProviderError::ContextLength { provider, message } => ProviderError::ContextLength {
+        ProviderError::ContextLength {
+            provider,
+            message,
+            fit,
+        } => ProviderError::ContextLength {
             provider,
             message: redact(&message, key),
+            fit,
         },
         ProviderError::Auth {
             provider,
@@ -443,12 +500,10 @@ pub(crate) fn redact_error(error: ProviderError, key: Option<&Secret>) -> Provid
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{Arc, Mutex};
-
     use super::*;
     use crate::provider::{FinishReason, ToolCall};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     type Attempt = Result<Vec<Result<StreamEvent, ProviderError>>, ProviderError>;
 
@@ -459,6 +514,7 @@ mod tests {
             max_delay_ms: 2,
             deadline_ms: 10_000,
             max_retry_after_ms: 120_000,
+            turn_retries: 0,
         }
     }
 
@@ -478,10 +534,19 @@ mod tests {
         attempts: Vec<Attempt>,
         cancel: CancellationToken,
     ) -> (Vec<Result<StreamEvent, ProviderError>>, u32) {
+        run_with_pause(config, Pause::default(), attempts, cancel).await
+    }
+
+    async fn run_with_pause(
+        config: RetryConfig,
+        pause: Pause,
+        attempts: Vec<Attempt>,
+        cancel: CancellationToken,
+    ) -> (Vec<Result<StreamEvent, ProviderError>>, u32) {
         let script = Arc::new(Mutex::new(VecDeque::from(attempts)));
         let started = Arc::new(AtomicU32::new(0));
         let counter = started.clone();
-        let stream = retrying(config, cancel, move || {
+        let stream = retrying(config, pause, cancel, move || {
             counter.fetch_add(1, Ordering::SeqCst);
             let next = script.lock().expect("script lock").pop_front();
             async move {
@@ -530,11 +595,13 @@ mod tests {
                     attempt: 2,
                     delay: Duration::from_millis(3),
                     reason: "openai: http 503".into(),
+                    discard: false,
                 },
                 StreamEvent::Retry {
                     attempt: 3,
                     delay: Duration::from_millis(4),
                     reason: "openai: http 503".into(),
+                    discard: false,
                 },
                 StreamEvent::TextDelta("hi".into()),
                 StreamEvent::Finish(FinishReason::Stop),
@@ -543,7 +610,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn never_retries_after_content() {
+    async fn a_failure_after_content_starts_the_turn_over_with_a_discard_notice() {
         let call = ToolCall {
             id: "c1".into(),
             name: "read".into(),
@@ -555,14 +622,76 @@ mod tests {
         ] {
             let (items, attempts) = run(
                 config(),
-                vec![Ok(vec![Ok(content), Err(transient(None))])],
+                vec![
+                    Ok(vec![Ok(content.clone()), Err(transient(None))]),
+                    Ok(vec![text("whole"), finish()]),
+                ],
                 CancellationToken::new(),
             )
             .await;
-            assert_eq!(attempts, 1);
-            assert_eq!(items.len(), 2);
-            assert!(matches!(items[1], Err(ProviderError::Transient { .. })));
+            assert_eq!(attempts, 2);
+            let items: Vec<StreamEvent> = items.into_iter().map(Result::unwrap).collect();
+            assert_eq!(items.len(), 4, "{items:?}");
+            assert_eq!(items[0], content);
+            assert!(matches!(
+                items[1],
+                StreamEvent::Retry {
+                    attempt: 2,
+                    discard: true,
+                    ..
+                }
+            ));
+            assert_eq!(items[2], StreamEvent::TextDelta("whole".into()));
         }
+        // A failure that is not retryable still ends the turn.
+        let fatal = ProviderError::Fatal {
+            provider: "openai",
+            status: None,
+            message: "bad".into(),
+        };
+        let (items, attempts) = run(
+            config(),
+            vec![Ok(vec![text("partial"), Err(fatal)])],
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(attempts, 1);
+        assert!(matches!(items[1], Err(ProviderError::Fatal { .. })));
+    }
+
+    #[tokio::test]
+    async fn one_sessions_retry_after_pauses_every_session_of_the_client() {
+        let pause = Pause::default();
+        let asked = Duration::from_millis(300);
+        let (items, _) = run_with_pause(
+            config(),
+            pause.clone(),
+            vec![Err(transient(Some(asked))), Ok(vec![text("ok"), finish()])],
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(items.last(), Some(Ok(StreamEvent::Finish(_)))));
+        // A later session of the same client that never saw the 429 waits
+        // out what is left of the pause before its own first request.
+        pause.hold(asked);
+        let started = Instant::now();
+        let (_, attempts) = run_with_pause(
+            config(),
+            pause.clone(),
+            vec![Ok(vec![text("ok"), finish()])],
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(attempts, 1);
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        // A shorter retry-after never shortens a pause already on.
+        pause.hold(Duration::from_secs(60));
+        pause.hold(Duration::from_millis(1));
+        assert!(pause.remaining().unwrap() > Duration::from_secs(50));
     }
 
     #[tokio::test]

@@ -93,13 +93,21 @@ pub struct ModelRequest {
 /// `input` counts every prompt token, cached or not; `cached_input` and
 /// `cache_write` say how many of those were read from or written to a prompt
 /// cache (OpenAI reports cached tokens inside the prompt count, Anthropic
-/// reports them beside it; both end up here the same way).
+/// reports them beside it; both end up here the same way). `reasoning`
+/// counts the output tokens a reasoning model spent thinking, where the
+/// provider says (they are part of `output` and billed as output).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
     pub cached_input: u64,
     pub cache_write: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl Usage {
@@ -108,6 +116,7 @@ impl Usage {
         self.output += other.output;
         self.cached_input += other.cached_input;
         self.cache_write += other.cache_write;
+        self.reasoning += other.reasoning;
     }
 
     pub fn total(&self) -> u64 {
@@ -151,11 +160,14 @@ pub enum StreamEvent {
     ToolCall(ToolCall),
     Usage(Usage),
     Finish(FinishReason),
-    /// An attempt failed before any content streamed; another follows after `delay`.
+    /// An attempt failed; another follows after `delay`. With `discard`,
+    /// content of the failed attempt had already streamed: everything this
+    /// turn yielded so far is void and the turn starts over.
     Retry {
         attempt: u32,
         delay: Duration,
         reason: String,
+        discard: bool,
     },
 }
 
@@ -171,11 +183,14 @@ pub enum ProviderError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// The prompt does not fit the model's window: compact, then try once more.
+    /// The request does not fit the model. With `fit` the server said how
+    /// much room there is, and a smaller `max_tokens` may be enough;
+    /// without it, compact and try once more.
     #[error("{provider}: context length exceeded: {message}")]
     ContextLength {
         provider: &'static str,
         message: String,
+        fit: Option<Fit>,
     },
     /// Bad key, no permission, quota or billing exhausted: never retried.
     #[error("{provider}: {message}")]
@@ -203,6 +218,16 @@ pub enum ProviderError {
     /// The turn was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// What a context-length error said about the room a request has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// The window holds `window` tokens, of which the prompt took `prompt`
+    /// (as the server counted them): the output may use the rest.
+    Window { window: u64, prompt: u64 },
+    /// The model writes at most `max_output` tokens in one turn.
+    Output { max_output: u64 },
 }
 
 impl ProviderError {

@@ -330,6 +330,7 @@ fn parse_usage(usage: &Value) -> Option<Usage> {
             .or_else(|| count("/prompt_cache_hit_tokens"))
             .unwrap_or(0),
         cache_write: 0,
+        reasoning: count("/completion_tokens_details/reasoning_tokens").unwrap_or(0),
     })
 }
 
@@ -542,7 +543,8 @@ mod tests {
                     input: 11,
                     output: 7,
                     cached_input: 4,
-                    cache_write: 0
+                    cache_write: 0,
+                    reasoning: 0
                 }),
                 StreamEvent::Finish(FinishReason::Stop),
             ]
@@ -672,7 +674,8 @@ mod tests {
                     input: 11,
                     output: 7,
                     cached_input: 0,
-                    cache_write: 0
+                    cache_write: 0,
+                    reasoning: 0
                 }),
                 StreamEvent::Finish(FinishReason::ToolCalls),
             ]
@@ -703,19 +706,24 @@ mod tests {
             (json!(null), None),
             (
                 json!({"prompt_tokens": 5, "completion_tokens": 2}),
-                Some((5, 2, 0)),
+                Some((5, 2, 0, 0)),
             ),
             (
                 json!({"prompt_tokens": 50, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 40}}),
-                Some((50, 2, 40)),
+                Some((50, 2, 40, 0)),
             ),
             (
                 json!({"prompt_tokens": 50, "completion_tokens": 2, "prompt_cache_hit_tokens": 30}),
-                Some((50, 2, 30)),
+                Some((50, 2, 30, 0)),
+            ),
+            (
+                json!({"prompt_tokens": 9, "completion_tokens": 700, "completion_tokens_details": {"reasoning_tokens": 640}}),
+                Some((9, 700, 0, 640)),
             ),
         ];
         for (value, expected) in table {
-            let usage = parse_usage(&value).map(|u| (u.input, u.output, u.cached_input));
+            let usage =
+                parse_usage(&value).map(|u| (u.input, u.output, u.cached_input, u.reasoning));
             assert_eq!(usage, expected, "{value}");
         }
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::ProviderError;
+use super::{Fit, ProviderError};
 use crate::config::RetryConfig;
 
 /// Whether to try again, and after how long.
@@ -127,6 +127,8 @@ struct ErrorBody {
     kind: String,
     code: String,
     message: String,
+    /// What the body says about the room a request has, when it says.
+    fit: Option<Fit>,
 }
 
 impl ErrorBody {
@@ -136,6 +138,7 @@ impl ErrorBody {
         let Ok(value) = serde_json::from_str::<Value>(body) else {
             return ErrorBody {
                 message: excerpt(body),
+                fit: fit_in(body),
                 ..ErrorBody::default()
             };
         };
@@ -149,10 +152,17 @@ impl ErrorBody {
             Value::String(text) => text.clone(),
             _ => text("message"),
         };
+        // llama.cpp's server gives the counts as fields of the error.
+        let counted = |key: &str| error.get(key).and_then(Value::as_u64);
+        let fit = match (counted("n_ctx"), counted("n_prompt_tokens")) {
+            (Some(window), Some(prompt)) => Some(Fit::Window { window, prompt }),
+            _ => fit_in(&message),
+        };
         ErrorBody {
             kind: text("type"),
             code: text("code"),
             message: excerpt(&message),
+            fit,
         }
     }
 
@@ -182,6 +192,61 @@ fn excerpt(text: &str) -> String {
     crate::text::preview(&crate::text::squash_spaces(text), LIMIT)
 }
 
+/// What an error message says about the room a request has:
+///
+/// - OpenAI, vLLM: "maximum context length is 8192 tokens. However, you
+///   requested 10000 tokens (2000 in the messages, 8000 in the completion)"
+///   or "... maximum context length is 4096 tokens and your request has 1200
+///   input tokens";
+/// - Anthropic: "input length and `max_tokens` exceed context limit:
+///   197000 + 8192 > 200000";
+/// - an output cap: "supports at most 4096 completion tokens" (OpenAI),
+///   "max_tokens: 64000 > 32000, which is the maximum allowed number of
+///   output tokens" (Anthropic).
+pub fn fit_in(message: &str) -> Option<Fit> {
+    let lower = message.to_ascii_lowercase();
+    if let Some(window) = number_after(&lower, "maximum context length is ") {
+        let prompt = number_after(&lower, "tokens (")
+            .filter(|_| lower.contains(" in the messages"))
+            .or_else(|| number_after(&lower, "your request has "));
+        return prompt.map(|prompt| Fit::Window { window, prompt });
+    }
+    if let Some(rest) = lower.split("exceed context limit:").nth(1) {
+        let numbers = numbers(rest);
+        if let [prompt, _, window, ..] = numbers[..] {
+            return Some(Fit::Window { window, prompt });
+        }
+    }
+    if let Some(max_output) =
+        number_after(&lower, "supports at most ").filter(|_| lower.contains("completion tokens"))
+    {
+        return Some(Fit::Output { max_output });
+    }
+    if lower.contains("maximum allowed number of output tokens")
+        && let Some(rest) = lower.split("max_tokens:").nth(1)
+        && let [_, max_output, ..] = numbers(rest)[..]
+    {
+        return Some(Fit::Output { max_output });
+    }
+    None
+}
+
+/// The number right after `needle` in `text`.
+fn number_after(text: &str, needle: &str) -> Option<u64> {
+    let rest = &text[text.find(needle)? + needle.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The first few whole numbers in `text`, in order.
+fn numbers(text: &str) -> Vec<u64> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .take(4)
+        .filter_map(|part| part.parse().ok())
+        .collect()
+}
+
 /// The decision classes, before they become a `ProviderError`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -197,6 +262,7 @@ fn build(
     status: Option<u16>,
     message: String,
     hints: ServerHints,
+    fit: Option<Fit>,
 ) -> ProviderError {
     // The server's explicit word wins over our reading of the status, except
     // that a bad key or an overlong prompt never gets better by retrying.
@@ -212,7 +278,11 @@ fn build(
             message,
             retry_after: hints.retry_after,
         },
-        Class::ContextLength => ProviderError::ContextLength { provider, message },
+        Class::ContextLength => ProviderError::ContextLength {
+            provider,
+            message,
+            fit,
+        },
         Class::Auth => ProviderError::Auth {
             provider,
             status,
@@ -268,6 +338,8 @@ pub fn classify_openai(status: Option<u16>, body: &str, hints: ServerHints) -> P
         || lower.contains("maximum context length")
         || lower.contains("context_length_exceeded")
         || lower.contains("exceeds the context window")
+        || lower.contains("exceeds the available context size")
+        || matches!(error.fit, Some(Fit::Output { .. }))
     {
         Class::ContextLength
     } else if is_quota {
@@ -281,7 +353,7 @@ pub fn classify_openai(status: Option<u16>, body: &str, hints: ServerHints) -> P
         // model server falling over.
         Class::Transient
     };
-    build("openai", class, status, message, hints)
+    build("openai", class, status, message, hints, error.fit)
 }
 
 /// Classify an Anthropic error: an HTTP status with its body, or
@@ -295,6 +367,7 @@ pub fn classify_anthropic(status: Option<u16>, body: &str, hints: ServerHints) -
     let class = if lower.contains("prompt is too long")
         || lower.contains("exceed context limit")
         || lower.contains("context window")
+        || matches!(error.fit, Some(Fit::Output { .. }))
     {
         Class::ContextLength
     } else if lower.contains("credit balance") {
@@ -312,7 +385,7 @@ pub fn classify_anthropic(status: Option<u16>, body: &str, hints: ServerHints) -
             },
         }
     };
-    build("anthropic", class, status, message, hints)
+    build("anthropic", class, status, message, hints, error.fit)
 }
 
 #[cfg(test)]
@@ -326,6 +399,7 @@ mod tests {
             max_delay_ms: 30_000,
             deadline_ms: 180_000,
             max_retry_after_ms: 120_000,
+            turn_retries: 0,
         }
     }
 
@@ -361,6 +435,7 @@ mod tests {
         let context = ProviderError::ContextLength {
             provider: "anthropic",
             message: "prompt is too long".into(),
+            fit: None,
         };
         let fatal = ProviderError::Fatal {
             provider: "openai",
@@ -627,5 +702,118 @@ mod tests {
         let text = error.to_string();
         assert!(text.chars().count() < 400, "{text}");
         assert!(text.ends_with('…'));
+    }
+
+    #[test]
+    fn context_length_errors_say_how_much_room_there_is() {
+        let cases: [(&str, Option<Fit>); 7] = [
+            (
+                "This model's maximum context length is 8192 tokens. However, you requested 10000 tokens (2000 in the messages, 8000 in the completion). Please reduce the length of the messages or completion.",
+                Some(Fit::Window {
+                    window: 8192,
+                    prompt: 2000,
+                }),
+            ),
+            (
+                "'max_tokens' or 'max_completion_tokens' is too large: 8192. This model's maximum context length is 4096 tokens and your request has 1200 input tokens (8192 > 4096 - 1200).",
+                Some(Fit::Window {
+                    window: 4096,
+                    prompt: 1200,
+                }),
+            ),
+            (
+                "input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000, decrease input length or `max_tokens` and try again",
+                Some(Fit::Window {
+                    window: 200000,
+                    prompt: 197000,
+                }),
+            ),
+            (
+                "max_tokens is too large: 8192. This model supports at most 4096 completion tokens, whereas you provided 8192.",
+                Some(Fit::Output { max_output: 4096 }),
+            ),
+            (
+                "max_tokens: 64000 > 32000, which is the maximum allowed number of output tokens for claude-opus-4-1-20250805",
+                Some(Fit::Output { max_output: 32000 }),
+            ),
+            ("This model's maximum context length is 8192 tokens.", None),
+            ("prompt is too long: 210000 tokens > 200000 maximum", None),
+        ];
+        for (message, fit) in cases {
+            assert_eq!(fit_in(message), fit, "{message}");
+        }
+    }
+
+    #[test]
+    fn fits_travel_with_the_classified_error() {
+        let openai = classify_openai(
+            Some(400),
+            r#"{"error":{"message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens (31000 in the messages, 9000 in the completion).","type":"BadRequestError","code":400}}"#,
+            ServerHints::default(),
+        );
+        assert!(
+            matches!(
+                openai,
+                ProviderError::ContextLength {
+                    fit: Some(Fit::Window {
+                        window: 32768,
+                        prompt: 31000
+                    }),
+                    ..
+                }
+            ),
+            "{openai:?}"
+        );
+        let llama = classify_openai(
+            Some(400),
+            r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":5000,"n_ctx":4096}}"#,
+            ServerHints::default(),
+        );
+        assert!(
+            matches!(
+                llama,
+                ProviderError::ContextLength {
+                    fit: Some(Fit::Window {
+                        window: 4096,
+                        prompt: 5000
+                    }),
+                    ..
+                }
+            ),
+            "{llama:?}"
+        );
+        let output = classify_openai(
+            Some(400),
+            r#"{"error":{"message":"max_tokens is too large: 8192. This model supports at most 4096 completion tokens, whereas you provided 8192.","type":"invalid_request_error","param":"max_tokens","code":null}}"#,
+            ServerHints::default(),
+        );
+        assert!(
+            matches!(
+                output,
+                ProviderError::ContextLength {
+                    fit: Some(Fit::Output { max_output: 4096 }),
+                    ..
+                }
+            ),
+            "{output:?}"
+        );
+        let anthropic = classify_anthropic(
+            Some(400),
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000, decrease input length or `max_tokens` and try again"}}"#,
+            ServerHints::default(),
+        );
+        assert!(
+            matches!(
+                anthropic,
+                ProviderError::ContextLength {
+                    fit: Some(Fit::Window {
+                        window: 200000,
+                        prompt: 197000
+                    }),
+                    ..
+                }
+            ),
+            "{anthropic:?}"
+        );
     }
 }

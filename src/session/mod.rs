@@ -9,32 +9,27 @@ mod compaction;
 mod estimate;
 pub mod pool;
 mod repeats;
+mod request;
 pub mod tasks;
 mod transcript;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::Agent;
-use crate::config::ToolsConfig;
+use crate::config::{ModelLimits, ToolsConfig};
 use crate::events::{Event, EventBus, SessionOutcome};
-use crate::hooks::{Decision, HookPoint, Hooks};
+use crate::hooks::Hooks;
 use crate::memory::Memory;
-use crate::memory::context::{self, Window};
-use crate::memory::tokens::{self, Measure};
-use crate::provider::{
-    FinishReason, Message, ModelClient, ModelRequest, ProviderError, StreamEvent, ToolCall, Usage,
-};
+use crate::provider::{Message, ModelClient, ProviderError, ToolCall, Usage};
 use crate::tools::permissions::Permissions;
 use crate::tools::{ToolContext, ToolOutput, ToolRegistry, ToolRouter};
 pub use compaction::COMPACTOR;
-use compaction::CompactReason;
-use estimate::{Estimator, Prefix};
+use estimate::Estimator;
 use repeats::RepeatGuard;
 pub use transcript::Transcript;
 
@@ -72,8 +67,35 @@ pub struct SessionSetup {
     /// Stop once this many tokens (input + output) were used; `None` = no cap.
     pub token_budget: Option<u64>,
     /// Stop when the model makes the same tool call (name and arguments)
-    /// this many times in a row; `None` = never.
+    /// with the same result this many times in a row; `None` = never.
     pub repeat_limit: Option<u32>,
+    pub policy: TurnPolicy,
+}
+
+/// How a session sizes its requests and rides out provider failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnPolicy {
+    /// The least output a request leaves room for; a prompt that leaves
+    /// less is compacted first.
+    pub min_output_tokens: u32,
+    /// Times a turn that failed for a transient cause (after the
+    /// transport's own retries) is taken up again.
+    pub turn_retries: u32,
+    /// The first wait before taking a failed turn up again; it doubles.
+    pub turn_retry_base: Duration,
+    /// The longest such wait.
+    pub turn_retry_max: Duration,
+}
+
+impl Default for TurnPolicy {
+    fn default() -> Self {
+        TurnPolicy {
+            min_output_tokens: 2048,
+            turn_retries: 3,
+            turn_retry_base: Duration::from_secs(2),
+            turn_retry_max: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How a session's run ended.
@@ -101,6 +123,9 @@ pub struct Session {
     repeats: RepeatGuard,
     /// The prompt estimate's memory of this conversation.
     estimator: Estimator,
+    /// Limits the model's server reported, below the tables' (see
+    /// `request.rs`).
+    learned: Option<ModelLimits>,
 }
 
 impl Session {
@@ -170,6 +195,7 @@ impl Session {
             usage: Usage::default(),
             repeats,
             estimator: Estimator::default(),
+            learned: None,
         }
     }
 
@@ -245,6 +271,10 @@ impl Session {
         &mut self,
         cancel: &CancellationToken,
     ) -> (SessionOutcome, String, Option<String>) {
+        // A new run is new context: repeats count from here.
+        self.repeats.reset();
+        let mut empty_cuts = 0;
+        let mut failures = 0;
         loop {
             if cancel.is_cancelled() {
                 return (SessionOutcome::Cancelled, String::new(), None);
@@ -263,14 +293,44 @@ impl Session {
                 return (SessionOutcome::BudgetExceeded, String::new(), Some(message));
             }
             self.turns += 1;
-            let turn = match self.model_turn(cancel).await {
+            let turn = match self.model_turn(cancel, empty_cuts > 0).await {
                 Ok(turn) => turn,
                 Err(ProviderError::Cancelled) => {
                     return (SessionOutcome::Cancelled, String::new(), None);
                 }
+                Err(err) if err.is_retryable() && failures < self.setup.policy.turn_retries => {
+                    failures += 1;
+                    // Only the failed turn is taken up again; nothing of it
+                    // reached the conversation.
+                    self.turns -= 1;
+                    if !self.wait_to_retry(&err, failures, cancel).await {
+                        return (SessionOutcome::Cancelled, String::new(), None);
+                    }
+                    continue;
+                }
                 Err(err) => return (SessionOutcome::Failed, String::new(), Some(err.to_string())),
             };
-            let ModelTurn { text, calls, .. } = turn;
+            if turn.is_empty_cut() {
+                empty_cuts += 1;
+                if empty_cuts > 1 {
+                    let message = format!(
+                        "the model's turn was cut at its output limit ({} tokens) with no text and no tool call, twice",
+                        turn.max_tokens
+                    );
+                    return (SessionOutcome::Failed, String::new(), Some(message));
+                }
+                // Never an empty assistant message in the conversation: the
+                // same request goes again with a larger output budget.
+                self.warn(format!(
+                    "the model's turn was cut at {} output tokens with no text and no tool call; asking again with a larger output budget",
+                    turn.max_tokens
+                ));
+                continue;
+            }
+            empty_cuts = 0;
+            failures = 0;
+            let text = turn.text;
+            let calls = turn.calls;
             self.push(Message::Assistant {
                 text: text.clone(),
                 tool_calls: calls.clone(),
@@ -278,14 +338,14 @@ impl Session {
             if calls.is_empty() {
                 return (SessionOutcome::Completed, text, None);
             }
-            if let Some(message) = self.repeats.observe(&calls) {
-                return (SessionOutcome::Repeating, text, Some(message));
-            }
             let mut outputs = self.run_tools(&calls, cancel).await;
             if let Some(last) = calls.last() {
                 let ctx = self.tool_context(last, cancel);
                 self.router.after_turn(&calls, &mut outputs, &ctx).await;
             }
+            let results: Vec<String> = outputs.iter().map(|o| o.content.clone()).collect();
+            // Every call gets its result before anything else happens, so
+            // the conversation stays valid whatever comes next.
             for (call, output) in calls.iter().zip(outputs) {
                 self.push(Message::Tool {
                     call_id: call.id.clone(),
@@ -294,223 +354,37 @@ impl Session {
                     is_error: output.is_error,
                 });
             }
-        }
-    }
-
-    /// One model turn inside the model's window: with memory on, the
-    /// request is assembled by `memory::context` (compacting first when the
-    /// estimate passes the threshold), and a context-length error from the
-    /// provider triggers exactly one compaction and one retry.
-    async fn model_turn(&mut self, cancel: &CancellationToken) -> Result<ModelTurn, ProviderError> {
-        if !self.runtime.memory.enabled() {
-            let messages = self.messages.clone();
-            return self.stream_turn(messages, cancel).await;
-        }
-        let window = self.window();
-        let messages = self.request_messages(&window, true, cancel).await?;
-        let turn = match self.stream_turn(messages, cancel).await {
-            Err(ProviderError::ContextLength { .. }) => {
-                self.compact(&window, CompactReason::ContextLength, cancel)
-                    .await;
-                let messages = self.request_messages(&window, false, cancel).await?;
-                self.stream_turn(messages, cancel).await.map_err(|err| match err {
-                    ProviderError::ContextLength { provider, message } => {
-                        ProviderError::ContextLength {
-                            provider,
-                            message: format!(
-                                "{message} (still too long after compacting once; set a smaller \
-                                 models.\"{}\".context_window in orch.json or split the task)",
-                                self.setup.model
-                            ),
-                        }
-                    }
-                    other => other,
-                })
+            if let Some(message) = self.repeats.observe(&calls, &results) {
+                return (SessionOutcome::Repeating, text, Some(message));
             }
-            other => other,
-        }?;
-        // The conversation the provider just counted (compactions included;
-        // the reply is not pushed yet).
-        if let Some(input) = turn.reported_input {
-            self.estimator.reported(input, self.messages.len());
         }
-        self.runtime
-            .memory
-            .observe(&self.id, &turn.text, &turn.calls);
-        Ok(turn)
     }
 
-    /// The window of this session's model; an unknown model is warned
-    /// about once per process.
-    fn window(&self) -> Window {
-        let memory = &self.runtime.memory;
-        let (limits, warning) = memory.limits(&self.setup.model);
-        if let Some(message) = warning {
-            self.warn(message);
-        }
-        Window::new(
-            limits,
-            self.setup.max_output_tokens,
-            memory.config().compact_threshold,
-            memory.config().tail_share,
-        )
-    }
-
-    /// The prompt estimate of the next request with `block` as its memory
-    /// block: exact tokens or the table-free bound, or the provider's own
-    /// count of the last request plus what was added since, if larger.
-    fn estimate(&mut self, measure: Measure, block: Option<&str>) -> u64 {
-        let tools = self.router.registry.specs();
-        let prefix = Prefix {
-            system: &self.setup.agent.prompt,
-            tools: &tools,
-        };
-        self.estimator
-            .prompt(measure, &prefix, block, &self.messages)
-    }
-
-    /// The messages of the next request: memory block, then conversation;
-    /// compacted first if `may_compact` and the estimate passes the
-    /// threshold; then offered to the `pre-model-request` hook.
-    async fn request_messages(
-        &mut self,
-        window: &Window,
-        may_compact: bool,
+    /// Wait before taking turn `failure` up again after `err`; false when
+    /// cancelled meanwhile.
+    async fn wait_to_retry(
+        &self,
+        err: &ProviderError,
+        failure: u32,
         cancel: &CancellationToken,
-    ) -> Result<Vec<Message>, ProviderError> {
-        let mut block = self.runtime.memory.render(&self.id);
-        // The bound needs no token tables: when it fits, nothing is counted.
-        if may_compact
-            && window.needs_compaction(self.estimate(Measure::Bound, block.as_deref()))
-            && {
-                if !tokens::loaded() {
-                    let _ = tokio::task::spawn_blocking(tokens::load).await;
-                }
-                window.needs_compaction(self.estimate(Measure::Tokens, block.as_deref()))
-            }
-        {
-            self.compact(window, CompactReason::Threshold, cancel).await;
-            block = self.runtime.memory.render(&self.id);
+    ) -> bool {
+        let policy = &self.setup.policy;
+        let doubled = policy
+            .turn_retry_base
+            .saturating_mul(2u32.saturating_pow(failure - 1));
+        let wait = err
+            .retry_after()
+            .unwrap_or_default()
+            .max(doubled.min(policy.turn_retry_max));
+        self.warn(format!(
+            "the model call failed ({err}); taking the turn up again in {} s ({failure} of {})",
+            wait.as_secs_f32().ceil() as u64,
+            policy.turn_retries
+        ));
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
         }
-        let messages = context::assemble(block, &self.messages);
-        let hooks = self.runtime.hooks.clone();
-        if !hooks.wants(HookPoint::PreModelRequest) {
-            return Ok(messages);
-        }
-        let payload = serde_json::json!({
-            "session": self.id,
-            "agent": self.setup.agent.name,
-            "model": self.setup.model,
-            "messages": messages,
-        });
-        match hooks.call(HookPoint::PreModelRequest, payload).await {
-            Decision::Continue => Ok(messages),
-            Decision::Modify(value) => {
-                match serde_json::from_value::<Vec<Message>>(value["messages"].clone()) {
-                    Ok(reshaped) => Ok(reshaped),
-                    Err(err) => {
-                        self.warn(format!(
-                            "hook pre-model-request: ignored a reshaped context that is not a message list: {err}"
-                        ));
-                        Ok(messages)
-                    }
-                }
-            }
-            Decision::Block(reason) => Err(ProviderError::Fatal {
-                provider: self.runtime.client.provider(),
-                status: None,
-                message: format!("blocked by hook pre-model-request: {reason}"),
-            }),
-        }
-    }
-
-    /// Stream one model turn with `messages`, emitting events as it goes.
-    async fn stream_turn(
-        &mut self,
-        messages: Vec<Message>,
-        cancel: &CancellationToken,
-    ) -> Result<ModelTurn, ProviderError> {
-        let events = &self.runtime.events;
-        let tools = self.router.registry.specs();
-        events.emit(Event::ModelRequest {
-            session: self.id.clone(),
-            turn: self.turns,
-            messages: messages.len(),
-            tools: tools.len(),
-        });
-        let request = ModelRequest {
-            agent: self.setup.agent.name.clone(),
-            model: self.setup.model.clone(),
-            system: self.setup.agent.prompt.clone(),
-            messages,
-            tools,
-            max_output_tokens: self.setup.max_output_tokens,
-        };
-        let started = Instant::now();
-        let mut stream = self.runtime.client.stream(request, cancel.child_token());
-        let mut text = String::new();
-        let mut calls = Vec::new();
-        let mut usage = None;
-        let mut finish = None;
-        loop {
-            let item = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-                item = stream.next() => item,
-            };
-            let Some(item) = item else { break };
-            match item? {
-                StreamEvent::TextDelta(delta) => {
-                    text.push_str(&delta);
-                    events.emit(Event::TextDelta {
-                        session: self.id.clone(),
-                        text: delta,
-                    });
-                }
-                StreamEvent::ToolCall(call) => calls.push(call),
-                StreamEvent::Usage(turn_usage) => usage = Some(turn_usage),
-                StreamEvent::Finish(reason) => finish = Some(reason),
-                StreamEvent::Retry {
-                    attempt,
-                    delay,
-                    reason,
-                } => events.emit(Event::ModelRetry {
-                    session: self.id.clone(),
-                    attempt,
-                    delay_ms: delay.as_millis() as u64,
-                    reason,
-                }),
-            }
-        }
-        if let Some(turn_usage) = usage {
-            self.usage.add(&turn_usage);
-            events.emit(Event::Usage {
-                session: self.id.clone(),
-                agent: self.setup.agent.name.clone(),
-                usage: turn_usage,
-            });
-        }
-        if finish == Some(FinishReason::Length) && calls.is_empty() {
-            events.emit(Event::Warning {
-                session: Some(self.id.clone()),
-                message: format!(
-                    "the model's reply was cut at {} output tokens (max_output_tokens)",
-                    self.setup.max_output_tokens
-                ),
-            });
-        }
-        events.emit(Event::ModelResponse {
-            session: self.id.clone(),
-            turn: self.turns,
-            finish,
-            tool_calls: calls.len(),
-            latency_ms: started.elapsed().as_millis() as u64,
-        });
-        Ok(ModelTurn {
-            text,
-            calls,
-            reported_input: usage.map(|u| u.input),
-        })
     }
 
     /// Run the calls of one turn. Consecutive read-only calls run together;
@@ -566,13 +440,6 @@ impl Session {
             message,
         });
     }
-}
-
-struct ModelTurn {
-    text: String,
-    calls: Vec<ToolCall>,
-    /// The prompt tokens the provider counted, when it said.
-    reported_input: Option<u64>,
 }
 
 /// `worker-m3k9q1-7f2a`: agent, time in base 36, a random suffix. Sortable

@@ -1,17 +1,39 @@
-//! The repetition breaker: a session that makes the same tool call (name and
-//! arguments, in any key order) `limit` times in a row is stopped, since a
-//! model in a loop would otherwise spend its whole budget.
+//! The repetition breaker, judged as a person would: a session is stopped
+//! only when it makes the same tool call (name and arguments, in any key
+//! order) and gets the same result `limit` times in a row within one run —
+//! it is going round in circles and learning nothing. A repeat counts only
+//! within a run: a new message (the engine's continuation, a task result)
+//! is new context. Status tools never count: reading the plan or polling a
+//! background job again is how a model waits, not a loop.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 
 use serde_json::Value;
 
 use crate::provider::ToolCall;
 
+/// Read-only status tools: calling them again is expected.
+pub const STATUS_TOOLS: &[&str] = &[
+    "read_todo",
+    "list_tasks",
+    "get_task_result",
+    "check_background",
+    "list_background",
+    "git_status",
+    "git_diff",
+    "show_metrics",
+    "recall",
+    "list_agents",
+];
+
 #[derive(Debug, Default)]
 pub struct RepeatGuard {
     /// `None`: never stop.
     limit: Option<u32>,
-    /// The last call made and how many times in a row it was made.
-    last: Option<(String, String)>,
+    /// The last call made (name, canonical arguments, hash of its result)
+    /// and how many times in a row it was made with that result.
+    last: Option<(String, String, u64)>,
     repeats: u32,
 }
 
@@ -23,12 +45,21 @@ impl RepeatGuard {
         }
     }
 
-    /// Count the calls of one turn, in order; the reason to stop when the
-    /// limit is reached.
-    pub fn observe(&mut self, calls: &[ToolCall]) -> Option<String> {
+    /// Count the calls of one turn and their results, in order; the reason
+    /// to stop when the limit is reached.
+    pub fn observe(&mut self, calls: &[ToolCall], results: &[String]) -> Option<String> {
         let limit = self.limit?;
-        for call in calls {
-            let signature = (call.name.clone(), canonical_arguments(&call.arguments));
+        for (call, result) in calls.iter().zip(results) {
+            if STATUS_TOOLS.contains(&call.name.as_str()) {
+                continue;
+            }
+            let mut hasher = DefaultHasher::new();
+            result.hash(&mut hasher);
+            let signature = (
+                call.name.clone(),
+                canonical_arguments(&call.arguments),
+                hasher.finish(),
+            );
             if self.last.as_ref() == Some(&signature) {
                 self.repeats += 1;
             } else {
@@ -37,7 +68,7 @@ impl RepeatGuard {
             }
             if self.repeats >= limit {
                 return Some(format!(
-                    "the same tool call ({} {}) was made {} times in a row",
+                    "the same tool call ({} {}) got the same result {} times in a row",
                     call.name,
                     crate::text::preview(&call.arguments, 120),
                     self.repeats
@@ -47,7 +78,7 @@ impl RepeatGuard {
         None
     }
 
-    /// Start counting afresh (a new task for a pooled session).
+    /// Start counting afresh (a new run: new context).
     pub fn reset(&mut self) {
         self.last = None;
         self.repeats = 0;
@@ -87,34 +118,88 @@ mod tests {
         }
     }
 
+    fn same(guard: &mut RepeatGuard, name: &str, arguments: &str, result: &str) -> Option<String> {
+        guard.observe(&[call(name, arguments)], &[result.to_string()])
+    }
+
     #[test]
-    fn the_same_call_in_any_key_order_stops_at_the_limit() {
+    fn the_same_call_with_the_same_result_stops_at_the_limit() {
         let mut guard = RepeatGuard::new(Some(3));
         assert_eq!(
-            guard.observe(&[call("read", r#"{"path":"a","limit":5}"#)]),
+            same(&mut guard, "read", r#"{"path":"a","limit":5}"#, "x"),
             None
         );
         assert_eq!(
-            guard.observe(&[call("read", r#"{"limit":5, "path":"a"}"#)]),
+            same(&mut guard, "read", r#"{"limit":5, "path":"a"}"#, "x"),
             None
         );
-        let stop = guard.observe(&[call("read", r#"{"path":"a","limit":5}"#)]);
         assert_eq!(
-            stop.as_deref(),
-            Some(r#"the same tool call (read {"path":"a","limit":5}) was made 3 times in a row"#)
+            same(&mut guard, "read", r#"{"path":"a","limit":5}"#, "x").as_deref(),
+            Some(
+                r#"the same tool call (read {"path":"a","limit":5}) got the same result 3 times in a row"#
+            )
         );
     }
 
     #[test]
-    fn another_call_in_between_or_a_reset_starts_over() {
+    fn a_different_result_is_progress() {
         let mut guard = RepeatGuard::new(Some(2));
-        assert_eq!(guard.observe(&[call("bash", r#"{"command":"ls"}"#)]), None);
-        assert_eq!(guard.observe(&[call("bash", r#"{"command":"pwd"}"#)]), None);
+        // A test run whose output changes is not a loop.
+        assert_eq!(
+            same(
+                &mut guard,
+                "bash",
+                r#"{"command":"cargo test"}"#,
+                "1 failed"
+            ),
+            None
+        );
+        assert_eq!(
+            same(
+                &mut guard,
+                "bash",
+                r#"{"command":"cargo test"}"#,
+                "0 failed"
+            ),
+            None
+        );
+        assert!(
+            same(
+                &mut guard,
+                "bash",
+                r#"{"command":"cargo test"}"#,
+                "0 failed"
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn status_tools_never_count_and_a_new_run_starts_over() {
+        let mut guard = RepeatGuard::new(Some(2));
+        for _ in 0..10 {
+            assert_eq!(same(&mut guard, "read_todo", "{}", "- [ ] T1: a"), None);
+            assert_eq!(
+                same(
+                    &mut guard,
+                    "check_background",
+                    r#"{"id":"bg_1"}"#,
+                    "running"
+                ),
+                None
+            );
+        }
+        assert_eq!(same(&mut guard, "bash", r#"{"command":"ls"}"#, "a"), None);
         guard.reset();
-        assert_eq!(guard.observe(&[call("bash", r#"{"command":"pwd"}"#)]), None);
+        assert_eq!(same(&mut guard, "bash", r#"{"command":"ls"}"#, "a"), None);
+        // Status calls in between neither count nor break the streak.
+        assert_eq!(same(&mut guard, "read_todo", "{}", "plan"), None);
+        assert!(same(&mut guard, "bash", r#"{"command":"ls"}"#, "a").is_some());
         // Two identical calls in one turn count too.
+        let mut guard = RepeatGuard::new(Some(2));
         let twice = [call("grep", "not json"), call("grep", " not json ")];
-        assert!(guard.observe(&twice).is_some());
-        assert_eq!(RepeatGuard::new(None).observe(&twice), None);
+        let results = ["none".to_string(), "none".to_string()];
+        assert!(guard.observe(&twice, &results).is_some());
+        assert_eq!(RepeatGuard::new(None).observe(&twice, &results), None);
     }
 }

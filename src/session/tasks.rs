@@ -142,36 +142,16 @@ impl Tasks {
             .ok_or_else(|| format!("{id}: not a task id"))?;
         self.next_id.fetch_max(number + 1, Ordering::Relaxed);
         let me = self.me.upgrade().ok_or("the mission is shutting down")?;
-        let cancel = self.cancel.child_token();
-        self.tasks.lock().expect("task table lock").insert(
+        let cancel = self.enqueue(
             number,
-            TaskRecord {
-                summary: TaskSummary {
-                    id: id.to_string(),
-                    agent: agent.name.clone(),
-                    description: description.to_string(),
-                    status: TaskStatus::Queued,
-                    background: true,
-                    session: None,
-                },
-                parent: parent.to_string(),
-                prompt: prompt.to_string(),
-                result: None,
-                error: None,
-                turns: 0,
-                usage: Usage::default(),
-                cancel: cancel.clone(),
-                unreported: false,
+            &agent,
+            Delegated {
+                description,
+                prompt,
+                background: true,
+                parent,
             },
         );
-        self.runtime.events.emit(Event::TaskQueued {
-            task: id.to_string(),
-            agent: agent.name.clone(),
-            description: description.to_string(),
-            background: true,
-            parent: parent.to_string(),
-            prompt: prompt.to_string(),
-        });
         let setup = (self.setup_for)(&agent);
         let start = match session {
             Some(session) => Start::Restore(session.to_string()),
@@ -181,6 +161,42 @@ impl Tasks {
             me.run_task(number, setup, 1, start, cancel).await;
         });
         Ok(())
+    }
+
+    /// Record task `number` as queued and say so; its cancellation token.
+    fn enqueue(&self, number: u64, agent: &Agent, task: Delegated<'_>) -> CancellationToken {
+        let id = format!("task_{number}");
+        let cancel = self.cancel.child_token();
+        self.tasks.lock().expect("task table lock").insert(
+            number,
+            TaskRecord {
+                summary: TaskSummary {
+                    id: id.clone(),
+                    agent: agent.name.clone(),
+                    description: task.description.to_string(),
+                    status: TaskStatus::Queued,
+                    background: task.background,
+                    session: None,
+                },
+                parent: task.parent.to_string(),
+                prompt: task.prompt.to_string(),
+                result: None,
+                error: None,
+                turns: 0,
+                usage: Usage::default(),
+                cancel: cancel.clone(),
+                unreported: false,
+            },
+        );
+        self.runtime.events.emit(Event::TaskQueued {
+            task: id,
+            agent: agent.name.clone(),
+            description: task.description.to_string(),
+            background: task.background,
+            parent: task.parent.to_string(),
+            prompt: task.prompt.to_string(),
+        });
+        cancel
     }
 
     pub fn pool_stats(&self) -> PoolStats {
@@ -418,6 +434,15 @@ fn report(record: &TaskRecord) -> String {
     text
 }
 
+/// What a task was given when it was delegated.
+struct Delegated<'a> {
+    description: &'a str,
+    prompt: &'a str,
+    background: bool,
+    /// The session that delegated it.
+    parent: &'a str,
+}
+
 #[async_trait]
 impl Delegator for Tasks {
     async fn delegate(
@@ -452,36 +477,16 @@ impl Delegator for Tasks {
         let setup = (self.setup_for)(&agent);
         let number = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("task_{number}");
-        let cancel = self.cancel.child_token();
-        self.tasks.lock().expect("task table lock").insert(
+        let cancel = self.enqueue(
             number,
-            TaskRecord {
-                summary: TaskSummary {
-                    id: id.clone(),
-                    agent: agent.name.clone(),
-                    description: request.description.clone(),
-                    status: TaskStatus::Queued,
-                    background: request.background,
-                    session: None,
-                },
-                parent: caller.session.clone(),
-                prompt: request.prompt.clone(),
-                result: None,
-                error: None,
-                turns: 0,
-                usage: Usage::default(),
-                cancel: cancel.clone(),
-                unreported: false,
+            &agent,
+            Delegated {
+                description: &request.description,
+                prompt: &request.prompt,
+                background: request.background,
+                parent: &caller.session,
             },
         );
-        self.runtime.events.emit(Event::TaskQueued {
-            task: id.clone(),
-            agent: agent.name.clone(),
-            description: request.description.clone(),
-            background: request.background,
-            parent: caller.session.clone(),
-            prompt: request.prompt.clone(),
-        });
         let (done_tx, done_rx) = oneshot::channel();
         let task_cancel = cancel.clone();
         self.tracker.spawn(async move {

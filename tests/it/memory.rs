@@ -84,6 +84,7 @@ impl ModelClient for Recording {
                 Err(ProviderError::ContextLength {
                     provider: "scripted",
                     message: "prompt is too long".into(),
+                    fit: None,
                 })
             }));
         }
@@ -171,6 +172,7 @@ fn setup(model: &str) -> SessionSetup {
         max_output_tokens: 1000,
         token_budget: None,
         repeat_limit: None,
+        policy: Default::default(),
     }
 }
 
@@ -427,7 +429,7 @@ async fn a_second_context_length_error_fails_the_session_clearly() {
     let error = report.error.unwrap();
     assert!(error.contains("context length exceeded"), "{error}");
     assert!(
-        error.contains("still too long after compacting once"),
+        error.contains("still too long after fitting the request"),
         "{error}"
     );
     // Exactly one retry, never a loop.
@@ -515,7 +517,7 @@ async fn remember_and_recall_through_the_tools_and_an_unknown_model_is_warned_on
         .filter(|w| w.contains("no known context window"))
         .collect();
     assert_eq!(unknown.len(), 1, "{unknown:?}");
-    assert!(unknown[0].contains("assuming 8192 tokens"));
+    assert!(unknown[0].contains("assuming 32768 tokens"), "{unknown:?}");
     // Its Task tier is its own.
     assert_eq!(requests.len(), 3);
     let last = h.client.agent_requests().pop().unwrap();

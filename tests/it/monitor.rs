@@ -476,6 +476,7 @@ fn one_of_each() -> Vec<Event> {
         output: 2,
         cached_input: 1,
         cache_write: 0,
+        reasoning: 0,
     };
     let all = vec![
         Event::MissionStarted {
@@ -485,6 +486,8 @@ fn one_of_each() -> Vec<Event> {
             max_iterations: 3,
             commander_session: "c".into(),
             resumed: true,
+            budget_tokens: None,
+            budget_usd: None,
         },
         Event::PlanUpdated {
             counts: PlanCounts {
@@ -538,6 +541,7 @@ fn one_of_each() -> Vec<Event> {
             attempt: 1,
             delay_ms: 500,
             reason: "429".into(),
+            discarded_bytes: 0,
         },
         Event::ModelResponse {
             session: "s".into(),

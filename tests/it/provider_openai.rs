@@ -26,6 +26,7 @@ fn settings(server: &Server, key: Option<&str>) -> HttpSettings {
             max_delay_ms: 5,
             deadline_ms: 30_000,
             max_retry_after_ms: 5_000,
+            turn_retries: 0,
         },
         stream_idle_timeout: Duration::from_millis(200),
         connect_timeout: Duration::from_secs(2),
@@ -76,6 +77,31 @@ impl Turn {
             .collect()
     }
 
+    /// The text a consumer keeps: what streamed after the last retry that
+    /// discarded a partial turn.
+    fn kept_text(&self) -> String {
+        let start = self
+            .events
+            .iter()
+            .rposition(|event| matches!(event, StreamEvent::Retry { discard: true, .. }))
+            .map_or(0, |at| at + 1);
+        self.events[start..]
+            .iter()
+            .filter_map(|event| match event {
+                StreamEvent::TextDelta(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many retries discarded a partial turn.
+    fn discards(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|event| matches!(event, StreamEvent::Retry { discard: true, .. }))
+            .count()
+    }
+
     fn calls(&self) -> Vec<ToolCall> {
         self.events
             .iter()
@@ -94,6 +120,7 @@ impl Turn {
                     attempt,
                     delay,
                     reason,
+                    ..
                 } => Some((*attempt, *delay, reason.clone())),
                 _ => None,
             })
@@ -238,7 +265,8 @@ async fn streams_text_and_usage_through_every_quirk() {
             input: 120,
             output: 9,
             cached_input: 100,
-            cache_write: 0
+            cache_write: 0,
+            reasoning: 0,
         })
     );
     assert_eq!(turn.finish(), Some(FinishReason::Stop));
@@ -651,7 +679,7 @@ async fn bad_request_is_fatal() {
 }
 
 #[tokio::test]
-async fn connection_cut_after_content_is_surfaced_not_retried() {
+async fn connection_cut_after_content_starts_the_turn_over() {
     let body = format!(
         "data: {}\n\ndata: {}\n\ndata: {{\"choi",
         text_chunk("Hello"),
@@ -666,18 +694,12 @@ async fn connection_cut_after_content_is_surfaced_not_retried() {
     .await;
     let turn = turn(&server, Some(KEY), request()).await;
 
-    assert_eq!(turn.text(), "Hello, wor");
-    assert!(
-        matches!(
-            turn.error,
-            Some(ProviderError::Transient { status: None, .. })
-        ),
-        "{:?}",
-        turn.error
-    );
-    assert!(turn.retries().is_empty());
-    assert_eq!(turn.finish(), None);
-    assert_eq!(server.requests().len(), 1);
+    // What streamed before the cut is void; the whole turn comes again.
+    assert!(turn.error.is_none(), "{:?}", turn.error);
+    assert_eq!(turn.discards(), 1);
+    assert_eq!(turn.kept_text(), "Hello, world");
+    assert_eq!(turn.finish(), Some(FinishReason::Stop));
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[tokio::test]
@@ -725,7 +747,7 @@ async fn tool_fragments_cut_before_the_finish_are_retried() {
 }
 
 #[tokio::test]
-async fn stalled_stream_after_content_fails_with_stalled() {
+async fn stalled_stream_after_content_starts_the_turn_over() {
     let body = format!("data: {}\n\n", text_chunk("Thinking"));
     let server = Server::start(vec![
         Reply::sse(&body, 64).end(End::Stall),
@@ -734,16 +756,15 @@ async fn stalled_stream_after_content_fails_with_stalled() {
     .await;
     let turn = turn(&server, Some(KEY), request()).await;
 
-    assert_eq!(turn.text(), "Thinking");
+    assert!(turn.error.is_none(), "{:?}", turn.error);
+    assert_eq!(turn.discards(), 1);
     assert!(
-        matches!(
-            turn.error,
-            Some(ProviderError::Stalled { idle, .. }) if idle == Duration::from_millis(200)
-        ),
+        turn.retries()[0].2.contains("stalled"),
         "{:?}",
-        turn.error
+        turn.retries()
     );
-    assert_eq!(server.requests().len(), 1);
+    assert_eq!(turn.kept_text(), "Hello, world");
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[tokio::test]
@@ -781,26 +802,23 @@ async fn finish_without_done_still_completes() {
 }
 
 #[tokio::test]
-async fn openrouter_error_event_before_content_is_retried_after_content_surfaced() {
+async fn openrouter_error_events_before_and_after_content_are_retried() {
     let upstream_error = json!({"error": {"code": 502, "message": "Provider disconnected"}});
     let server = Server::start(vec![
         Reply::sse(&sse(std::slice::from_ref(&upstream_error)), 64),
         Reply::sse(&sse(&[text_chunk("partial"), upstream_error]), 64),
+        Reply::sse(&hello(), 64),
     ])
     .await;
     let turn = turn(&server, Some(KEY), request()).await;
 
-    assert_eq!(turn.retries().len(), 1);
+    assert!(turn.error.is_none(), "{:?}", turn.error);
+    assert_eq!(turn.retries().len(), 2);
     assert!(turn.retries()[0].2.contains("Provider disconnected"));
-    assert_eq!(turn.text(), "partial");
-    assert!(matches!(
-        turn.error,
-        Some(ProviderError::Transient {
-            status: Some(502),
-            ..
-        })
-    ));
-    assert_eq!(server.requests().len(), 2);
+    // The first failed before content, the second after it.
+    assert_eq!(turn.discards(), 1);
+    assert_eq!(turn.kept_text(), "Hello, world");
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[tokio::test]

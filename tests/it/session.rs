@@ -168,6 +168,7 @@ fn setup(max_turns: u32, token_budget: Option<u64>) -> SessionSetup {
         max_output_tokens: 1000,
         token_budget,
         repeat_limit: None,
+        policy: Default::default(),
     }
 }
 

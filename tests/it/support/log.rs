@@ -15,7 +15,7 @@ pub fn compact_log(events: &[Value]) -> String {
     let mut commander = String::new();
     // session → task id; task id → (agent, description, lines)
     let mut session_task: BTreeMap<String, String> = BTreeMap::new();
-    let mut tasks: BTreeMap<String, (String, String, Vec<String>)> = BTreeMap::new();
+    let mut tasks: Tasks = BTreeMap::new();
     let mut calls: BTreeMap<(String, String), usize> = BTreeMap::new();
     let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
     for event in events {
@@ -71,14 +71,13 @@ pub fn compact_log(events: &[Value]) -> String {
                 )
                 .trim_end()
                 .to_string();
-                let lines = if session == commander {
-                    Some(&mut timeline)
-                } else {
-                    session_task
-                        .get(&session)
-                        .and_then(|task| tasks.get_mut(task))
-                        .map(|entry| &mut entry.2)
-                };
+                let lines = lines_of(
+                    &session,
+                    &commander,
+                    &mut timeline,
+                    &session_task,
+                    &mut tasks,
+                );
                 if let Some(lines) = lines {
                     let prefix = if session == commander {
                         "Commander: "
@@ -98,14 +97,13 @@ pub fn compact_log(events: &[Value]) -> String {
                 let Some(at) = calls.remove(&(session.clone(), text(&event["call_id"]))) else {
                     continue;
                 };
-                let lines = if session == commander {
-                    Some(&mut timeline)
-                } else {
-                    session_task
-                        .get(&session)
-                        .and_then(|task| tasks.get_mut(task))
-                        .map(|entry| &mut entry.2)
-                };
+                let lines = lines_of(
+                    &session,
+                    &commander,
+                    &mut timeline,
+                    &session_task,
+                    &mut tasks,
+                );
                 if let Some(line) = lines.and_then(|lines| lines.get_mut(at)) {
                     line.push_str(&format!(" → {outcome}"));
                 }
@@ -161,6 +159,24 @@ pub fn compact_log(events: &[Value]) -> String {
     }
     log.push('\n');
     log
+}
+
+type Tasks = BTreeMap<String, (String, String, Vec<String>)>;
+
+/// Where a session's lines go: the timeline for the Commander, its task's
+/// block for a task's session.
+fn lines_of<'a>(
+    session: &str,
+    commander: &str,
+    timeline: &'a mut Vec<String>,
+    session_task: &BTreeMap<String, String>,
+    tasks: &'a mut Tasks,
+) -> Option<&'a mut Vec<String>> {
+    if session == commander {
+        return Some(timeline);
+    }
+    let task = session_task.get(session)?;
+    tasks.get_mut(task).map(|entry| &mut entry.2)
 }
 
 /// The argument worth showing for a call of `tool`.
