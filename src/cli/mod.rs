@@ -238,6 +238,7 @@ impl Project {
             api_key,
             retry: config.retry.clone(),
             stream_idle_timeout: Duration::from_millis(config.session.stream_idle_timeout_ms),
+            turn_timeout: Duration::from_millis(config.session.turn_timeout_ms),
             connect_timeout: Duration::from_millis(config.session.connect_timeout_ms),
         };
         Ok(match kind {

@@ -402,6 +402,9 @@ pub struct SessionConfig {
     pub min_output_tokens: u32,
     /// Fail a model turn when the stream is silent this long.
     pub stream_idle_timeout_ms: u64,
+    /// Fail a model turn that streams longer than this, however often the
+    /// server says it is still working (keep-alive comments).
+    pub turn_timeout_ms: u64,
     /// TCP connect timeout for provider requests.
     pub connect_timeout_ms: u64,
 }
@@ -413,6 +416,7 @@ impl Default for SessionConfig {
             max_output_tokens: 8192,
             min_output_tokens: 2048,
             stream_idle_timeout_ms: 120_000,
+            turn_timeout_ms: 600_000,
             connect_timeout_ms: 10_000,
         }
     }

@@ -15,6 +15,7 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
             "session.stream_idle_timeout_ms",
             config.session.stream_idle_timeout_ms,
         ),
+        ("session.turn_timeout_ms", config.session.turn_timeout_ms),
         ("retry.max_attempts", config.retry.max_attempts as u64),
         ("tools.bash_timeout_ms", config.tools.bash_timeout_ms),
         (

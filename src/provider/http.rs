@@ -77,6 +77,8 @@ pub(crate) struct Transport {
     key: Option<Secret>,
     retry: RetryConfig,
     idle: Duration,
+    /// The longest one attempt's stream may take.
+    turn: Duration,
     /// The back-off every session of this client shares.
     pause: Pause,
 }
@@ -129,6 +131,7 @@ impl Transport {
             key: settings.api_key.clone().filter(|key| !key.is_empty()),
             retry: settings.retry.clone(),
             idle: settings.stream_idle_timeout,
+            turn: settings.turn_timeout,
             pause: Pause::default(),
         }
     }
@@ -158,7 +161,7 @@ impl Transport {
                 return Box::pin(futures::stream::iter([Err(error)]));
             }
         };
-        let (provider, idle, key) = (self.provider, self.idle, self.key.clone());
+        let (provider, idle, turn, key) = (self.provider, self.idle, self.turn, self.key.clone());
         let attempt = move || {
             let (client, prepared, key) = (client.clone(), prepared.clone(), key.clone());
             async move {
@@ -172,7 +175,7 @@ impl Transport {
                     let body = read_error_body(response, idle).await;
                     return Err(scrub(classify(Some(status.as_u16()), &body, hints)));
                 }
-                let events = decode(response, new_decoder(), idle, provider)
+                let events = decode(response, new_decoder(), idle, turn, provider)
                     .map(move |item| item.map_err(&scrub));
                 Ok(Box::pin(events) as EventStream)
             }
@@ -255,6 +258,7 @@ fn decode<D: Decoder>(
     response: reqwest::Response,
     mut decoder: D,
     idle: Duration,
+    turn: Duration,
     provider: &'static str,
 ) -> EventStream {
     let whole_json = response
@@ -266,8 +270,23 @@ fn decode<D: Decoder>(
         let mut body = response.bytes_stream();
         let mut parser = SseParser::new();
         let mut document = Vec::new();
+        let deadline = tokio::time::Instant::now() + turn;
         loop {
-            let (events, cut) = match tokio::time::timeout(idle, body.next()).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let next = tokio::time::timeout(idle.min(left), body.next()).await;
+            let (events, cut) = match next {
+                Err(_) if left <= idle => (
+                    Vec::new(),
+                    Some(Some(ProviderError::Transient {
+                        provider,
+                        status: None,
+                        message: format!(
+                            "the turn streamed past its {} s deadline (session.turn_timeout_ms) without finishing",
+                            turn.as_secs()
+                        ),
+                        retry_after: None,
+                    })),
+                ),
                 Ok(Some(Ok(_))) if whole_json && document.len() > JSON_BODY_LIMIT => (
                     Vec::new(),
                     Some(Some(ProviderError::Fatal {

@@ -256,6 +256,8 @@ pub struct HttpSettings {
     pub api_key: Option<crate::config::Secret>,
     pub retry: crate::config::RetryConfig,
     pub stream_idle_timeout: Duration,
+    /// The longest one streamed turn may take, keep-alives or not.
+    pub turn_timeout: Duration,
     pub connect_timeout: Duration,
 }
 

@@ -862,6 +862,7 @@ mod tests {
             api_key: None,
             retry: Default::default(),
             stream_idle_timeout: std::time::Duration::from_secs(1),
+            turn_timeout: std::time::Duration::from_secs(10),
             connect_timeout: std::time::Duration::from_secs(1),
         };
         let openai = OpenAiClient::new(settings("https://api.openai.com/v1/"));

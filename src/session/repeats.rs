@@ -4,8 +4,11 @@
 //! it is going round in circles and learning nothing. A repeat counts only
 //! within a run: a new message (the engine's continuation, a task result)
 //! is new context. Status tools never count: reading the plan or polling a
-//! background job again is how a model waits, not a loop.
+//! background job again is how a model waits, not a loop — and when a
+//! status tool answers differently than it did last time, that is new
+//! context too (`sleep 5`, poll, `sleep 5`, poll is waiting, not a loop).
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -35,6 +38,8 @@ pub struct RepeatGuard {
     /// and how many times in a row it was made with that result.
     last: Option<(String, String, u64)>,
     repeats: u32,
+    /// The last result of each status call (name and arguments).
+    status: HashMap<(String, String), u64>,
 }
 
 impl RepeatGuard {
@@ -50,16 +55,19 @@ impl RepeatGuard {
     pub fn observe(&mut self, calls: &[ToolCall], results: &[String]) -> Option<String> {
         let limit = self.limit?;
         for (call, result) in calls.iter().zip(results) {
-            if STATUS_TOOLS.contains(&call.name.as_str()) {
-                continue;
-            }
             let mut hasher = DefaultHasher::new();
             result.hash(&mut hasher);
-            let signature = (
-                call.name.clone(),
-                canonical_arguments(&call.arguments),
-                hasher.finish(),
-            );
+            let result = hasher.finish();
+            let arguments = canonical_arguments(&call.arguments);
+            if STATUS_TOOLS.contains(&call.name.as_str()) {
+                let before = self.status.insert((call.name.clone(), arguments), result);
+                if before.is_some_and(|before| before != result) {
+                    self.last = None;
+                    self.repeats = 0;
+                }
+                continue;
+            }
+            let signature = (call.name.clone(), arguments, result);
             if self.last.as_ref() == Some(&signature) {
                 self.repeats += 1;
             } else {
@@ -82,6 +90,7 @@ impl RepeatGuard {
     pub fn reset(&mut self) {
         self.last = None;
         self.repeats = 0;
+        self.status.clear();
     }
 }
 
@@ -192,9 +201,42 @@ mod tests {
         assert_eq!(same(&mut guard, "bash", r#"{"command":"ls"}"#, "a"), None);
         guard.reset();
         assert_eq!(same(&mut guard, "bash", r#"{"command":"ls"}"#, "a"), None);
-        // Status calls in between neither count nor break the streak.
+        // Status calls in between neither count nor break the streak...
         assert_eq!(same(&mut guard, "read_todo", "{}", "plan"), None);
         assert!(same(&mut guard, "bash", r#"{"command":"ls"}"#, "a").is_some());
+        // ...unless what they say changed: waiting between polls is not a loop.
+        let mut guard = RepeatGuard::new(Some(2));
+        let sleep = r#"{"command":"sleep 1"}"#;
+        assert_eq!(
+            same(
+                &mut guard,
+                "check_background",
+                r#"{"id":"bg_1"}"#,
+                "running for 0.1 s"
+            ),
+            None
+        );
+        assert_eq!(same(&mut guard, "bash", sleep, "exit code 0"), None);
+        assert_eq!(
+            same(
+                &mut guard,
+                "check_background",
+                r#"{"id":"bg_1"}"#,
+                "running for 1.2 s"
+            ),
+            None
+        );
+        assert_eq!(same(&mut guard, "bash", sleep, "exit code 0"), None);
+        assert_eq!(
+            same(
+                &mut guard,
+                "check_background",
+                r#"{"id":"bg_1"}"#,
+                "running for 1.2 s"
+            ),
+            None
+        );
+        assert!(same(&mut guard, "bash", sleep, "exit code 0").is_some());
         // Two identical calls in one turn count too.
         let mut guard = RepeatGuard::new(Some(2));
         let twice = [call("grep", "not json"), call("grep", " not json ")];

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod diagnostics;
+mod fit;
 mod memory;
 mod mission;
 mod monitor;
@@ -13,5 +14,6 @@ mod plugins;
 mod provider_anthropic;
 mod provider_openai;
 mod session;
+mod sim;
 mod todo;
 mod tools;

@@ -29,6 +29,7 @@ fn settings(server: &Server, key: Option<&str>) -> HttpSettings {
             turn_retries: 0,
         },
         stream_idle_timeout: Duration::from_millis(200),
+        turn_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
     }
 }

@@ -1,6 +1,7 @@
 //! A loopback HTTP server that replies with scripted bytes, chunk by chunk.
 //!
-//! Each accepted connection takes the next [`Reply`] from a queue. Bodies go
+//! Each accepted connection takes the next [`Reply`] from a queue, or asks a
+//! responder function for one (the model simulator, `sim.rs`). Bodies go
 //! out with `Transfer-Encoding: chunked` and `Connection: close`, one HTTP
 //! chunk per scripted piece, so a client really sees an SSE stream split
 //! mid-line and mid-JSON, and a body that stops early is really incomplete.
@@ -28,6 +29,9 @@ pub enum End {
     Reset,
     /// Keep the connection open and send nothing more.
     Stall,
+    /// Keep the connection open sending an SSE comment (`: keep-alive`)
+    /// at this interval, and never anything else.
+    KeepAlive(Duration),
 }
 
 /// One scripted response.
@@ -131,7 +135,14 @@ impl Recorded {
     }
 }
 
-type Queue = Arc<Mutex<VecDeque<Reply>>>;
+/// What answers a request: the next scripted reply, or a function of the
+/// request.
+#[derive(Clone)]
+enum Source {
+    Queue(Arc<Mutex<VecDeque<Reply>>>),
+    Responder(Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>),
+}
+
 type Log = Arc<Mutex<Vec<Recorded>>>;
 
 /// The running server; dropping it stops the accept loop and every open
@@ -144,11 +155,21 @@ pub struct Server {
 
 impl Server {
     pub async fn start(replies: Vec<Reply>) -> Server {
+        Server::serving(Source::Queue(Arc::new(Mutex::new(replies.into())))).await
+    }
+
+    /// A server that answers every request with `respond(request)`.
+    pub async fn responding(
+        respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        Server::serving(Source::Responder(Arc::new(respond))).await
+    }
+
+    async fn serving(source: Source) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("listener has an address");
-        let queue: Queue = Arc::new(Mutex::new(replies.into()));
         let requests: Log = Arc::default();
         let log = requests.clone();
         let accept = tokio::spawn(async move {
@@ -157,7 +178,7 @@ impl Server {
                 tokio::select! {
                     accepted = listener.accept() => {
                         if let Ok((socket, _)) = accepted {
-                            connections.spawn(serve(socket, queue.clone(), log.clone()));
+                            connections.spawn(serve(socket, source.clone(), log.clone()));
                         }
                     }
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -187,12 +208,15 @@ impl Drop for Server {
     }
 }
 
-async fn serve(mut socket: TcpStream, queue: Queue, log: Log) {
+async fn serve(mut socket: TcpStream, source: Source, log: Log) {
     let Some(request) = read_request(&mut socket).await else {
         return;
     };
-    log.lock().expect("request log").push(request);
-    let reply = queue.lock().expect("reply queue").pop_front();
+    log.lock().expect("request log").push(request.clone());
+    let reply = match source {
+        Source::Queue(queue) => queue.lock().expect("reply queue").pop_front(),
+        Source::Responder(respond) => Some(respond(&request)),
+    };
     let reply = reply.unwrap_or_else(|| {
         Reply::json(
             400,
@@ -285,6 +309,15 @@ async fn respond(socket: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
             socket.set_zero_linger()
         }
         End::Stall => hold(socket).await,
+        End::KeepAlive(interval) => loop {
+            tokio::time::sleep(interval).await;
+            let comment = b": keep-alive\n\n";
+            let mut frame = format!("{:x}\r\n", comment.len()).into_bytes();
+            frame.extend_from_slice(comment);
+            frame.extend_from_slice(b"\r\n");
+            socket.write_all(&frame).await?;
+            socket.flush().await?;
+        },
     }
 }
 

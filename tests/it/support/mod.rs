@@ -2,7 +2,9 @@
 
 pub mod http;
 pub mod log;
+pub mod missions;
 pub mod project;
+pub mod sim;
 
 use std::io::Write as _;
 
