@@ -959,3 +959,34 @@ fn an_unreadable_sync_issues_file_fails_the_gate_naming_it() {
     // The plan was done, but the gate never guessed: no verification ran.
     assert_eq!(gate["verify"], json!([]));
 }
+
+#[test]
+fn status_shows_the_budgets_beside_what_was_spent() {
+    let project = Project::new();
+    verify(&project, &[]);
+    let (code, events, _) = task(
+        &project,
+        &idle_commander(1),
+        &[
+            "--max-iterations",
+            "1",
+            "--budget-tokens",
+            "100000",
+            "--budget-usd",
+            "2",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    let started = of_type(&events, "mission_started")[0];
+    assert_eq!(started["budget_tokens"], 100000);
+    assert_eq!(started["budget_usd"], 2.0);
+    let (output, stdout, _) = run(project.orch().arg("status"));
+    assert!(output.status.success());
+    assert!(stdout.contains("token budget: "), "{stdout}");
+    assert!(stdout.contains(" of 100000 used"), "{stdout}");
+    // The scripted provider is free: the spend is known, and zero.
+    assert!(
+        stdout.contains("dollar budget: $0.0000 of $2.00 spent"),
+        "{stdout}"
+    );
+}
