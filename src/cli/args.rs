@@ -26,7 +26,7 @@ pub struct Cli {
     pub provider: Option<String>,
 
     /// Model for every agent (per-agent models in orch.json win).
-    #[arg(long, global = true, value_name = "MODEL")]
+    #[arg(long, global = true, value_name = "MODEL", value_parser = non_empty)]
     pub model: Option<String>,
 
     /// The scripted provider's script (a path relative to the current directory).
@@ -34,15 +34,15 @@ pub struct Cli {
     pub script: Option<PathBuf>,
 
     /// Missions: most Commander iterations before the mission stops.
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_iterations: Option<u32>,
 
     /// Stop once this many tokens (input + output) were used.
-    #[arg(long, global = true, value_name = "TOKENS")]
+    #[arg(long, global = true, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
     pub budget_tokens: Option<u64>,
 
-    /// Missions: stop once this many US dollars were spent (needs prices in orch.json).
-    #[arg(long, global = true, value_name = "USD")]
+    /// Missions: stop once this many US dollars were spent (every model used needs a price).
+    #[arg(long, global = true, value_name = "USD", value_parser = dollars)]
     pub budget_usd: Option<f64>,
 
     /// Print less: only answers, warnings and errors.
@@ -112,9 +112,28 @@ pub struct RunArgs {
     pub agent: String,
 
     /// Most model turns for this session.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: Option<u32>,
 
     /// What the agent should do; `-` reads it from standard input.
     pub prompt: String,
+}
+
+/// A name that is not empty or blank.
+fn non_empty(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("expected a name, got an empty one".into());
+    }
+    Ok(trimmed.to_string())
+}
+
+/// An amount of US dollars greater than 0.
+fn dollars(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(amount) if amount.is_finite() && amount > 0.0 => Ok(amount),
+        _ => Err(format!(
+            "expected an amount of US dollars greater than 0, got {text:?}"
+        )),
+    }
 }

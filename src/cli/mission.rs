@@ -24,7 +24,7 @@ use crate::text::one_line;
 
 pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
     let ctx = Project::load(cli)?;
-    let goal = read_goal(&args.goal)?;
+    let goal = read_goal(&args.goal, ctx.config.mission.max_goal_bytes)?;
     let client = ctx.model_client()?;
     check_prices(cli, &ctx)?;
     run_new_mission(cli, &ctx, client, &goal).await
@@ -313,7 +313,10 @@ fn first_message(goal: &str, verify: &[String], max_iterations: u32) -> String {
     )
 }
 
-fn read_goal(goal: &str) -> anyhow::Result<String> {
+/// The goal from the command line or standard input, refused when it is
+/// empty or larger than `max_bytes` (it goes into the plan and the
+/// Commander's first message, so into every request).
+fn read_goal(goal: &str, max_bytes: usize) -> anyhow::Result<String> {
     let text = if goal == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -326,6 +329,12 @@ fn read_goal(goal: &str) -> anyhow::Result<String> {
     let text = text.trim().to_string();
     if text.is_empty() {
         bail!("the goal is empty");
+    }
+    if text.len() > max_bytes {
+        bail!(
+            "the goal is {} bytes and orch puts it into every request of the Commander; the most is {max_bytes} (mission.max_goal_bytes): put the details in a file of the project and give a short goal that names it, e.g. `orch task \"Implement what docs/spec.md describes\"`",
+            text.len()
+        );
     }
     Ok(text)
 }
@@ -345,7 +354,7 @@ fn new_mission_id() -> String {
 
 pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
     let ctx = Project::load(cli)?;
-    let goal = read_goal(&args.goal)?;
+    let goal = read_goal(&args.goal, ctx.config.mission.max_goal_bytes)?;
     let client = ctx.model_client()?;
     let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);

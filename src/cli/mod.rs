@@ -242,12 +242,34 @@ impl Project {
             connect_timeout: Duration::from_millis(config.session.connect_timeout_ms),
         };
         Ok(match kind {
-            ProviderKind::Openai => Arc::new(OpenAiClient::new(http(
-                &config.openai.base_url,
-                config.openai.api_key.clone(),
-            ))),
+            ProviderKind::Openai => {
+                // A local or compatible server may need no key; OpenAI's own does.
+                let default_url =
+                    config.openai.base_url == config::OpenAiConfig::default().base_url;
+                if default_url
+                    && config
+                        .openai
+                        .api_key
+                        .as_ref()
+                        .is_none_or(|key| key.is_empty())
+                {
+                    return Err(anyhow!(
+                        "provider openai needs an API key for {}: set OPENAI_API_KEY, or set OPENAI_BASE_URL (or openai.base_url in orch.json) for a local or compatible server",
+                        config.openai.base_url
+                    ));
+                }
+                Arc::new(OpenAiClient::new(http(
+                    &config.openai.base_url,
+                    config.openai.api_key.clone(),
+                )))
+            }
             ProviderKind::Anthropic => {
-                if config.anthropic.api_key.is_none() {
+                if config
+                    .anthropic
+                    .api_key
+                    .as_ref()
+                    .is_none_or(|key| key.is_empty())
+                {
                     return Err(anyhow!(
                         "provider anthropic needs an API key: set ANTHROPIC_API_KEY or anthropic.api_key in orch.json"
                     ));

@@ -270,6 +270,8 @@ pub struct MissionConfig {
     pub verify_output_bytes: usize,
     /// How deep delegation may go: 1 = only the Commander delegates.
     pub max_depth: u32,
+    /// The largest goal taken from the command line, in bytes.
+    pub max_goal_bytes: usize,
 }
 
 impl Default for MissionConfig {
@@ -284,6 +286,7 @@ impl Default for MissionConfig {
             verify_timeout_ms: 600_000,
             verify_output_bytes: 4000,
             max_depth: 1,
+            max_goal_bytes: 16 * 1024,
         }
     }
 }
@@ -448,7 +451,7 @@ impl Default for RetryConfig {
             max_attempts: 5,
             base_delay_ms: 500,
             max_delay_ms: 30_000,
-            deadline_ms: 180_000,
+            deadline_ms: 300_000,
             max_retry_after_ms: 120_000,
             turn_retries: 3,
         }

@@ -43,15 +43,127 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
             config.plugins.fetch_max_bytes as u64,
         ),
         ("plugins.fetch_timeout_ms", config.plugins.fetch_timeout_ms),
+        (
+            "mission.max_goal_bytes",
+            config.mission.max_goal_bytes as u64,
+        ),
+        (
+            "mission.budget_tokens",
+            config.mission.budget_tokens.unwrap_or(1),
+        ),
+        (
+            "mission.max_wall_secs",
+            config.mission.max_wall_secs.unwrap_or(1),
+        ),
+        ("pool.max_reuse", u64::from(config.pool.max_reuse)),
+        (
+            "session.connect_timeout_ms",
+            config.session.connect_timeout_ms,
+        ),
+        ("tools.read_max_bytes", config.tools.read_max_bytes as u64),
+        ("tools.background_max", config.tools.background_max as u64),
+        ("diagnostics.timeout_ms", config.diagnostics.timeout_ms),
+        ("plugins.hook_timeout_ms", config.plugins.hook_timeout_ms),
+        ("plugins.tool_timeout_ms", config.plugins.tool_timeout_ms),
+        ("plugins.memory_mib", config.plugins.memory_mib),
+        ("plugins.max_faults", u64::from(config.plugins.max_faults)),
     ];
+    let named: Vec<(String, u64)> = config
+        .concurrency
+        .agents
+        .iter()
+        .map(|(name, cap)| (format!("concurrency.agents.{name}"), *cap as u64))
+        .chain(
+            config
+                .concurrency
+                .models
+                .iter()
+                .map(|(name, cap)| (format!("concurrency.models.{name}"), *cap as u64)),
+        )
+        .collect();
+    let positive = positive
+        .iter()
+        .map(|(key, value)| (key.to_string(), *value))
+        .chain(named);
     for (key, value) in positive {
         if value == 0 {
             return Err(ConfigError::Invalid {
                 source_name: source_name.into(),
-                key: key.into(),
+                key,
                 message: "expected a number greater than 0".into(),
             });
         }
+    }
+    if let Some(usd) = config.mission.budget_usd
+        && !(usd.is_finite() && usd > 0.0)
+    {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: "mission.budget_usd".into(),
+            message: format!("expected an amount of US dollars greater than 0, got {usd}"),
+        });
+    }
+    for (model, price) in &config.pricing {
+        for (field, value) in [
+            ("input", Some(price.input)),
+            ("output", Some(price.output)),
+            ("cached_input", price.cached_input),
+            ("cache_write", price.cache_write),
+        ] {
+            if let Some(value) = value
+                && !(value.is_finite() && value >= 0.0)
+            {
+                return Err(ConfigError::Invalid {
+                    source_name: source_name.into(),
+                    key: format!("pricing.{model}.{field}"),
+                    message: format!(
+                        "expected US dollars per million tokens, 0 or more, got {value}"
+                    ),
+                });
+            }
+        }
+    }
+    let names = std::iter::once(("model".to_string(), config.model.as_deref())).chain(
+        config
+            .agents
+            .iter()
+            .map(|(agent, settings)| (format!("agents.{agent}.model"), settings.model.as_deref())),
+    );
+    for (key, name) in names {
+        if name.is_some_and(|name| name.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                source_name: source_name.into(),
+                key,
+                message: "expected a model name, got an empty one".into(),
+            });
+        }
+    }
+    for (agent, settings) in &config.agents {
+        for (field, value) in [
+            ("max_turns", settings.max_turns),
+            ("max_output_tokens", settings.max_output_tokens),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid {
+                    source_name: source_name.into(),
+                    key: format!("agents.{agent}.{field}"),
+                    message: "expected a number greater than 0".into(),
+                });
+            }
+        }
+    }
+    // Two stalled attempts must fit the retry deadline, or a second stall
+    // always ends the turn without saying why.
+    let two_stalls = config.session.stream_idle_timeout_ms.saturating_mul(2);
+    if config.retry.deadline_ms < two_stalls {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: "retry.deadline_ms".into(),
+            message: format!(
+                "expected at least twice session.stream_idle_timeout_ms ({two_stalls}), got {}; a stalled stream would otherwise never be retried",
+                config.retry.deadline_ms
+            ),
+        });
     }
     for (key, value) in [
         ("memory.compact_threshold", config.memory.compact_threshold),

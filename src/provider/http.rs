@@ -24,7 +24,7 @@ use futures::StreamExt;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio_util::sync::CancellationToken;
 
-use super::retry::{ServerHints, decide};
+use super::retry::{ServerHints, decide, why_not};
 use super::sse::{SseEvent, SseParser, TooLong};
 use super::{EventStream, HttpSettings, ProviderError, StreamEvent};
 use crate::config::{RetryConfig, Secret};
@@ -435,7 +435,12 @@ where
             };
             let Some(delay) = decide(&config, number, started.elapsed(), &failure, fastrand::f64())
             else {
-                yield Err(failure);
+                yield Err(if failure.is_retryable() {
+                    let why = why_not(&config, number, started.elapsed(), &failure);
+                    failure.with_note(&why)
+                } else {
+                    failure
+                });
                 return;
             };
             if let Some(asked) = failure.retry_after() {
@@ -751,7 +756,15 @@ mod tests {
         .await;
         assert_eq!(attempts, 3);
         assert_eq!(items.len(), 3);
-        assert!(matches!(items[2], Err(ProviderError::Stalled { .. })));
+        // The last error, saying which limit ran out; still retryable for
+        // the session's own turn retries.
+        let Err(last) = &items[2] else {
+            panic!("{:?}", items[2])
+        };
+        assert!(last.is_retryable());
+        let text = last.to_string();
+        assert!(text.contains("stream stalled"), "{text}");
+        assert!(text.contains("(retry.max_attempts)"), "{text}");
     }
 
     #[tokio::test]

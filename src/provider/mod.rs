@@ -207,7 +207,7 @@ pub enum ProviderError {
         message: String,
     },
     /// No event arrived within the stream idle timeout.
-    #[error("{provider}: stream stalled: no data for {idle:?}")]
+    #[error("{provider}: stream stalled: no data for {} s (session.stream_idle_timeout_ms)", idle.as_secs_f32())]
     Stalled {
         provider: &'static str,
         idle: Duration,
@@ -237,6 +237,34 @@ impl ProviderError {
             self,
             ProviderError::Transient { .. } | ProviderError::Stalled { .. }
         )
+    }
+
+    /// The error with `note` added to what it says (a transient one; others
+    /// are returned as they are).
+    pub fn with_note(self, note: &str) -> ProviderError {
+        match self {
+            ProviderError::Transient {
+                provider,
+                status,
+                message,
+                retry_after,
+            } => ProviderError::Transient {
+                provider,
+                status,
+                message: format!("{message}; {note}"),
+                retry_after,
+            },
+            ProviderError::Stalled { provider, idle } => ProviderError::Transient {
+                provider,
+                status: None,
+                message: format!(
+                    "stream stalled: no data for {} s (session.stream_idle_timeout_ms); {note}",
+                    idle.as_secs_f32()
+                ),
+                retry_after: None,
+            },
+            other => other,
+        }
     }
 
     /// A server-requested delay before the next attempt, if any.

@@ -49,6 +49,32 @@ pub fn decide(
     Some(delay)
 }
 
+/// Why [`decide`] said no to a retryable error, naming the limit that ran
+/// out, for the error the caller finally sees.
+pub fn why_not(
+    config: &RetryConfig,
+    attempt: u32,
+    elapsed: Duration,
+    error: &ProviderError,
+) -> String {
+    if attempt >= config.max_attempts {
+        return format!("gave up after {attempt} attempts (retry.max_attempts)");
+    }
+    if let Some(asked) = error.retry_after()
+        && asked > Duration::from_millis(config.max_retry_after_ms)
+    {
+        return format!(
+            "the server asked to wait {} s, longer than retry.max_retry_after_ms",
+            asked.as_secs()
+        );
+    }
+    format!(
+        "gave up after {attempt} attempts in {} s: the retry deadline (retry.deadline_ms, {} s) ran out",
+        elapsed.as_secs(),
+        config.deadline_ms / 1000
+    )
+}
+
 /// The full-jitter backoff after failed attempt number `attempt` (1-based).
 pub fn backoff(config: &RetryConfig, attempt: u32, jitter: f64) -> Duration {
     let exponent = attempt.saturating_sub(1);
@@ -814,6 +840,27 @@ mod tests {
                 }
             ),
             "{anthropic:?}"
+        );
+    }
+
+    #[test]
+    fn two_stalls_at_the_default_timeouts_are_still_retried_and_a_third_says_why_not() {
+        let config = RetryConfig::default();
+        let stalled = ProviderError::Stalled {
+            provider: "openai",
+            idle: Duration::from_millis(120_000),
+        };
+        // Two idle timeouts have passed: the third attempt still starts.
+        assert!(decide(&config, 2, Duration::from_secs(240), &stalled, 1.0).is_some());
+        let past = Duration::from_secs(299);
+        assert_eq!(decide(&config, 3, past, &stalled, 1.0), None);
+        assert_eq!(
+            why_not(&config, 3, past, &stalled),
+            "gave up after 3 attempts in 299 s: the retry deadline (retry.deadline_ms, 300 s) ran out"
+        );
+        assert_eq!(
+            why_not(&config, 5, past, &stalled),
+            "gave up after 5 attempts (retry.max_attempts)"
         );
     }
 }

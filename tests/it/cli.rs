@@ -481,3 +481,79 @@ fn init_keeps_the_users_plugin_and_config_and_prints_the_missing_grants() {
         assert_eq!(needs.fetch, line.contains(r#""fetch": []"#), "{line}");
     }
 }
+
+#[test]
+fn every_flag_and_value_is_checked_before_anything_runs() {
+    let project = Project::new();
+    project.write("run.json", r#"{"agents":{}}"#);
+    let scripted = ["--provider", "scripted", "--script", "run.json"];
+    let big_goal = "x".repeat(100_000);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--max-iterations", "0", "task", "g"],
+            "--max-iterations",
+        ),
+        (vec!["--budget-usd", "NaN", "task", "g"], "greater than 0"),
+        (vec!["--budget-usd=-1", "task", "g"], "--budget-usd"),
+        (vec!["--budget-tokens", "0", "task", "g"], "--budget-tokens"),
+        (vec!["--model", "", "task", "g"], "empty"),
+        (vec!["run", "--max-turns", "0", "p"], "--max-turns"),
+        (vec!["task", &big_goal], "mission.max_goal_bytes"),
+    ];
+    for (args, expected) in cases {
+        let (output, stdout, stderr) = run(project.orch().args(scripted).args(&args));
+        let shown: Vec<&str> = args.iter().map(|a| &a[..a.len().min(20)]).collect();
+        assert_eq!(output.status.code(), Some(2), "{shown:?}: {stderr}");
+        assert!(stderr.contains(expected), "{shown:?}: {stderr}");
+        assert!(stdout.is_empty(), "{shown:?}: {stdout}");
+    }
+    // Nothing started: no mission folder, no plan.
+    assert!(!project.file(".opencode/missions").exists());
+    assert!(!project.file(".opencode/todo.md").exists());
+    // Configured values are checked alike, naming the file and the key.
+    project.write(".opencode/orch.json", r#"{"mission":{"budget_usd":-1}}"#);
+    let (output, _, stderr) = run(project.orch().args(scripted).args(["task", "g"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(r#"key "mission.budget_usd""#), "{stderr}");
+    project.write(
+        ".opencode/orch.json",
+        r#"{"agents":{"Worker":{"model":" "}}}"#,
+    );
+    let (output, _, stderr) = run(project.orch().args(scripted).args(["task", "g"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(r#"key "agents.Worker.model""#), "{stderr}");
+    project.write(
+        ".opencode/orch.json",
+        r#"{"session":{"stream_idle_timeout_ms":200000}}"#,
+    );
+    let (output, _, stderr) = run(project.orch().args(scripted).args(["task", "g"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(r#"key "retry.deadline_ms""#), "{stderr}");
+}
+
+#[test]
+fn a_provider_without_key_or_base_url_fails_at_start_for_both_wire_formats() {
+    let project = Project::new();
+    for provider in ["openai", "anthropic"] {
+        let (output, stdout, stderr) =
+            run(project.orch().args(["--provider", provider, "task", "g"]));
+        assert_eq!(output.status.code(), Some(2), "{provider}: {stderr}");
+        assert!(
+            stderr.contains(&format!("provider {provider} needs an API key")),
+            "{stderr}"
+        );
+        assert!(stdout.is_empty());
+    }
+    assert!(!project.file(".opencode/missions").exists());
+    // A local server needs no key.
+    project.write(
+        ".opencode/orch.json",
+        r#"{"retry":{"max_attempts":1,"turn_retries":0}}"#,
+    );
+    let (output, _, stderr) = run(project
+        .orch()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--provider", "openai", "--model", "m", "plan", "g"]));
+    assert!(!stderr.contains("needs an API key"), "{stderr}");
+    assert_ne!(output.status.code(), Some(0));
+}

@@ -769,6 +769,26 @@ async fn stalled_stream_after_content_starts_the_turn_over() {
 }
 
 #[tokio::test]
+async fn when_retries_stop_the_error_says_which_limit_ran_out() {
+    let server = Server::start(vec![
+        Reply::sse(": processing\n\n", 64).end(End::Stall),
+        Reply::sse(": processing\n\n", 64).end(End::Stall),
+        Reply::sse(": processing\n\n", 64).end(End::Stall),
+    ])
+    .await;
+    let turn = turn(&server, Some(KEY), request()).await;
+    let error = turn.error.expect("the stalls end the turn").to_string();
+    assert!(
+        error.contains("stream stalled: no data for 0.2 s (session.stream_idle_timeout_ms)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("gave up after 3 attempts (retry.max_attempts)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn stalled_stream_before_content_is_retried() {
     let server = Server::start(vec![
         Reply::sse(": processing\n\n", 64).end(End::Stall),
