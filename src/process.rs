@@ -10,6 +10,18 @@
 //! On timeout, on cancellation and when the process returns, its whole group
 //! gets SIGKILL, so nothing it started outlives the call; every group still
 //! running is listed for a forced exit ([`kill_every_group`]).
+//!
+//! Nothing outlives orch either, however it ends. `PR_SET_PDEATHSIG` cannot
+//! promise that (it follows the thread that spawned, and grandchildren do
+//! not inherit it), so orch starts one watchdog: a small `sh` in its own
+//! process group that reads, from a pipe only orch holds the write end of,
+//! which groups are alive (`add`/`del` lines). When orch dies — SIGKILL
+//! included — the kernel closes that pipe, the watchdog reads end of file
+//! and kills every group still listed, grandchildren included. And every
+//! live group is recorded with what identifies it beyond its number (the
+//! leader's start time and the boot id: [`GroupRecord`]), so a later run can
+//! kill what a killed orch left behind without ever touching an unrelated
+//! process that reused the number ([`reap`]).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -261,22 +273,167 @@ struct ProcessGroup {
 
 /// Every process group running right now, so a forced exit (a second
 /// Ctrl-C) can still take them down: destructors do not run then.
-static LIVE_GROUPS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+static LIVE_GROUPS: Mutex<Vec<GroupRecord>> = Mutex::new(Vec::new());
 
 /// SIGKILL every process group still running. For the moment before a
 /// forced exit; normal shutdown kills each group on its own.
 pub fn kill_every_group() {
-    let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
-    for id in groups {
+    for record in live_groups() {
         // SAFETY: killpg has no memory-safety preconditions.
-        unsafe { libc::killpg(id, libc::SIGKILL) };
+        unsafe { libc::killpg(record.pgid, libc::SIGKILL) };
+    }
+}
+
+/// A process group orch started, identified beyond its number.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupRecord {
+    pub pgid: i32,
+    /// The leader's start time, in clock ticks since boot (`/proc/<pid>/stat`).
+    pub started: u64,
+    /// `/proc/sys/kernel/random/boot_id`: a start time means nothing across
+    /// boots.
+    pub boot_id: String,
+}
+
+impl GroupRecord {
+    fn of(pgid: i32) -> GroupRecord {
+        GroupRecord {
+            pgid,
+            started: start_time(pgid).unwrap_or(0),
+            boot_id: boot_id(),
+        }
+    }
+}
+
+/// The process groups orch runs right now.
+pub fn live_groups() -> Vec<GroupRecord> {
+    LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default()
+}
+
+/// Kill the groups of `records` that are still the ones recorded (a run of
+/// orch that was killed left them); how many were killed. A group counts as
+/// the recorded one when the boot is the same and either its leader still
+/// runs with the recorded start time, or the leader is gone but members of
+/// the group remain (a process group id cannot be reused while any member
+/// lives). Anything else is left alone.
+pub fn reap(records: &[GroupRecord]) -> usize {
+    let boot = boot_id();
+    let mut killed = 0;
+    for record in records {
+        if record.boot_id != boot || record.pgid <= 1 {
+            continue;
+        }
+        let ours = match start_time(record.pgid) {
+            Some(started) => started == record.started,
+            None => group_has_members(record.pgid),
+        };
+        // SAFETY: killpg has no memory-safety preconditions.
+        if ours && unsafe { libc::killpg(record.pgid, libc::SIGKILL) } == 0 {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // from the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether any process is in process group `pgid` (field 5 of its stat).
+fn group_has_members(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(2)?
+                    .parse::<i32>()
+                    .ok()
+            })
+            == Some(pgid)
+    })
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The watchdog's script: the live groups come in as `add N` / `del N`
+/// lines; at end of file (orch is gone), every group left is killed.
+const WATCHDOG: &str = r#"trap '' HUP INT TERM PIPE
+groups=""
+while read -r verb group; do
+  case "$verb" in
+    add) groups="$groups $group" ;;
+    del) kept=""; for g in $groups; do [ "$g" = "$group" ] || kept="$kept $g"; done; groups="$kept" ;;
+  esac
+done
+for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
+"#;
+
+/// The write end of the watchdog's pipe (close-on-exec: no child holds
+/// it), started on first use; `None` where it could not start.
+fn watchdog() -> Option<&'static Mutex<std::fs::File>> {
+    static PIPE: std::sync::OnceLock<Option<Mutex<std::fs::File>>> = std::sync::OnceLock::new();
+    PIPE.get_or_init(|| start_watchdog().ok().map(Mutex::new))
+        .as_ref()
+}
+
+fn start_watchdog() -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt as _;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned here.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    std::process::Command::new("sh")
+        .args(["-c", WATCHDOG])
+        .stdin(Stdio::from(read))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    Ok(std::fs::File::from(write))
+}
+
+/// Tell the watchdog a group started (`add`) or ended (`del`).
+fn tell_watchdog(verb: &str, pgid: i32) {
+    use std::io::Write as _;
+    if let Some(pipe) = watchdog()
+        && let Ok(mut pipe) = pipe.lock()
+    {
+        let _ = pipe.write_all(format!("{verb} {pgid}\n").as_bytes());
     }
 }
 
 impl ProcessGroup {
     fn new(id: libc::pid_t) -> Self {
+        tell_watchdog("add", id);
         if let Ok(mut groups) = LIVE_GROUPS.lock() {
-            groups.push(id);
+            groups.push(GroupRecord::of(id));
         }
         ProcessGroup { id, armed: true }
     }
@@ -301,8 +458,9 @@ impl Drop for ProcessGroup {
             self.kill();
         }
         if let Ok(mut groups) = LIVE_GROUPS.lock() {
-            groups.retain(|&id| id != self.id);
+            groups.retain(|record| record.pgid != self.id);
         }
+        tell_watchdog("del", self.id);
     }
 }
 

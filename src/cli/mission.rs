@@ -2,7 +2,7 @@
 //! and `demo`. They wire the engine's parts together; the mission
 //! loop itself lives in `crate::mission`.
 
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -44,10 +44,34 @@ async fn run_new_mission(
             running.pid
         );
     }
+    reap_leftovers(ctx);
     let id = new_mission_id();
     start_mission(cli, ctx, client, goal, &id)
         .await
         .map_err(|err| err.context(AfterStart(id)))
+}
+
+/// Kill what a killed run of the latest mission left running: the process
+/// groups its state recorded, where they are still the recorded ones (the
+/// watchdog normally took them down already). Never while the mission's
+/// process still runs.
+fn reap_leftovers(ctx: &Project) {
+    let Some(id) = state::latest_mission(&ctx.root) else {
+        return;
+    };
+    let Ok(saved) = state::read_state(&ctx.root, &id) else {
+        return;
+    };
+    if saved.processes.is_empty() || (alive(saved.pid) && saved.pid != std::process::id()) {
+        return;
+    }
+    let killed = crate::process::reap(&saved.processes);
+    if killed > 0 {
+        ctx.warn([format!(
+            "killed {killed} process group{} that a stopped run of mission {id} left running",
+            if killed == 1 { "" } else { "s" }
+        )]);
+    }
 }
 
 /// Create mission `id`'s files and run it to its end.
@@ -343,7 +367,7 @@ fn exit_code(outcome: MissionOutcome) -> u8 {
     match outcome {
         MissionOutcome::Complete => exit::COMPLETE,
         MissionOutcome::Stopped => exit::UNFINISHED,
-        MissionOutcome::Cancelled => exit::INTERRUPTED,
+        MissionOutcome::Cancelled => super::interrupted_code(),
     }
 }
 
@@ -376,7 +400,7 @@ pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
     );
     let report = session.run(&prompt, &ctx.cancel).await;
     if report.outcome == SessionOutcome::Cancelled {
-        return Ok(exit::INTERRUPTED);
+        return Ok(super::interrupted_code());
     }
     let plan = todo.read().await.ok();
     let items = plan.as_ref().map_or(0, |p| p.progress().counts.total());
@@ -411,6 +435,7 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     }
     let client = ctx.model_client()?;
     check_prices(cli, &ctx)?;
+    reap_leftovers(&ctx);
     let paths = MissionPaths::new(&ctx.root, &id);
     let _ = std::fs::remove_file(paths.cancel_request());
     let started = |err: anyhow::Error| err.context(AfterStart(id.clone()));
@@ -498,12 +523,17 @@ pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
     let ctx = Project::load(&cli_for_demo)?;
     let client = super::demo::client()?;
     if !cli.json {
-        println!("demo project: {}", dir.display());
+        let _ = writeln!(std::io::stdout(), "demo project: {}", dir.display());
     }
     let code = run_new_mission(&cli_for_demo, &ctx, client, super::demo::GOAL).await?;
     if !cli.json {
-        println!("\nthe demo project is at {}", dir.display());
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
+            "\nthe demo project is at {}",
+            dir.display()
+        );
+        let _ = writeln!(
+            std::io::stdout(),
             "look at it: cat {}/src/lib.rs; cat {}/.opencode/todo.md",
             dir.display(),
             dir.display()

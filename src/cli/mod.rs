@@ -13,7 +13,7 @@ mod plugins;
 mod run;
 mod status;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,7 +51,12 @@ pub mod exit {
     pub const COMPLETE: u8 = 0;
     pub const UNFINISHED: u8 = 1;
     pub const USAGE: u8 = 2;
+    /// Ctrl-C (SIGINT).
     pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM.
+    pub const TERMINATED: u8 = 143;
+    /// SIGHUP.
+    pub const HUNG_UP: u8 = 129;
 }
 
 /// Context on an error that happened after a mission started (its files
@@ -74,7 +79,10 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {err}"
+            );
             return ExitCode::from(exit::UNFINISHED);
         }
     };
@@ -102,7 +110,7 @@ async fn dispatch(cli: Cli) -> u8 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             if err.downcast_ref::<AfterStart>().is_some() {
                 exit::UNFINISHED
             } else {
@@ -135,7 +143,7 @@ pub struct Project {
     plugin_watcher: std::sync::OnceLock<Option<crate::plugins::PluginWatcher>>,
     /// The observing hook points (mission, session, iteration, todo).
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
-    /// The Ctrl-C listener behind `cancel`, owned for the command's life.
+    /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
 }
 
@@ -187,7 +195,7 @@ impl Project {
             },
             events.clone(),
         );
-        let (cancel, ctrl_c) = cancel_on_ctrl_c();
+        let (cancel, ctrl_c) = cancel_on_signals();
         Ok(Project {
             root,
             config,
@@ -519,22 +527,53 @@ fn absolute_from_cwd(path: &Path) -> PathBuf {
 }
 
 /// The first Ctrl-C cancels cleanly; a second one exits at once.
-/// The command's Ctrl-C handler: the first Ctrl-C cancels the returned
-/// token, a second one forces the exit. The handle owns the listener;
-/// dropping it (with the `Project`) stops listening.
-fn cancel_on_ctrl_c() -> (CancellationToken, AbortOnDropHandle<()>) {
+/// The signal that interrupted this command (0: none yet).
+static INTERRUPTED_BY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The exit code of an interrupted command: 130 for Ctrl-C (SIGINT), 143
+/// for SIGTERM (a CI cancel), 129 for SIGHUP (a closed terminal).
+pub fn interrupted_code() -> u8 {
+    match INTERRUPTED_BY.load(std::sync::atomic::Ordering::SeqCst) {
+        libc::SIGTERM => exit::TERMINATED,
+        libc::SIGHUP => exit::HUNG_UP,
+        _ => exit::INTERRUPTED,
+    }
+}
+
+/// The command's interrupt handler: the first Ctrl-C, SIGTERM or SIGHUP
+/// cancels the returned token (a clean stop: state persisted, processes
+/// killed), a second one of any of them forces the exit. Nothing on this
+/// path depends on the terminal: after a hang-up every write to it fails,
+/// and a failed write is ignored. The handle owns the listener; dropping it
+/// (with the `Project`) stops listening.
+fn cancel_on_signals() -> (CancellationToken, AbortOnDropHandle<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let listener = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             return;
-        }
-        eprintln!("\ncancelling… (Ctrl-C again to force)");
+        };
+        let next = async |int: &mut tokio::signal::unix::Signal,
+                          term: &mut tokio::signal::unix::Signal,
+                          hup: &mut tokio::signal::unix::Signal| {
+            tokio::select! {
+                _ = int.recv() => libc::SIGINT,
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+            }
+        };
+        let first = next(&mut int, &mut term, &mut hup).await;
+        INTERRUPTED_BY.store(first, std::sync::atomic::Ordering::SeqCst);
+        let _ = writeln!(std::io::stderr(), "\ncancelling… (Ctrl-C again to force)");
         token.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            crate::process::kill_every_group();
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        }
+        next(&mut int, &mut term, &mut hup).await;
+        crate::process::kill_every_group();
+        std::process::exit(i32::from(interrupted_code()));
     });
     (cancel, AbortOnDropHandle::new(listener))
 }

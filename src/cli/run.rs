@@ -53,7 +53,7 @@ pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
     ctx.jobs.kill_all().await;
     Ok(match report.outcome {
         SessionOutcome::Completed => exit::COMPLETE,
-        SessionOutcome::Cancelled => exit::INTERRUPTED,
+        SessionOutcome::Cancelled => super::interrupted_code(),
         SessionOutcome::MaxTurns
         | SessionOutcome::BudgetExceeded
         | SessionOutcome::Repeating

@@ -19,6 +19,7 @@ use crate::events::{
 };
 use crate::files::{self, Durability};
 use crate::models::Prices;
+use crate::process::GroupRecord;
 use crate::provider::Usage;
 
 /// Where a mission stands.
@@ -105,6 +106,10 @@ pub struct MissionState {
     /// The dollar budget, when one is set.
     #[serde(default)]
     pub budget_usd: Option<f64>,
+    /// The process groups the mission's commands ran in when this was
+    /// written: a later run kills those a killed orch left behind.
+    #[serde(default)]
+    pub processes: Vec<GroupRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +149,7 @@ impl MissionState {
             last_gate: None,
             budget_tokens: None,
             budget_usd: None,
+            processes: Vec::new(),
         }
     }
 
@@ -475,10 +481,11 @@ impl StateSink {
         inner.state.cost_usd = cost;
         inner.dirty = false;
         inner.last_write = Some(Instant::now());
-        self.write(&inner.state)
+        self.write(&mut inner.state)
     }
 
-    fn write(&self, state: &MissionState) -> std::io::Result<()> {
+    fn write(&self, state: &mut MissionState) -> std::io::Result<()> {
+        state.processes = crate::process::live_groups();
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         files::replace(&self.path, &bytes, Durability::Crash)
     }

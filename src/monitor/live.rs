@@ -4,7 +4,7 @@
 //! only: `c` cancels through the CLI's cancellation token, the same path as
 //! Ctrl-C, and `q` hands the terminal back to plain progress lines.
 
-use std::io::Stdout;
+use std::io::{Stdout, Write as _};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -352,7 +352,8 @@ impl Live {
             plain.set_muted(false);
             match ending.closed {
                 Closed::Left | Closed::ForApproval | Closed::Lost => {
-                    println!("{}", left_note(&view, &ending.closed));
+                    // The terminal may be gone (a hang-up): never panic here.
+                    let _ = writeln!(std::io::stdout(), "{}", left_note(&view, &ending.closed));
                 }
                 Closed::Stopped | Closed::FeedEnded(_) | Closed::Unavailable => {}
             }

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod diagnostics;
 mod fit;
+mod lifecycle;
 mod memory;
 mod mission;
 mod monitor;
