@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use orch::agents::AgentRegistry;
 use orch::config::{PermissionConfig, ToolsConfig};
 use orch::events::{EventBus, SessionOutcome};
-use orch::monitor::jsonl::JsonLines;
+use orch::mission::state::Journal;
 use orch::provider::scripted::{Script, ScriptedClient};
 use orch::session::{Runtime, Session, SessionSetup};
 use orch::tools::ToolRegistry;
@@ -57,8 +57,10 @@ fn turn_overhead(root: &Path) {
         Script::parse(&script, "bench").expect("script"),
     ));
     let events = Arc::new(EventBus::new());
-    // A real sink, as `--json` would have, writing to nowhere.
-    events.add_sink(Arc::new(JsonLines::new(std::io::sink())));
+    // The records a mission keeps: the journal, written on the recorder
+    // thread (`--json` output follows it from there).
+    let journal = Journal::open(&root.join("events.jsonl"), &events).expect("journal");
+    events.add_recorded(vec![Arc::new(journal)]);
     let runtime = Runtime {
         root: Arc::new(root.canonicalize().expect("root")),
         client,

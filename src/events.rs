@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -348,19 +347,51 @@ pub struct Envelope {
     pub event: Event,
 }
 
-/// A subscriber that must see every event, in order (journal, JSONL stdout).
-/// It is called on the emitting task, so it must be quick and must not block
-/// on anything the engine holds.
+/// A subscriber that must see every event, in order.
+///
+/// Added with [`EventBus::add_sink`] it is called on the emitting task: it
+/// must be quick and never block (in-memory folds such as metrics). Added
+/// with [`EventBus::add_recorded`] it runs on the bus's recorder thread and
+/// may write files (the journal, the state file); a slow disk then delays
+/// only the records, never a session.
 pub trait EventSink: Send + Sync {
     fn write(&self, envelope: &Envelope);
 }
 
-/// The one bus. Durable sinks see every event synchronously; live subscribers
-/// (TUI, tests) get a bounded broadcast and may lag without slowing the engine.
+/// What the recorder thread is asked to do.
+enum Record {
+    Event(Arc<Envelope>),
+    /// Start recording into these sinks, first with every event emitted so
+    /// far and not yet recorded anywhere.
+    Sinks(Vec<Arc<dyn EventSink>>),
+    /// Called once everything sent before is recorded.
+    Flush(Box<dyn FnOnce() + Send>),
+}
+
+/// Events emitted before any recorded sink exists are kept for the first
+/// one, up to this many.
+const UNRECORDED_MAX: usize = 10_000;
+
+/// How long streamed text is gathered before it is recorded: token deltas
+/// are journaled as one line per session per interval, not one per token.
+const TEXT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The one bus. Quick sinks see every event synchronously; recorded sinks
+/// see every event, in order, on the recorder thread; live subscribers (the
+/// live view, plugin hooks, tests) get a bounded broadcast and may lag
+/// without slowing the engine.
 pub struct EventBus {
-    seq: AtomicU64,
-    sinks: Mutex<Vec<Arc<dyn EventSink>>>,
+    /// Held while a sequence number is assigned and the event handed on, so
+    /// every sink sees events in `seq` order even when sessions emit
+    /// concurrently.
+    order: Mutex<Order>,
     live: broadcast::Sender<Arc<Envelope>>,
+}
+
+struct Order {
+    seq: u64,
+    sinks: Vec<Arc<dyn EventSink>>,
+    recorder: Option<std::sync::mpsc::Sender<Record>>,
 }
 
 impl Default for EventBus {
@@ -373,14 +404,36 @@ impl EventBus {
     pub fn new() -> Self {
         let (live, _) = broadcast::channel(4096);
         EventBus {
-            seq: AtomicU64::new(0),
-            sinks: Mutex::new(Vec::new()),
+            order: Mutex::new(Order {
+                seq: 0,
+                sinks: Vec::new(),
+                recorder: None,
+            }),
             live,
         }
     }
 
+    /// Continue numbering after `seq` (a resumed mission's journal).
+    pub fn continue_after(&self, seq: u64) {
+        let mut order = self.order.lock().expect("event order lock");
+        order.seq = order.seq.max(seq);
+    }
+
+    /// A quick sink, called on the emitting task (see [`EventSink`]).
     pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
-        self.sinks.lock().expect("sink list lock").push(sink);
+        self.order
+            .lock()
+            .expect("event order lock")
+            .sinks
+            .push(sink);
+    }
+
+    /// Sinks that write records, called in order on the recorder thread;
+    /// the first ones added also get the events emitted before.
+    pub fn add_recorded(&self, sinks: Vec<Arc<dyn EventSink>>) {
+        let mut order = self.order.lock().expect("event order lock");
+        let recorder = order.recorder.get_or_insert_with(start_recorder);
+        let _ = recorder.send(Record::Sinks(sinks));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
@@ -388,20 +441,240 @@ impl EventBus {
     }
 
     pub fn emit(&self, event: Event) {
-        // The sink lock also orders sequence numbers with writes, so every
-        // sink sees events in `seq` order even when sessions emit concurrently.
-        let sinks = self.sinks.lock().expect("sink list lock");
-        let envelope = Envelope {
-            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        let mut order = self.order.lock().expect("event order lock");
+        order.seq += 1;
+        let envelope = Arc::new(Envelope {
+            seq: order.seq,
             ts_ms: now_ms(),
             event,
-        };
-        for sink in sinks.iter() {
+        });
+        for sink in &order.sinks {
             sink.write(&envelope);
         }
-        drop(sinks);
+        let recorder = order.recorder.get_or_insert_with(start_recorder);
+        // The recorder thread outlives every emitter; a send cannot block.
+        let _ = recorder.send(Record::Event(envelope.clone()));
+        drop(order);
         // No live subscriber is not an error.
-        let _ = self.live.send(Arc::new(envelope));
+        let _ = self.live.send(envelope);
+    }
+
+    /// Wait until every event emitted so far is recorded (before reading a
+    /// state the records fold, or before the process exits).
+    pub async fn flush(&self) {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        if self.ask_flush(Box::new(move || {
+            let _ = done.send(());
+        })) {
+            let _ = recorded.await;
+        }
+    }
+
+    /// [`flush`](Self::flush) from synchronous code (a command's end), waiting
+    /// at most `limit`.
+    pub fn flush_blocking(&self, limit: Duration) {
+        let (done, recorded) = std::sync::mpsc::channel();
+        if self.ask_flush(Box::new(move || {
+            let _ = done.send(());
+        })) {
+            let _ = recorded.recv_timeout(limit);
+        }
+    }
+
+    fn ask_flush(&self, done: Box<dyn FnOnce() + Send>) -> bool {
+        let mut order = self.order.lock().expect("event order lock");
+        let recorder = order.recorder.get_or_insert_with(start_recorder);
+        recorder.send(Record::Flush(done)).is_ok()
+    }
+}
+
+/// The recorder thread: records every event into the recorded sinks in
+/// order, gathering streamed text; it ends when the bus is dropped.
+fn start_recorder() -> std::sync::mpsc::Sender<Record> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("orch-records".into())
+        .spawn(move || record(receiver));
+    if spawned.is_err() {
+        // Without a thread there is nothing to record into; emitting goes on.
+        let (sender, _) = std::sync::mpsc::channel();
+        return sender;
+    }
+    sender
+}
+
+fn record(receiver: std::sync::mpsc::Receiver<Record>) {
+    let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+    let mut unrecorded: Vec<Arc<Envelope>> = Vec::new();
+    let mut text = Text::default();
+    loop {
+        let next = if text.is_empty() {
+            receiver.recv().map_err(|_| true)
+        } else {
+            receiver
+                .recv_timeout(TEXT_INTERVAL)
+                .map_err(|err| matches!(err, std::sync::mpsc::RecvTimeoutError::Disconnected))
+        };
+        let deliver = |sinks: &[Arc<dyn EventSink>],
+                       unrecorded: &mut Vec<Arc<Envelope>>,
+                       envelope: Arc<Envelope>| {
+            if sinks.is_empty() {
+                if unrecorded.len() < UNRECORDED_MAX {
+                    unrecorded.push(envelope);
+                }
+            } else {
+                for sink in sinks {
+                    sink.write(&envelope);
+                }
+            }
+        };
+        match next {
+            Ok(Record::Event(envelope)) => match &envelope.event {
+                Event::TextDelta { .. } => text.gather(&envelope),
+                _ => {
+                    for gathered in text.take() {
+                        deliver(&sinks, &mut unrecorded, gathered);
+                    }
+                    deliver(&sinks, &mut unrecorded, envelope);
+                }
+            },
+            Ok(Record::Sinks(added)) => {
+                for envelope in unrecorded.drain(..) {
+                    for sink in &added {
+                        sink.write(&envelope);
+                    }
+                }
+                sinks.extend(added);
+            }
+            Ok(Record::Flush(done)) => {
+                for gathered in text.take() {
+                    deliver(&sinks, &mut unrecorded, gathered);
+                }
+                done();
+            }
+            Err(disconnected) => {
+                for gathered in text.take() {
+                    deliver(&sinks, &mut unrecorded, gathered);
+                }
+                if disconnected {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Streamed text gathered per session, to be recorded as one `TextDelta`
+/// each (with the sequence number and time of its first piece, so records
+/// stay in `seq` order).
+#[derive(Default)]
+struct Text {
+    pending: Vec<Envelope>,
+}
+
+impl Text {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn gather(&mut self, envelope: &Envelope) {
+        let Event::TextDelta { session, text } = &envelope.event else {
+            return;
+        };
+        for pending in &mut self.pending {
+            if let Event::TextDelta {
+                session: pending_session,
+                text: pending_text,
+            } = &mut pending.event
+                && pending_session == session
+            {
+                pending_text.push_str(text);
+                return;
+            }
+        }
+        self.pending.push(envelope.clone());
+    }
+
+    fn take(&mut self) -> Vec<Arc<Envelope>> {
+        self.pending.drain(..).map(Arc::new).collect()
+    }
+}
+
+/// A sink that writes to something that may be slow (a terminal), on its
+/// own thread behind a bounded queue: the emitter never waits. When the
+/// queue is full, events are dropped and counted, and the sink is told how
+/// many with a warning once it catches up — a lagging terminal loses lines,
+/// the engine loses nothing.
+pub struct Detached {
+    queue: std::sync::mpsc::SyncSender<Arc<Envelope>>,
+    dropped: std::sync::atomic::AtomicU64,
+    /// Events handed over and not yet written, and a wake-up for `drain`.
+    pending: Arc<(Mutex<u64>, std::sync::Condvar)>,
+}
+
+impl Detached {
+    pub fn new(sink: Arc<dyn EventSink>, capacity: usize) -> Arc<Detached> {
+        let (queue, receiver) = std::sync::mpsc::sync_channel::<Arc<Envelope>>(capacity);
+        let pending: Arc<(Mutex<u64>, std::sync::Condvar)> = Arc::default();
+        let counter = pending.clone();
+        let _ = std::thread::Builder::new()
+            .name("orch-output".into())
+            .spawn(move || {
+                for envelope in receiver {
+                    sink.write(&envelope);
+                    let (count, done) = &*counter;
+                    let mut count = count.lock().expect("output count lock");
+                    *count = count.saturating_sub(1);
+                    done.notify_all();
+                }
+            });
+        Arc::new(Detached {
+            queue,
+            dropped: std::sync::atomic::AtomicU64::new(0),
+            pending,
+        })
+    }
+
+    /// Wait, at most `limit`, until every event handed over is written.
+    pub fn drain(&self, limit: Duration) {
+        let (count, done) = &*self.pending;
+        let count = count.lock().expect("output count lock");
+        let _ = done.wait_timeout_while(count, limit, |count| *count > 0);
+    }
+
+    fn hand_over(&self, envelope: Arc<Envelope>) -> bool {
+        let (count, _) = &*self.pending;
+        *count.lock().expect("output count lock") += 1;
+        if self.queue.try_send(envelope).is_ok() {
+            return true;
+        }
+        *count.lock().expect("output count lock") -= 1;
+        false
+    }
+}
+
+impl EventSink for Detached {
+    fn write(&self, envelope: &Envelope) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dropped = self.dropped.load(SeqCst);
+        if dropped > 0 {
+            let note = Envelope {
+                seq: envelope.seq,
+                ts_ms: envelope.ts_ms,
+                event: Event::Warning {
+                    session: None,
+                    message: format!("{dropped} events were not shown: the output fell behind"),
+                },
+            };
+            if !self.hand_over(Arc::new(note)) {
+                self.dropped.fetch_add(1, SeqCst);
+                return;
+            }
+            self.dropped.fetch_sub(dropped, SeqCst);
+        }
+        if !self.hand_over(Arc::new(envelope.clone())) {
+            self.dropped.fetch_add(1, SeqCst);
+        }
     }
 }
 
@@ -432,4 +705,104 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Envelope>>);
+
+    impl EventSink for Collect {
+        fn write(&self, envelope: &Envelope) {
+            self.0.lock().unwrap().push(envelope.clone());
+        }
+    }
+
+    fn delta(session: &str, text: &str) -> Event {
+        Event::TextDelta {
+            session: session.into(),
+            text: text.into(),
+        }
+    }
+
+    fn warning(message: &str) -> Event {
+        Event::Warning {
+            session: None,
+            message: message.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_get_every_event_in_order_with_streamed_text_gathered() {
+        let bus = EventBus::new();
+        // Emitted before any record exists: kept for the first one.
+        bus.emit(warning("early"));
+        let records = Arc::new(Collect::default());
+        bus.add_recorded(vec![records.clone()]);
+        for piece in ["Hel", "lo", ", wor", "ld"] {
+            bus.emit(delta("a", piece));
+            bus.emit(delta("b", piece));
+        }
+        bus.emit(warning("after the text"));
+        bus.emit(delta("a", "!"));
+        bus.flush().await;
+        let seen = records.0.lock().unwrap().clone();
+        let summary: Vec<(u64, String)> = seen
+            .iter()
+            .map(|e| match &e.event {
+                Event::TextDelta { session, text } => (e.seq, format!("{session}: {text}")),
+                Event::Warning { message, .. } => (e.seq, message.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, "early".to_string()),
+                (2, "a: Hello, world".to_string()),
+                (3, "b: Hello, world".to_string()),
+                (10, "after the text".to_string()),
+                (11, "a: !".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_detached_sink_never_holds_the_emitter_and_says_what_it_dropped() {
+        struct Slow(Mutex<Vec<String>>, std::sync::Barrier);
+        impl EventSink for Slow {
+            fn write(&self, envelope: &Envelope) {
+                if let Event::Warning { message, .. } = &envelope.event {
+                    if message == "first" {
+                        // Held until the emitter has gone on.
+                        self.1.wait();
+                    }
+                    self.0.lock().unwrap().push(message.clone());
+                }
+            }
+        }
+        let slow = Arc::new(Slow(Mutex::default(), std::sync::Barrier::new(2)));
+        let detached = Detached::new(slow.clone(), 2);
+        let bus = EventBus::new();
+        bus.add_sink(detached.clone());
+        let started = std::time::Instant::now();
+        for n in 0..50 {
+            bus.emit(warning(if n == 0 { "first" } else { "more" }));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        slow.1.wait();
+        bus.emit(warning("last"));
+        detached.drain(Duration::from_secs(5));
+        let written = slow.0.lock().unwrap().clone();
+        assert_eq!(written.first().map(String::as_str), Some("first"));
+        assert!(
+            written
+                .iter()
+                .any(|m| m.ends_with("events were not shown: the output fell behind")),
+            "{written:?}"
+        );
+        assert_eq!(written.last().map(String::as_str), Some("last"));
+    }
 }

@@ -12,8 +12,15 @@ use std::path::Path;
 use ignore::{DirEntry, WalkBuilder};
 
 /// Folders under `.opencode/` that hold the engine's records: transcripts,
-/// mission journals, caches, memory, worktrees.
-const ENGINE_RECORDS: &[&str] = &["sessions", "missions", "cache", "memory", "worktrees"];
+/// mission and run journals, caches, memory, worktrees.
+const ENGINE_RECORDS: &[&str] = &[
+    "sessions",
+    "missions",
+    "runs",
+    "cache",
+    "memory",
+    "worktrees",
+];
 
 /// Dependency and build folders skipped wherever they are.
 const DEPENDENCIES: &[&str] = &["node_modules", ".venv", "__pycache__"];

@@ -99,7 +99,10 @@ pub fn init(cli: &Cli) -> anyhow::Result<u8> {
         }
     }
 
-    write_new(&dir.join(".gitignore"), b"sessions/\nmissions/\ncache/\n")?;
+    write_new(
+        &dir.join(".gitignore"),
+        b"sessions/\nmissions/\nruns/\ncache/\n",
+    )?;
     println!(
         "ready: edit {} and run `orch task \"<goal>\"`",
         config.display()

@@ -15,7 +15,7 @@ use crate::config::MissionConfig;
 use crate::events::{Event, MissionOutcome, SessionOutcome};
 use crate::files::{self, Durability};
 use crate::mission::guards::StopSignal;
-use crate::mission::state::{self, Journal, MissionPaths, MissionState, MissionStatus, StateSink};
+use crate::mission::state::{self, MissionPaths, MissionState, MissionStatus, StateSink};
 use crate::mission::{Mission, MissionReport, Start, gate};
 use crate::provider::ModelClient;
 use crate::session::Session;
@@ -194,17 +194,12 @@ fn wire(
     ctx.warn(warnings);
     let config = mission_config(cli, ctx);
     let stop = Arc::new(StopSignal::new());
-    let journal =
-        Journal::open(paths).with_context(|| format!("opening {}", paths.journal().display()))?;
-    ctx.events.add_sink(Arc::new(journal));
     let state = Arc::new(
-        StateSink::new(paths, initial, super::prices(&ctx.config)).with_budget(
-            config.budget_tokens,
-            config.budget_usd,
-            stop.clone(),
-        ),
+        StateSink::new(paths, initial, super::prices(&ctx.config))
+            .with_budget(config.budget_tokens, config.budget_usd, stop.clone())
+            .warning_on(&ctx.events),
     );
-    ctx.events.add_sink(state.clone());
+    ctx.record_into(&paths.journal(), vec![state.clone()])?;
     let default_model = ctx.default_model()?;
     let setup_for: SetupFor = {
         let ctx_setup = SessionDefaults {
@@ -380,6 +375,7 @@ pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
     let ctx = Project::load(cli)?;
     let goal = read_goal(&args.goal, ctx.config.mission.max_goal_bytes)?;
     let client = ctx.model_client()?;
+    ctx.record_into(&super::run::journal_path(&ctx.root), Vec::new())?;
     let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let planner = agents
@@ -422,6 +418,10 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     let ctx = Project::load(cli)?;
     let id = state::latest_mission(&ctx.root)
         .ok_or_else(|| anyhow!("no mission to resume in {}", ctx.root.display()))?;
+    // The journal goes on where it stopped: numbers continue.
+    ctx.events.continue_after(state::last_seq(
+        &MissionPaths::new(&ctx.root, &id).journal(),
+    ));
     let saved = state::read_state(&ctx.root, &id).map_err(|err| anyhow!(err))?;
     if saved.status == MissionStatus::Complete {
         bail!("mission {id} is complete; start a new one with `orch task`");

@@ -28,13 +28,14 @@ pub use args::{Cli, Command, PluginsCommand};
 
 use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
-use crate::events::EventBus;
+use crate::events::{Detached, EventBus, EventSink};
 use crate::hooks::NoHooks;
 use crate::memory::Memory;
+use crate::mission::state::Journal;
 use crate::models::Prices;
 use crate::monitor::live::{Live, LiveRun};
 use crate::monitor::metrics::MetricsSink;
-use crate::monitor::{jsonl::JsonLines, plain::Plain, plain::Verbosity, terminal};
+use crate::monitor::{jsonl::JsonOut, plain::Plain, plain::Verbosity, terminal};
 use crate::provider::anthropic::AnthropicClient;
 use crate::provider::openai::OpenAiClient;
 use crate::provider::scripted::{Script, ScriptedClient};
@@ -145,6 +146,30 @@ pub struct Project {
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
     /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
+    /// `--json`: the journal followed onto stdout.
+    pub json: Option<JsonOut>,
+    /// Plain lines, written on their own thread.
+    plain: Option<Arc<Detached>>,
+}
+
+/// Events queued for the plain output before it counts as behind.
+const PLAIN_QUEUE: usize = 8192;
+
+/// How long a command's end waits for its records and output.
+const FINISH_LIMIT: Duration = Duration::from_secs(30);
+
+impl Drop for Project {
+    /// The command's end: every event recorded, the output written (a
+    /// stalled reader of stdout is waited for at most `FINISH_LIMIT`).
+    fn drop(&mut self) {
+        self.events.flush_blocking(FINISH_LIMIT);
+        if let Some(plain) = &self.plain {
+            plain.drain(FINISH_LIMIT);
+        }
+        if let Some(json) = &self.json {
+            json.finish(FINISH_LIMIT);
+        }
+    }
 }
 
 impl Project {
@@ -164,8 +189,10 @@ impl Project {
         let metrics = Arc::new(MetricsSink::new(prices(&config)));
         events.add_sink(metrics.clone());
         let mut live = None;
+        let mut json = None;
+        let mut plain_output = None;
         if cli.json {
-            events.add_sink(Arc::new(JsonLines::new(std::io::stdout())));
+            json = Some(JsonOut::new());
         } else {
             let verbosity = if cli.quiet {
                 Verbosity::Quiet
@@ -176,7 +203,9 @@ impl Project {
             };
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let plain = Arc::new(Plain::new(std::io::stdout(), verbosity, color));
-            events.add_sink(plain.clone());
+            let detached = Detached::new(plain.clone(), PLAIN_QUEUE);
+            events.add_sink(detached.clone());
+            plain_output = Some(detached);
             let mission = matches!(
                 cli.command,
                 Command::Task(_) | Command::Demo | Command::Resume
@@ -209,7 +238,26 @@ impl Project {
             plugin_watcher: std::sync::OnceLock::new(),
             plugin_observer: std::sync::OnceLock::new(),
             _ctrl_c: ctrl_c,
+            json,
+            plain: plain_output,
         })
+    }
+
+    /// Record this command's events into the journal at `path` (and into
+    /// `sinks`, on the same recorder thread), and with `--json` print them
+    /// from there. Events emitted so far are recorded first.
+    pub fn record_into(&self, path: &Path, sinks: Vec<Arc<dyn EventSink>>) -> anyhow::Result<()> {
+        let from = std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let journal = Journal::open(path, &self.events)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut recorded: Vec<Arc<dyn EventSink>> = vec![Arc::new(journal)];
+        recorded.extend(sinks);
+        self.events.add_recorded(recorded);
+        if let Some(json) = &self.json {
+            json.follow(path, from)
+                .with_context(|| format!("following {} for --json", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Show the live view, if this command has one, until `LiveRun::finish`.

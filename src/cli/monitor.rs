@@ -197,16 +197,17 @@ pub fn metrics(cli: &Cli) -> anyhow::Result<u8> {
     };
     let config = config::load(&root, &Overrides::default())?;
     let journal = MissionPaths::new(&root, &id).journal();
-    let text = std::fs::read_to_string(&journal)
-        .with_context(|| format!("reading {}", journal.display()))?;
+    let file =
+        std::fs::File::open(&journal).with_context(|| format!("reading {}", journal.display()))?;
     let mut metrics = Metrics::new(super::prices(&config));
-    // A torn last line (a killed mission) or an event type this build does
-    // not know is skipped.
-    for envelope in text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Envelope>(line).ok())
-    {
-        metrics.apply(&envelope);
+    // Streamed, a line at a time: a journal of an hour-long mission is not
+    // loaded whole. A torn last line (a killed mission) or an event type
+    // this build does not know is skipped.
+    for line in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+        let line = line.with_context(|| format!("reading {}", journal.display()))?;
+        if let Ok(envelope) = serde_json::from_str::<Envelope>(&line) {
+            metrics.apply(&envelope);
+        }
     }
     let report = metrics.report();
     if cli.json {

@@ -30,6 +30,7 @@ pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
         args.prompt.clone()
     };
     let client = ctx.model_client()?;
+    ctx.record_into(&journal_path(&ctx.root), Vec::new())?;
     let needs_default = ctx.config.agent(&agent.name).model.is_none() && agent.model.is_none();
     let default_model = if needs_default {
         ctx.default_model()?
@@ -59,4 +60,13 @@ pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
         | SessionOutcome::Repeating
         | SessionOutcome::Failed => exit::UNFINISHED,
     })
+}
+
+/// Where a run outside a mission (`orch run`, `orch plan`) records its
+/// events: `.opencode/runs/<id>/events.jsonl`.
+pub(super) fn journal_path(root: &std::path::Path) -> std::path::PathBuf {
+    root.join(".opencode")
+        .join("runs")
+        .join(crate::events::unique_id("r"))
+        .join("events.jsonl")
 }

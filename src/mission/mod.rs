@@ -165,6 +165,8 @@ impl Mission {
         // background jobs stop now.
         self.tasks.shutdown().await;
         self.jobs.kill_all().await;
+        // The state folds the records: everything emitted so far first.
+        self.events.flush().await;
         let snapshot = self.state.snapshot();
         self.events.emit(Event::MissionFinished {
             mission: self.id.clone(),
@@ -174,6 +176,7 @@ impl Mission {
             usage: snapshot.usage,
             cost_usd: snapshot.cost_usd,
         });
+        self.events.flush().await;
         if let Err(err) = self.state.persist() {
             self.events.emit(Event::Warning {
                 session: None,

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::guards::StopSignal;
 use crate::events::{
-    Envelope, Event, EventSink, MissionOutcome, PlanCounts, PoolStats, TaskStatus, VerifyResult,
+    Envelope, Event, EventBus, EventSink, MissionOutcome, PlanCounts, PoolStats, TaskStatus,
+    VerifyResult,
 };
 use crate::files::{self, Durability};
 use crate::models::Prices;
@@ -424,6 +425,8 @@ pub struct StateSink {
 }
 
 struct StateInner {
+    /// Says once when the state file cannot be written.
+    warn: Option<Warn>,
     state: MissionState,
     /// Model of each session, for cost per model.
     models: BTreeMap<String, String>,
@@ -451,6 +454,7 @@ impl StateSink {
                 last_write: None,
                 dirty: false,
                 budget: None,
+                warn: None,
             }),
         }
     }
@@ -464,6 +468,12 @@ impl StateSink {
             inner.budget = Some(Budget { tokens, usd, stop });
         }
         drop(inner);
+        self
+    }
+
+    /// Warn once on `events` when the state file cannot be written.
+    pub fn warning_on(self, events: &Arc<EventBus>) -> Self {
+        self.inner.lock().expect("state lock").warn = Some(Warn::new(events));
         self
     }
 
@@ -504,6 +514,7 @@ impl EventSink for StateSink {
             last_write,
             dirty,
             budget,
+            warn,
         } = &mut *inner;
         let changed = state.apply(envelope, models);
         if let (Event::Usage { .. }, Some(budget)) = (&envelope.event, budget.as_ref()) {
@@ -539,9 +550,13 @@ impl EventSink for StateSink {
         let due = last_write.is_none_or(|at| at.elapsed() >= ROUTINE_WRITE_INTERVAL);
         if *dirty && (important || due) {
             state.cost_usd = state.cost(pricing);
-            // A failed state write must not stop the mission; the journal
-            // still has every event.
-            let _ = self.write(state);
+            // A failed state write must not stop the mission (the journal
+            // still has every event); it is said once.
+            if let Err(err) = self.write(state)
+                && let Some(warn) = warn
+            {
+                warn.once(format!("{}: {err}", self.path.display()));
+            }
             *dirty = false;
             *last_write = Some(Instant::now());
         }
@@ -549,20 +564,24 @@ impl EventSink for StateSink {
 }
 
 /// Appends every event to `events.jsonl`, one line per event, each with a
-/// single write, so a crash tears at most the last line.
+/// single write, so a crash tears at most the last line. It runs on the
+/// bus's recorder thread; a failed write is one warning naming the file.
 pub struct Journal {
     file: Mutex<File>,
+    path: PathBuf,
+    warn: Warn,
 }
 
 impl Journal {
-    pub fn open(paths: &MissionPaths) -> std::io::Result<Journal> {
-        std::fs::create_dir_all(&paths.dir)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(paths.journal())?;
+    pub fn open(path: &Path, events: &Arc<EventBus>) -> std::io::Result<Journal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Journal {
             file: Mutex::new(file),
+            path: path.to_path_buf(),
+            warn: Warn::new(events),
         })
     }
 }
@@ -573,6 +592,100 @@ impl EventSink for Journal {
             return;
         };
         line.push(b'\n');
-        let _ = self.file.lock().expect("journal lock").write_all(&line);
+        if let Err(err) = self.file.lock().expect("journal lock").write_all(&line) {
+            self.warn.once(format!(
+                "{}: {err}; later events are not recorded there",
+                self.path.display()
+            ));
+        }
+    }
+}
+
+/// One warning on the bus the first time a record cannot be written (the
+/// warning itself is recorded too: it must not loop).
+struct Warn {
+    events: std::sync::Weak<EventBus>,
+    said: std::sync::atomic::AtomicBool,
+}
+
+impl Warn {
+    fn new(events: &Arc<EventBus>) -> Warn {
+        Warn {
+            events: Arc::downgrade(events),
+            said: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn once(&self, message: String) {
+        if !self.said.swap(true, std::sync::atomic::Ordering::SeqCst)
+            && let Some(events) = self.events.upgrade()
+        {
+            events.emit(Event::Warning {
+                session: None,
+                message,
+            });
+        }
+    }
+}
+
+/// The sequence number of the last complete event of the journal at
+/// `path` (0 when there is none): a resumed mission numbers on from it.
+pub fn last_seq(path: &Path) -> u64 {
+    use std::io::{Read as _, Seek as _};
+    let Ok(mut file) = File::open(path) else {
+        return 0;
+    };
+    let length = file.metadata().map_or(0, |meta| meta.len());
+    let start = length.saturating_sub(256 * 1024);
+    let mut tail = Vec::new();
+    if file.seek(std::io::SeekFrom::Start(start)).is_err() || file.read_to_end(&mut tail).is_err() {
+        return 0;
+    }
+    tail.split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .filter_map(|value| value["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_written_says_so_once_naming_the_file() {
+        let events = Arc::new(EventBus::new());
+        let mut live = events.subscribe();
+        // Every write to /dev/full fails with "no space left".
+        let journal = Journal::open(Path::new("/dev/full"), &events).unwrap();
+        events.add_recorded(vec![Arc::new(journal)]);
+        for _ in 0..5 {
+            events.emit(Event::PlanUpdated {
+                counts: PlanCounts::default(),
+            });
+        }
+        events.flush().await;
+        events.flush().await;
+        let mut warnings = Vec::new();
+        while let Ok(envelope) = live.try_recv() {
+            if let Event::Warning { message, .. } = &envelope.event {
+                warnings.push(message.clone());
+            }
+        }
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("/dev/full: "), "{warnings:?}");
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_read_from_the_journals_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        assert_eq!(last_seq(&path), 0);
+        std::fs::write(
+            &path,
+            "{\"seq\":1,\"ts_ms\":1,\"type\":\"plan_updated\"}\n{\"seq\":7,\"ts_ms\":2,\"type\":\"x\"}\n{\"seq\":8,\"ts_",
+        )
+        .unwrap();
+        assert_eq!(last_seq(&path), 7);
     }
 }

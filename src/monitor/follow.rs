@@ -30,6 +30,14 @@ impl JournalTail {
         })
     }
 
+    /// Start reading at byte `offset` (what was there before is not this
+    /// run's).
+    pub fn skip(&mut self, offset: u64) -> io::Result<()> {
+        use std::io::Seek as _;
+        self.file.seek(io::SeekFrom::Start(offset))?;
+        Ok(())
+    }
+
     /// Every complete line appended since the last call, without its newline.
     pub fn read_lines(&mut self) -> io::Result<Vec<String>> {
         let mut bytes = Vec::new();

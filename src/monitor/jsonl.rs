@@ -1,30 +1,95 @@
-//! `--json`: one JSON object per event on stdout, flushed per line.
+//! `--json`: one JSON object per event on stdout. The lines come from the
+//! command's journal, followed on a thread of their own as `orch monitor`
+//! follows it: a reader of stdout that stalls holds up only that thread —
+//! never a session, never the journal — and nothing piles up in memory (the
+//! journal on disk is the buffer). Streamed text arrives as the journal has
+//! it: one `text_delta` per session every moment, not one per token.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::events::{Envelope, EventSink};
+use super::follow::JournalTail;
 
-pub struct JsonLines<W: Write + Send> {
-    out: Mutex<W>,
+/// How often the journal is checked for new lines.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The `--json` output of one command.
+#[derive(Default)]
+pub struct JsonOut {
+    follow: Mutex<Option<Following>>,
 }
 
-impl<W: Write + Send> JsonLines<W> {
-    pub fn new(out: W) -> Self {
-        JsonLines {
-            out: Mutex::new(out),
+struct Following {
+    /// Set when the command ends: read to the end of the journal, then stop.
+    ending: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl JsonOut {
+    pub fn new() -> JsonOut {
+        JsonOut::default()
+    }
+
+    /// Print the lines of `journal` from byte `from` on, as they are
+    /// written (one journal per command; a second call is ignored).
+    pub fn follow(&self, journal: &Path, from: u64) -> std::io::Result<()> {
+        let mut follow = self.follow.lock().expect("json output lock");
+        if follow.is_some() {
+            return Ok(());
+        }
+        let mut tail = JournalTail::open(journal)?;
+        tail.skip(from)?;
+        let ending = Arc::new(AtomicBool::new(false));
+        let stop = ending.clone();
+        let thread = std::thread::Builder::new()
+            .name("orch-json".into())
+            .spawn(move || copy(tail, stop))?;
+        *follow = Some(Following { ending, thread });
+        Ok(())
+    }
+
+    /// The command ended and its journal is complete: print what is left,
+    /// waiting at most `limit` for a slow reader of stdout.
+    pub fn finish(&self, limit: Duration) {
+        let Some(following) = self.follow.lock().expect("json output lock").take() else {
+            return;
+        };
+        following.ending.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        while !following.thread.is_finished() && started.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
 
-impl<W: Write + Send> EventSink for JsonLines<W> {
-    fn write(&self, envelope: &Envelope) {
-        let Ok(mut line) = serde_json::to_vec(envelope) else {
+fn copy(mut tail: JournalTail, ending: Arc<AtomicBool>) {
+    let stdout = std::io::stdout();
+    loop {
+        // Read the flag first: lines written before it was set are read
+        // below, before stopping.
+        let last_round = ending.load(Ordering::SeqCst);
+        let Ok(lines) = tail.read_lines() else {
             return;
         };
-        line.push(b'\n');
-        let mut out = self.out.lock().expect("jsonl writer lock");
-        // A closed stdout (e.g. `| head`) must not stop the engine.
-        let _ = out.write_all(&line).and_then(|()| out.flush());
+        if !lines.is_empty() {
+            let mut out = stdout.lock();
+            for line in &lines {
+                // A closed stdout (`| head`) ends the output, not the command.
+                if writeln!(out, "{line}").is_err() {
+                    return;
+                }
+            }
+            if out.flush().is_err() {
+                return;
+            }
+        } else if last_round {
+            return;
+        } else {
+            std::thread::sleep(POLL);
+        }
     }
 }

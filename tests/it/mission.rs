@@ -990,3 +990,62 @@ fn status_shows_the_budgets_beside_what_was_spent() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_json_reader_that_stalls_never_holds_the_mission_back() {
+    let project = Project::new();
+    project.write(
+        ".opencode/orch.json",
+        &json!({"verify": [], "session": {"max_turns": 500}}).to_string(),
+    );
+    let mut worker = Vec::new();
+    for i in 0..400 {
+        project.write(&format!("notes/{i}.txt"), &format!("note {i}\n"));
+        worker.push(json!({"text": format!("Reading note {i}."), "tool_calls": [call("read", json!({"path": format!("notes/{i}.txt")}))]}));
+    }
+    worker.push(json!({"text": "Read them all."}));
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "read", "prompt": "Read every note", "background": false}))]},
+            {"text": "Done."}
+        ],
+        "Worker": worker
+    }});
+    project.write("run.json", &script.to_string());
+    let mut orch = project
+        .orch()
+        .args([
+            "--json",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "--max-iterations",
+            "1",
+            "task",
+            "read",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Nobody reads stdout: the pipe fills after 64 KiB, and the mission
+    // must still run to its end.
+    wait_for(&project, "mission_finished", Duration::from_secs(60));
+    let journal = journal(&project).unwrap();
+    assert!(journal.len() > 200 * 1024, "{} bytes", journal.len());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(orch.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(orch.wait().unwrap().code(), Some(1));
+    // Late, but whole: every journal line, in order.
+    let printed: Vec<&str> = stdout.lines().collect();
+    let recorded: Vec<&str> = journal.lines().collect();
+    assert_eq!(printed.len(), recorded.len());
+    assert_eq!(printed.last(), recorded.last());
+    assert!(
+        printed
+            .last()
+            .unwrap()
+            .contains("\"type\":\"mission_finished\"")
+    );
+}
