@@ -273,6 +273,17 @@ pub enum Event {
         status: TaskStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The agent's last text: what the delegating agent is told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+        /// Model turns the task took.
+        #[serde(default)]
+        turns: u32,
+    },
+    /// A finished background task's result was handed to the agent that
+    /// delegated it.
+    TaskReported {
+        task: String,
     },
     SessionFinished {
         session: String,

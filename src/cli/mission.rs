@@ -19,7 +19,7 @@ use crate::mission::state::{self, MissionPaths, MissionState, MissionStatus, Sta
 use crate::mission::{Mission, MissionReport, Start, gate};
 use crate::provider::ModelClient;
 use crate::session::Session;
-use crate::session::tasks::{SetupFor, Tasks};
+use crate::session::tasks::{RestoredTask, SetupFor, Tasks};
 use crate::text::one_line;
 
 pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
@@ -454,22 +454,39 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
         budget_usd: wired.mission.config.budget_usd,
     });
     let mut restarted = Vec::new();
+    let mut finished = Vec::new();
     for (task_id, task) in &saved.tasks {
-        if task.status.is_finished() {
-            continue;
-        }
-        match wired.mission.tasks.restore(
-            task_id,
-            &task.agent,
-            &task.description,
-            &task.prompt,
-            task.session.as_deref(),
-            commander.id(),
-        ) {
-            Ok(()) => restarted.push(format!(
+        // A result the Commander's conversation already holds (a message or
+        // a tool result) was delivered, recorded or not.
+        let header = format!("{task_id} ({}, \"{}\"): ", task.agent, task.description);
+        let delivered = task.reported
+            || commander
+                .messages()
+                .iter()
+                .any(|message| message.text().contains(&header));
+        let restored = RestoredTask {
+            agent: task.agent.clone(),
+            description: task.description.clone(),
+            prompt: task.prompt.clone(),
+            status: task.status,
+            background: task.background,
+            session: task.session.clone(),
+            result: task.result.clone(),
+            error: task.error.clone(),
+            turns: task.turns,
+            reported: delivered,
+        };
+        match wired
+            .mission
+            .tasks
+            .restore(task_id, restored, commander.id())
+        {
+            Ok(()) if !task.status.is_finished() => restarted.push(format!(
                 "- {task_id} ({}): {}",
                 task.agent, task.description
             )),
+            Ok(()) if !delivered => finished.push(task_id.clone()),
+            Ok(()) => {}
             Err(message) => ctx.warn([message]),
         }
     }
@@ -481,6 +498,12 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
         note.push_str(&format!(
             "\n\nThese tasks were still running and were restarted in the background; their results arrive as messages:\n{}",
             restarted.join("\n")
+        ));
+    }
+    if !finished.is_empty() {
+        note.push_str(&format!(
+            "\n\nThese tasks finished while the mission was stopped; their results follow as messages (they are not run again): {}.",
+            finished.join(", ")
         ));
     }
     let live = ctx.start_live();

@@ -46,6 +46,14 @@ pub struct TaskState {
     pub session: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// What a finished task answered.
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub turns: u32,
+    /// A finished background task's result reached the delegating agent.
+    #[serde(default)]
+    pub reported: bool,
 }
 
 /// A background job as the state file keeps it.
@@ -230,6 +238,9 @@ impl MissionState {
                         prompt: prompt.clone(),
                         session: None,
                         error: None,
+                        result: None,
+                        turns: 0,
+                        reported: false,
                     },
                 );
             }
@@ -249,11 +260,20 @@ impl MissionState {
                 task,
                 status,
                 error,
+                result,
+                turns,
                 ..
             } => {
                 if let Some(state) = self.tasks.get_mut(task) {
                     state.status = *status;
                     state.error = error.clone();
+                    state.result = result.clone();
+                    state.turns = *turns;
+                }
+            }
+            Event::TaskReported { task } => {
+                if let Some(state) = self.tasks.get_mut(task) {
+                    state.reported = true;
                 }
             }
             Event::SessionStarted { session, agent, .. } => {

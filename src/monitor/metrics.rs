@@ -204,7 +204,8 @@ impl Metrics {
             | Event::ContextCompacted { .. }
             | Event::MemoryEvicted { .. }
             | Event::BackgroundStarted { .. }
-            | Event::BackgroundFinished { .. } => {}
+            | Event::BackgroundFinished { .. }
+            | Event::TaskReported { .. } => {}
         }
     }
 

@@ -322,6 +322,7 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 agent,
                 status,
                 error,
+                ..
             } => {
                 if !quiet {
                     let mut text = format!("⇠ {task} {agent} {}", status.name());
@@ -426,6 +427,7 @@ impl<W: Write + Send> EventSink for Plain<W> {
             | Event::ApprovalRequested { .. }
             | Event::ApprovalResolved { .. }
             | Event::MemoryEvicted { .. }
+            | Event::TaskReported { .. }
             | Event::PluginMetric { .. } => {}
         }
         let _ = state.out.flush();

@@ -738,6 +738,8 @@ mod tests {
                 agent: agent.into(),
                 status: TaskStatus::Completed,
                 error: None,
+                result: None,
+                turns: 0,
             });
         }
         events.push(Event::GateChecked {

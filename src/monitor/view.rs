@@ -490,6 +490,7 @@ impl View {
                 agent,
                 status,
                 error,
+                ..
             } => {
                 if let Some(t) = self.task_mut(task) {
                     t.status = *status;
@@ -546,6 +547,7 @@ impl View {
                 );
                 self.log(at, Level::Info, text);
             }
+            Event::TaskReported { .. } => {}
             Event::MemoryEvicted { entries } => {
                 let text = format!("memory: forgot {}", entries.join(", "));
                 self.log(at, Level::Info, text);

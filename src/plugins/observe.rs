@@ -139,6 +139,7 @@ fn observed(event: &Event) -> Option<(&'static str, Value)> {
         | Event::TaskQueued { .. }
         | Event::TaskStarted { .. }
         | Event::TaskFinished { .. }
+        | Event::TaskReported { .. }
         | Event::ContextCompacted { .. }
         | Event::MemoryEvicted { .. }
         | Event::BackgroundStarted { .. }

@@ -148,11 +148,18 @@ impl Session {
 
     /// Reopen the session `id` from its transcript after an interruption:
     /// the conversation since its last reset comes back; a tool call whose
-    /// result was never recorded gets a result saying it was interrupted, so
-    /// the model re-checks instead of assuming.
+    /// result was never recorded gets a result saying it was interrupted
+    /// (written to the transcript at once), so the model re-checks instead
+    /// of assuming.
     pub fn restore(runtime: Runtime, setup: SessionSetup, id: &str) -> std::io::Result<Session> {
-        let (transcript, mut messages) = Transcript::reopen(&runtime.sessions_dir(), id)?;
+        let (mut transcript, mut messages) = Transcript::reopen(&runtime.sessions_dir(), id)?;
+        let answered = messages.len();
         transcript::patch_interrupted_calls(&mut messages);
+        // The answers are written before anything else happens: killed
+        // again, the next resume finds every call answered.
+        for message in &messages[answered..] {
+            transcript.append(message)?;
+        }
         Ok(Session::assemble(
             runtime,
             setup,

@@ -119,42 +119,63 @@ impl Tasks {
         &self.runtime
     }
 
-    /// Take up a task of an interrupted mission again, as a background task
-    /// of `parent`: a task that had a session continues it from its
-    /// transcript; a queued one starts over from its prompt.
-    pub fn restore(
-        &self,
-        id: &str,
-        agent: &str,
-        description: &str,
-        prompt: &str,
-        session: Option<&str>,
-        parent: &str,
-    ) -> Result<(), String> {
-        let agent = self
-            .agents
-            .find(agent)
-            .cloned()
-            .ok_or_else(|| format!("{id}: agent \"{agent}\" no longer exists"))?;
+    /// Take a task of an interrupted mission up again, for `parent`: task
+    /// numbers go on after it; a finished one is kept as it ended, its result
+    /// handed over once the parent is idle unless it already was (never run
+    /// again); an unfinished one becomes a background task that continues
+    /// its session from its transcript (or starts over from its prompt if
+    /// it never had one).
+    pub fn restore(&self, id: &str, task: RestoredTask, parent: &str) -> Result<(), String> {
         let number = id
             .strip_prefix("task_")
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| format!("{id}: not a task id"))?;
         self.next_id.fetch_max(number + 1, Ordering::Relaxed);
+        if task.status.is_finished() {
+            self.tasks.lock().expect("task table lock").insert(
+                number,
+                TaskRecord {
+                    summary: TaskSummary {
+                        id: id.to_string(),
+                        agent: task.agent,
+                        description: task.description,
+                        status: task.status,
+                        // Handed over like a background result.
+                        background: task.background || !task.reported,
+                        session: task.session,
+                    },
+                    parent: parent.to_string(),
+                    prompt: task.prompt,
+                    result: task.result,
+                    error: task.error,
+                    turns: task.turns,
+                    usage: Usage::default(),
+                    cancel: self.cancel.child_token(),
+                    unreported: !task.reported,
+                },
+            );
+            self.changed.notify_waiters();
+            return Ok(());
+        }
+        let agent = self
+            .agents
+            .find(&task.agent)
+            .cloned()
+            .ok_or_else(|| format!("{id}: agent \"{}\" no longer exists", task.agent))?;
         let me = self.me.upgrade().ok_or("the mission is shutting down")?;
         let cancel = self.enqueue(
             number,
             &agent,
             Delegated {
-                description,
-                prompt,
+                description: &task.description,
+                prompt: &task.prompt,
                 background: true,
                 parent,
             },
         );
         let setup = (self.setup_for)(&agent);
-        let start = match session {
-            Some(session) => Start::Restore(session.to_string()),
+        let start = match task.session {
+            Some(session) => Start::Restore(session),
             None => Start::Fresh,
         };
         self.tracker.spawn(async move {
@@ -245,6 +266,9 @@ impl Tasks {
                     } else if record.unreported {
                         record.unreported = false;
                         lines.push(report(record));
+                        self.runtime.events.emit(Event::TaskReported {
+                            task: record.summary.id.clone(),
+                        });
                     }
                 }
                 if !lines.is_empty() {
@@ -391,17 +415,21 @@ impl Tasks {
         result: Option<String>,
         error: Option<String>,
     ) {
+        let mut turns = 0;
         self.update(number, |record| {
             record.summary.status = status;
-            record.result = result;
+            record.result = result.clone();
             record.error = error.clone();
             record.unreported = record.summary.background;
+            turns = record.turns;
         });
         self.runtime.events.emit(Event::TaskFinished {
             task: id.to_string(),
             agent: agent.to_string(),
             status,
             error,
+            result,
+            turns,
         });
         self.changed.notify_waiters();
     }
@@ -432,6 +460,22 @@ fn report(record: &TaskRecord) -> String {
         _ => {}
     }
     text
+}
+
+/// A task of an interrupted mission, as its records left it.
+#[derive(Debug, Clone)]
+pub struct RestoredTask {
+    pub agent: String,
+    pub description: String,
+    pub prompt: String,
+    pub status: TaskStatus,
+    pub background: bool,
+    pub session: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub turns: u32,
+    /// Its result already reached the delegating agent.
+    pub reported: bool,
 }
 
 /// What a task was given when it was delegated.

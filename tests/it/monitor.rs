@@ -610,6 +610,8 @@ fn one_of_each() -> Vec<Event> {
             agent: "Worker".into(),
             status: TaskStatus::Failed,
             error: Some("e".into()),
+            result: None,
+            turns: 0,
         },
         Event::SessionFinished {
             session: "s".into(),
@@ -653,6 +655,9 @@ fn one_of_each() -> Vec<Event> {
             name: "n".into(),
             value: 1.5,
         },
+        Event::TaskReported {
+            task: "task_1".into(),
+        },
     ];
     for event in &all {
         match event {
@@ -674,6 +679,7 @@ fn one_of_each() -> Vec<Event> {
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskFinished { .. }
+            | Event::TaskReported { .. }
             | Event::SessionFinished { .. }
             | Event::ContextCompacted { .. }
             | Event::MemoryEvicted { .. }

@@ -5,6 +5,8 @@
 //! wording and the faults a real provider throws; every run must end
 //! complete, exit 0, with the same final files.
 
+use serde_json::Value;
+
 use crate::support::log::compact_log;
 use crate::support::missions::{faults, mission, python_project, rust_project, sim_config};
 use crate::support::project::Project;
@@ -67,6 +69,14 @@ async fn seed(seed: u64) {
     }
     let plan = project.read(".opencode/todo.md");
     assert_eq!(plan.matches("- [x] ").count(), 3, "seed {seed}: {plan}");
+    // Each task's side effect ran once.
+    let mut effects: Vec<String> = project
+        .read("effects.log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    effects.sort();
+    assert_eq!(effects, ["T1", "T2", "T3"], "seed {seed}");
     // Never a request with a tool call and no result.
     assert!(tally.invalid.is_empty(), "seed {seed}: {:?}", tally.invalid);
     // A seed with faults really had some.
@@ -138,4 +148,138 @@ async fn keep_alive_comments_alone_run_into_the_turn_deadline() {
         })
         .count();
     assert!(deadlines > 0, "{}", compact_log(&outcome.events));
+}
+
+/// Kill orch with SIGKILL at a moment of the mission (once `first` events
+/// are in the journal), resume, kill the resumed run as well (once `second`
+/// more are in), and resume again: the mission ends as if nothing happened.
+async fn killed_twice(wire: Wire, first: usize, second: usize) {
+    use crate::support::missions::orch;
+    let project = Project::new();
+    let work = rust_project(&project);
+    project.write(".opencode/orch.json", &sim_config().to_string());
+    let play = Play {
+        wire,
+        seed: first as u64,
+        faults: Default::default(),
+        fault_rate: 0,
+    };
+    let sim = Sim::start(work.clone(), play).await;
+    let journal_lines = || -> usize {
+        let Ok(latest) = std::fs::read_to_string(project.file(".opencode/missions/latest")) else {
+            return 0;
+        };
+        std::fs::read_to_string(project.file(&format!(
+            ".opencode/missions/{}/events.jsonl",
+            latest.trim()
+        )))
+        .map_or(0, |text| text.lines().count())
+    };
+    let run_until = |mut command: tokio::process::Command, lines: usize| {
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        async move {
+            let mut child = command.spawn().expect("spawn orch");
+            let started = std::time::Instant::now();
+            loop {
+                if journal_lines() >= lines {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return true;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(60),
+                    "no progress"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let killed = run_until(
+        orch(&project, &sim, wire, &["task", "Implement the calculator"]),
+        first,
+    )
+    .await;
+    let before = journal_lines();
+    if killed {
+        run_until(orch(&project, &sim, wire, &["resume"]), before + second).await;
+    }
+    // The last run goes to the end (resume is refused for a finished mission).
+    let mut last = orch(&project, &sim, wire, &["--json", "resume"]);
+    let output = last.output().await.expect("run orch resume");
+    let tally = sim.tally();
+    let journal = {
+        let latest = project.read(".opencode/missions/latest");
+        project.read(&format!(
+            ".opencode/missions/{}/events.jsonl",
+            latest.trim()
+        ))
+    };
+    let events: Vec<Value> = journal
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let log = compact_log(&events);
+    let finished = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "mission_finished")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        finished["outcome"],
+        "complete",
+        "kill at {first}, then {second} more: {}\n{tally:?}\n{log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for item in &work.items {
+        assert_eq!(project.read(item.file), item.content, "{}", item.file);
+    }
+    // A completed task's side effect never ran twice.
+    let mut effects: Vec<String> = project
+        .read("effects.log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    effects.sort();
+    assert_eq!(
+        effects,
+        ["T1", "T2", "T3"],
+        "kill at {first}, then {second}\n{log}"
+    );
+    // The strict server never saw a tool call without a result.
+    assert!(tally.invalid.is_empty(), "{:?}", tally.invalid);
+    // Sequence numbers go on across runs; task ids are never reused.
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers went back"
+    );
+    // A task taken up again after a kill keeps its id; a new delegation
+    // never gets an id that is already taken.
+    let mut tasks: std::collections::BTreeMap<&str, &str> = Default::default();
+    for queued in events.iter().filter(|e| e["type"] == "task_queued") {
+        let id = queued["task"].as_str().unwrap_or_default();
+        let description = queued["description"].as_str().unwrap_or_default();
+        let first = *tasks.entry(id).or_insert(description);
+        assert_eq!(first, description, "task id {id} was reused\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn sigkill_at_many_moments_and_twice_in_a_row_then_resume() {
+    for (first, second) in [(6, 10), (14, 6), (25, 20), (40, 12), (60, 30), (90, 15)] {
+        killed_twice(Wire::OpenAi, first, second).await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_twice_with_the_anthropic_wire_then_resume() {
+    for (first, second) in [(10, 25), (35, 8), (70, 40)] {
+        killed_twice(Wire::Anthropic, first, second).await;
+    }
 }

@@ -179,7 +179,8 @@ pub struct Outcome {
 }
 
 /// Run `orch task` in `project` against `sim`.
-pub async fn mission(project: &Project, sim: &Sim, wire: Wire, extra: &[&str]) -> Outcome {
+/// `orch <args>` in `project`, pointed at `sim` speaking `wire`.
+pub fn orch(project: &Project, sim: &Sim, wire: Wire, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::from(project.orch());
     command.env("CARGO_TARGET_DIR", cargo_target());
     match wire {
@@ -195,8 +196,14 @@ pub async fn mission(project: &Project, sim: &Sim, wire: Wire, extra: &[&str]) -
                 .args(["--provider", "anthropic", "--model", "claude-sonnet-4-5"]);
         }
     }
+    command.args(args);
     command
-        .arg("--json")
+}
+
+/// Run `orch task` in `project` against `sim` to its end.
+pub async fn mission(project: &Project, sim: &Sim, wire: Wire, extra: &[&str]) -> Outcome {
+    let mut command = orch(project, sim, wire, &["--json"]);
+    command
         .args(extra)
         .args(["task", "Implement the calculator"]);
     let output = command.output().await.expect("run orch");

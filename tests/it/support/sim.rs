@@ -371,7 +371,7 @@ impl State {
                 messages.len(),
             ));
         }
-        if names == ["list_tasks"] {
+        if names == ["list_tasks"] && !interrupted_before_last_look(messages) {
             return Turn::say("Waiting for the running tasks to report.");
         }
         let plan = result_of(messages, "read_todo").unwrap_or_default();
@@ -395,9 +395,16 @@ impl State {
                 messages.len(),
             ));
         }
+        // A delegation orch says was interrupted may or may not have
+        // started a task: look at the tasks before delegating again.
+        if interrupted_since_last_look(messages) {
+            return Turn::say("Some delegations were interrupted; checking the tasks.")
+                .call("list_tasks", json!({}));
+        }
         // Items nobody works on go to Workers, in parallel: new ones, and
         // ones whose Worker failed (twice at the most).
-        let worked = delegations(messages, "Worker");
+        let mut worked = delegations(messages, "Worker");
+        worked.extend(listed(messages, "Worker"));
         let failed = reports(messages, "Worker", "failed");
         let mut turn = Turn::say(self.pick(
             &["Delegating the open items.", "Handing items to Workers."],
@@ -451,17 +458,41 @@ impl State {
                 .call("list", json!({}))
                 .call("read", json!({"path": self.work.overview}));
         }
-        if last_calls(messages).iter().any(|c| c.name == "add_todo") {
+        let last = last_calls(messages);
+        let added = last.iter().filter(|c| c.name == "add_todo");
+        let unsure = added
+            .clone()
+            .any(|call| !result_for(messages, &call.id).is_some_and(|r| r.starts_with("added")));
+        if last.iter().any(|c| c.name == "add_todo") && !unsure {
             let ids: Vec<&str> = self.work.items.iter().map(|item| item.id).collect();
             return Turn::say(format!("Plan written: {}.", ids.join(", ")));
         }
+        if unsure {
+            // Some additions may not have happened: look before adding again.
+            return Turn::say("Checking the plan.").call("read_todo", json!({}));
+        }
+        // The plan as it stands (after a check), or nothing yet.
+        let have = if last.iter().any(|c| c.name == "read_todo") {
+            plan_items(&result_of(messages, "read_todo").unwrap_or_default())
+        } else {
+            BTreeMap::new()
+        };
         let mut turn =
             Turn::say(self.pick(&["One item per module.", "Each module is its own item."], 1));
-        for item in &self.work.items {
+        for item in self
+            .work
+            .items
+            .iter()
+            .filter(|item| !have.contains_key(item.id))
+        {
             turn = turn.call(
                 "add_todo",
                 json!({"id": item.id, "text": item.text, "meta": {"agent": "Worker", "file": item.file}}),
             );
+        }
+        if turn.calls.is_empty() {
+            let ids: Vec<&str> = self.work.items.iter().map(|item| item.id).collect();
+            return Turn::say(format!("Plan written: {}.", ids.join(", ")));
         }
         turn
     }
@@ -497,23 +528,41 @@ impl State {
             "run_background" | "check_background" | "bash" => {
                 let output = result_for(messages, &call.id).unwrap_or_default();
                 let job = job_of(messages);
-                if std::env::var_os("ORCH_SIM_DEBUG").is_some() {
-                    eprintln!("worker {} {}: {output}", item.id, call.name);
+                let command = call.args["command"].as_str().unwrap_or_default();
+                let effect = format!("echo {} >> effects.log", item.id);
+                let check = format!("grep -c '^{}$' effects.log || true", item.id);
+                if command == effect && !output.starts_with("interrupted") {
+                    return Turn::say(format!(
+                        "{} done: {} is implemented and its tests pass.",
+                        item.id, item.file
+                    ));
                 }
-                if call.name == "bash"
+                // A call orch says was interrupted may or may not have run:
+                // look before doing it again, as the message asks.
+                if command == effect {
+                    return Turn::say("Checking whether the log line was written.")
+                        .call("bash", json!({"command": check}));
+                }
+                if command == check {
+                    let written = output
+                        .lines()
+                        .next()
+                        .and_then(|line| line.trim().parse::<u32>().ok())
+                        .unwrap_or(0);
+                    if written > 0 {
+                        return Turn::say(format!("{} done: the log line is there.", item.id));
+                    }
+                    return Turn::say("Writing the log line.")
+                        .call("bash", json!({"command": effect}));
+                }
+                let passed = (call.name == "bash"
                     && output.contains("exit code 0")
-                    && call.args["command"] == item.test
-                {
-                    return Turn::say(format!(
-                        "{} done: {} is implemented and its tests pass.",
-                        item.id, item.file
-                    ));
-                }
-                if call.name == "check_background" && output.contains("exited with code 0") {
-                    return Turn::say(format!(
-                        "{} done: {} is implemented and its tests pass.",
-                        item.id, item.file
-                    ));
+                    && command == item.test)
+                    || (call.name == "check_background" && output.contains("exited with code 0"));
+                if passed {
+                    // The task's side effect: one line per item, once.
+                    return Turn::say("Tests pass; logging the item.")
+                        .call("bash", json!({"command": effect}));
                 }
                 if let Some(job) = job {
                     // Poll, and now and then wait a little between polls.
@@ -962,7 +1011,8 @@ fn plan_items(plan: &str) -> BTreeMap<String, char> {
 }
 
 /// Plan item ids mentioned in the descriptions of tasks delegated to
-/// `agent`, once per delegation.
+/// `agent`, once per delegation that took effect (an interrupted one is
+/// known only from `list_tasks`).
 fn delegations(messages: &[Msg], agent: &str) -> Vec<String> {
     messages
         .iter()
@@ -972,8 +1022,48 @@ fn delegations(messages: &[Msg], agent: &str) -> Vec<String> {
         })
         .flatten()
         .filter(|call| call.name == "delegate_task" && call.args["agent"] == agent)
+        .filter(|call| {
+            !result_for(messages, &call.id).is_some_and(|r| r.starts_with("interrupted"))
+        })
         .flat_map(|call| ids_in(call.args["description"].as_str().unwrap_or_default()))
         .collect()
+}
+
+/// Plan item ids of `agent` tasks in the latest `list_tasks` result.
+fn listed(messages: &[Msg], agent: &str) -> Vec<String> {
+    let rows = result_of(messages, "list_tasks").unwrap_or_default();
+    rows.lines()
+        .filter(|row| row.split_whitespace().nth(1) == Some(agent))
+        .flat_map(ids_in)
+        .collect()
+}
+
+/// Whether a delegation was interrupted after the latest `list_tasks`.
+fn interrupted_since_last_look(messages: &[Msg]) -> bool {
+    let look = last_call_index(messages, "list_tasks");
+    interrupted_delegation_index(messages).is_some_and(|at| look.is_none_or(|look| at > look))
+}
+
+/// Whether a delegation was interrupted before the latest `list_tasks`
+/// (that look is what the next step decides on).
+fn interrupted_before_last_look(messages: &[Msg]) -> bool {
+    let look = last_call_index(messages, "list_tasks");
+    interrupted_delegation_index(messages).is_some_and(|at| look.is_some_and(|look| at < look))
+}
+
+fn last_call_index(messages: &[Msg], tool: &str) -> Option<usize> {
+    messages.iter().rposition(
+        |m| matches!(m, Msg::Assistant { calls, .. } if calls.iter().any(|c| c.name == tool)),
+    )
+}
+
+fn interrupted_delegation_index(messages: &[Msg]) -> Option<usize> {
+    messages.iter().rposition(|m| {
+        matches!(m, Msg::Assistant { calls, .. } if calls.iter().any(|c| {
+            c.name == "delegate_task"
+                && result_for(messages, &c.id).is_some_and(|r| r.starts_with("interrupted"))
+        }))
+    })
 }
 
 fn delegated(messages: &[Msg], agent: &str) -> BTreeSet<String> {
