@@ -402,7 +402,7 @@ pub struct EventBus {
 struct Order {
     seq: u64,
     sinks: Vec<Arc<dyn EventSink>>,
-    recorder: Option<std::sync::mpsc::Sender<Record>>,
+    recorder: Option<Recorder>,
 }
 
 impl Default for EventBus {
@@ -499,78 +499,173 @@ impl EventBus {
     }
 }
 
-/// The recorder thread: records every event into the recorded sinks in
-/// order, gathering streamed text; it ends when the bus is dropped.
-fn start_recorder() -> std::sync::mpsc::Sender<Record> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("orch-records".into())
-        .spawn(move || record(receiver));
-    if spawned.is_err() {
-        // Without a thread there is nothing to record into; emitting goes on.
-        let (sender, _) = std::sync::mpsc::channel();
-        return sender;
-    }
-    sender
+/// The queue between the emitters and the recorder thread. Emitting only
+/// appends under a short lock; the recorder is woken (a syscall) only when
+/// it sleeps, so a burst of events costs one wake-up, not one each.
+struct Queue {
+    records: Mutex<Vec<Record>>,
+    /// The recorder is parked, or about to: the next push wakes it.
+    sleeping: std::sync::atomic::AtomicBool,
+    /// No emitter is left: the recorder finishes what is queued and ends.
+    closed: std::sync::atomic::AtomicBool,
+    recorder: std::thread::Thread,
 }
 
-fn record(receiver: std::sync::mpsc::Receiver<Record>) {
+/// The emitters' side of the recorder: pushing wakes it when it sleeps;
+/// dropped (with the bus), it lets the recorder end.
+/// Without a recorder thread (it could not be started) nothing is queued.
+struct Recorder(Option<Arc<Queue>>);
+
+impl Recorder {
+    fn send(&self, record: Record) -> Result<(), ()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let Some(queue) = &self.0 else {
+            return Err(());
+        };
+        // A flush is waited for: it wakes the recorder even mid-batch.
+        let urgent = matches!(record, Record::Flush(_));
+        queue
+            .records
+            .lock()
+            .expect("record queue lock")
+            .push(record);
+        if queue.sleeping.swap(false, SeqCst) || urgent {
+            queue.recorder.unpark();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(queue) = &self.0 {
+            queue
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            queue.recorder.unpark();
+        }
+    }
+}
+
+/// How long the recorder waits for more events after a batch before it
+/// sleeps until woken.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// The recorder thread: records every event into the recorded sinks in
+/// order, gathering streamed text; it ends when the bus is dropped.
+fn start_recorder() -> Recorder {
+    let (handing, handed) = std::sync::mpsc::channel::<Arc<Queue>>();
+    let spawned = std::thread::Builder::new()
+        .name("orch-records".into())
+        .spawn(move || {
+            if let Ok(queue) = handed.recv() {
+                record(&queue);
+            }
+        });
+    // Without a thread nothing is recorded; emitting goes on.
+    let Ok(handle) = spawned else {
+        return Recorder(None);
+    };
+    let queue = Arc::new(Queue {
+        records: Mutex::new(Vec::new()),
+        sleeping: std::sync::atomic::AtomicBool::new(false),
+        closed: std::sync::atomic::AtomicBool::new(false),
+        recorder: handle.thread().clone(),
+    });
+    let _ = handing.send(queue.clone());
+    Recorder(Some(queue))
+}
+
+fn record(queue: &Queue) {
+    use std::sync::atomic::Ordering::SeqCst;
     let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
     let mut unrecorded: Vec<Arc<Envelope>> = Vec::new();
     let mut text = Text::default();
+    let mut text_since = std::time::Instant::now();
     loop {
-        let next = if text.is_empty() {
-            receiver.recv().map_err(|_| true)
-        } else {
-            receiver
-                .recv_timeout(TEXT_INTERVAL)
-                .map_err(|err| matches!(err, std::sync::mpsc::RecvTimeoutError::Disconnected))
-        };
-        let deliver = |sinks: &[Arc<dyn EventSink>],
-                       unrecorded: &mut Vec<Arc<Envelope>>,
-                       envelope: Arc<Envelope>| {
-            if sinks.is_empty() {
-                if unrecorded.len() < UNRECORDED_MAX {
-                    unrecorded.push(envelope);
+        let batch = std::mem::take(&mut *queue.records.lock().expect("record queue lock"));
+        let idle = batch.is_empty();
+        for record in batch {
+            match record {
+                Record::Event(envelope) => match &envelope.event {
+                    Event::TextDelta { .. } => {
+                        if text.is_empty() {
+                            text_since = std::time::Instant::now();
+                        }
+                        text.gather(&envelope);
+                    }
+                    _ => {
+                        for gathered in text.take() {
+                            deliver(&sinks, &mut unrecorded, gathered);
+                        }
+                        deliver(&sinks, &mut unrecorded, envelope);
+                    }
+                },
+                Record::Sinks(added) => {
+                    for envelope in unrecorded.drain(..) {
+                        for sink in &added {
+                            sink.write(&envelope);
+                        }
+                    }
+                    sinks.extend(added);
                 }
-            } else {
-                for sink in sinks {
-                    sink.write(&envelope);
-                }
-            }
-        };
-        match next {
-            Ok(Record::Event(envelope)) => match &envelope.event {
-                Event::TextDelta { .. } => text.gather(&envelope),
-                _ => {
+                Record::Flush(done) => {
                     for gathered in text.take() {
                         deliver(&sinks, &mut unrecorded, gathered);
                     }
-                    deliver(&sinks, &mut unrecorded, envelope);
-                }
-            },
-            Ok(Record::Sinks(added)) => {
-                for envelope in unrecorded.drain(..) {
-                    for sink in &added {
-                        sink.write(&envelope);
-                    }
-                }
-                sinks.extend(added);
-            }
-            Ok(Record::Flush(done)) => {
-                for gathered in text.take() {
-                    deliver(&sinks, &mut unrecorded, gathered);
-                }
-                done();
-            }
-            Err(disconnected) => {
-                for gathered in text.take() {
-                    deliver(&sinks, &mut unrecorded, gathered);
-                }
-                if disconnected {
-                    return;
+                    done();
                 }
             }
+        }
+        if !text.is_empty() && text_since.elapsed() >= TEXT_INTERVAL {
+            for gathered in text.take() {
+                deliver(&sinks, &mut unrecorded, gathered);
+            }
+        }
+        if !idle {
+            std::thread::park_timeout(BATCH_WAIT);
+            continue;
+        }
+        if queue.closed.load(SeqCst) {
+            // Every push happened before the close: one more look finds
+            // any that raced with the empty batch above.
+            if !queue.records.lock().expect("record queue lock").is_empty() {
+                continue;
+            }
+            for gathered in text.take() {
+                deliver(&sinks, &mut unrecorded, gathered);
+            }
+            return;
+        }
+        // Nothing came: sleep until woken (or until gathered text is due),
+        // after one more look so a push racing with this is not missed.
+        queue.sleeping.store(true, SeqCst);
+        if !queue.records.lock().expect("record queue lock").is_empty() {
+            queue.sleeping.store(false, SeqCst);
+            continue;
+        }
+        if text.is_empty() {
+            std::thread::park();
+        } else {
+            std::thread::park_timeout(TEXT_INTERVAL);
+        }
+        queue.sleeping.store(false, SeqCst);
+    }
+}
+
+/// Hand `envelope` to the recorded sinks, or keep it for the first ones.
+fn deliver(
+    sinks: &[Arc<dyn EventSink>],
+    unrecorded: &mut Vec<Arc<Envelope>>,
+    envelope: Arc<Envelope>,
+) {
+    if sinks.is_empty() {
+        if unrecorded.len() < UNRECORDED_MAX {
+            unrecorded.push(envelope);
+        }
+    } else {
+        for sink in sinks {
+            sink.write(&envelope);
         }
     }
 }
@@ -618,7 +713,8 @@ impl Text {
 /// the engine loses nothing.
 pub struct Detached {
     queue: std::sync::mpsc::SyncSender<Arc<Envelope>>,
-    dropped: std::sync::atomic::AtomicU64,
+    /// Events not handed over since the writer last said so.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
     /// Events handed over and not yet written, and a wake-up for `drain`.
     pending: Arc<(Mutex<u64>, std::sync::Condvar)>,
 }
@@ -627,12 +723,28 @@ impl Detached {
     pub fn new(sink: Arc<dyn EventSink>, capacity: usize) -> Arc<Detached> {
         let (queue, receiver) = std::sync::mpsc::sync_channel::<Arc<Envelope>>(capacity);
         let pending: Arc<(Mutex<u64>, std::sync::Condvar)> = Arc::default();
+        let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let counter = pending.clone();
+        let missed = dropped.clone();
         let _ = std::thread::Builder::new()
             .name("orch-output".into())
             .spawn(move || {
                 for envelope in receiver {
                     sink.write(&envelope);
+                    // What fell behind is said right after what was shown.
+                    let dropped = missed.swap(0, std::sync::atomic::Ordering::SeqCst);
+                    if dropped > 0 {
+                        sink.write(&Envelope {
+                            seq: envelope.seq,
+                            ts_ms: envelope.ts_ms,
+                            event: Event::Warning {
+                                session: None,
+                                message: format!(
+                                    "{dropped} events were not shown: the output fell behind"
+                                ),
+                            },
+                        });
+                    }
                     let (count, done) = &*counter;
                     let mut count = count.lock().expect("output count lock");
                     *count = count.saturating_sub(1);
@@ -641,7 +753,7 @@ impl Detached {
             });
         Arc::new(Detached {
             queue,
-            dropped: std::sync::atomic::AtomicU64::new(0),
+            dropped,
             pending,
         })
     }
@@ -652,39 +764,16 @@ impl Detached {
         let count = count.lock().expect("output count lock");
         let _ = done.wait_timeout_while(count, limit, |count| *count > 0);
     }
-
-    fn hand_over(&self, envelope: Arc<Envelope>) -> bool {
-        let (count, _) = &*self.pending;
-        *count.lock().expect("output count lock") += 1;
-        if self.queue.try_send(envelope).is_ok() {
-            return true;
-        }
-        *count.lock().expect("output count lock") -= 1;
-        false
-    }
 }
 
 impl EventSink for Detached {
     fn write(&self, envelope: &Envelope) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let dropped = self.dropped.load(SeqCst);
-        if dropped > 0 {
-            let note = Envelope {
-                seq: envelope.seq,
-                ts_ms: envelope.ts_ms,
-                event: Event::Warning {
-                    session: None,
-                    message: format!("{dropped} events were not shown: the output fell behind"),
-                },
-            };
-            if !self.hand_over(Arc::new(note)) {
-                self.dropped.fetch_add(1, SeqCst);
-                return;
-            }
-            self.dropped.fetch_sub(dropped, SeqCst);
-        }
-        if !self.hand_over(Arc::new(envelope.clone())) {
-            self.dropped.fetch_add(1, SeqCst);
+        let (count, _) = &*self.pending;
+        *count.lock().expect("output count lock") += 1;
+        if self.queue.try_send(Arc::new(envelope.clone())).is_err() {
+            *count.lock().expect("output count lock") -= 1;
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -804,6 +893,7 @@ mod tests {
         }
         assert!(started.elapsed() < Duration::from_secs(5));
         slow.1.wait();
+        detached.drain(Duration::from_secs(5));
         bus.emit(warning("last"));
         detached.drain(Duration::from_secs(5));
         let written = slow.0.lock().unwrap().clone();

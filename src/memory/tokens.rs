@@ -108,22 +108,36 @@ pub fn tools(specs: &[ToolSpec]) -> u64 {
     Measure::Tokens.tools(specs)
 }
 
-/// Token counts of a growing conversation, computed once per message.
-/// Conversations only grow between compactions and resets, which call
-/// `clear`.
-#[derive(Debug, Default, Clone)]
+/// Per-message measures of a growing conversation, computed once per
+/// message. Conversations only grow between compactions and resets, which
+/// call `clear`.
+#[derive(Debug, Clone)]
 pub struct Counts {
+    measure: Measure,
     counts: Vec<u64>,
 }
 
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::new(Measure::Tokens)
+    }
+}
+
 impl Counts {
-    /// The count of every message, computing the ones not seen yet.
+    pub fn new(measure: Measure) -> Counts {
+        Counts {
+            measure,
+            counts: Vec::new(),
+        }
+    }
+
+    /// The measure of every message, computing the ones not seen yet.
     pub fn of(&mut self, messages: &[Message]) -> &[u64] {
         if self.counts.len() > messages.len() {
             self.counts.clear();
         }
         for message in &messages[self.counts.len()..] {
-            self.counts.push(self::message(message));
+            self.counts.push(self.measure.message(message));
         }
         &self.counts
     }

@@ -804,7 +804,8 @@ mod tests {
                     is_error: true,
                 },
                 Message::user("Now fix it."),
-            ],
+            ]
+            .into(),
             tools: vec![
                 ToolSpec {
                     name: "read".into(),

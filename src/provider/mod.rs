@@ -83,7 +83,9 @@ pub struct ModelRequest {
     pub model: String,
     /// The stable system prefix. Providers that support prompt caching mark it.
     pub system: String,
-    pub messages: Vec<Message>,
+    /// Shared with the session that sent it: a request does not copy the
+    /// conversation.
+    pub messages: std::sync::Arc<Vec<Message>>,
     pub tools: Vec<ToolSpec>,
     pub max_output_tokens: u32,
 }

@@ -121,7 +121,7 @@ fn request_body(request: &ModelRequest, max_tokens_field: &str) -> Value {
     if !request.system.is_empty() {
         messages.push(json!({ "role": "system", "content": request.system }));
     }
-    for message in &request.messages {
+    for message in request.messages.iter() {
         messages.push(match message {
             Message::User { text } => json!({ "role": "user", "content": text }),
             Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
@@ -805,7 +805,8 @@ mod tests {
                     text: "Done.".into(),
                     tool_calls: vec![],
                 },
-            ],
+            ]
+            .into(),
             tools: vec![ToolSpec {
                 name: "read".into(),
                 description: "Read a file".into(),

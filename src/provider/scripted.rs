@@ -236,7 +236,7 @@ mod tests {
             agent: agent.into(),
             model: "scripted".into(),
             system: String::new(),
-            messages,
+            messages: messages.into(),
             tools: vec![],
             max_output_tokens: 100,
         }

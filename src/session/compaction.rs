@@ -78,7 +78,7 @@ impl Session {
         };
         // One tool output taking more than half of the room (a huge file, a
         // long log) cannot be kept whole on a small model: cut its middle.
-        let cut = cut_oversized_outputs(&mut self.messages, &counts, window.usable / 2);
+        let cut = cut_oversized_outputs(self.conversation(), &counts, window.usable / 2);
         let counts = if cut > 0 {
             self.estimator.forget_conversation();
             self.estimator.counts(&self.messages)
@@ -91,7 +91,7 @@ impl Session {
             return;
         }
         for &index in &plan.prune {
-            if let Message::Tool { content, .. } = &mut self.messages[index] {
+            if let Message::Tool { content, .. } = &mut self.conversation()[index] {
                 *content = compact::PRUNED.to_string();
             }
         }
@@ -112,7 +112,7 @@ impl Session {
                      Check the plan and the files before relying on what they said.]"
                 ),
             };
-            self.messages.splice(range, [Message::user(note)]);
+            self.conversation().splice(range, [Message::user(note)]);
         }
         self.estimator.forget_conversation();
         self.rewrite_transcript();
@@ -181,7 +181,7 @@ impl Session {
             agent: COMPACTOR.into(),
             model: self.setup.model.clone(),
             system: instruction.to_string(),
-            messages: vec![Message::user(summary_input(&pinned, head, max_chars))],
+            messages: vec![Message::user(summary_input(&pinned, head, max_chars))].into(),
             tools: Vec::new(),
             max_output_tokens: self.setup.max_output_tokens.min(SUMMARY_MAX_TOKENS),
         };
@@ -221,7 +221,7 @@ impl Session {
     /// conversation, so `orch resume` restores what the model last saw.
     fn rewrite_transcript(&mut self) {
         let mut result = self.transcript.mark_reset();
-        for message in &self.messages {
+        for message in self.messages.iter() {
             if result.is_err() {
                 break;
             }

@@ -10,9 +10,10 @@ use crate::provider::{Message, ToolSpec};
 /// What a session remembers between estimates: per-message token counts
 /// (computed once per message), the prefix under each measure (it never
 /// changes within a session), and the provider's last count.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Estimator {
     counts: Counts,
+    bounds: Counts,
     prefix_tokens: Option<u64>,
     prefix_bound: Option<u64>,
     /// The provider-reported prompt size of the last request, and how many
@@ -20,10 +21,23 @@ pub struct Estimator {
     reported: Option<(u64, usize)>,
 }
 
-/// The part of every request that is the same from turn to turn.
+/// The part of every request that is the same from turn to turn; built
+/// only when the estimator has not measured it yet.
 pub struct Prefix<'a> {
     pub system: &'a str,
-    pub tools: &'a [ToolSpec],
+    pub tools: &'a dyn Fn() -> Vec<ToolSpec>,
+}
+
+impl Default for Estimator {
+    fn default() -> Self {
+        Estimator {
+            counts: Counts::new(Measure::Tokens),
+            bounds: Counts::new(Measure::Bound),
+            prefix_tokens: None,
+            prefix_bound: None,
+            reported: None,
+        }
+    }
 }
 
 impl Estimator {
@@ -40,15 +54,11 @@ impl Estimator {
             Measure::Tokens => &mut self.prefix_tokens,
             Measure::Bound => &mut self.prefix_bound,
         };
-        let fixed =
-            *slot.get_or_insert_with(|| measure.text(prefix.system) + measure.tools(prefix.tools));
-        let bounds: Vec<u64>;
+        let fixed = *slot
+            .get_or_insert_with(|| measure.text(prefix.system) + measure.tools(&(prefix.tools)()));
         let per_message: &[u64] = match measure {
             Measure::Tokens => self.counts.of(messages),
-            Measure::Bound => {
-                bounds = messages.iter().map(|m| measure.message(m)).collect();
-                &bounds
-            }
+            Measure::Bound => self.bounds.of(messages),
         };
         let counted =
             fixed + block.map_or(0, |b| measure.text(b)) + per_message.iter().sum::<u64>();
@@ -79,6 +89,7 @@ impl Estimator {
     /// per-message counts and the provider's count no longer apply.
     pub fn forget_conversation(&mut self) {
         self.counts.clear();
+        self.bounds.clear();
         self.reported = None;
     }
 }
@@ -105,9 +116,10 @@ mod tests {
             description: "Read a file".into(),
             parameters: serde_json::json!({"type": "object"}),
         }];
+        let specs = || tools.to_vec();
         let prefix = Prefix {
             system: "You are a Worker.",
-            tools: &tools,
+            tools: &specs,
         };
         let messages = conversation();
         let mut estimator = Estimator::default();
@@ -129,7 +141,7 @@ mod tests {
     fn a_larger_provider_count_wins_and_is_forgotten_with_the_conversation() {
         let prefix = Prefix {
             system: "s",
-            tools: &[],
+            tools: &Vec::new,
         };
         let mut messages = conversation();
         let mut estimator = Estimator::default();

@@ -116,7 +116,9 @@ pub struct Session {
     setup: SessionSetup,
     runtime: Runtime,
     router: ToolRouter,
-    messages: Vec<Message>,
+    /// The conversation, shared with the request in flight (no copy per
+    /// turn); changed only between requests, so a change never copies.
+    messages: Arc<Vec<Message>>,
     transcript: Transcript,
     turns: u32,
     usage: Usage,
@@ -196,7 +198,7 @@ impl Session {
             setup,
             runtime,
             router,
-            messages,
+            messages: Arc::new(messages),
             transcript,
             turns: 0,
             usage: Usage::default(),
@@ -221,7 +223,7 @@ impl Session {
     /// Back to the bare system prefix for the next task: the conversation,
     /// turn count and usage start over; the transcript records the reset.
     pub fn reset(&mut self) {
-        self.messages.clear();
+        self.conversation().clear();
         self.turns = 0;
         self.usage = Usage::default();
         self.repeats.reset();
@@ -437,7 +439,13 @@ impl Session {
             let path = self.transcript.path().display().to_string();
             self.warn(format!("transcript {path}: {err}"));
         }
-        self.messages.push(message);
+        self.conversation().push(message);
+    }
+
+    /// The conversation, to change. The request that shared it has ended,
+    /// so this does not copy.
+    fn conversation(&mut self) -> &mut Vec<Message> {
+        Arc::make_mut(&mut self.messages)
     }
 
     /// A warning about this session on the bus.

@@ -13,6 +13,7 @@
 //! than were sent (Ollama cuts the prompt at its `num_ctx` without a word)
 //! is warned about once per run.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -118,7 +119,7 @@ impl Session {
                 Err(err) => return Err(err),
                 Ok((turn, reported_input)) => {
                     if let Some(input) = reported_input {
-                        self.check_truncation(input, block.as_deref()).await;
+                        self.check_truncation(input, block.as_deref());
                         // The conversation the provider just counted
                         // (compactions included; the reply is not pushed yet).
                         self.estimator.reported(input, sent);
@@ -235,26 +236,25 @@ impl Session {
     }
 
     /// A provider that counted far fewer prompt tokens than were sent cut
-    /// the prompt (Ollama does at its `num_ctx`): say so once per run.
-    async fn check_truncation(&mut self, reported: u64, block: Option<&str>) {
-        const SMALL: u64 = 1024;
-        let bound = self.estimate(Measure::Bound, block);
-        if bound <= reported.saturating_mul(2) + SMALL {
-            return;
-        }
-        if !tokens::loaded() {
-            let _ = tokio::task::spawn_blocking(tokens::load).await;
-        }
-        let counted = self.estimate(Measure::Tokens, block);
-        if counted <= reported + reported / 2 + SMALL {
+    /// the prompt (Ollama does at its `num_ctx`): say so once per run. The
+    /// byte length of the request decides, without token tables: no text
+    /// takes more than `BYTES_PER_TOKEN_MAX` bytes a token, so a count that
+    /// far below the bytes is a cut prompt.
+    fn check_truncation(&mut self, reported: u64, block: Option<&str>) {
+        const BYTES_PER_TOKEN_MAX: u64 = 6;
+        const SMALL: u64 = 4096;
+        let bytes = self.estimate(Measure::Bound, block);
+        if bytes <= reported.saturating_mul(BYTES_PER_TOKEN_MAX) + SMALL {
             return;
         }
         let key = format!("{} truncation", self.setup.model);
         let message = format!(
-            "the provider counted {reported} prompt tokens for a request of about {counted}: it is cutting the prompt. \
+            "the provider counted {reported} prompt tokens for a request of {bytes} bytes (at least {} tokens): it is cutting the prompt. \
              Ollama does this at its context size (num_ctx, 2048-4096 by default): raise it for \"{}\" \
              (OLLAMA_CONTEXT_LENGTH, or PARAMETER num_ctx in a Modelfile) and set models.\"{}\".context_window to match",
-            self.setup.model, self.setup.model
+            bytes / BYTES_PER_TOKEN_MAX,
+            self.setup.model,
+            self.setup.model
         );
         if let Some(message) = self.runtime.memory.warn_once(&key, message) {
             self.warn(message);
@@ -265,7 +265,8 @@ impl Session {
     /// block: exact tokens or the table-free bound, or the provider's own
     /// count of the last request plus what was added since, if larger.
     pub(super) fn estimate(&mut self, measure: Measure, block: Option<&str>) -> u64 {
-        let tools = self.router.registry.specs();
+        let registry = &self.router.registry;
+        let tools = || registry.specs();
         let prefix = Prefix {
             system: &self.setup.agent.prompt,
             tools: &tools,
@@ -282,7 +283,7 @@ impl Session {
         window: &Window,
         may_compact: bool,
         cancel: &CancellationToken,
-    ) -> Result<(Vec<Message>, Option<String>), ProviderError> {
+    ) -> Result<(Arc<Vec<Message>>, Option<String>), ProviderError> {
         let mut block = self.runtime.memory.render(&self.id);
         // The bound needs no token tables: when it fits, nothing is counted.
         if may_compact
@@ -297,7 +298,7 @@ impl Session {
             self.compact(window, CompactReason::Threshold, cancel).await;
             block = self.runtime.memory.render(&self.id);
         }
-        let messages = context::assemble(block.clone(), &self.messages);
+        let messages = Arc::new(context::assemble(block.clone(), &self.messages));
         let hooks = self.runtime.hooks.clone();
         if !hooks.wants(HookPoint::PreModelRequest) {
             return Ok((messages, block));
@@ -306,13 +307,13 @@ impl Session {
             "session": self.id,
             "agent": self.setup.agent.name,
             "model": self.setup.model,
-            "messages": messages,
+            "messages": *messages,
         });
         match hooks.call(HookPoint::PreModelRequest, payload).await {
             Decision::Continue => Ok((messages, block)),
             Decision::Modify(value) => {
                 match serde_json::from_value::<Vec<Message>>(value["messages"].clone()) {
-                    Ok(reshaped) => Ok((reshaped, block)),
+                    Ok(reshaped) => Ok((Arc::new(reshaped), block)),
                     Err(err) => {
                         self.warn(format!(
                             "hook pre-model-request: ignored a reshaped context that is not a message list: {err}"
@@ -335,7 +336,7 @@ impl Session {
     /// over.
     async fn stream_turn(
         &mut self,
-        messages: Vec<Message>,
+        messages: Arc<Vec<Message>>,
         max_tokens: u32,
         cancel: &CancellationToken,
     ) -> Result<(ModelTurn, Option<u64>), ProviderError> {

@@ -253,7 +253,7 @@ impl Tasks {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            {
+            let (lines, waiting) = {
                 let mut tasks = self.tasks.lock().expect("task table lock");
                 let mut lines = Vec::new();
                 let mut waiting = 0;
@@ -271,21 +271,24 @@ impl Tasks {
                         });
                     }
                 }
-                if !lines.is_empty() {
-                    let mut message = format!(
-                        "Background task{} finished:\n\n{}",
-                        if lines.len() == 1 { "" } else { "s" },
-                        lines.join("\n\n")
-                    );
-                    if waiting > 0 {
-                        message
-                            .push_str(&format!("\n\n{waiting} background task(s) still running."));
-                    }
-                    return Some(message);
+                (lines, waiting)
+            };
+            if !lines.is_empty() {
+                // Their ends are on record before the report reaches the
+                // caller's transcript.
+                self.runtime.events.flush().await;
+                let mut message = format!(
+                    "Background task{} finished:\n\n{}",
+                    if lines.len() == 1 { "" } else { "s" },
+                    lines.join("\n\n")
+                );
+                if waiting > 0 {
+                    message.push_str(&format!("\n\n{waiting} background task(s) still running."));
                 }
-                if waiting == 0 {
-                    return None;
-                }
+                return Some(message);
+            }
+            if waiting == 0 {
+                return None;
             }
             changed.await;
         }
@@ -538,6 +541,9 @@ impl Delegator for Tasks {
                 .await;
             let _ = done_tx.send(());
         });
+        // The task is on record before the caller's transcript says it
+        // started: a resume finds every task a transcript names.
+        self.runtime.events.flush().await;
         if request.background {
             return Ok(format!(
                 "started {id} ({}): {}. Its result arrives as a message when it ends; get_task_result(\"{id}\") shows its status meanwhile.",
@@ -551,6 +557,8 @@ impl Delegator for Tasks {
                 return Err(format!("{id} was cancelled with the delegating call"));
             }
         }
+        // Its end is on record before the caller's transcript has its result.
+        self.runtime.events.flush().await;
         let tasks = self.tasks.lock().expect("task table lock");
         let record = &tasks[&number];
         let text = report(record);

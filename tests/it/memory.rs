@@ -214,7 +214,7 @@ fn estimate(request: &ModelRequest) -> u64 {
 /// the same request, and every call has its result.
 fn assert_pairs_intact(request: &ModelRequest) {
     let mut open: BTreeSet<String> = BTreeSet::new();
-    for message in &request.messages {
+    for message in request.messages.iter() {
         match message {
             Message::Assistant { tool_calls, .. } => {
                 assert!(open.is_empty(), "calls without results: {open:?}");

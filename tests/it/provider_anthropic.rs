@@ -39,7 +39,7 @@ fn request() -> ModelRequest {
         agent: "Worker".into(),
         model: "claude-test".into(),
         system: "You are a coding agent.".into(),
-        messages: vec![Message::user("Say hello")],
+        messages: vec![Message::user("Say hello")].into(),
         tools: vec![],
         max_output_tokens: 2048,
     }
@@ -356,7 +356,8 @@ async fn parallel_tool_use_and_the_history_sent_back() {
             is_error: true,
         },
         Message::user("Keep going."),
-    ];
+    ]
+    .into();
     let turn = turn(&server, request).await;
 
     assert!(turn.error.is_none(), "{:?}", turn.error);

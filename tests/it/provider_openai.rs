@@ -54,7 +54,7 @@ fn request() -> ModelRequest {
         agent: "Worker".into(),
         model: "gpt-test".into(),
         system: "You are a coding agent.".into(),
-        messages: vec![Message::user("Say hello")],
+        messages: vec![Message::user("Say hello")].into(),
         tools: vec![],
         max_output_tokens: 1024,
     }
@@ -331,7 +331,8 @@ async fn parallel_tool_calls_and_the_echoed_history() {
             content: "main.rs\nlib.rs".into(),
             is_error: false,
         },
-    ];
+    ]
+    .into();
     let turn = turn(&server, Some(KEY), request).await;
 
     assert!(turn.error.is_none(), "{:?}", turn.error);

@@ -230,10 +230,24 @@ async fn killed_twice(wire: Wire, first: usize, second: usize) {
         .find(|e| e["type"] == "mission_finished")
         .cloned()
         .unwrap_or_default();
+    let differing: Vec<String> = work
+        .items
+        .iter()
+        .filter_map(|item| {
+            let now = std::fs::read_to_string(project.file(item.file)).unwrap_or_default();
+            (now != item.content).then(|| format!("{}:\n{now}", item.file))
+        })
+        .collect();
+    let last_gate = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "gate_checked")
+        .map(|e| e["verify"].to_string())
+        .unwrap_or_default();
     assert_eq!(
         finished["outcome"],
         "complete",
-        "kill at {first}, then {second} more: {}\n{tally:?}\n{log}",
+        "kill at {first}, then {second} more: {}\n{tally:?}\n{log}\nfiles not as planned: {differing:#?}\nlast checks: {last_gate}",
         String::from_utf8_lossy(&output.stderr)
     );
     for item in &work.items {
