@@ -43,6 +43,285 @@ fn main() {
     peak_rss_of_task();
     continuation_delay();
     parallel_workers();
+    let one = scripted_workers(1);
+    let thousand = scripted_workers(THOUSAND);
+    println!(
+        "  each Worker session beyond the first: {:?} CPU, {:.0} KiB of peak RSS",
+        (thousand.cpu.saturating_sub(one.cpu)) / (THOUSAND as u32 - 1),
+        (thousand.peak_rss_mib - one.peak_rss_mib) * 1024.0 / (THOUSAND - 1) as f64
+    );
+    stalled_json_reader();
+    resume_pickup();
+}
+
+/// What one child used, from `wait4`: CPU time and peak RSS.
+struct Used {
+    code: i32,
+    cpu: Duration,
+    peak_rss_mib: f64,
+}
+
+/// Wait for `child` and say what it used (std's `wait` does not tell).
+fn wait_measured(child: std::process::Child) -> Used {
+    let pid = child.id() as libc::pid_t;
+    // The Child is not waited on again: wait4 reaps it here.
+    std::mem::forget(child);
+    let mut status = 0;
+    // SAFETY: wait4 only writes into the status and the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut usage);
+        usage
+    };
+    let time =
+        |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
+    Used {
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+const THOUSAND: usize = 1000;
+const SCRIPTED_TURNS: usize = 10;
+const SCRIPTED_LATENCY_MS: u64 = 200;
+
+/// A Commander that starts `workers` background Workers at once, each
+/// taking `turns` turns (a `read` each, then a last word), waiting for
+/// their reports.
+fn fan_out_script(workers: usize, turns: usize) -> Value {
+    let delegations: Vec<Value> = (0..workers)
+        .map(|i| json!({"name": "delegate_task", "arguments": {"agent": "Worker", "description": format!("job {i}"), "prompt": format!("Job {i}: look around"), "background": true}}))
+        .collect();
+    let mut commander = vec![
+        json!({"when": "Mission goal", "text": "Starting the Workers.", "tool_calls": delegations}),
+    ];
+    commander
+        .extend((0..workers + 10).map(|_| json!({"when": "ackground task", "text": "Waiting."})));
+    commander.extend((0..10).map(|_| json!({"text": "Done."})));
+    let mut worker = Vec::new();
+    for step in 1..=turns {
+        let when = if step == 1 {
+            "Job ".to_string()
+        } else {
+            format!("step{:03}", step - 1)
+        };
+        for _ in 0..workers {
+            worker.push(if step < turns {
+                json!({"when": when, "tool_calls": [{"name": "read", "arguments": {"path": format!("step{step:03}")}}]})
+            } else {
+                json!({"when": when, "text": "Looked around."})
+            });
+        }
+    }
+    json!({"agents": {"Commander": commander, "Worker": worker}, "latency_ms": SCRIPTED_LATENCY_MS})
+}
+
+/// Sessions raised tenfold: `workers` Workers x 10 turns on the scripted
+/// provider at 200 ms a turn. Wall time from the first Worker starting to
+/// the last finishing (event timestamps), the process's CPU time and peak
+/// RSS, and both per session.
+fn scripted_workers(workers: usize) -> Used {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".opencode")).unwrap();
+    std::fs::write(
+        dir.path().join("run.json"),
+        fan_out_script(workers, SCRIPTED_TURNS).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(".opencode/orch.json"),
+        json!({"verify": [], "mission": {"max_iterations": 1}, "concurrency": {"global": workers, "per_agent": workers}}).to_string(),
+    )
+    .unwrap();
+    let mut child = orch()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["--json", "--provider", "scripted", "--script"])
+        .arg(dir.path().join("run.json"))
+        .args(["task", "Run the Workers"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run orch");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut last, mut completed, mut events) = (u64::MAX, 0, 0, 0);
+    for line in stdout.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(&line.unwrap()) else {
+            continue;
+        };
+        events += 1;
+        if event["agent"] != "Worker" {
+            continue;
+        }
+        let at = event["ts_ms"].as_u64().unwrap_or(0);
+        match event["type"].as_str() {
+            Some("task_started") => first = first.min(at),
+            Some("task_finished") => {
+                last = last.max(at);
+                if event["status"] == "completed" {
+                    completed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let used = wait_measured(child);
+    let wall = Duration::from_millis(last.saturating_sub(first));
+    let floor = Duration::from_millis(SCRIPTED_LATENCY_MS * SCRIPTED_TURNS as u64);
+    println!(
+        "{workers} scripted Worker(s) x {SCRIPTED_TURNS} turns, {SCRIPTED_LATENCY_MS} ms a turn: wall {wall:?} ({:.2} x the {floor:?} floor), {completed} completed, {events} events, exit {}; CPU {:?}, peak RSS {:.1} MiB",
+        wall.as_secs_f64() / floor.as_secs_f64(),
+        used.code,
+        used.cpu,
+        used.peak_rss_mib,
+    );
+    used
+}
+
+/// The journal and `--json` with a reader that does not read for a second:
+/// a scripted `orch run` of 2 000 turns, its duration taken from its own
+/// journal (first event to `session_finished`), with the reader draining at
+/// once, stalled for 1 s, and without `--json` at all.
+fn stalled_json_reader() {
+    const TURNS: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replies: Vec<Value> = (1..TURNS)
+        .map(|i| json!({"tool_calls": [{"name": "read", "arguments": {"path": format!("file{i}")}}]}))
+        .collect();
+    replies.push(json!({"text": "Read them all."}));
+    std::fs::write(
+        dir.path().join("run.json"),
+        json!({"agents": {"Worker": replies}}).to_string(),
+    )
+    .unwrap();
+    let run = |json_out: bool, stall: Duration| -> (Duration, usize) {
+        let runs = dir.path().join(".opencode/runs");
+        let _ = std::fs::remove_dir_all(&runs);
+        let mut command = orch();
+        command.arg("-C").arg(dir.path());
+        if json_out {
+            command.arg("--json");
+        }
+        let mut child = command
+            .args(["--provider", "scripted", "--script"])
+            .arg(dir.path().join("run.json"))
+            .args(["run", "--max-turns", "5000", "Read every file"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run orch");
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::sleep(stall);
+        std::io::copy(&mut stdout, &mut std::io::sink()).unwrap();
+        child.wait().unwrap();
+        let journal = std::fs::read_dir(&runs)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("events.jsonl");
+        let events: Vec<Value> = std::fs::read_to_string(journal)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let start = events[0]["ts_ms"].as_u64().unwrap();
+        let end = events
+            .iter()
+            .find(|e| e["type"] == "session_finished")
+            .and_then(|e| e["ts_ms"].as_u64())
+            .unwrap();
+        (Duration::from_millis(end - start), events.len())
+    };
+    let (plain, _) = run(false, Duration::ZERO);
+    let (drained, events) = run(true, Duration::ZERO);
+    let (stalled, _) = run(true, Duration::from_secs(1));
+    let per_event = |d: Duration| d / events as u32;
+    println!(
+        "durable records, {TURNS}-turn scripted `orch run` ({events} events): without --json {plain:?} ({:?} an event), --json read at once {drained:?} ({:?} an event), --json reader stalled 1 s {stalled:?} ({:?} an event)",
+        per_event(plain),
+        per_event(drained),
+        per_event(stalled)
+    );
+}
+
+/// How long `orch resume` takes to pick up a mission killed after about
+/// 1 000 events with 10 sessions (Commander and 9 Workers): from spawning
+/// it to the first model request of the resumed run, and to its
+/// `mission_started`.
+fn resume_pickup() {
+    const WORKERS: usize = 9;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".opencode")).unwrap();
+    let mut script = fan_out_script(WORKERS, 60);
+    script["latency_ms"] = json!(20);
+    std::fs::write(dir.path().join("run.json"), script.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join(".opencode/orch.json"),
+        json!({"verify": [], "mission": {"max_iterations": 1}, "concurrency": {"global": WORKERS, "per_agent": WORKERS}}).to_string(),
+    )
+    .unwrap();
+    let command = |args: &[&str]| {
+        let mut command = orch();
+        command
+            .arg("-C")
+            .arg(dir.path())
+            .args(["--json", "--provider", "scripted", "--script"])
+            .arg(dir.path().join("run.json"))
+            .args(args)
+            .stdout(Stdio::piped());
+        command
+    };
+    let mut first = command(&["task", "Run the Workers"])
+        .spawn()
+        .expect("run orch");
+    let mut lines = 0;
+    let mut sessions = std::collections::BTreeSet::new();
+    for line in BufReader::new(first.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        lines += 1;
+        if let Ok(event) = serde_json::from_str::<Value>(&line)
+            && let Some(session) = event["session"].as_str()
+        {
+            sessions.insert(session.to_string());
+        }
+        if lines >= 1000 {
+            break;
+        }
+    }
+    // SIGKILL: nothing is flushed or cleaned up.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let started = Instant::now();
+    let mut resumed = command(&["resume"]).spawn().expect("resume orch");
+    let (mut mission_started, mut first_request) = (None, None);
+    for line in BufReader::new(resumed.stdout.take().unwrap()).lines() {
+        let Ok(event) = serde_json::from_str::<Value>(&line.unwrap()) else {
+            continue;
+        };
+        match event["type"].as_str() {
+            Some("mission_started") => {
+                mission_started = mission_started.or(Some(started.elapsed()))
+            }
+            Some("model_request") => {
+                first_request = Some(started.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
+    println!(
+        "orch resume of a mission killed after {lines} events and {} sessions: mission_started after {:?}, first model request after {:?}",
+        sessions.len(),
+        mission_started.unwrap_or_default(),
+        first_request.unwrap_or_default()
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

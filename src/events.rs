@@ -141,6 +141,9 @@ pub enum Event {
         commander_session: String,
         /// True when `orch resume` picked the mission up again.
         resumed: bool,
+        /// The orch process running it (`orch cancel` signals it).
+        #[serde(default)]
+        pid: u32,
         /// The token budget, when one is set.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget_tokens: Option<u64>,
@@ -397,6 +400,9 @@ pub struct EventBus {
     /// concurrently.
     order: Mutex<Order>,
     live: broadcast::Sender<Arc<Envelope>>,
+    /// A task record (queued, finished, reported) was emitted and may not
+    /// be recorded yet: see [`EventBus::settle`].
+    unsettled: std::sync::atomic::AtomicBool,
 }
 
 struct Order {
@@ -421,6 +427,7 @@ impl EventBus {
                 recorder: None,
             }),
             live,
+            unsettled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -452,6 +459,10 @@ impl EventBus {
     }
 
     pub fn emit(&self, event: Event) {
+        let task_record = matches!(
+            event,
+            Event::TaskQueued { .. } | Event::TaskFinished { .. } | Event::TaskReported { .. }
+        );
         let mut order = self.order.lock().expect("event order lock");
         order.seq += 1;
         let envelope = Arc::new(Envelope {
@@ -466,8 +477,27 @@ impl EventBus {
         // The recorder thread outlives every emitter; a send cannot block.
         let _ = recorder.send(Record::Event(envelope.clone()));
         drop(order);
+        // Queued before it is marked: a settle that sees the mark flushes
+        // after it.
+        if task_record {
+            self.unsettled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         // No live subscriber is not an error.
         let _ = self.live.send(envelope);
+    }
+
+    /// Wait until the task records emitted so far are recorded, if any is
+    /// not yet: a transcript about to name a task (a delegation's result)
+    /// never gets ahead of the journal a resume reads the tasks from. One
+    /// wait covers every delegation of a turn.
+    pub async fn settle(&self) {
+        if self
+            .unsettled
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.flush().await;
+        }
     }
 
     /// Wait until every event emitted so far is recorded (before reading a

@@ -119,6 +119,7 @@ async fn start_mission(
     state::set_latest(&ctx.root, &id).context("recording the latest mission")?;
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
+        pid: std::process::id(),
         goal: goal.to_string(),
         root: ctx.root.display().to_string(),
         max_iterations: wired.mission.config.max_iterations,
@@ -445,6 +446,7 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
         .map_err(started)?;
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
+        pid: std::process::id(),
         goal: saved.goal.clone(),
         root: ctx.root.display().to_string(),
         max_iterations: wired.mission.config.max_iterations,

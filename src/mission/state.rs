@@ -71,6 +71,9 @@ pub struct JobState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
     pub agent: String,
+    /// The model it talks to (usage per model, for cost).
+    #[serde(default)]
+    pub model: String,
     /// `thinking`, `running <tool>`, `idle`, or the outcome once finished.
     pub activity: String,
     pub usage: Usage,
@@ -88,6 +91,10 @@ pub struct MissionState {
     pub max_iterations: u32,
     pub started_ms: u64,
     pub updated_ms: u64,
+    /// The journal's number of the last event folded in: the journal's
+    /// events after it bring this state up to date.
+    #[serde(default)]
+    pub seq: u64,
     /// The process running the mission (for `orch cancel` and stale checks).
     pub pid: u32,
     pub commander_session: String,
@@ -144,6 +151,7 @@ impl MissionState {
             max_iterations,
             started_ms: now,
             updated_ms: now,
+            seq: 0,
             pid: std::process::id(),
             commander_session: commander_session.into(),
             tasks: BTreeMap::new(),
@@ -171,19 +179,25 @@ impl MissionState {
     }
 
     /// Fold one event in. Returns whether anything worth persisting changed.
-    pub fn apply(&mut self, envelope: &Envelope, models: &BTreeMap<String, String>) -> bool {
+    pub fn apply(&mut self, envelope: &Envelope) -> bool {
         self.updated_ms = envelope.ts_ms;
+        self.seq = envelope.seq;
         match &envelope.event {
             Event::MissionStarted {
                 max_iterations,
                 commander_session,
+                pid,
                 ..
             } => {
                 self.max_iterations = *max_iterations;
                 self.commander_session = commander_session.clone();
                 self.status = MissionStatus::Running;
                 self.reason = None;
-                self.pid = std::process::id();
+                // A journal written before events carried the pid says 0;
+                // the checkpoint's number stands then.
+                if *pid != 0 {
+                    self.pid = *pid;
+                }
             }
             Event::PlanUpdated { counts } => self.plan = Some(*counts),
             Event::GateChecked {
@@ -276,11 +290,17 @@ impl MissionState {
                     state.reported = true;
                 }
             }
-            Event::SessionStarted { session, agent, .. } => {
+            Event::SessionStarted {
+                session,
+                agent,
+                model,
+                ..
+            } => {
                 self.sessions.insert(
                     session.clone(),
                     SessionState {
                         agent: agent.clone(),
+                        model: model.clone(),
                         activity: "idle".into(),
                         usage: Usage::default(),
                     },
@@ -315,10 +335,8 @@ impl MissionState {
                     .add(usage);
                 if let Some(state) = self.sessions.get_mut(session) {
                     state.usage.add(usage);
-                }
-                if let Some(model) = models.get(session) {
                     self.usage_by_model
-                        .entry(model.clone())
+                        .entry(state.model.clone())
                         .or_default()
                         .add(usage);
                 }
@@ -427,16 +445,59 @@ pub fn set_latest(root: &Path, id: &str) -> std::io::Result<()> {
     )
 }
 
+/// The mission's state as of its last recorded event: the state file (a
+/// checkpoint) with the journal's later events folded in.
 pub fn read_state(root: &Path, id: &str) -> Result<MissionState, String> {
-    let path = MissionPaths::new(root, id).state();
+    let paths = MissionPaths::new(root, id);
+    let path = paths.state();
     let text =
         std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display()))?;
-    serde_json::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+    let mut state: MissionState =
+        serde_json::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+    for envelope in journal_after(&paths.journal(), state.seq) {
+        state.apply(&envelope);
+    }
+    Ok(state)
 }
 
-/// Routine updates (usage, session activity) are written at most this often;
-/// mission, task, gate and plan events are written at once.
-const ROUTINE_WRITE_INTERVAL: Duration = Duration::from_millis(200);
+/// The complete events of the journal at `path` numbered after `seq`, in
+/// order. Read from the end, so a long journal costs only its tail; a torn
+/// last line (a crash mid-write) is left out.
+pub fn journal_after(path: &Path, seq: u64) -> Vec<Envelope> {
+    use std::io::{Read as _, Seek as _};
+    let Ok(mut file) = File::open(path) else {
+        return Vec::new();
+    };
+    let length = file.metadata().map_or(0, |meta| meta.len());
+    let mut span: u64 = 256 * 1024;
+    loop {
+        let start = length.saturating_sub(span);
+        let mut tail = Vec::new();
+        if file.seek(std::io::SeekFrom::Start(start)).is_err()
+            || file.read_to_end(&mut tail).is_err()
+        {
+            return Vec::new();
+        }
+        let mut lines = tail.split(|&b| b == b'\n');
+        if start > 0 {
+            // The first line is cut by the window.
+            lines.next();
+        }
+        let events: Vec<Envelope> = lines
+            .filter_map(|line| serde_json::from_slice::<Envelope>(line).ok())
+            .collect();
+        let reaches_back = events.first().is_some_and(|first| first.seq <= seq + 1);
+        if start == 0 || reaches_back {
+            return events.into_iter().filter(|e| e.seq > seq).collect();
+        }
+        span *= 4;
+    }
+}
+
+/// The state file is written at most this often (and when a mission starts
+/// and ends): it is a checkpoint, and the journal holds every event since,
+/// so [`read_state`] is exact whenever it is read.
+const WRITE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Folds events into `state.json`.
 pub struct StateSink {
@@ -448,8 +509,6 @@ struct StateInner {
     /// Says once when the state file cannot be written.
     warn: Option<Warn>,
     state: MissionState,
-    /// Model of each session, for cost per model.
-    models: BTreeMap<String, String>,
     pricing: Prices,
     last_write: Option<Instant>,
     dirty: bool,
@@ -469,7 +528,6 @@ impl StateSink {
             path: paths.state(),
             inner: Mutex::new(StateInner {
                 state,
-                models: BTreeMap::new(),
                 pricing,
                 last_write: None,
                 dirty: false,
@@ -524,19 +582,15 @@ impl StateSink {
 impl EventSink for StateSink {
     fn write(&self, envelope: &Envelope) {
         let mut inner = self.inner.lock().expect("state lock");
-        if let Event::SessionStarted { session, model, .. } = &envelope.event {
-            inner.models.insert(session.clone(), model.clone());
-        }
         let StateInner {
             state,
-            models,
             pricing,
             last_write,
             dirty,
             budget,
             warn,
         } = &mut *inner;
-        let changed = state.apply(envelope, models);
+        let changed = state.apply(envelope);
         if let (Event::Usage { .. }, Some(budget)) = (&envelope.event, budget.as_ref()) {
             let used = state.usage.total();
             if let Some(limit) = budget.tokens
@@ -559,15 +613,9 @@ impl EventSink for StateSink {
         *dirty |= changed;
         let important = matches!(
             envelope.event,
-            Event::MissionStarted { .. }
-                | Event::MissionFinished { .. }
-                | Event::GateChecked { .. }
-                | Event::PlanUpdated { .. }
-                | Event::TaskQueued { .. }
-                | Event::TaskStarted { .. }
-                | Event::TaskFinished { .. }
+            Event::MissionStarted { .. } | Event::MissionFinished { .. }
         );
-        let due = last_write.is_none_or(|at| at.elapsed() >= ROUTINE_WRITE_INTERVAL);
+        let due = last_write.is_none_or(|at| at.elapsed() >= WRITE_INTERVAL);
         if *dirty && (important || due) {
             state.cost_usd = state.cost(pricing);
             // A failed state write must not stop the mission (the journal
@@ -707,5 +755,93 @@ mod journal_tests {
         )
         .unwrap();
         assert_eq!(last_seq(&path), 7);
+    }
+
+    fn queued(task: &str) -> Event {
+        Event::TaskQueued {
+            task: task.into(),
+            agent: "Worker".into(),
+            description: format!("do {task}"),
+            background: true,
+            parent: "commander-1".into(),
+            prompt: "p".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_read_back_is_the_checkpoint_and_every_event_the_journal_has_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = MissionPaths::new(dir.path(), "m-1");
+        let events = Arc::new(EventBus::new());
+        let journal = Journal::open(&paths.journal(), &events).unwrap();
+        let state = StateSink::new(
+            &paths,
+            MissionState::new("m-1", "g", 5, "commander-1"),
+            Prices::default(),
+        );
+        events.add_recorded(vec![Arc::new(journal), Arc::new(state)]);
+        events.emit(Event::MissionStarted {
+            mission: "m-1".into(),
+            pid: 4242,
+            goal: "g".into(),
+            root: "/p".into(),
+            max_iterations: 5,
+            commander_session: "commander-1".into(),
+            resumed: false,
+            budget_tokens: None,
+            budget_usd: None,
+        });
+        for task in ["task_1", "task_2", "task_3"] {
+            events.emit(queued(task));
+        }
+        events.flush().await;
+        // The checkpoint was written when the mission started; the tasks
+        // came within the write interval and are in the journal only.
+        let checkpoint: MissionState =
+            serde_json::from_str(&std::fs::read_to_string(paths.state()).unwrap()).unwrap();
+        assert!(checkpoint.tasks.is_empty(), "{:?}", checkpoint.tasks);
+        let read = read_state(dir.path(), "m-1").unwrap();
+        assert_eq!(
+            read.tasks.keys().collect::<Vec<_>>(),
+            ["task_1", "task_2", "task_3"]
+        );
+        assert_eq!(read.pid, 4242);
+        // A line torn by a crash is left out; the events before it count.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(paths.journal())
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":99,\"ts_ms\":1,\"type\":\"task_qu")
+            .unwrap();
+        assert_eq!(read_state(dir.path(), "m-1").unwrap().tasks.len(), 3);
+    }
+
+    #[test]
+    fn a_long_journal_is_read_from_its_end_as_far_back_as_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut text = String::new();
+        for seq in 1..=20_000u64 {
+            let envelope = Envelope {
+                seq,
+                ts_ms: seq,
+                event: queued(&format!("task_{seq}")),
+            };
+            text.push_str(&serde_json::to_string(&envelope).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let seqs = |after| {
+            journal_after(&path, after)
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(19_998), [19_999, 20_000]);
+        // Far back: past several windows.
+        let all = seqs(10);
+        assert_eq!(all.len(), 19_990);
+        assert_eq!(all.first(), Some(&11));
+        assert!(seqs(20_000).is_empty());
     }
 }

@@ -724,6 +724,7 @@ mod tests {
         let mut events = vec![
             Event::MissionStarted {
                 mission: "m-1".into(),
+                pid: 1,
                 goal: "g".into(),
                 root: "/p".into(),
                 max_iterations: 5,

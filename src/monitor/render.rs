@@ -515,6 +515,7 @@ mod tests {
     fn mission_started() -> Event {
         Event::MissionStarted {
             mission: "m-test".into(),
+            pid: 1,
             goal: "Add JWT authentication".into(),
             root: "/nonexistent/project".into(),
             max_iterations: 25,

@@ -247,6 +247,7 @@ impl View {
                 resumed,
                 budget_tokens,
                 budget_usd,
+                ..
             } => {
                 self.budget_tokens = *budget_tokens;
                 self.budget_usd = *budget_usd;

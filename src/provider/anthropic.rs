@@ -817,7 +817,8 @@ mod tests {
                     description: "Read the plan".into(),
                     parameters: Value::Null,
                 },
-            ],
+            ]
+            .into(),
             max_output_tokens: 2048,
         }
     }

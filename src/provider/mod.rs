@@ -86,7 +86,8 @@ pub struct ModelRequest {
     /// Shared with the session that sent it: a request does not copy the
     /// conversation.
     pub messages: std::sync::Arc<Vec<Message>>,
-    pub tools: Vec<ToolSpec>,
+    /// Shared by every request of a session.
+    pub tools: std::sync::Arc<[ToolSpec]>,
     pub max_output_tokens: u32,
 }
 

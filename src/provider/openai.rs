@@ -811,7 +811,7 @@ mod tests {
                 name: "read".into(),
                 description: "Read a file".into(),
                 parameters: json!({"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}),
-            }],
+            }].into(),
             max_output_tokens: 4096,
         }
     }
@@ -849,7 +849,7 @@ mod tests {
     fn no_system_no_tools_keys_when_empty() {
         let mut request = request();
         request.system.clear();
-        request.tools.clear();
+        request.tools = Vec::new().into();
         let body = request_body(&request, "max_completion_tokens");
         assert_eq!(body["messages"][0]["role"], "user");
         assert!(body.get("tools").is_none());

@@ -66,9 +66,46 @@ impl Script {
     }
 }
 
+/// One agent's replies, grouped by their `when` (in order of first use), so
+/// finding the first unused reply that fits looks at each condition once,
+/// not at every reply: a script for a thousand sessions stays cheap.
 struct AgentReplies {
     replies: Vec<Reply>,
-    used: Vec<bool>,
+    /// Each distinct `when` and the indices of its unused replies, in order.
+    groups: Vec<(Option<String>, std::collections::VecDeque<usize>)>,
+}
+
+impl AgentReplies {
+    fn new(replies: Vec<Reply>) -> AgentReplies {
+        let mut groups: Vec<(Option<String>, std::collections::VecDeque<usize>)> = Vec::new();
+        for (i, reply) in replies.iter().enumerate() {
+            match groups.iter_mut().find(|(when, _)| *when == reply.when) {
+                Some((_, unused)) => unused.push_back(i),
+                None => groups.push((reply.when.clone(), [i].into())),
+            }
+        }
+        AgentReplies { replies, groups }
+    }
+
+    /// The first unused reply whose condition `fits`, taken.
+    fn take(&mut self, fits: impl Fn(Option<&str>) -> bool) -> Option<Reply> {
+        let group = self
+            .groups
+            .iter_mut()
+            .filter(|(when, unused)| !unused.is_empty() && fits(when.as_deref()))
+            .min_by_key(|(_, unused)| unused[0])?;
+        let i = group.1.pop_front()?;
+        Some(self.replies[i].clone())
+    }
+
+    /// The conditions the unused replies wait for.
+    fn waiting_for(&self) -> Vec<&str> {
+        self.groups
+            .iter()
+            .filter(|(_, unused)| !unused.is_empty())
+            .filter_map(|(when, _)| when.as_deref())
+            .collect()
+    }
 }
 
 pub struct ScriptedClient {
@@ -76,6 +113,9 @@ pub struct ScriptedClient {
     agents: Mutex<BTreeMap<String, AgentReplies>>,
     latency: Duration,
     calls: std::sync::atomic::AtomicU64,
+    /// The size of each tool's spec, measured once (usage is estimated
+    /// from sizes).
+    tool_bytes: Mutex<BTreeMap<String, usize>>,
 }
 
 impl ScriptedClient {
@@ -83,16 +123,26 @@ impl ScriptedClient {
         let agents = script
             .agents
             .into_iter()
-            .map(|(name, replies)| {
-                let used = vec![false; replies.len()];
-                (name.to_ascii_lowercase(), AgentReplies { replies, used })
-            })
+            .map(|(name, replies)| (name.to_ascii_lowercase(), AgentReplies::new(replies)))
             .collect();
         ScriptedClient {
             agents: Mutex::new(agents),
             latency: Duration::from_millis(script.latency_ms),
             calls: Default::default(),
+            tool_bytes: Default::default(),
         }
+    }
+
+    fn tools_bytes(&self, tools: &[super::ToolSpec]) -> usize {
+        let mut sizes = self.tool_bytes.lock().expect("tool size lock");
+        tools
+            .iter()
+            .map(|tool| {
+                *sizes
+                    .entry(tool.name.clone())
+                    .or_insert_with(|| tool.description.len() + tool.parameters.to_string().len())
+            })
+            .sum()
     }
 
     /// Take the next fitting reply for this request's agent.
@@ -105,39 +155,30 @@ impl ScriptedClient {
                 request.agent
             )));
         };
-        let fits = |reply: &Reply| match &reply.when {
-            Some(needle) => recent.iter().any(|text| text.contains(needle.as_str())),
+        let fits = |when: Option<&str>| match when {
+            Some(needle) => recent.iter().any(|text| text.contains(needle)),
             None => true,
         };
-        let found = (0..entry.replies.len()).find(|&i| !entry.used[i] && fits(&entry.replies[i]));
-        match found {
-            Some(i) => {
-                entry.used[i] = true;
-                Ok(entry.replies[i].clone())
-            }
-            None => {
-                let left: Vec<&str> = (0..entry.replies.len())
-                    .filter(|&i| !entry.used[i])
-                    .filter_map(|i| entry.replies[i].when.as_deref())
-                    .collect();
-                Err(ProviderError::Script(if left.is_empty() {
-                    format!(
-                        "agent \"{}\" has used all {} scripted replies",
-                        request.agent,
-                        entry.replies.len()
-                    )
-                } else {
-                    format!(
-                        "no scripted reply for agent \"{}\" fits: the ones left wait for {}",
-                        request.agent,
-                        left.iter()
-                            .map(|w| format!("\"{w}\""))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }))
-            }
+        if let Some(reply) = entry.take(fits) {
+            return Ok(reply);
         }
+        let left = entry.waiting_for();
+        Err(ProviderError::Script(if left.is_empty() {
+            format!(
+                "agent \"{}\" has used all {} scripted replies",
+                request.agent,
+                entry.replies.len()
+            )
+        } else {
+            format!(
+                "no scripted reply for agent \"{}\" fits: the ones left wait for {}",
+                request.agent,
+                left.iter()
+                    .map(|w| format!("\"{w}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }))
     }
 }
 
@@ -172,11 +213,7 @@ impl ModelClient for ScriptedClient {
                 .iter()
                 .map(|m| m.text().len())
                 .sum::<usize>()
-            + request
-                .tools
-                .iter()
-                .map(|t| t.description.len() + t.parameters.to_string().len())
-                .sum::<usize>();
+            + self.tools_bytes(&request.tools);
         Box::pin(async_stream::stream! {
             let reply = match reply {
                 Ok(reply) => reply,
@@ -237,7 +274,7 @@ mod tests {
             model: "scripted".into(),
             system: String::new(),
             messages: messages.into(),
-            tools: vec![],
+            tools: vec![].into(),
             max_output_tokens: 100,
         }
     }

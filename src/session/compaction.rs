@@ -182,7 +182,7 @@ impl Session {
             model: self.setup.model.clone(),
             system: instruction.to_string(),
             messages: vec![Message::user(summary_input(&pinned, head, max_chars))].into(),
-            tools: Vec::new(),
+            tools: Vec::new().into(),
             max_output_tokens: self.setup.max_output_tokens.min(SUMMARY_MAX_TOKENS),
         };
         let mut stream = self.runtime.client.stream(request, cancel.child_token());

@@ -21,11 +21,11 @@ pub struct Estimator {
     reported: Option<(u64, usize)>,
 }
 
-/// The part of every request that is the same from turn to turn; built
-/// only when the estimator has not measured it yet.
+/// The part of every request that is the same from turn to turn; measured
+/// once.
 pub struct Prefix<'a> {
     pub system: &'a str,
-    pub tools: &'a dyn Fn() -> Vec<ToolSpec>,
+    pub tools: &'a [ToolSpec],
 }
 
 impl Default for Estimator {
@@ -54,8 +54,8 @@ impl Estimator {
             Measure::Tokens => &mut self.prefix_tokens,
             Measure::Bound => &mut self.prefix_bound,
         };
-        let fixed = *slot
-            .get_or_insert_with(|| measure.text(prefix.system) + measure.tools(&(prefix.tools)()));
+        let fixed =
+            *slot.get_or_insert_with(|| measure.text(prefix.system) + measure.tools(prefix.tools));
         let per_message: &[u64] = match measure {
             Measure::Tokens => self.counts.of(messages),
             Measure::Bound => self.bounds.of(messages),
@@ -116,10 +116,9 @@ mod tests {
             description: "Read a file".into(),
             parameters: serde_json::json!({"type": "object"}),
         }];
-        let specs = || tools.to_vec();
         let prefix = Prefix {
             system: "You are a Worker.",
-            tools: &specs,
+            tools: &tools,
         };
         let messages = conversation();
         let mut estimator = Estimator::default();
@@ -141,7 +140,7 @@ mod tests {
     fn a_larger_provider_count_wins_and_is_forgotten_with_the_conversation() {
         let prefix = Prefix {
             system: "s",
-            tools: &Vec::new,
+            tools: &[],
         };
         let mut messages = conversation();
         let mut estimator = Estimator::default();

@@ -353,6 +353,9 @@ impl Session {
                 self.router.after_turn(&calls, &mut outputs, &ctx).await;
             }
             let results: Vec<String> = outputs.iter().map(|o| o.content.clone()).collect();
+            // A task a result names is on record before the transcript has
+            // it: a resume finds every task a conversation mentions.
+            self.runtime.events.settle().await;
             // Every call gets its result before anything else happens, so
             // the conversation stays valid whatever comes next.
             for (call, output) in calls.iter().zip(outputs) {

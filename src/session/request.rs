@@ -265,8 +265,7 @@ impl Session {
     /// block: exact tokens or the table-free bound, or the provider's own
     /// count of the last request plus what was added since, if larger.
     pub(super) fn estimate(&mut self, measure: Measure, block: Option<&str>) -> u64 {
-        let registry = &self.router.registry;
-        let tools = || registry.specs();
+        let tools = self.router.registry.specs();
         let prefix = Prefix {
             system: &self.setup.agent.prompt,
             tools: &tools,

@@ -541,9 +541,6 @@ impl Delegator for Tasks {
                 .await;
             let _ = done_tx.send(());
         });
-        // The task is on record before the caller's transcript says it
-        // started: a resume finds every task a transcript names.
-        self.runtime.events.flush().await;
         if request.background {
             return Ok(format!(
                 "started {id} ({}): {}. Its result arrives as a message when it ends; get_task_result(\"{id}\") shows its status meanwhile.",

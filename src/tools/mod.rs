@@ -120,6 +120,8 @@ pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
     /// The project's fast checker, run after turns that edited files.
     checker: Option<Arc<diagnostics::Checker>>,
+    /// The specs, built once: every request shares them.
+    specs: std::sync::OnceLock<Arc<[ToolSpec]>>,
 }
 
 impl ToolRegistry {
@@ -144,6 +146,7 @@ impl ToolRegistry {
 
     pub fn insert(&mut self, tool: Arc<dyn Tool>) {
         self.tools.insert(tool.spec().name, tool);
+        self.specs = std::sync::OnceLock::new();
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
@@ -165,6 +168,7 @@ impl ToolRegistry {
         ToolRegistry {
             tools,
             checker: self.checker.clone(),
+            specs: std::sync::OnceLock::new(),
         }
     }
 
@@ -176,8 +180,10 @@ impl ToolRegistry {
 
     /// Specs in a stable order (sorted by name), so the tool list sent to
     /// the model is byte-identical from turn to turn.
-    pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().map(|tool| tool.spec()).collect()
+    pub fn specs(&self) -> Arc<[ToolSpec]> {
+        self.specs
+            .get_or_init(|| self.tools.values().map(|tool| tool.spec()).collect())
+            .clone()
     }
 }
 

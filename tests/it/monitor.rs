@@ -481,6 +481,7 @@ fn one_of_each() -> Vec<Event> {
     let all = vec![
         Event::MissionStarted {
             mission: "m".into(),
+            pid: 1,
             goal: "g".into(),
             root: "/r".into(),
             max_iterations: 3,

@@ -40,7 +40,7 @@ fn request() -> ModelRequest {
         model: "claude-test".into(),
         system: "You are a coding agent.".into(),
         messages: vec![Message::user("Say hello")].into(),
-        tools: vec![],
+        tools: vec![].into(),
         max_output_tokens: 2048,
     }
 }
@@ -325,7 +325,7 @@ async fn parallel_tool_use_and_the_history_sent_back() {
     ]);
     let server = Server::start(vec![Reply::sse(&body, 13)]).await;
     let mut request = request();
-    request.tools = tools();
+    request.tools = tools().into();
     request.messages = vec![
         Message::user("Fix the build"),
         Message::Assistant {
@@ -429,7 +429,7 @@ async fn malformed_tool_json_and_unknown_tools_pass_through() {
     ]);
     let server = Server::start(vec![Reply::sse(&body, 9)]).await;
     let mut request = request();
-    request.tools = tools();
+    request.tools = tools().into();
     let turn = turn(&server, request).await;
 
     assert!(turn.error.is_none(), "{:?}", turn.error);

@@ -55,7 +55,7 @@ fn request() -> ModelRequest {
         model: "gpt-test".into(),
         system: "You are a coding agent.".into(),
         messages: vec![Message::user("Say hello")].into(),
-        tools: vec![],
+        tools: vec![].into(),
         max_output_tokens: 1024,
     }
 }
@@ -314,7 +314,7 @@ async fn parallel_tool_calls_and_the_echoed_history() {
     ]);
     let server = Server::start(vec![Reply::sse(&body, 11)]).await;
     let mut request = request();
-    request.tools = tools();
+    request.tools = tools().into();
     request.messages = vec![
         Message::user("Look around"),
         Message::Assistant {
@@ -412,7 +412,7 @@ async fn malformed_arguments_and_unknown_tools_pass_through() {
     ]);
     let server = Server::start(vec![Reply::sse(&body, 9)]).await;
     let mut request = request();
-    request.tools = tools();
+    request.tools = tools().into();
     let turn = turn(&server, Some(KEY), request).await;
 
     assert!(turn.error.is_none(), "{:?}", turn.error);
