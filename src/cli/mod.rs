@@ -252,11 +252,13 @@ impl Project {
             .with_context(|| format!("opening {}", path.display()))?;
         let mut recorded: Vec<Arc<dyn EventSink>> = vec![Arc::new(journal)];
         recorded.extend(sinks);
-        self.events.add_recorded(recorded);
         if let Some(json) = &self.json {
-            json.follow(path, from)
+            let wake = json
+                .follow(path, from)
                 .with_context(|| format!("following {} for --json", path.display()))?;
+            recorded.extend(wake);
         }
+        self.events.add_recorded(recorded);
         Ok(())
     }
 

@@ -13,8 +13,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::follow::JournalTail;
+use crate::events::{Envelope, EventSink};
 
-/// How often the journal is checked for new lines.
+/// How often the journal is checked for new lines when no write woke the
+/// thread (a journal another process appends to, or a missed wake-up).
 const POLL: Duration = Duration::from_millis(20);
 
 /// The `--json` output of one command.
@@ -35,11 +37,13 @@ impl JsonOut {
     }
 
     /// Print the lines of `journal` from byte `from` on, as they are
-    /// written (one journal per command; a second call is ignored).
-    pub fn follow(&self, journal: &Path, from: u64) -> std::io::Result<()> {
+    /// written (one journal per command; a second call is ignored). The
+    /// sink returned, recorded after the journal, wakes the printing thread
+    /// as each line is written.
+    pub fn follow(&self, journal: &Path, from: u64) -> std::io::Result<Option<Arc<dyn EventSink>>> {
         let mut follow = self.follow.lock().expect("json output lock");
         if follow.is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let mut tail = JournalTail::open(journal)?;
         tail.skip(from)?;
@@ -48,8 +52,9 @@ impl JsonOut {
         let thread = std::thread::Builder::new()
             .name("orch-json".into())
             .spawn(move || copy(tail, stop))?;
+        let wake = Wake(thread.thread().clone());
         *follow = Some(Following { ending, thread });
-        Ok(())
+        Ok(Some(Arc::new(wake)))
     }
 
     /// The command ended and its journal is complete: print what is left,
@@ -59,6 +64,7 @@ impl JsonOut {
             return;
         };
         following.ending.store(true, Ordering::SeqCst);
+        following.thread.thread().unpark();
         let started = Instant::now();
         while !following.thread.is_finished() && started.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(5));
@@ -89,7 +95,16 @@ fn copy(mut tail: JournalTail, ending: Arc<AtomicBool>) {
         } else if last_round {
             return;
         } else {
-            std::thread::sleep(POLL);
+            std::thread::park_timeout(POLL);
         }
+    }
+}
+
+/// Recorded after the journal: a line is on disk when this sees its event.
+struct Wake(std::thread::Thread);
+
+impl EventSink for Wake {
+    fn write(&self, _: &Envelope) {
+        self.0.unpark();
     }
 }
