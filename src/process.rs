@@ -126,14 +126,13 @@ pub struct Finished {
     pub killed_leftovers: bool,
 }
 
-/// Whether an environment variable holds a provider secret that commands
-/// must not see: every `*_API_KEY` and `ANTHROPIC_AUTH_TOKEN`.
+/// Whether an environment variable is one commands must not see
+/// ([`crate::secrets`]: API keys, tokens, passwords and the like).
 pub fn is_secret(name: &OsStr) -> bool {
-    let name = name.to_string_lossy().to_ascii_uppercase();
-    name.ends_with("_API_KEY") || name == "ANTHROPIC_AUTH_TOKEN"
+    crate::secrets::is_secret_name(&name.to_string_lossy())
 }
 
-/// `env` without the provider secrets.
+/// `env` without the secrets.
 pub fn scrubbed_env(
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
@@ -592,16 +591,12 @@ mod tests {
             "ANTHROPIC_API_KEY",
             "groq_api_key",
             "ANTHROPIC_AUTH_TOKEN",
+            "GITHUB_TOKEN",
+            "MY_API_KEYS",
         ] {
             assert!(is_secret(OsStr::new(name)), "{name}");
         }
-        for name in [
-            "PATH",
-            "HOME",
-            "API_KEY_FILE",
-            "MY_API_KEYS",
-            "GITHUB_TOKEN_X",
-        ] {
+        for name in ["PATH", "HOME", "CARGO_HOME", "KEYBOARD_LAYOUT"] {
             assert!(!is_secret(OsStr::new(name)), "{name}");
         }
     }

@@ -213,7 +213,7 @@ impl AgentRegistry {
                     &["bash", "diagnostics"],
                     BACKGROUND_TOOLS,
                     TODO_READ,
-                    &["update_todo"],
+                    &["update_todo", "sync_issues"],
                 ],
             ),
         ];

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::{Cli, exit};
-use crate::config::{self, Overrides, ProjectAccess};
+use crate::config::{self, Overrides};
 use crate::files::{self, Durability};
 use crate::plugins::bundled::{self, Needs};
 use crate::plugins::sha256_hex;
@@ -155,17 +155,11 @@ fn not_granted<'a>(root: &Path, wanted: &[&'a Plugin]) -> Vec<&'a Plugin> {
             let Some(grant) = config.plugins.grants.get(plugin.file) else {
                 return true;
             };
-            let needed = plugin.needs.and_then(|needs| needs.project);
-            let enough = matches!(
-                (needed, grant.project),
-                (None, _)
-                    | (Some(ProjectAccess::Read), Some(_))
-                    | (
-                        Some(ProjectAccess::ReadWrite),
-                        Some(ProjectAccess::ReadWrite)
-                    )
-            );
-            grant.sha256 != plugin.sha256 || !enough
+            let needs = plugin.needs;
+            let project =
+                needs.and_then(|needs| needs.project).is_none() || grant.project.is_some();
+            let data = !needs.is_some_and(|needs| needs.data) || grant.keeps_data();
+            grant.sha256 != plugin.sha256 || !(project && data)
         })
         .collect()
 }
@@ -173,10 +167,11 @@ fn not_granted<'a>(root: &Path, wanted: &[&'a Plugin]) -> Vec<&'a Plugin> {
 /// `"jq.wasm": { "sha256": "…", "project": "read" }`
 fn grant_entry(plugin: &Plugin, needs: &Needs) -> String {
     let mut fields = vec![format!("\"sha256\": \"{}\"", plugin.sha256)];
-    match needs.project {
-        None => {}
-        Some(ProjectAccess::Read) => fields.push("\"project\": \"read\"".into()),
-        Some(ProjectAccess::ReadWrite) => fields.push("\"project\": \"read-write\"".into()),
+    if needs.project.is_some() {
+        fields.push("\"project\": \"read\"".into());
+    }
+    if needs.data {
+        fields.push("\"data\": true".into());
     }
     if needs.fetch {
         fields.push("\"fetch\": []".into());
@@ -187,10 +182,11 @@ fn grant_entry(plugin: &Plugin, needs: &Needs) -> String {
 /// `project read-only`, `fetch from the hosts you list`.
 fn in_words(needs: &Needs) -> String {
     let mut parts = Vec::new();
-    match needs.project {
-        None => {}
-        Some(ProjectAccess::Read) => parts.push("project read-only"),
-        Some(ProjectAccess::ReadWrite) => parts.push("project read-write"),
+    if needs.project.is_some() {
+        parts.push("project read-only");
+    }
+    if needs.data {
+        parts.push("its own data folder");
     }
     if needs.fetch {
         parts.push("fetch from the hosts you list");
@@ -265,6 +261,7 @@ mod tests {
                 PluginGrant {
                     sha256: plugin.sha256.clone(),
                     project: needs.project,
+                    data: needs.data,
                     memory_mib: None,
                     fetch: Vec::new(),
                 },
@@ -300,9 +297,6 @@ mod tests {
             )
         );
         let metrics = plugin("metrics.wasm", Outcome::Installed);
-        assert!(
-            grant_entry(&metrics, &metrics.needs.unwrap())
-                .ends_with("\"project\": \"read-write\" }")
-        );
+        assert!(grant_entry(&metrics, &metrics.needs.unwrap()).ends_with("\"data\": true }"));
     }
 }

@@ -181,6 +181,15 @@ impl Project {
             script: cli.script.as_ref().map(|path| absolute_from_cwd(path)),
         };
         let config = config::load(&root, &overrides)?;
+        crate::secrets::install(
+            [&config.openai.api_key, &config.anthropic.api_key]
+                .into_iter()
+                .flatten()
+                .map(|key| key.expose()),
+            &config.sandbox.env_keep,
+            &config.sandbox.env_remove,
+            std::env::vars(),
+        );
         let interactive = !cli.json
             && std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal()

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::{Cli, PluginsCommand, exit};
 use crate::agents::{Agent, AgentRegistry, AgentSource, Role};
-use crate::config::{self, Config, Overrides, ProjectAccess};
+use crate::config::{self, Config, Overrides};
 use crate::events::EventBus;
 use crate::plugins::{PluginHost, PluginInfo};
 
@@ -116,10 +116,11 @@ pub async fn command(cli: &Cli, command: &PluginsCommand) -> anyhow::Result<u8> 
 /// What a plugin was granted, in words: `project read-only, fetch from docs.rs`.
 fn access(plugin: &PluginInfo) -> String {
     let mut parts: Vec<String> = Vec::new();
-    match plugin.project {
-        None => {}
-        Some(ProjectAccess::Read) => parts.push("project read-only".into()),
-        Some(ProjectAccess::ReadWrite) => parts.push("project read-write".into()),
+    if plugin.project.is_some() {
+        parts.push("project read-only".into());
+    }
+    if plugin.data {
+        parts.push("its own data folder".into());
     }
     if !plugin.fetch.is_empty() {
         parts.push(format!("fetch from {}", plugin.fetch.join(", ")));

@@ -10,9 +10,15 @@ use url::Url;
 #[serde(deny_unknown_fields)]
 pub struct PluginGrant {
     pub sha256: String,
-    /// The project root, mounted at `/project`: `read` or `read-write`.
+    /// The project root, mounted read-only at `/project`: `read`
+    /// (`read-write`, from before plugins kept their files apart, means
+    /// `read` plus `data`).
     #[serde(default)]
     pub project: Option<ProjectAccess>,
+    /// The plugin's own folder, read-write at `/data`:
+    /// `.opencode/plugin-data/<file stem>/`, where nothing else writes.
+    #[serde(default)]
+    pub data: bool,
     /// A memory cap for this plugin instead of `plugins.memory_mib`.
     #[serde(default)]
     pub memory_mib: Option<u64>,
@@ -23,12 +29,26 @@ pub struct PluginGrant {
     pub fetch: Vec<String>,
 }
 
-/// Access to the project root granted to a plugin.
+/// Access to the project root granted to a plugin. The project is never
+/// writable by a plugin: `ReadWrite` reads it and grants the data folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProjectAccess {
     Read,
     ReadWrite,
+}
+
+impl PluginGrant {
+    /// Whether the plugin gets its own data folder.
+    pub fn keeps_data(&self) -> bool {
+        self.data || self.project == Some(ProjectAccess::ReadWrite)
+    }
+}
+
+/// The data folder of the plugin file `file` in the project at `root`.
+pub fn plugin_data_dir(root: &std::path::Path, file: &str) -> std::path::PathBuf {
+    let stem = file.strip_suffix(".wasm").unwrap_or(file);
+    root.join(".opencode").join("plugin-data").join(stem)
 }
 
 /// One allow-list entry: `docs.rs` (that host, any port), `127.0.0.1:8080`

@@ -8,7 +8,7 @@ mod jsonc;
 mod load;
 mod validate;
 
-pub use grants::{HostPattern, PluginGrant, ProjectAccess};
+pub use grants::{HostPattern, PluginGrant, ProjectAccess, plugin_data_dir};
 pub use jsonc::strip_comments;
 pub use load::{Overrides, load, load_from};
 
@@ -111,6 +111,18 @@ pub struct Config {
     pub models: BTreeMap<String, ModelLimits>,
     /// The wasm plugin host: limits and per-plugin grants (`docs/plugins.md`).
     pub plugins: PluginsConfig,
+    /// What the processes orch starts may see (`docs/security.md`).
+    pub sandbox: SandboxConfig,
+}
+
+/// The boundary around every process orch starts.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Environment variable names passed on although they look secret.
+    pub env_keep: Vec<String>,
+    /// More environment variable names to remove (and whose values to redact).
+    pub env_remove: Vec<String>,
 }
 
 /// Plugin limits and grants. Nothing is granted unless listed here.

@@ -237,7 +237,8 @@ pub fn continuation(report: &GateReport, iteration: u32, max_iterations: u32) ->
     text.push_str(
         "\nContinue: delegate what remains (Workers fix, the Reviewer verifies and marks items done), then end your turn.",
     );
-    text
+    // Verification output is a process's: a secret it printed stays here.
+    crate::secrets::redact(&text).into_owned()
 }
 
 #[cfg(test)]

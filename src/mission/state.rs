@@ -656,11 +656,17 @@ impl Journal {
 
 impl EventSink for Journal {
     fn write(&self, envelope: &Envelope) {
-        let Ok(mut line) = serde_json::to_vec(envelope) else {
+        let Ok(mut line) = serde_json::to_string(envelope) else {
             return;
         };
-        line.push(b'\n');
-        if let Err(err) = self.file.lock().expect("journal lock").write_all(&line) {
+        crate::secrets::redact_in(&mut line);
+        line.push('\n');
+        if let Err(err) = self
+            .file
+            .lock()
+            .expect("journal lock")
+            .write_all(line.as_bytes())
+        {
             self.warn.once(format!(
                 "{}: {err}; later events are not recorded there",
                 self.path.display()

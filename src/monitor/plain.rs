@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 
 use crate::events::{Envelope, Event, EventSink, SessionOutcome};
+use crate::text::strip_controls;
 
 /// How much to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,26 +58,29 @@ impl<W: Write + Send> Plain<W> {
     }
 
     fn dim(&self, text: &str) -> String {
+        let text = strip_controls(text);
         if self.color {
             format!("\x1b[2m{text}\x1b[0m")
         } else {
-            text.to_string()
+            text
         }
     }
 
     fn bold(&self, text: &str) -> String {
+        let text = strip_controls(text);
         if self.color {
             format!("\x1b[1m{text}\x1b[0m")
         } else {
-            text.to_string()
+            text
         }
     }
 
     fn red(&self, text: &str) -> String {
+        let text = strip_controls(text);
         if self.color {
             format!("\x1b[31m{text}\x1b[0m")
         } else {
-            text.to_string()
+            text
         }
     }
 }
@@ -122,7 +126,9 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     let _ = write!(state.out, "{lead}{}", self.bold(&format!("{agent}: ")));
                     state.speaker = Some(session.clone());
                 }
-                let _ = write!(state.out, "{text}");
+                // Model text cannot move the cursor, retitle or clear the
+                // terminal: control characters other than newline and tab go.
+                let _ = write!(state.out, "{}", strip_controls(text));
                 state.at_line_start = text.ends_with('\n');
             }
             Event::ToolCallBegin {
@@ -184,9 +190,9 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 let verb = if *resumed { "resumed" } else { "started" };
                 line(
                     &mut state,
-                    format!(
+                    strip_controls(&format!(
                         "◆ mission {mission} {verb}: {goal} (at most {max_iterations} iterations)"
-                    ),
+                    )),
                 );
             }
             Event::PlanUpdated { counts } => {
@@ -277,12 +283,12 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 let cost = cost_usd.map_or(String::new(), |c| format!(", ${c:.4}"));
                 line(
                     &mut state,
-                    format!(
+                    strip_controls(&format!(
                         "◆ mission {mission} {what} after {iterations} iteration{}: {reason} ({} tokens in, {} out{cost})",
                         if *iterations == 1 { "" } else { "s" },
                         usage.input,
                         usage.output
-                    ),
+                    )),
                 );
             }
             Event::TaskQueued {
@@ -296,7 +302,7 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     let mode = if *background { "background" } else { "waits" };
                     line(
                         &mut state,
-                        format!("⇢ {task} → {agent} ({mode}): {description}"),
+                        strip_controls(&format!("⇢ {task} → {agent} ({mode}): {description}")),
                     );
                 }
             }
@@ -329,7 +335,7 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     if let Some(error) = error {
                         text.push_str(&format!(": {error}"));
                     }
-                    line(&mut state, text);
+                    line(&mut state, strip_controls(&text));
                 }
             }
             Event::Warning { message, .. } => {
@@ -366,7 +372,7 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     text.push_str(&format!(": {error}"));
                 }
                 if !quiet || *outcome != SessionOutcome::Completed {
-                    line(&mut state, text);
+                    line(&mut state, strip_controls(&text));
                 }
             }
             Event::ContextCompacted {

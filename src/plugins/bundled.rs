@@ -16,8 +16,10 @@ pub const MISSING: Option<&str> = include!(concat!(env!("OUT_DIR"), "/bundled_re
 /// What a bundled plugin needs granted in `orch.json` to do its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
-    /// Access to the project root (mounted at `/project`).
+    /// Access to the project root (mounted read-only at `/project`).
     pub project: Option<ProjectAccess>,
+    /// Its own data folder (`/data`).
+    pub data: bool,
     /// A `fetch` list: granted empty, the user adds the hosts.
     pub fetch: bool,
     /// What the grant is for, in words (a comment beside it).
@@ -30,6 +32,7 @@ pub const NEEDS: &[(&str, Needs)] = &[
         "diff.wasm",
         Needs {
             project: Some(ProjectAccess::Read),
+            data: false,
             fetch: false,
             why: "reads the files it compares",
         },
@@ -38,6 +41,7 @@ pub const NEEDS: &[(&str, Needs)] = &[
         "jq.wasm",
         Needs {
             project: Some(ProjectAccess::Read),
+            data: false,
             fetch: false,
             why: "reads the JSON files it queries",
         },
@@ -45,15 +49,17 @@ pub const NEEDS: &[(&str, Needs)] = &[
     (
         "metrics.wasm",
         Needs {
-            project: Some(ProjectAccess::ReadWrite),
+            project: None,
+            data: true,
             fetch: false,
-            why: "writes .opencode/metrics.json",
+            why: "writes its report to .opencode/plugin-data/metrics/metrics.json",
         },
     ),
     (
         "webfetch.wasm",
         Needs {
             project: None,
+            data: false,
             fetch: true,
             why: "reaches only the hosts listed in \"fetch\", e.g. [\"docs.rs\", \"*.python.org\"]; add them to allow it",
         },

@@ -91,6 +91,7 @@ pub(super) fn validate(
         agents,
         capabilities: manifest.capabilities,
         project,
+        data: false,
         fetch: Vec::new(),
         cached: false,
     })

@@ -80,6 +80,8 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
     /// The project access granted (a grant whose hash matches).
     pub project: Option<ProjectAccess>,
+    /// Granted its own data folder.
+    pub data: bool,
     /// The hosts it may fetch from, as granted.
     pub fetch: Vec<String>,
     /// Loaded from the compiled-code cache rather than compiled.
@@ -267,6 +269,17 @@ impl PluginHost {
         .await?;
         let grant = self.grant(&file, &compiled.sha256);
         let project = grant.as_ref().and_then(|grant| grant.project);
+        let data = match grant.as_ref().filter(|grant| grant.keeps_data()) {
+            Some(_) => {
+                let dir = crate::config::plugin_data_dir(&self.inner.services.root, &file);
+                std::fs::create_dir_all(&dir).map_err(|err| PluginError::Invalid {
+                    file: file.clone(),
+                    reason: format!("cannot create its data folder {}: {err}", dir.display()),
+                })?;
+                Some(dir)
+            }
+            None => None,
+        };
         let memory_mib = grant.as_ref().and_then(|grant| grant.memory_mib);
         let fetch = grant.map(|grant| grant.fetch).unwrap_or_default();
         let setup = CallSetup {
@@ -274,6 +287,7 @@ impl PluginHost {
                 << 20,
             stdio_bytes: self.inner.config.max_stdio_bytes,
             project,
+            data,
             // Entries were checked when the configuration loaded.
             fetch: fetch
                 .iter()
@@ -294,6 +308,7 @@ impl PluginHost {
             })?;
         let info = PluginInfo {
             cached: compiled.cached,
+            data: setup.data.is_some(),
             fetch,
             ..info
         };

@@ -78,6 +78,8 @@ pub struct CallSetup {
     pub memory_bytes: usize,
     pub stdio_bytes: usize,
     pub project: Option<ProjectAccess>,
+    /// The plugin's own folder, mounted read-write at `/data`.
+    pub data: Option<std::path::PathBuf>,
     /// The hosts `fetch` may reach (empty: none).
     pub fetch: Arc<[HostPattern]>,
 }
@@ -116,12 +118,13 @@ impl StoreState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        if let Some(access) = setup.project {
-            let perms = match access {
-                ProjectAccess::Read => FsPerms::ReadOnly,
-                ProjectAccess::ReadWrite => FsPerms::ReadWrite,
-            };
-            wasi.preopened_dir(&services.root, "/project", perms)?;
+        // The project is read-only to every plugin; what a plugin keeps goes
+        // in its own folder.
+        if setup.project.is_some() {
+            wasi.preopened_dir(&services.root, "/project", FsPerms::ReadOnly)?;
+        }
+        if let Some(data) = &setup.data {
+            wasi.preopened_dir(data, "/data", FsPerms::ReadWrite)?;
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(10_000);

@@ -102,9 +102,10 @@ impl Transcript {
     }
 
     fn write_line(&mut self, line: &Line<'_>) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        self.file.write_all(&bytes)
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        crate::secrets::redact_in(&mut text);
+        text.push('\n');
+        self.file.write_all(text.as_bytes())
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::{Item, NewItem, Plan, Status, StatusChange, SyncIssues, TodoError};
+use super::{Item, NewItem, Plan, Status, StatusChange, SyncIssues, TodoError, sync};
 use crate::files::{self, Durability};
 
 /// How often an update is redone because the file changed under it before
@@ -145,6 +145,56 @@ impl TodoStore {
             })
             .await?;
         Ok(plan)
+    }
+
+    /// Record an open sync issue; returns the issues after.
+    pub async fn add_sync_issue(&self, issue: &str) -> Result<SyncIssues, TodoError> {
+        let issue = issue.to_string();
+        self.modify_sync(move |text| Ok(sync::add_issue(text, &issue)))
+            .await
+    }
+
+    /// Check off the open sync issue on `line`; returns the issues after.
+    pub async fn resolve_sync_issue(&self, line: usize) -> Result<SyncIssues, TodoError> {
+        self.modify_sync(move |text| sync::resolve_issue(text, line).map_err(TodoError::Invalid))
+            .await
+    }
+
+    /// Rewrite the sync-issues file through `change`, one writer at a time.
+    async fn modify_sync(
+        &self,
+        change: impl FnOnce(&str) -> Result<String, TodoError> + Send + 'static,
+    ) -> Result<SyncIssues, TodoError> {
+        let writer = self.writer.clone().lock_owned().await;
+        let path = self.sync_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let before = read_bytes(&path)?.unwrap_or_default();
+            let text = std::str::from_utf8(&before)
+                .map_err(|_| TodoError::NotText { path: path.clone() })?;
+            let after = change(text)?;
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|source| TodoError::Io {
+                    action: "create the folder of",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            files::replace(&path, after.as_bytes(), Durability::Synced).map_err(|source| {
+                TodoError::Io {
+                    action: "replace",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            drop(writer);
+            Ok(SyncIssues::parse(&after))
+        })
+        .await
+        .map_err(|err| TodoError::Io {
+            action: "update",
+            path: self.sync_path.clone(),
+            source: io::Error::other(err),
+        })?
     }
 
     /// Apply `operation` to the plan on disk and write the result, one

@@ -108,6 +108,53 @@ impl SyncIssues {
     }
 }
 
+/// `text` with `issue` added as an open checklist line (a heading first
+/// when the file is new).
+pub fn add_issue(text: &str, issue: &str) -> String {
+    let issue = issue.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = if text.trim().is_empty() {
+        "# Sync issues\n\n".to_string()
+    } else {
+        text.to_string()
+    };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!("- [ ] {issue}\n"));
+    out
+}
+
+/// `text` with the open issue on 1-based `line` checked off, or why not.
+pub fn resolve_issue(text: &str, line: usize) -> Result<String, String> {
+    let issues = SyncIssues::parse(text);
+    let Some(issue) = issues.open.iter().find(|issue| issue.line == line) else {
+        let open: Vec<String> = issues
+            .open
+            .iter()
+            .map(|issue| format!("line {}: {}", issue.line, issue.text))
+            .collect();
+        return Err(if open.is_empty() {
+            format!("there is no open sync issue on line {line}; none is open")
+        } else {
+            format!(
+                "there is no open sync issue on line {line}; open: {}",
+                open.join("; ")
+            )
+        });
+    };
+    let mut out = String::with_capacity(text.len() + 4);
+    for (index, current) in text.split_inclusive('\n').enumerate() {
+        if index + 1 == line {
+            let indent = &current[..current.len() - current.trim_start().len()];
+            let ending = if current.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!("{indent}- [x] {}{ending}", issue.text));
+        } else {
+            out.push_str(current);
+        }
+    }
+    Ok(out)
+}
+
 /// The text after a list marker (`-`, `*`, `+`, `1.`, `1)`), or `None` for
 /// a line that is not a list item (including thematic breaks).
 fn list_body(line: &str) -> Option<&str> {
@@ -249,5 +296,27 @@ mod tests {
         let issues = SyncIssues::parse("- [ ] SYNC-1: types differ\n- plain issue\n");
         let texts: Vec<&str> = issues.open.iter().map(|i| i.text.as_str()).collect();
         assert_eq!(texts, vec!["SYNC-1: types differ", "plain issue"]);
+    }
+
+    #[test]
+    fn issues_are_added_open_and_resolved_by_line() {
+        let text = add_issue("", "api  returns\nids as strings");
+        assert_eq!(text, "# Sync issues\n\n- [ ] api returns ids as strings\n");
+        let text = add_issue(&text, "two");
+        let issues = SyncIssues::parse(&text);
+        assert_eq!(issues.open.len(), 2);
+        let text = resolve_issue(&text, 3).unwrap();
+        let issues = SyncIssues::parse(&text);
+        assert_eq!(issues.open.len(), 1);
+        assert_eq!(issues.resolved, 1);
+        assert!(
+            text.contains("- [x] api returns ids as strings\n"),
+            "{text}"
+        );
+        let err = resolve_issue(&text, 3).unwrap_err();
+        assert!(err.contains("open: line 4: two"), "{err}");
+        // A plain list line counts as open and is checked off the same way.
+        let text = resolve_issue("- mismatch in T2\n", 1).unwrap();
+        assert_eq!(text, "- [x] mismatch in T2\n");
     }
 }

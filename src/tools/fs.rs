@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::path::{relative, resolve};
+use super::path::{relative, resolve, resolve_writable};
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::config::ToolsConfig;
 use crate::files::{self, Durability};
@@ -271,7 +271,7 @@ impl Tool for Write {
 }
 
 fn write_file(root: &Path, args: &WriteArgs) -> Result<String, String> {
-    let path = resolve(root, &args.path)?;
+    let path = resolve_writable(root, &args.path)?;
     let shown = relative(root, &path);
     if path.is_dir() {
         return Err(format!(
@@ -341,7 +341,7 @@ fn edit_file(root: &Path, args: &EditArgs) -> Result<String, String> {
     if args.old == args.new {
         return Err("old and new are identical, so there is nothing to change".into());
     }
-    let path = resolve(root, &args.path)?;
+    let path = resolve_writable(root, &args.path)?;
     let shown = relative(root, &path);
     let meta = fs::metadata(&path).map_err(|err| io_message("edit", &shown, &err))?;
     if meta.is_dir() {

@@ -30,14 +30,14 @@ impl Tool for Remember {
         ToolSpec {
             name: "remember".into(),
             description: "Keep a short note for later turns: a decision, a convention, a fact about the project. \
-                Tiers: system (rules for every agent), project (kept across missions), mission (this mission, the default in a mission), \
-                task (this session only). pin=true marks an architecture decision that is never forgotten; unpinned notes fade when unused."
+                Tiers: project (kept across missions), mission (this mission, the default in a mission), \
+                task (this session only); the system tier (rules for every agent) is the user's. pin=true marks an architecture decision that is never forgotten; unpinned notes fade when unused."
                 .into(),
             parameters: json!({
                 "type": "object",
                 "properties": {
                     "text": {"type": "string", "description": "the note, one or two sentences"},
-                    "tier": {"type": "string", "enum": ["system", "project", "mission", "task"]},
+                    "tier": {"type": "string", "enum": ["project", "mission", "task"]},
                     "pin": {"type": "boolean", "description": "never evict (stable core)"}
                 },
                 "required": ["text"],
@@ -53,10 +53,15 @@ impl Tool for Remember {
         let tier = match args["tier"].as_str() {
             None => None,
             Some(name) => match Tier::parse(name) {
+                Some(Tier::System) => {
+                    return ToolOutput::error(
+                        "remember: the system tier holds the user's rules for every agent; agents write project, mission or task",
+                    );
+                }
                 Some(tier) => Some(tier),
                 None => {
                     return ToolOutput::error(format!(
-                        "remember: unknown tier \"{name}\", expected system, project, mission or task"
+                        "remember: unknown tier \"{name}\", expected project, mission or task"
                     ));
                 }
             },

@@ -272,7 +272,7 @@ impl ToolRouter {
         if let Some(report) = checker.check(&touched, &ctx.cancel).await {
             let output = &mut outputs[last];
             output.content.push_str("\n\n");
-            output.content.push_str(&report);
+            output.content.push_str(&crate::secrets::redact(&report));
         }
     }
 
@@ -305,10 +305,13 @@ impl ToolRouter {
                 .clone()
                 .unwrap_or_else(|_| Value::String(call.arguments.clone())),
         });
-        let output = match hooked {
+        let mut output = match hooked {
             Err(blocked) => blocked,
             Ok(_) => self.dispatch(call, arguments, ctx).await,
         };
+        // A secret a tool came across (a key in a config file, a token in
+        // `env` output) never reaches the model, the transcript or an event.
+        crate::secrets::redact_in(&mut output.content);
         self.events.emit(Event::ToolCallEnd {
             session: ctx.session.clone(),
             call_id: call.id.clone(),

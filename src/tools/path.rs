@@ -48,6 +48,52 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// [`resolve`] for a path a tool is about to change: besides staying in the
+/// project, it must not be under `.opencode/` (the engine's: the plan, its
+/// config, records and caches) or `.git/` (git's own). The refusal says which
+/// tool to use instead.
+pub fn resolve_writable(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let resolved = resolve(root, path)?;
+    let inner = resolved
+        .strip_prefix(root)
+        .ok()
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            let root = std::fs::canonicalize(root).ok()?;
+            Some(resolved.strip_prefix(root).ok()?.to_path_buf())
+        })
+        .unwrap_or_default();
+    match engine_owned(&inner) {
+        Some(refusal) => Err(format!("{path:?}: {refusal}")),
+        None => Ok(resolved),
+    }
+}
+
+/// Why `inner` (relative to the project root) is not for agents to write,
+/// or `None` when it is.
+pub fn engine_owned(inner: &Path) -> Option<&'static str> {
+    let mut parts = inner.components().map(|part| part.as_os_str());
+    let top = parts.next()?;
+    if top == ".git" {
+        return Some("`.git/` is git's own; agents' file tools cannot write it");
+    }
+    if top != ".opencode" {
+        return None;
+    }
+    let next = parts.next();
+    Some(match next.and_then(|name| name.to_str()) {
+        Some("todo.md") if parts.next().is_none() => {
+            "the plan belongs to orch; change it with update_todo (status) or add_todo (new items)"
+        }
+        Some("sync-issues.md") if parts.next().is_none() => {
+            "sync issues belong to orch; the Reviewer records and resolves them with sync_issues"
+        }
+        _ => {
+            "`.opencode/` belongs to orch (its config, the plan, records and caches); agents cannot write it"
+        }
+    })
+}
+
 /// `path` relative to `root` for display (`.` for the root itself); paths
 /// outside the root are shown whole.
 pub fn relative(root: &Path, path: &Path) -> String {

@@ -1,5 +1,5 @@
-//! The plan tools: `read_todo`, `update_todo` and `add_todo`, all going
-//! through one project's [`TodoStore`].
+//! The plan tools: `read_todo`, `update_todo`, `add_todo` and `sync_issues`,
+//! all going through one project's [`TodoStore`].
 //!
 //! IDs are matched exactly, and only the Reviewer may mark an item
 //! `completed`: everyone else reports their work and the Reviewer checks it
@@ -26,7 +26,11 @@ pub fn tools(store: Arc<TodoStore>, events: Option<Arc<EventBus>>) -> Vec<Arc<dy
             store: store.clone(),
             events: events.clone(),
         }),
-        Arc::new(AddTodo { store, events }),
+        Arc::new(AddTodo {
+            store: store.clone(),
+            events,
+        }),
+        Arc::new(SyncIssuesTool { store }),
     ]
 }
 
@@ -237,6 +241,88 @@ impl Tool for AddTodo {
                     item.meta,
                     added.plan.progress()
                 ))
+            }
+            Err(err) => ToolOutput::error(message(&err, &ctx.root)),
+        }
+    }
+}
+
+/// `sync_issues`: the Reviewer's record of mismatches between Workers'
+/// results (`.opencode/sync-issues.md`); the gate passes only when none is
+/// open.
+pub struct SyncIssuesTool {
+    store: Arc<TodoStore>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncArgs {
+    action: String,
+    text: Option<String>,
+    line: Option<usize>,
+}
+
+#[async_trait]
+impl Tool for SyncIssuesTool {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "sync_issues".into(),
+            description: "The open sync issues: mismatches between parallel Workers' results (an interface one changed and another uses, duplicated work). list shows them with their lines; add records one (text); resolve checks one off by its line once it is fixed. The mission cannot complete while one is open. Only the Reviewer adds and resolves.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "enum": ["list", "add", "resolve"]},
+                    "text": {"type": "string", "description": "add: the mismatch, one line"},
+                    "line": {"type": "integer", "minimum": 1, "description": "resolve: the issue's line, from list"}
+                },
+                "required": ["action"],
+                "additionalProperties": false
+            }),
+        }
+    }
+
+    async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
+        let args: SyncArgs = match parse_args("sync_issues", args) {
+            Ok(args) => args,
+            Err(output) => return output,
+        };
+        let action = args.action.trim();
+        if action != "list" && !ctx.role.marks_items_done() {
+            return ToolOutput::error(
+                "only the Reviewer records and resolves sync issues; report the mismatch in your result instead",
+            );
+        }
+        let result = match (action, args.text, args.line) {
+            ("list", _, _) => self
+                .store
+                .sync_issues()
+                .await
+                .map(Option::unwrap_or_default),
+            ("add", Some(text), _) if !text.trim().is_empty() => {
+                self.store.add_sync_issue(&text).await
+            }
+            ("add", _, _) => return ToolOutput::error("add needs text: the mismatch, one line"),
+            ("resolve", _, Some(line)) => self.store.resolve_sync_issue(line).await,
+            ("resolve", _, None) => {
+                return ToolOutput::error("resolve needs line: the issue's line number from list");
+            }
+            (other, _, _) => {
+                return ToolOutput::error(format!(
+                    "action {other:?} is not one of list, add, resolve"
+                ));
+            }
+        };
+        match result {
+            Ok(issues) if issues.open.is_empty() => ToolOutput::ok(format!(
+                "No open sync issues ({} resolved).",
+                issues.resolved
+            )),
+            Ok(issues) => {
+                let mut out = format!("{} open sync issue(s):\n", issues.open.len());
+                for issue in &issues.open {
+                    out.push_str(&format!("- line {}: {}\n", issue.line, issue.text));
+                }
+                ToolOutput::ok(out)
             }
             Err(err) => ToolOutput::error(message(&err, &ctx.root)),
         }

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use orch::config::ProjectAccess;
 use orch::plugins::{bundled, sha256_hex};
 use serde_json::Value;
 
@@ -401,17 +400,22 @@ fn init_installs_the_bundled_plugins_and_grants_what_they_need() {
     for (file, bytes) in plugins {
         let plugin = listed.iter().find(|p| p["file"] == *file).unwrap();
         assert_eq!(plugin["sha256"], sha256_hex(bytes), "{file}");
-        let granted = match bundled::needs(file).and_then(|needs| needs.project) {
-            Some(ProjectAccess::Read) => "project read-only",
-            Some(ProjectAccess::ReadWrite) => "project read-write",
-            None => "nothing",
+        let needs = bundled::needs(file);
+        let granted = match (
+            needs.and_then(|needs| needs.project),
+            needs.is_some_and(|needs| needs.data),
+        ) {
+            (Some(_), false) => "project read-only",
+            (None, true) => "its own data folder",
+            (Some(_), true) => "project read-only; its own data folder",
+            (None, false) => "nothing",
         };
         assert_eq!(plugin["granted"], granted, "{file}");
     }
     let metrics = listed.iter().find(|p| p["file"] == "metrics.wasm");
-    assert_eq!(metrics.unwrap()["granted"], "project read-write");
+    assert_eq!(metrics.unwrap()["granted"], "its own data folder");
     let (_, stdout, _) = run(project.orch().args(["plugins", "list"]));
-    assert!(stdout.contains("granted: project read-write"), "{stdout}");
+    assert!(stdout.contains("granted: its own data folder"), "{stdout}");
 }
 
 #[test]
@@ -472,12 +476,10 @@ fn init_keeps_the_users_plugin_and_config_and_prints_the_missing_grants() {
         assert!(line.contains(&sha256_hex(bytes)), "{line}");
         assert!(line.contains(needs.why), "{line}");
         match needs.project {
-            Some(ProjectAccess::Read) => assert!(line.contains(r#""project": "read""#), "{line}"),
-            Some(ProjectAccess::ReadWrite) => {
-                assert!(line.contains(r#""project": "read-write""#), "{line}")
-            }
-            None => assert!(!line.contains("project"), "{line}"),
+            Some(_) => assert!(line.contains(r#""project": "read""#), "{line}"),
+            None => assert!(!line.contains("\"project\""), "{line}"),
         }
+        assert_eq!(line.contains(r#""data": true"#), needs.data, "{line}");
         assert_eq!(needs.fetch, line.contains(r#""fetch": []"#), "{line}");
     }
 }

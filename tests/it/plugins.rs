@@ -176,8 +176,12 @@ async fn example_plugins_load_with_their_tools_hooks_and_agents() {
     assert!(0.0 <= mean && mean <= max, "{grep}");
     assert_eq!(host.metrics()["metrics/tool.grep.calls"], 2.0);
     assert_eq!(host.metrics()["metrics/tool.grep.failures"], 1.0);
-    // Without a read-write grant it has no project to write to.
-    assert!(!project.file(".opencode/metrics.json").exists());
+    // Without a data folder granted it has nowhere to write.
+    assert!(
+        !project
+            .file(".opencode/plugin-data/metrics/metrics.json")
+            .exists()
+    );
 
     // memory-gate shortens an old, long tool output and leaves the tail.
     let long = "y".repeat(10_000);
@@ -354,6 +358,7 @@ async fn a_memory_grab_over_the_cap_traps_cleanly() {
         PluginGrant {
             sha256: sha256_hex(&std::fs::read(guest("chaos")).unwrap()),
             project: None,
+            data: false,
             memory_mib: Some(128),
             fetch: Vec::new(),
         },
@@ -429,6 +434,7 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
         PluginGrant {
             sha256: sha.clone(),
             project: Some(ProjectAccess::Read),
+            data: false,
             memory_mib: None,
             fetch: Vec::new(),
         },
@@ -472,6 +478,7 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
         PluginGrant {
             sha256: "00".repeat(32),
             project: Some(ProjectAccess::ReadWrite),
+            data: false,
             memory_mib: None,
             fetch: Vec::new(),
         },
@@ -496,16 +503,27 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
         PluginGrant {
             sha256: sha,
             project: Some(ProjectAccess::ReadWrite),
+            data: false,
             memory_mib: None,
             fetch: Vec::new(),
         },
     );
+    // `read-write` no longer writes the project: the plugin reads it and
+    // keeps its files in its own folder, where nothing else writes.
     let (rw_host, _, _) = host_with(&project, &rw).await;
+    assert!(
+        rw_host
+            .call_tool("chaos.wasm", "write", &write)
+            .await
+            .is_err()
+    );
+    assert!(!project.file("new.txt").exists());
+    let kept = json!({"path": "/data/kept.txt", "content": "x"}).to_string();
     rw_host
-        .call_tool("chaos.wasm", "write", &write)
+        .call_tool("chaos.wasm", "write", &kept)
         .await
         .unwrap();
-    assert_eq!(project.read("new.txt"), "x");
+    assert_eq!(project.read(".opencode/plugin-data/chaos/kept.txt"), "x");
     let escape_write = json!({"path": "/project/escape/planted.txt", "content": "x"}).to_string();
     assert!(
         rw_host

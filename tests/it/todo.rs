@@ -293,6 +293,71 @@ async fn sync_issues_are_read_from_the_project() {
 }
 
 #[tokio::test]
+async fn the_reviewer_records_and_resolves_sync_issues_through_the_tool() {
+    let project = Project::with_plan(PLAN).await;
+    let refused = project
+        .call(
+            "Worker",
+            "sync_issues",
+            json!({"action": "add", "text": "T1 and T2 disagree"}),
+        )
+        .await;
+    assert!(refused.is_error);
+    assert!(
+        refused.content.starts_with("only the Reviewer"),
+        "{}",
+        refused.content
+    );
+    assert_eq!(project.store.sync_issues().await.unwrap(), None);
+
+    let added = project
+        .call(
+            "Reviewer",
+            "sync_issues",
+            json!({"action": "add", "text": "src/a.rs returns i32, src/b.rs expects i64"}),
+        )
+        .await;
+    assert!(!added.is_error, "{}", added.content);
+    assert_eq!(
+        added.content,
+        "1 open sync issue(s):\n- line 3: src/a.rs returns i32, src/b.rs expects i64\n"
+    );
+    let listed = project
+        .call("Worker", "sync_issues", json!({"action": "list"}))
+        .await;
+    assert_eq!(listed.content, added.content);
+    let open = project.store.sync_issues().await.unwrap().unwrap();
+    assert_eq!(open.open.len(), 1);
+
+    let wrong = project
+        .call(
+            "Reviewer",
+            "sync_issues",
+            json!({"action": "resolve", "line": 1}),
+        )
+        .await;
+    assert!(wrong.is_error);
+    assert!(wrong.content.contains("open: line 3:"), "{}", wrong.content);
+    let resolved = project
+        .call(
+            "Reviewer",
+            "sync_issues",
+            json!({"action": "resolve", "line": 3}),
+        )
+        .await;
+    assert_eq!(resolved.content, "No open sync issues (1 resolved).");
+    assert!(
+        project
+            .store
+            .sync_issues()
+            .await
+            .unwrap()
+            .unwrap()
+            .is_clean()
+    );
+}
+
+#[tokio::test]
 async fn only_the_reviewer_marks_items_completed() {
     let project = Project::with_plan(PLAN).await;
 

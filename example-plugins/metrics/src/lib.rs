@@ -2,8 +2,8 @@
 //! `pre-tool-use` and `post-tool-use` hooks of each call (matched by call
 //! id), kept in the plugin's key-value store, shown by the tool
 //! `plugin_metrics` (the built-in `show_metrics` is the engine's own fold)
-//! and written to `.opencode/metrics.json` when the plugin is granted
-//! `read-write` on the project.
+//! and written to `metrics.json` in its data folder
+//! (`.opencode/plugin-data/metrics/`) when the plugin is granted one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,15 +21,15 @@ const STARTS: &str = "starts";
 /// A start older than this never got its `post-tool-use` (the call was
 /// refused before it ran) and is dropped.
 const STALE_MS: f64 = 10.0 * 60.0 * 1000.0;
-const FILE: &str = "/project/.opencode/metrics.json";
-/// Set once writing the file failed (no read-write grant).
+const FILE: &str = "/data/metrics.json";
+/// Set once writing the file failed (no data folder granted).
 const NO_FILE: &str = "no-file";
 
 impl Plugin for Metrics {
     fn manifest() -> Manifest {
         Manifest::new("metrics", "0.2.0")
             .description("Tool call counts, failures and timings per tool")
-            .capability("project-write")
+            .capability("data")
             .hook(HookPoint::PreToolUse)
             .hook(HookPoint::PostToolUse)
             .tool(ToolSpec::new(
@@ -99,8 +99,8 @@ impl Plugin for Metrics {
     }
 }
 
-/// Write the report of `tools` to `.opencode/metrics.json` (temp file +
-/// rename, so a reader never sees half of it). Without a read-write grant
+/// Write the report of `tools` to `/data/metrics.json` (temp file +
+/// rename, so a reader never sees half of it). Without a data folder
 /// the write fails: that is said once, and the numbers stay in the store,
 /// where `plugin_metrics` shows them.
 fn write_file(tools: &Map<String, Value>) {
@@ -109,15 +109,14 @@ fn write_file(tools: &Map<String, Value>) {
     }
     let report = report(tools);
     let tmp = format!("{FILE}.tmp");
-    let written = std::fs::create_dir_all("/project/.opencode")
-        .and_then(|()| std::fs::write(&tmp, format!("{report:#}\n")))
+    let written = std::fs::write(&tmp, format!("{report:#}\n"))
         .and_then(|()| std::fs::rename(&tmp, FILE));
     if let Err(err) = written {
         let _ = host::kv_set(NO_FILE, "1");
         host::log(
             LogLevel::Info,
             &format!(
-                "not writing .opencode/metrics.json ({err}); grant the project read-write to get it"
+                "not writing metrics.json ({err}); grant the plugin \"data\": true to get it in .opencode/plugin-data/metrics/"
             ),
         );
     }

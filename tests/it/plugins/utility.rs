@@ -15,6 +15,7 @@ fn grant(config: &mut PluginsConfig, name: &str, project: Option<ProjectAccess>,
         PluginGrant {
             sha256: sha256_hex(&std::fs::read(guest(name)).unwrap()),
             project,
+            data: false,
             memory_mib: None,
             fetch: fetch.iter().map(|host| host.to_string()).collect(),
         },
@@ -308,7 +309,7 @@ async fn a_fetch_that_outlasts_its_time_cap_is_stopped() {
 }
 
 #[tokio::test]
-async fn metrics_writes_its_numbers_to_the_project_when_granted_read_write() {
+async fn metrics_writes_its_numbers_to_its_data_folder_never_the_project() {
     let project = project_with(&["metrics"]);
     let mut config = no_user_dir();
     grant(&mut config, "metrics", Some(ProjectAccess::ReadWrite), &[]);
@@ -320,8 +321,11 @@ async fn metrics_writes_its_numbers_to_the_project_when_granted_read_write() {
         )
         .await;
     }
+    // `read-write`, as older configs grant it, reads the project and gives
+    // the plugin its own folder: the report lands there.
+    assert!(!project.file(".opencode/metrics.json").exists());
     let written: serde_json::Value =
-        serde_json::from_str(&project.read(".opencode/metrics.json")).unwrap();
+        serde_json::from_str(&project.read(".opencode/plugin-data/metrics/metrics.json")).unwrap();
     assert_eq!(written["tools"]["read"]["calls"], 1);
     assert_eq!(written["tools"]["read"]["failures"], 0);
     assert!(written["tools"]["read"]["max_ms"].as_f64().unwrap() >= 0.0);
@@ -386,7 +390,7 @@ async fn memory_gate_hides_unrelated_memory_from_a_large_block() {
 }
 
 /// A scripted `orch task` with memory-gate and metrics installed: metrics
-/// times the Worker's tool calls into `.opencode/metrics.json`, memory-gate
+/// times the Worker's tool calls into its data folder, memory-gate
 /// remembers the command that verified the project, once.
 #[test]
 fn memory_gate_and_metrics_work_in_a_real_mission() {
@@ -397,7 +401,7 @@ fn memory_gate_and_metrics_work_in_a_real_mission() {
         ".opencode/orch.json",
         &json!({
             "verify": ["make test"],
-            "plugins": {"user_dir": false, "grants": {"metrics.wasm": {"sha256": sha, "project": "read-write"}}}
+            "plugins": {"user_dir": false, "grants": {"metrics.wasm": {"sha256": sha, "data": true}}}
         })
         .to_string(),
     );
@@ -441,7 +445,7 @@ fn memory_gate_and_metrics_work_in_a_real_mission() {
         assert!(warnings.is_empty(), "{warnings:?}");
     }
     let metrics: serde_json::Value =
-        serde_json::from_str(&project.read(".opencode/metrics.json")).unwrap();
+        serde_json::from_str(&project.read(".opencode/plugin-data/metrics/metrics.json")).unwrap();
     for tool in ["bash", "add_todo", "delegate_task", "update_todo"] {
         assert!(
             metrics["tools"][tool]["calls"]
