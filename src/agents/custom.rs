@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Agent, AgentSource, READ_TOOLS, Role, TODO_READ, WRITE_TOOLS};
+use super::{Agent, AgentSource, PROCESS_TOOLS, READ_TOOLS, Role, TODO_READ, WRITE_TOOLS};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -119,7 +119,8 @@ fn to_agent(name: &str, entry: Entry) -> Result<Agent, String> {
         tools.retain(|t| !WRITE_TOOLS.contains(&t.as_str()));
     }
     if !entry.can_bash {
-        tools.retain(|t| t != "bash");
+        // Every tool that starts a process goes, not just `bash`.
+        tools.retain(|t| !PROCESS_TOOLS.contains(&t.as_str()));
     }
     tools.dedup();
     Ok(Agent {
@@ -145,7 +146,7 @@ mod tests {
             &file,
             r#"{
               "SecurityAuditor": {"id":"SecurityAuditor","description":"audits","systemPrompt":"You audit.","canWrite":false,"canBash":true},
-              "DocWriter": {"id":"DocWriter","description":"docs","systemPrompt":"You write docs.","canWrite":true,"canBash":false,"model":"small","tools":["read","write","bash"]},
+              "DocWriter": {"id":"DocWriter","description":"docs","systemPrompt":"You write docs.","canWrite":true,"canBash":false,"model":"small","tools":["read","write","bash","run_background","check_background","diagnostics"]},
               "QA": {"id":"QA","description":"checks","systemPrompt":"You verify.","canWrite":false,"canBash":true,"role":"Reviewer"},
               "Boss": {"id":"Boss","description":"x","systemPrompt":"x","canWrite":true,"canBash":true,"role":"orchestrator"},
               "Broken": {"id":"Broken","description":"x","systemPrompt":"x","canWrite":"yes","canBash":true},
@@ -164,7 +165,7 @@ mod tests {
         assert!(!auditor.tools.iter().any(|t| t == "write" || t == "edit"));
         assert!(auditor.tools.iter().any(|t| t == "bash"));
         let docs = &agents[1];
-        assert_eq!(docs.tools, ["read", "write"]);
+        assert_eq!(docs.tools, ["read", "write", "check_background"]);
         assert_eq!(docs.model.as_deref(), Some("small"));
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(

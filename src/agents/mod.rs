@@ -98,7 +98,7 @@ impl Capabilities {
         let has = |group: &[&str]| tools.iter().any(|tool| group.contains(&tool.as_str()));
         Capabilities {
             write: has(WRITE_TOOLS),
-            processes: has(&["bash"]) || has(BACKGROUND_TOOLS),
+            processes: has(PROCESS_TOOLS),
             delegate: has(&["delegate_task"]),
         }
     }
@@ -133,6 +133,8 @@ pub const BACKGROUND_TOOLS: &[&str] = &[
     "kill_background",
 ];
 pub const WRITE_TOOLS: &[&str] = &["write", "edit"];
+/// Tools that start processes: what `canBash: false` takes away.
+pub const PROCESS_TOOLS: &[&str] = &["bash", "run_background", "diagnostics"];
 pub const TODO_READ: &[&str] = &["read_todo"];
 pub const TODO_WRITE: &[&str] = &["read_todo", "update_todo", "add_todo"];
 pub const MEMORY_TOOLS: &[&str] = &["remember", "recall"];
@@ -276,12 +278,14 @@ impl AgentRegistry {
         Ok(())
     }
 
-    /// Let every agent see `tools` as well (plugin tools: sandboxed, so
-    /// they are offered to every role).
-    pub fn offer_tools(&mut self, tools: &[String]) {
+    /// Let agents see plugin `tools` as well: `(name, writes)`, where a tool
+    /// that writes (its plugin holds a read-write grant) goes only to
+    /// agents that may write; the others go to every role.
+    pub fn offer_tools(&mut self, tools: &[(String, bool)]) {
         for agent in &mut self.agents {
-            for tool in tools {
-                if !agent.tools.contains(tool) {
+            let may_write = agent.capabilities().write;
+            for (tool, writes) in tools {
+                if (!writes || may_write) && !agent.tools.contains(tool) {
                     agent.tools.push(tool.clone());
                 }
             }
@@ -363,6 +367,17 @@ mod tests {
                 "{}",
                 agent.name
             );
+        }
+    }
+
+    #[test]
+    fn plugin_tools_that_write_go_only_to_agents_that_may_write() {
+        let mut registry = AgentRegistry::builtin();
+        registry.offer_tools(&[("stats".into(), false), ("patch".into(), true)]);
+        for agent in registry.iter() {
+            assert!(agent.tools.contains(&"stats".to_string()), "{}", agent.name);
+            let patches = agent.tools.contains(&"patch".to_string());
+            assert_eq!(patches, agent.name == "Worker", "{}", agent.name);
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::{Cli, exit};
-use crate::config::{self, Overrides};
+use crate::config::{self, Overrides, ProjectAccess};
 use crate::files::{self, Durability};
 use crate::plugins::bundled::{self, Needs};
 use crate::plugins::sha256_hex;
@@ -156,8 +156,11 @@ fn not_granted<'a>(root: &Path, wanted: &[&'a Plugin]) -> Vec<&'a Plugin> {
                 return true;
             };
             let needs = plugin.needs;
-            let project =
-                needs.and_then(|needs| needs.project).is_none() || grant.project.is_some();
+            let project = match needs.and_then(|needs| needs.project) {
+                None => true,
+                Some(ProjectAccess::Read) => grant.project.is_some(),
+                Some(ProjectAccess::ReadWrite) => grant.project == Some(ProjectAccess::ReadWrite),
+            };
             let data = !needs.is_some_and(|needs| needs.data) || grant.keeps_data();
             grant.sha256 != plugin.sha256 || !(project && data)
         })
@@ -167,8 +170,10 @@ fn not_granted<'a>(root: &Path, wanted: &[&'a Plugin]) -> Vec<&'a Plugin> {
 /// `"jq.wasm": { "sha256": "…", "project": "read" }`
 fn grant_entry(plugin: &Plugin, needs: &Needs) -> String {
     let mut fields = vec![format!("\"sha256\": \"{}\"", plugin.sha256)];
-    if needs.project.is_some() {
-        fields.push("\"project\": \"read\"".into());
+    match needs.project {
+        None => {}
+        Some(ProjectAccess::Read) => fields.push("\"project\": \"read\"".into()),
+        Some(ProjectAccess::ReadWrite) => fields.push("\"project\": \"read-write\"".into()),
     }
     if needs.data {
         fields.push("\"data\": true".into());
@@ -182,8 +187,12 @@ fn grant_entry(plugin: &Plugin, needs: &Needs) -> String {
 /// `project read-only`, `fetch from the hosts you list`.
 fn in_words(needs: &Needs) -> String {
     let mut parts = Vec::new();
-    if needs.project.is_some() {
-        parts.push("project read-only");
+    match needs.project {
+        None => {}
+        Some(ProjectAccess::Read) => parts.push("project read-only"),
+        Some(ProjectAccess::ReadWrite) => {
+            parts.push("project read-only, its agents write through orch's tools")
+        }
     }
     if needs.data {
         parts.push("its own data folder");

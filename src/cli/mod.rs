@@ -447,10 +447,16 @@ impl Project {
         let (mut agents, mut warnings) = crate::agents::AgentRegistry::load(&self.root);
         if let Some(host) = self.plugin_host() {
             warnings.extend(plugins::add_host_agents(&host, &mut agents));
-            let tools: Vec<String> = host
+            let tools: Vec<(String, bool)> = host
                 .plugins()
                 .iter()
-                .flat_map(|plugin| plugin.tools.iter().map(|tool| tool.name.clone()))
+                .flat_map(|plugin| {
+                    let writes = plugin.project == Some(crate::config::ProjectAccess::ReadWrite);
+                    plugin
+                        .tools
+                        .iter()
+                        .map(move |tool| (tool.name.clone(), writes))
+                })
                 .collect();
             agents.offer_tools(&tools);
         }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::{Cli, PluginsCommand, exit};
 use crate::agents::{Agent, AgentRegistry, AgentSource, Role};
-use crate::config::{self, Config, Overrides};
+use crate::config::{self, Config, Overrides, ProjectAccess};
 use crate::events::EventBus;
 use crate::plugins::{PluginHost, PluginInfo};
 
@@ -38,14 +38,33 @@ pub(crate) fn start(
 /// Add the agents of `host`'s plugins to `registry`; one message per agent refused.
 pub(crate) fn add_host_agents(host: &PluginHost, registry: &mut AgentRegistry) -> Vec<String> {
     let mut problems = Vec::new();
+    let plugins = host.plugins();
     for agent in host.agents() {
         let file = agent.plugin.clone();
+        // A plugin's agent writes and runs processes only when the user
+        // granted its plugin `"project": "read-write"`.
+        let granted = plugins
+            .iter()
+            .any(|plugin| plugin.file == file && plugin.project == Some(ProjectAccess::ReadWrite));
+        let (tools, withheld): (Vec<String>, Vec<String>) =
+            agent.tools.into_iter().partition(|tool| {
+                granted
+                    || !(crate::agents::WRITE_TOOLS.contains(&tool.as_str())
+                        || crate::agents::PROCESS_TOOLS.contains(&tool.as_str()))
+            });
+        if !withheld.is_empty() {
+            problems.push(format!(
+                "plugin \"{file}\": agent {:?} does not get {} (its plugin is not granted \"project\": \"read-write\" in orch.json)",
+                agent.name,
+                withheld.join(", ")
+            ));
+        }
         let added = registry.add(Agent {
             name: agent.name,
             role: Role::Custom,
             description: agent.description,
             prompt: agent.prompt,
-            tools: agent.tools,
+            tools,
             model: None,
             source: AgentSource::Plugin(agent.plugin),
         });
@@ -116,8 +135,12 @@ pub async fn command(cli: &Cli, command: &PluginsCommand) -> anyhow::Result<u8> 
 /// What a plugin was granted, in words: `project read-only, fetch from docs.rs`.
 fn access(plugin: &PluginInfo) -> String {
     let mut parts: Vec<String> = Vec::new();
-    if plugin.project.is_some() {
-        parts.push("project read-only".into());
+    match plugin.project {
+        None => {}
+        Some(ProjectAccess::Read) => parts.push("project read-only".into()),
+        Some(ProjectAccess::ReadWrite) => {
+            parts.push("project read-only, its agents write through orch's tools".into())
+        }
     }
     if plugin.data {
         parts.push("its own data folder".into());

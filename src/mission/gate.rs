@@ -158,6 +158,18 @@ pub async fn run_verification(
     let mut results = Vec::new();
     for command in commands {
         let started = Instant::now();
+        // Configured commands obey only the built-in deny list: the gate
+        // must stay passable whatever the permission rules say.
+        if let Some(why) = crate::tools::permissions::destructive(command) {
+            results.push(VerifyResult {
+                command: command.clone(),
+                passed: false,
+                exit_code: None,
+                duration_ms: 0,
+                output_tail: format!("not run: it {why} (orch's built-in deny list)"),
+            });
+            break;
+        }
         let job = Job::shell(Shell::Sh, command, root, timeout, cancel, output_bytes);
         let result = match process::run(job).await {
             Ok(run) => {

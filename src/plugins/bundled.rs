@@ -29,6 +29,15 @@ pub struct Needs {
 /// The grants bundled plugins need, by file name; a plugin not listed needs none.
 pub const NEEDS: &[(&str, Needs)] = &[
     (
+        "doc_writer.wasm",
+        Needs {
+            project: Some(ProjectAccess::ReadWrite),
+            data: false,
+            fetch: false,
+            why: "its DocWriter agent writes documentation through orch's file tools",
+        },
+    ),
+    (
         "diff.wasm",
         Needs {
             project: Some(ProjectAccess::Read),

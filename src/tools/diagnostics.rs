@@ -140,6 +140,12 @@ impl Checker {
     }
 
     async fn run(&self, check: &Check, touched: &[String], cancel: &CancellationToken) -> String {
+        if let Some(why) = super::permissions::destructive(&check.command) {
+            return format!(
+                "[diagnostics: {} not run: it {why} (orch's built-in deny list)]",
+                check.name
+            );
+        }
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let job = Job::shell(
             Shell::Sh,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use orch::config::ProjectAccess;
 use orch::plugins::{bundled, sha256_hex};
 use serde_json::Value;
 
@@ -405,9 +406,12 @@ fn init_installs_the_bundled_plugins_and_grants_what_they_need() {
             needs.and_then(|needs| needs.project),
             needs.is_some_and(|needs| needs.data),
         ) {
-            (Some(_), false) => "project read-only",
+            (Some(ProjectAccess::Read), false) => "project read-only",
+            (Some(ProjectAccess::ReadWrite), false) => {
+                "project read-only, its agents write through orch's tools; its own data folder"
+            }
             (None, true) => "its own data folder",
-            (Some(_), true) => "project read-only; its own data folder",
+            (Some(_), true) => unreachable!("no bundled plugin needs both"),
             (None, false) => "nothing",
         };
         assert_eq!(plugin["granted"], granted, "{file}");
@@ -476,7 +480,10 @@ fn init_keeps_the_users_plugin_and_config_and_prints_the_missing_grants() {
         assert!(line.contains(&sha256_hex(bytes)), "{line}");
         assert!(line.contains(needs.why), "{line}");
         match needs.project {
-            Some(_) => assert!(line.contains(r#""project": "read""#), "{line}"),
+            Some(ProjectAccess::Read) => assert!(line.contains(r#""project": "read""#), "{line}"),
+            Some(ProjectAccess::ReadWrite) => {
+                assert!(line.contains(r#""project": "read-write""#), "{line}")
+            }
             None => assert!(!line.contains("\"project\""), "{line}"),
         }
         assert_eq!(line.contains(r#""data": true"#), needs.data, "{line}");

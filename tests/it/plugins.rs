@@ -1074,3 +1074,38 @@ fn diagnostics_check_the_path_a_hook_rewrote() {
         "{result}"
     );
 }
+
+#[test]
+fn a_plugins_agent_writes_only_when_its_plugin_is_granted_read_write() {
+    let project = project_with(&["doc_writer"]);
+    let tools_of_doc_writer = |project: &Project| {
+        let (output, stdout, stderr) = run(project.orch().args(["--json", "agents"]));
+        assert!(output.status.success(), "{stderr}");
+        let agents: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+        let agent = agents.iter().find(|a| a["name"] == "DocWriter").unwrap();
+        let tools: Vec<String> = agent["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        (tools, stderr)
+    };
+    let (tools, stderr) = tools_of_doc_writer(&project);
+    assert!(!tools.contains(&"write".to_string()), "{tools:?}");
+    assert!(tools.contains(&"read".to_string()), "{tools:?}");
+    assert!(
+        stderr.contains("agent \"DocWriter\" does not get write"),
+        "{stderr}"
+    );
+
+    let sha = sha256_hex(&std::fs::read(guest("doc_writer")).unwrap());
+    project.write(
+        ".opencode/orch.json",
+        &json!({"plugins": {"user_dir": false, "grants": {"doc_writer.wasm": {"sha256": sha, "project": "read-write"}}}})
+            .to_string(),
+    );
+    let (tools, stderr) = tools_of_doc_writer(&project);
+    assert!(tools.contains(&"write".to_string()), "{tools:?}");
+    assert!(!stderr.contains("does not get"), "{stderr}");
+}

@@ -3,8 +3,13 @@
 //!
 //! `decide` applies, in order: the built-in deny list of destructive shell
 //! commands (no configuration can allow those), the configured `bash`
-//! command patterns (last match wins), the per-tool rule, and finally the
-//! default, allow. `ask` prompts on the controlling terminal one request at a
+//! command patterns (last match wins) on every simple command of the line —
+//! `echo a && git push` is checked as `echo a` and as `git push`, and so are
+//! commands inside `sh -c`, `eval`, `$(…)` and `find -exec` — combined
+//! deny > ask > allow, with the per-tool rule (then allow) for a simple
+//! command no pattern matches. A line the reader cannot see all of (a
+//! program named by a variable) is asked about when any pattern denies or
+//! asks. `ask` prompts on the controlling terminal one request at a
 //! time; without a terminal (`--json`, no TTY, CI) it never waits and
 //! denies, telling the model why. The shell reading and the deny list are
 //! in `shell.rs`.
@@ -22,7 +27,7 @@ use super::ToolContext;
 use crate::config::{Action, PermissionConfig};
 use crate::events::{ApprovedBy, Event, EventBus};
 use crate::text::{printable, squash_spaces};
-use shell::destructive;
+pub use shell::destructive;
 
 /// What the router does with a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,35 +116,106 @@ impl Permissions {
         }
         // `run_background` runs shell commands too: bash's rules apply to it.
         let shell = tool == "bash" || tool == "run_background";
-        if let (Some(command), true) = (command, shell) {
-            let command = squash_spaces(command);
-            let rule = self
-                .rules
-                .bash
-                .iter()
-                .rev()
-                .find(|(pattern, _)| wildcard_match(&squash_spaces(pattern), &command));
-            if let Some((pattern, action)) = rule {
-                let source = format!("the bash rule {pattern:?}");
-                return apply(*action, tool, args, &source);
-            }
+        if let (Some(command), true) = (command, shell)
+            && !self.rules.bash.is_empty()
+        {
+            return self.decide_line(tool, args, command);
         }
-        let rule = self
-            .rules
-            .tools
-            .get(tool)
-            .map(|action| (tool, action))
-            .or_else(|| {
-                (tool == "run_background")
-                    .then(|| self.rules.tools.get("bash").map(|action| ("bash", action)))
-                    .flatten()
-            });
-        match rule {
-            Some((name, action)) => apply(*action, tool, args, &format!("the rule for {name:?}")),
+        match self.tool_rule(tool) {
+            Some((name, action)) => apply(action, tool, args, &format!("the rule for {name:?}")),
             None => Decision::Allow,
         }
     }
 
+    /// The per-tool rule for `tool` (`run_background` follows `bash`'s).
+    fn tool_rule<'a>(&'a self, tool: &'a str) -> Option<(&'a str, Action)> {
+        self.rules
+            .tools
+            .get(tool)
+            .map(|action| (tool, *action))
+            .or_else(|| {
+                (tool == "run_background")
+                    .then(|| self.rules.tools.get("bash").map(|action| ("bash", *action)))
+                    .flatten()
+            })
+    }
+
+    /// The bash patterns on every simple command of `line`, the strictest
+    /// answer winning.
+    fn decide_line(&self, tool: &str, args: &Value, line: &str) -> Decision {
+        let read = shell::commands(line);
+        let patterns: Vec<(String, Action)> = self
+            .rules
+            .bash
+            .iter()
+            .map(|(pattern, action)| (squash_spaces(pattern), *action))
+            .collect();
+        // The strictest answer so far, who gave it, and for which command.
+        let mut strictest: Option<(Action, String, String)> = None;
+        let mut consider = |action: Action, source: String, command: &str| {
+            if strictest
+                .as_ref()
+                .is_none_or(|(worst, _, _)| severity(action) > severity(*worst))
+            {
+                strictest = Some((action, source, command.to_string()));
+            }
+        };
+        for command in &read.commands {
+            let rule = patterns.iter().enumerate().rev().find(|(_, (pattern, _))| {
+                wildcard_match(pattern, &command.written)
+                    || wildcard_match(pattern, &command.program)
+            });
+            match rule {
+                Some((at, (_, action))) => consider(
+                    *action,
+                    format!("the bash rule {:?}", self.rules.bash[at].0),
+                    &command.program,
+                ),
+                None => match self.tool_rule(tool) {
+                    Some((name, action)) => {
+                        consider(action, format!("the rule for {name:?}"), &command.program)
+                    }
+                    None => consider(Action::Allow, String::new(), &command.program),
+                },
+            }
+        }
+        let guarded = patterns.iter().any(|(_, action)| *action != Action::Allow);
+        if let Some(why) = read.opaque.filter(|_| guarded) {
+            consider(Action::Ask, why.clone(), line);
+            if let Some((Action::Ask, _, _)) = &strictest {
+                return Decision::Ask(format!(
+                    "{} (orch cannot check its rules on it: {why})",
+                    describe(tool, args)
+                ));
+            }
+        }
+        match strictest {
+            // Said when the command the rule caught is part of a longer line.
+            Some((Action::Deny, source, command)) if squash_spaces(line) != command => {
+                Decision::Deny(format!(
+                    "{tool:?} is not allowed here ({source} says deny, for `{command}` in this line); try another approach"
+                ))
+            }
+            Some((action, source, _)) => apply(action, tool, args, &source),
+            None => match self.tool_rule(tool) {
+                Some((name, action)) => {
+                    apply(action, tool, args, &format!("the rule for {name:?}"))
+                }
+                None => Decision::Allow,
+            },
+        }
+    }
+}
+
+fn severity(action: Action) -> u8 {
+    match action {
+        Action::Allow => 0,
+        Action::Ask => 1,
+        Action::Deny => 2,
+    }
+}
+
+impl Permissions {
     pub async fn ask(
         &self,
         events: &EventBus,
@@ -342,6 +418,65 @@ mod tests {
             Decision::Ask(_) => Kind::Ask,
             Decision::Deny(_) => Kind::Deny,
         }
+    }
+
+    #[test]
+    fn rules_hold_for_every_simple_command_of_a_line() {
+        let config = rules(
+            &[],
+            &[
+                ("*", Action::Ask),
+                ("git push*", Action::Deny),
+                ("cargo test*", Action::Allow),
+                ("tail*", Action::Allow),
+                ("echo *", Action::Allow),
+                ("cd *", Action::Allow),
+            ],
+        );
+        let permissions = Permissions::new(config, false);
+        let decide = |tool: &str, command: &str| {
+            kind(&permissions.decide(tool, &json!({ "command": command })))
+        };
+        for (line, want) in [
+            ("echo a && git push origin main", Kind::Deny),
+            ("echo a; git push", Kind::Deny),
+            ("echo a | git push", Kind::Deny),
+            ("(cd x && git push)", Kind::Deny),
+            ("echo $(git push)", Kind::Deny),
+            ("echo `git push`", Kind::Deny),
+            ("sh -c 'git push --force'", Kind::Deny),
+            ("bash -lc \"cd a && git push\"", Kind::Deny),
+            ("eval git push", Kind::Deny),
+            ("sudo git push", Kind::Deny),
+            ("find . -exec git push \\;", Kind::Deny),
+            ("cargo test 2>&1 | tail -n 20", Kind::Allow),
+            ("cargo test > out.txt", Kind::Allow),
+            ("cargo test && ls", Kind::Ask),
+            ("$GIT push", Kind::Ask),
+            ("eval \"$CMD\"", Kind::Ask),
+        ] {
+            assert_eq!(decide("bash", line), want, "bash {line}");
+            assert_eq!(
+                decide("run_background", line),
+                want,
+                "run_background {line}"
+            );
+        }
+        let Decision::Deny(reason) =
+            permissions.decide("bash", &json!({"command": "echo a && git push"}))
+        else {
+            panic!("denied");
+        };
+        assert!(
+            reason.contains("the bash rule \"git push*\" says deny, for `git push` in this line"),
+            "{reason}"
+        );
+        // Without patterns that deny or ask, an unreadable line runs.
+        let open = Permissions::new(rules(&[], &[("cargo *", Action::Allow)]), false);
+        assert_eq!(
+            kind(&open.decide("bash", &json!({"command": "$X run"}))),
+            Kind::Allow
+        );
     }
 
     #[test]

@@ -113,13 +113,37 @@ fn simple_commands(line: &str) -> Vec<Vec<String>> {
                     }
                     in_word = true;
                 }
+                '&' if chars.peek() == Some(&'>') => {
+                    // `&>file`: a redirection, not a separator.
+                    end_word(&mut word, &mut in_word, &mut words);
+                    skip_redirection(&mut chars);
+                }
+                '{' if chars.peek() == Some(&'}') => {
+                    // `{}` (find's placeholder) is a word, not a group.
+                    chars.next();
+                    word.push_str("{}");
+                    in_word = true;
+                }
                 ';' | '&' | '|' | '\n' | '(' | ')' | '`' | '{' | '}' => {
                     end_word(&mut word, &mut in_word, &mut words);
                     if !words.is_empty() {
                         commands.push(std::mem::take(&mut words));
                     }
                 }
-                '<' | '>' => end_word(&mut word, &mut in_word, &mut words),
+                '<' | '>' => {
+                    // `2>&1`, `>file`, `< in`: the file descriptor before it
+                    // and the target after it are not words of the command.
+                    if in_word && word.chars().all(|c| c.is_ascii_digit()) {
+                        word.clear();
+                        in_word = false;
+                    }
+                    end_word(&mut word, &mut in_word, &mut words);
+                    if c == '<' && chars.peek() == Some(&'(') {
+                        // `<(cmd)`: a process substitution, read as a command.
+                        continue;
+                    }
+                    skip_redirection(&mut chars);
+                }
                 c if c.is_whitespace() => end_word(&mut word, &mut in_word, &mut words),
                 c => {
                     word.push(c);
@@ -133,6 +157,164 @@ fn simple_commands(line: &str) -> Vec<Vec<String>> {
         commands.push(words);
     }
     commands
+}
+
+/// After `<` or `>`: the rest of the operator (`>`, `&`, `|`) and its
+/// target word (`file`, `1`, `"a b"`), which belong to no command.
+fn skip_redirection(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while chars
+        .peek()
+        .is_some_and(|c| matches!(c, '>' | '<' | '&' | '|'))
+    {
+        chars.next();
+    }
+    while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+        chars.next();
+    }
+    let mut quote: Option<char> = None;
+    while let Some(&c) = chars.peek() {
+        match quote {
+            Some(open) => {
+                chars.next();
+                if c == open {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                chars.next();
+                quote = Some(c);
+            }
+            None if c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')' | '<' | '>') => {
+                break;
+            }
+            None => {
+                chars.next();
+            }
+        }
+    }
+}
+
+/// What a command line runs, as permission rules see it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Commands {
+    /// Every simple command, nested ones (`sh -c '…'`, `eval …`, `$(…)`,
+    /// backticks, `find -exec … ;`) included: the words joined by one space,
+    /// and the same from the program on when wrappers (`sudo`, `env X=1`,
+    /// `timeout 5`) come first.
+    pub commands: Vec<Command>,
+    /// Why part of the line is out of sight (a program named by a variable,
+    /// `eval` of an expansion), or `None`.
+    pub opaque: Option<String>,
+}
+
+/// One simple command: as written and as run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub written: String,
+    pub program: String,
+}
+
+/// How deep `sh -c` and `eval` are read into.
+const MAX_NESTING: usize = 4;
+
+/// Read `line` into its simple commands (see [`Commands`]).
+pub fn commands(line: &str) -> Commands {
+    let mut out = Commands::default();
+    read_into(line, 0, &mut out);
+    out
+}
+
+fn read_into(line: &str, depth: usize, out: &mut Commands) {
+    if depth > MAX_NESTING {
+        out.opaque
+            .get_or_insert_with(|| "commands nested too deeply to read".to_string());
+        return;
+    }
+    for words in simple_commands(line) {
+        let written = words.join(" ");
+        let Some((program, args)) = program_and_args(&words) else {
+            out.commands.push(Command {
+                program: written.clone(),
+                written,
+            });
+            continue;
+        };
+        let start = words.len() - args.len() - 1;
+        let from_program = words[start..].join(" ");
+        if program.starts_with('$') {
+            out.opaque
+                .get_or_insert_with(|| format!("`{written}` runs a program named by a variable"));
+        }
+        match program {
+            "sh" | "bash" | "zsh" | "dash" | "ksh" => {
+                let script = args
+                    .iter()
+                    .position(|arg| {
+                        arg.starts_with('-') && !arg.starts_with("--") && arg.contains('c')
+                    })
+                    .and_then(|flag| args[flag + 1..].iter().find(|arg| !arg.starts_with('-')));
+                if let Some(script) = script {
+                    read_into(script, depth + 1, out);
+                }
+            }
+            "eval" => {
+                let script = args.join(" ");
+                if script.contains('$') {
+                    out.opaque
+                        .get_or_insert_with(|| format!("`{written}` evaluates an expansion"));
+                }
+                read_into(&script, depth + 1, out);
+            }
+            "find" => {
+                let mut rest = args;
+                while let Some(at) = rest
+                    .iter()
+                    .position(|arg| matches!(arg.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir"))
+                {
+                    let after = &rest[at + 1..];
+                    let end = after
+                        .iter()
+                        .position(|arg| arg == ";" || arg == "+")
+                        .unwrap_or(after.len());
+                    let inner: Vec<String> = after[..end]
+                        .iter()
+                        .filter(|arg| arg.as_str() != "{}")
+                        .cloned()
+                        .collect();
+                    if !inner.is_empty() {
+                        read_into(&quote_words(&inner), depth + 1, out);
+                    }
+                    rest = &after[end.min(after.len())..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                    rest = &rest[1..];
+                }
+            }
+            _ => {}
+        }
+        out.commands.push(Command {
+            written,
+            program: from_program,
+        });
+    }
+}
+
+/// Words as a command line again, each single-quoted when it needs it.
+fn quote_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|word| {
+            if word.is_empty()
+                || word.contains(|c: char| !(c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)))
+            {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            } else {
+                word.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The program a simple command runs (its base name) and its arguments,
@@ -408,5 +590,53 @@ mod tests {
                 vec!["j", "${HOME}/x"],
             ]
         );
+    }
+
+    fn seen(line: &str) -> Vec<String> {
+        commands(line)
+            .commands
+            .into_iter()
+            .map(|c| c.program)
+            .collect()
+    }
+
+    #[test]
+    fn every_simple_command_of_a_line_is_seen() {
+        assert_eq!(
+            seen("echo a && git push origin main"),
+            ["echo a", "git push origin main"]
+        );
+        assert_eq!(
+            seen("cargo test 2>&1 | tail -n 5"),
+            ["cargo test", "tail -n 5"]
+        );
+        assert_eq!(seen("make >build.log 2> err.txt; ls"), ["make", "ls"]);
+        assert_eq!(seen("cat < in.txt &> out.txt"), ["cat"]);
+        assert_eq!(seen("(cd sub && git push)"), ["cd sub", "git push"]);
+        assert_eq!(
+            seen("echo $(git push) `rm -rf x`"),
+            ["echo $", "git push", "rm -rf x"]
+        );
+        assert_eq!(
+            seen("sh -c 'git push --force'"),
+            ["git push --force", "sh -c git push --force"]
+        );
+        assert_eq!(
+            seen("bash -lc \"cd a; git push\""),
+            ["cd a", "git push", "bash -lc cd a; git push"]
+        );
+        assert_eq!(seen("eval git push"), ["git push", "eval git push"]);
+        assert_eq!(
+            seen("find . -name '*.tmp' -exec rm -f {} \\;"),
+            ["rm -f", "find . -name *.tmp -exec rm -f {} ;"]
+        );
+        assert_eq!(seen("sudo -u bob git push"), ["git push"]);
+        assert_eq!(
+            commands("sudo git push").commands[0].written,
+            "sudo git push"
+        );
+        assert_eq!(commands("git push").opaque, None);
+        assert!(commands("$TOOL push").opaque.is_some());
+        assert!(commands("eval \"$CMD\"").opaque.is_some());
     }
 }
