@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 
 fn orch() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
-    command.env("CI", "1");
+    // The benchmark's projects are its own: their settings apply.
+    command.env("CI", "1").env("ORCH_TRUST_PROJECT", "1");
     for var in [
         "OPENAI_API_KEY",
         "ANTHROPIC_API_KEY",

@@ -47,7 +47,7 @@ async fn row(label: &str, wire: Wire, with_faults: bool) {
         retries: Vec::new(),
     };
     for run in 0..RUNS {
-        let project = Project::new();
+        let project = Project::trusted();
         let work = rust_project(&project);
         project.write(".opencode/orch.json", &sim_config().to_string());
         let seed = 100 + run;

@@ -106,6 +106,13 @@ pub fn replace(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<
     prepare(path, bytes, durability)?.commit()
 }
 
+/// The sha256 of `bytes`, as lowercase hex (plugin grants, trust).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

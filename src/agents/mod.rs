@@ -222,12 +222,21 @@ impl AgentRegistry {
         AgentRegistry { agents }
     }
 
-    /// Built-ins with the project's prompt overrides and rules, plus the
-    /// project's custom agents. Problems with single entries come back as
-    /// warnings; the valid agents still load.
-    pub fn load(root: &Path) -> (AgentRegistry, Vec<String>) {
+    /// Built-ins with the project's rules and, when the project is
+    /// trusted, its prompt overrides and custom agents. Problems with single
+    /// entries come back as warnings; the valid agents still load.
+    pub fn load(root: &Path, trusted: bool) -> (AgentRegistry, Vec<String>) {
         let mut registry = AgentRegistry::builtin();
         let mut warnings = Vec::new();
+        if !trusted {
+            let rules = project_rules(root);
+            if !rules.is_empty() {
+                for agent in &mut registry.agents {
+                    agent.prompt.push_str(&rules);
+                }
+            }
+            return (registry, warnings);
+        }
         for agent in &mut registry.agents {
             let file = root
                 .join(".opencode")
@@ -404,7 +413,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("AGENTS.md"), "Use tabs.").unwrap();
         std::fs::write(dir.path().join("CLAUDE.md"), "Run make check.").unwrap();
-        let (registry, warnings) = AgentRegistry::load(dir.path());
+        let (registry, warnings) = AgentRegistry::load(dir.path(), true);
         assert!(warnings.is_empty(), "{warnings:?}");
         let worker = registry.find("worker").unwrap();
         assert!(worker.prompt.starts_with("Custom worker prompt."));

@@ -6,8 +6,9 @@ use crate::agents::AgentRegistry;
 
 pub fn agents(cli: &Cli) -> anyhow::Result<u8> {
     let root = super::project_root(cli.dir.as_deref())?;
-    let (mut agents, mut warnings) = AgentRegistry::load(&root);
-    warnings.extend(super::plugins::add_agents(&root, &mut agents));
+    let config = crate::config::load(&root, &cli.overrides())?;
+    let (mut agents, mut warnings) = AgentRegistry::load(&root, config.trust.trusted);
+    warnings.extend(super::plugins::add_agents(&root, &config, &mut agents));
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }

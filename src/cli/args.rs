@@ -53,6 +53,11 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// Apply this project's own settings, agents and plugins for this run
+    /// without recording trust (for CI; ORCH_TRUST_PROJECT=1 does the same).
+    #[arg(long, global = true)]
+    pub trust_project: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +90,16 @@ pub enum Command {
     /// Wasm plugins: list the loaded ones, or check one file.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Show what this project's own settings, agents and plugins would make
+    /// orch do, and trust them (recorded in your config directory).
+    Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Forget the trust given to this project instead.
+    #[arg(long)]
+    pub revoke: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::{Cli, exit};
-use crate::config::{self, Overrides, ProjectAccess};
+use crate::config::{self, Overrides, ProjectAccess, TrustStore};
 use crate::files::{self, Durability};
 use crate::plugins::bundled::{self, Needs};
 use crate::plugins::sha256_hex;
@@ -101,13 +101,49 @@ pub fn init(cli: &Cli) -> anyhow::Result<u8> {
 
     write_new(
         &dir.join(".gitignore"),
-        b"sessions/\nmissions/\nruns/\ncache/\n",
+        b"sessions/\nmissions/\nruns/\ncache/\nplugin-data/\n",
     )?;
+    trust_what_init_wrote(&root, new_config, &plugins);
     println!(
         "ready: edit {} and run `orch task \"<goal>\"`",
         config.display()
     );
     Ok(exit::COMPLETE)
+}
+
+/// Files `orch init` writes are the user's own: when everything of the
+/// project that needs trust is what init just wrote (a new `orch.json`,
+/// bundled plugins), trust is recorded; anything else (a cloned
+/// `agents.json`, a plugin init did not write) waits for `orch trust`.
+fn trust_what_init_wrote(root: &Path, new_config: bool, plugins: &[Plugin]) {
+    let Ok(config) = config::load(root, &Overrides::default()) else {
+        return;
+    };
+    let Some(surface) = config.trust.ignored() else {
+        return;
+    };
+    let ours = |path: &String| {
+        plugins.iter().any(|plugin| {
+            plugin.outcome != Outcome::Kept && *path == format!(".opencode/plugins/{}", plugin.file)
+        })
+    };
+    let foreign: Vec<&String> = surface
+        .files
+        .iter()
+        .map(|(path, _)| path)
+        .filter(|path| !ours(path))
+        .collect();
+    if (!surface.keys.is_empty() && !new_config) || !foreign.is_empty() {
+        println!(
+            "this project has settings of its own that init did not write; review them with `orch trust`"
+        );
+        return;
+    }
+    match TrustStore::of_user().map(|store| store.record(root, &surface.hash())) {
+        Some(Ok(())) => {}
+        Some(Err(err)) => println!("could not record trust for what init wrote: {err}"),
+        None => println!("no user config directory: run `orch trust` to apply orch.json"),
+    }
 }
 
 /// Write `bytes` to `path` unless a file is there; whether it was written.
@@ -259,9 +295,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("orch.json");
         std::fs::write(&file, &text).unwrap();
-        let config =
-            crate::config::load_from(None, &file, &Default::default(), &Default::default())
-                .unwrap_or_else(|err| panic!("{err}\n{text}"));
+        let trusted = Overrides {
+            trust_project: true,
+            ..Overrides::default()
+        };
+        let config = crate::config::load_from(None, &file, &Default::default(), &trusted)
+            .unwrap_or_else(|err| panic!("{err}\n{text}"));
         assert_eq!(config.plugins.grants.len(), bundled::NEEDS.len(), "{text}");
         for plugin in &plugins {
             let needs = plugin.needs.unwrap();

@@ -543,6 +543,8 @@ pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
         budget_usd: cli.budget_usd,
         quiet: cli.quiet,
         verbose: cli.verbose,
+        // orch wrote this project, settings and all.
+        trust_project: true,
         command: super::Command::Demo,
     };
     let ctx = Project::load(&cli_for_demo)?;

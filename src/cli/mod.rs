@@ -12,6 +12,7 @@ mod monitor;
 mod plugins;
 mod run;
 mod status;
+mod trust;
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -107,6 +108,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Demo => mission::demo(&cli).await,
         Command::Init => init::init(&cli),
         Command::Plugins(command) => plugins::command(&cli, command).await,
+        Command::Trust(args) => trust::trust(&cli, args.revoke),
     };
     match result {
         Ok(code) => code,
@@ -175,12 +177,15 @@ impl Drop for Project {
 impl Project {
     pub fn load(cli: &Cli) -> anyhow::Result<Project> {
         let root = project_root(cli.dir.as_deref())?;
-        let overrides = Overrides {
-            provider: cli.provider.clone(),
-            model: cli.model.clone(),
-            script: cli.script.as_ref().map(|path| absolute_from_cwd(path)),
-        };
+        let overrides = cli.overrides();
+        let interactive = !cli.json
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("CI").is_none();
         let config = config::load(&root, &overrides)?;
+        let (config, untrusted) = trust::settle(&root, config, interactive, || {
+            Ok(config::load(&root, &overrides)?)
+        })?;
         crate::secrets::install(
             [&config.openai.api_key, &config.anthropic.api_key]
                 .into_iter()
@@ -190,10 +195,6 @@ impl Project {
             &config.sandbox.env_remove,
             std::env::vars(),
         );
-        let interactive = !cli.json
-            && std::io::stdin().is_terminal()
-            && std::io::stdout().is_terminal()
-            && std::env::var_os("CI").is_none();
         let events = Arc::new(EventBus::new());
         let metrics = Arc::new(MetricsSink::new(prices(&config)));
         events.add_sink(metrics.clone());
@@ -233,6 +234,12 @@ impl Project {
             },
             events.clone(),
         );
+        if let Some(warning) = untrusted {
+            events.emit(crate::events::Event::Warning {
+                session: None,
+                message: warning,
+            });
+        }
         let (cancel, ctrl_c) = cancel_on_signals();
         Ok(Project {
             root,
@@ -401,7 +408,11 @@ impl Project {
             }
             if tokio::runtime::Handle::try_current().is_ok() {
                 self.plugin_watcher.get_or_init(|| {
-                    let dirs = crate::plugins::PluginHost::dirs(&self.root, &self.config.plugins);
+                    let dirs = crate::plugins::PluginHost::dirs(
+                        &self.root,
+                        &self.config.plugins,
+                        self.config.trust.trusted,
+                    );
                     host.watch(&dirs)
                         .map_err(|problem| self.warn([problem]))
                         .ok()
@@ -444,7 +455,8 @@ impl Project {
     /// The agent registry: built-ins, the project's custom agents and the
     /// agents plugins define; problems come back as warnings.
     pub fn agents(&self) -> (crate::agents::AgentRegistry, Vec<String>) {
-        let (mut agents, mut warnings) = crate::agents::AgentRegistry::load(&self.root);
+        let (mut agents, mut warnings) =
+            crate::agents::AgentRegistry::load(&self.root, self.config.trust.trusted);
         if let Some(host) = self.plugin_host() {
             warnings.extend(plugins::add_host_agents(&host, &mut agents));
             let tools: Vec<(String, bool)> = host
@@ -580,6 +592,18 @@ fn project_root(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         return Err(anyhow!("project root {} is not a directory", dir.display()));
     }
     Ok(root)
+}
+
+impl Cli {
+    /// What the flags say about the configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            script: self.script.as_ref().map(|path| absolute_from_cwd(path)),
+            trust_project: self.trust_project,
+        }
+    }
 }
 
 fn absolute_from_cwd(path: &Path) -> PathBuf {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::{Cli, PluginsCommand, exit};
 use crate::agents::{Agent, AgentRegistry, AgentSource, Role};
-use crate::config::{self, Config, Overrides, ProjectAccess};
+use crate::config::{self, Config, ProjectAccess};
 use crate::events::EventBus;
 use crate::plugins::{PluginHost, PluginInfo};
 
@@ -22,7 +22,7 @@ pub(crate) fn start(
     if !config.plugins.enabled {
         return (None, Vec::new());
     }
-    let dirs = PluginHost::dirs(root, &config.plugins);
+    let dirs = PluginHost::dirs(root, &config.plugins, config.trust.trusted);
     if !PluginHost::any_in(&dirs) {
         return (None, Vec::new());
     }
@@ -76,12 +76,12 @@ pub(crate) fn add_host_agents(host: &PluginHost, registry: &mut AgentRegistry) -
 }
 
 /// For `orch agents`: load the project's plugins and add their agents.
-pub(crate) fn add_agents(root: &Path, registry: &mut AgentRegistry) -> Vec<String> {
-    let config = match config::load(root, &Overrides::default()) {
-        Ok(config) => config,
-        Err(err) => return vec![format!("{err}; plugin agents are not listed")],
-    };
-    let (host, mut problems) = start(root, &config, &Arc::new(EventBus::new()));
+pub(crate) fn add_agents(
+    root: &Path,
+    config: &Config,
+    registry: &mut AgentRegistry,
+) -> Vec<String> {
+    let (host, mut problems) = start(root, config, &Arc::new(EventBus::new()));
     if let Some(host) = host {
         problems.extend(add_host_agents(&host, registry));
     }
@@ -90,13 +90,17 @@ pub(crate) fn add_agents(root: &Path, registry: &mut AgentRegistry) -> Vec<Strin
 
 pub async fn command(cli: &Cli, command: &PluginsCommand) -> anyhow::Result<u8> {
     let root = super::project_root(cli.dir.as_deref())?;
-    let config = config::load(&root, &Overrides::default())?;
+    let config = config::load(&root, &cli.overrides())?;
     let events = Arc::new(EventBus::new());
     let host = PluginHost::new(&root, &config.plugins, events, None)?;
     match command {
         PluginsCommand::List => {
             let problems = host
-                .load_dirs(&PluginHost::dirs(&root, &config.plugins))
+                .load_dirs(&PluginHost::dirs(
+                    &root,
+                    &config.plugins,
+                    config.trust.trusted,
+                ))
                 .await;
             for problem in &problems {
                 eprintln!("warning: {problem}");

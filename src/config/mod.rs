@@ -6,11 +6,13 @@
 mod grants;
 mod jsonc;
 mod load;
+pub mod trust;
 mod validate;
 
 pub use grants::{HostPattern, PluginGrant, ProjectAccess, plugin_data_dir};
 pub use jsonc::strip_comments;
 pub use load::{Overrides, load, load_from};
+pub use trust::{ProjectTrust, Surface, TrustStore};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,6 +115,9 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// What the processes orch starts may see (`docs/security.md`).
     pub sandbox: SandboxConfig,
+    /// Whether the project's own settings and files apply (not a key).
+    #[serde(skip)]
+    pub trust: ProjectTrust,
 }
 
 /// The boundary around every process orch starts.

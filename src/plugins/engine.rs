@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use crate::files::sha256_hex;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
@@ -66,12 +66,6 @@ pub struct Compiled {
     pub sha256: String,
     /// Whether it came from the compiled-code cache.
     pub cached: bool,
-}
-
-/// sha256 of `bytes`, hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// What makes compiled code loadable by this engine: wasmtime's

@@ -39,8 +39,8 @@ use crate::provider::ToolSpec;
 use bindings::{HookPoint, PluginPre};
 use state::{CallSetup, Services, StoreState};
 
+pub use crate::files::sha256_hex;
 pub use call::PluginInstance;
-pub use engine::sha256_hex;
 pub use observe::PluginObserver;
 pub use watch::PluginWatcher;
 
@@ -170,10 +170,14 @@ impl PluginHost {
         })
     }
 
-    /// The folders plugins load from: `.opencode/plugins/` of the project,
-    /// then the user-level `~/.config/orch/plugins/` (when enabled).
-    pub fn dirs(root: &Path, config: &PluginsConfig) -> Vec<PathBuf> {
-        let mut dirs = vec![root.join(".opencode").join("plugins")];
+    /// The folders plugins load from: `.opencode/plugins/` of the project
+    /// (when the project is trusted), then the user-level
+    /// `~/.config/orch/plugins/` (when enabled).
+    pub fn dirs(root: &Path, config: &PluginsConfig, project_trusted: bool) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if project_trusted {
+            dirs.push(root.join(".opencode").join("plugins"));
+        }
         if config.user_dir
             && let Some(dir) = dirs::config_dir()
         {

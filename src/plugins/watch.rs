@@ -89,7 +89,7 @@ impl PluginHost {
             }
             return;
         };
-        let sha256 = engine::sha256_hex(&bytes);
+        let sha256 = crate::files::sha256_hex(&bytes);
         let current = self.read().get(&file).map(|p| p.info.sha256.clone());
         if current.as_deref() == Some(sha256.as_str()) {
             return;

@@ -398,7 +398,8 @@ impl Tasks {
         if status == TaskStatus::Completed {
             self.pool.release(session);
         }
-        drop(admitted);
+        // On record as finished before its slot goes to the next task, so
+        // no task is seen starting in a slot that is still taken.
         self.finish(
             number,
             &id,
@@ -407,6 +408,7 @@ impl Tasks {
             Some(report.final_text),
             report.error,
         );
+        drop(admitted);
     }
 
     fn finish(

@@ -124,7 +124,7 @@ fn version_prints_the_crate_version() {
 
 #[test]
 fn usage_and_config_errors_exit_two_and_say_what_is_wrong() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write("run.json", ADD_SCRIPT);
 
     let (output, _, stderr) = run(project.orch().args(["run", "--agent", "Worker", "go"]));
@@ -240,7 +240,7 @@ fn max_turns_stops_the_session_with_exit_one() {
 
 #[test]
 fn project_config_env_and_flags_layer_in_order() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         "a.json",
         r#"{"agents":{"Worker":[{"text":"from script a"}]}}"#,
@@ -283,7 +283,7 @@ fn project_config_env_and_flags_layer_in_order() {
 
 #[test]
 fn ask_rules_deny_without_a_terminal_and_tell_the_model() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         r#"{"permissions":{"tools":{"write":"ask"}}}"#,
@@ -321,7 +321,7 @@ fn ask_rules_deny_without_a_terminal_and_tell_the_model() {
 
 #[test]
 fn api_keys_never_reach_output_transcripts_or_errors() {
-    let project = Project::new();
+    let project = Project::trusted();
     let key = "sk-test-0123456789abcdef-secret";
     // Nothing listens on port 9: the provider fails at once, without retries.
     project.write(
@@ -376,7 +376,7 @@ fn snapshot(project: &Project) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
 #[test]
 fn init_installs_the_bundled_plugins_and_grants_what_they_need() {
     let plugins = bundled_plugins();
-    let project = Project::new();
+    let project = Project::trusted();
     let (output, stdout, stderr) = run(project.orch().arg("init"));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     for (file, bytes) in plugins {
@@ -425,7 +425,7 @@ fn init_installs_the_bundled_plugins_and_grants_what_they_need() {
 #[test]
 fn a_second_init_leaves_everything_as_it_is() {
     let plugins = bundled_plugins();
-    let project = Project::new();
+    let project = Project::trusted();
     let (output, _, stderr) = run(project.orch().arg("init"));
     assert!(output.status.success(), "{stderr}");
     let before = snapshot(&project);
@@ -448,7 +448,7 @@ fn a_second_init_leaves_everything_as_it_is() {
 #[test]
 fn init_keeps_the_users_plugin_and_config_and_prints_the_missing_grants() {
     let plugins = bundled_plugins();
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(".opencode/orch.json", r#"{"verify": []}"#);
     project.write(".opencode/plugins/metrics.wasm", "my own metrics plugin");
     let (output, stdout, stderr) = run(project.orch().arg("init"));
@@ -493,7 +493,7 @@ fn init_keeps_the_users_plugin_and_config_and_prints_the_missing_grants() {
 
 #[test]
 fn every_flag_and_value_is_checked_before_anything_runs() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write("run.json", r#"{"agents":{}}"#);
     let scripted = ["--provider", "scripted", "--script", "run.json"];
     let big_goal = "x".repeat(100_000);
@@ -542,7 +542,7 @@ fn every_flag_and_value_is_checked_before_anything_runs() {
 
 #[test]
 fn a_provider_without_key_or_base_url_fails_at_start_for_both_wire_formats() {
-    let project = Project::new();
+    let project = Project::trusted();
     for provider in ["openai", "anthropic"] {
         let (output, stdout, stderr) =
             run(project.orch().args(["--provider", provider, "task", "g"]));

@@ -90,7 +90,7 @@ fn a_broken_python_edit_shows_py_compile_findings_until_fixed() {
 
 #[test]
 fn missing_checkers_are_a_note_and_diagnostics_can_be_turned_off() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         r#"{"diagnostics": {"commands": ["definitely-not-a-checker x.txt"]}}"#,
@@ -107,7 +107,7 @@ fn missing_checkers_are_a_note_and_diagnostics_can_be_turned_off() {
     );
     assert!(results[0].contains("not found"), "{}", results[0]);
 
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         r#"{"diagnostics": {"after_edits": false}}"#,

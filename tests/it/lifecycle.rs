@@ -270,7 +270,7 @@ fn start_time(pid: i32) -> u64 {
 
 #[test]
 fn the_next_run_kills_what_a_killed_run_left_but_never_a_reused_number() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         &json!({"verify": [], "notifications": false}).to_string(),

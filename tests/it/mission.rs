@@ -118,7 +118,7 @@ fn demo_runs_a_whole_mission_with_parallel_workers() {
 
 #[test]
 fn a_rejected_item_is_redone_until_the_reviewer_approves() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &["grep -qx hello greeting.txt"]);
     let script = json!({"agents": {
         "Commander": [
@@ -175,7 +175,7 @@ fn idle_commander(extra: usize) -> Value {
 
 #[test]
 fn max_iterations_stops_with_its_reason() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let (code, events, _) = task(&project, &idle_commander(5), &["--max-iterations", "2"]);
     assert_eq!(code, Some(1));
@@ -200,7 +200,7 @@ fn max_iterations_stops_with_its_reason() {
 
 #[test]
 fn no_progress_stops_with_its_reason() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let (code, events, _) = task(&project, &idle_commander(10), &[]);
     assert_eq!(code, Some(1));
@@ -214,7 +214,7 @@ fn no_progress_stops_with_its_reason() {
 
 #[test]
 fn rereading_the_plan_on_every_wake_up_and_polling_a_job_are_not_repetition() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &["test -f done.txt"]);
     let read_todo = || call("read_todo", json!({}));
     let script = json!({"agents": {
@@ -250,7 +250,7 @@ fn rereading_the_plan_on_every_wake_up_and_polling_a_job_are_not_repetition() {
 
 #[test]
 fn the_same_call_with_the_same_result_stops_the_mission_and_every_call_keeps_its_result() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     project.write("notes.txt", "stuck\n");
     let same = json!({"tool_calls": [call("grep", json!({"pattern": "stuck"}))]});
@@ -272,7 +272,7 @@ fn the_same_call_with_the_same_result_stops_the_mission_and_every_call_keeps_its
 
 #[test]
 fn wall_clock_and_budgets_stop_with_their_reasons() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         r#"{"verify": [], "mission": {"max_wall_secs": 1}}"#,
@@ -292,14 +292,14 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
 
     let busy = json!({"tool_calls": [call("list", json!({}))]});
     let script = json!({"agents": {"Commander": [busy, {"tool_calls": [call("glob", json!({"pattern": "*"}))]}, {"text": "done"}]}});
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let (code, events, _) = task(&project, &script, &["--budget-tokens", "100"]);
     assert_eq!(code, Some(1));
     let reason = finished(&events)["reason"].as_str().unwrap().to_string();
     assert!(reason.starts_with("token budget spent"), "{reason}");
 
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         r#"{"verify": [], "pricing": {"scripted": {"input": 1000.0, "output": 1000.0}}}"#,
@@ -319,7 +319,7 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
 
 #[test]
 fn nested_items_and_a_human_edit_during_the_run_are_honoured() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let script = json!({"agents": {
         "Commander": [
@@ -467,7 +467,7 @@ fn kill_and_resume(wait: impl FnOnce(&Project)) {
 
 /// `kill_and_resume`, with `tamper` changing what the killed process left.
 fn kill_tamper_and_resume(wait: impl FnOnce(&Project), tamper: impl FnOnce(&Project)) {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &["test -f a.txt", "test -f b.txt"]);
     project.write("run.json", &resumable_script().to_string());
     let mut child = spawn_task(&project, "Write a.txt and b.txt");
@@ -578,7 +578,7 @@ fn resume_after_sigkill_between_two_reviewer_updates() {
 
 #[test]
 fn orch_cancel_from_another_process_stops_the_mission() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let script = json!({"agents": {
         "Commander": [{"tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "sleep", "prompt": "sleep", "background": false}))]}],
@@ -605,7 +605,7 @@ fn orch_cancel_from_another_process_stops_the_mission() {
 
 #[test]
 fn ctrl_c_cancels_cleanly_with_exit_130() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let script = json!({"agents": {"Commander": [{"latency_ms": 20000, "text": "late"}]}});
     project.write("run.json", &script.to_string());
@@ -624,7 +624,7 @@ fn ctrl_c_cancels_cleanly_with_exit_130() {
 
 #[test]
 fn custom_agents_load_with_their_tool_limits_and_bad_entries_are_named() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     project.write(
         ".opencode/agents.json",
@@ -678,7 +678,7 @@ fn custom_agents_load_with_their_tool_limits_and_bad_entries_are_named() {
 
 #[test]
 fn plan_writes_the_todo_and_status_reports_the_mission() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         "run.json",
         &json!({"agents": {"Planner": [
@@ -725,7 +725,7 @@ fn plan_writes_the_todo_and_status_reports_the_mission() {
 
 #[test]
 fn init_writes_a_commented_config_that_loads() {
-    let project = Project::new();
+    let project = Project::trusted();
     let (output, stdout, _) = run(project.orch().arg("init"));
     assert!(output.status.success(), "{stdout}");
     let config = project.read(".opencode/orch.json");
@@ -748,7 +748,7 @@ fn init_writes_a_commented_config_that_loads() {
 
 #[test]
 fn admission_queues_tasks_before_any_session_exists() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         r#"{"verify": [], "concurrency": {"global": 8, "per_agent": 4, "agents": {"worker": 1}}}"#,
@@ -823,7 +823,7 @@ fn admission_queues_tasks_before_any_session_exists() {
 
 #[test]
 fn background_jobs_die_with_the_mission() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let script = json!({"agents": {
         "Commander": [
@@ -865,7 +865,7 @@ fn background_jobs_die_with_the_mission() {
 
 #[test]
 fn a_dollar_budget_needs_a_price_for_every_model_or_the_mission_does_not_start() {
-    let project = Project::new();
+    let project = Project::trusted();
     let (output, _, stderr) = run(project
         .orch()
         .env("OPENAI_BASE_URL", "https://models.example.invalid/v1")
@@ -929,7 +929,7 @@ fn a_failure_after_the_mission_started_exits_1() {
 
 #[test]
 fn an_unreadable_sync_issues_file_fails_the_gate_naming_it() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &["true"]);
     std::fs::create_dir_all(project.file(".opencode")).unwrap();
     std::fs::write(
@@ -962,7 +962,7 @@ fn an_unreadable_sync_issues_file_fails_the_gate_naming_it() {
 
 #[test]
 fn status_shows_the_budgets_beside_what_was_spent() {
-    let project = Project::new();
+    let project = Project::trusted();
     verify(&project, &[]);
     let (code, events, _) = task(
         &project,
@@ -993,7 +993,7 @@ fn status_shows_the_budgets_beside_what_was_spent() {
 
 #[test]
 fn a_json_reader_that_stalls_never_holds_the_mission_back() {
-    let project = Project::new();
+    let project = Project::trusted();
     project.write(
         ".opencode/orch.json",
         &json!({"verify": [], "session": {"max_turns": 500}}).to_string(),

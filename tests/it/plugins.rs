@@ -90,7 +90,7 @@ impl Warnings {
 
 /// A project with `plugins` copied into `.opencode/plugins/`.
 fn project_with(plugins: &[&str]) -> Project {
-    let project = Project::new();
+    let project = Project::trusted();
     let dir = project.file(".opencode/plugins");
     std::fs::create_dir_all(&dir).unwrap();
     for name in plugins {

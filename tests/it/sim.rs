@@ -26,7 +26,7 @@ async fn seed(seed: u64) {
         );
         return;
     }
-    let project = Project::new();
+    let project = Project::trusted();
     let work = if seed % 4 < 2 {
         rust_project(&project)
     } else {
@@ -115,7 +115,7 @@ seeds! {
 /// goes again.
 #[tokio::test]
 async fn keep_alive_comments_alone_run_into_the_turn_deadline() {
-    let project = Project::new();
+    let project = Project::trusted();
     let work = rust_project(&project);
     let mut config = sim_config();
     config["session"]["turn_timeout_ms"] = 1500.into();
@@ -155,7 +155,7 @@ async fn keep_alive_comments_alone_run_into_the_turn_deadline() {
 /// more are in), and resume again: the mission ends as if nothing happened.
 async fn killed_twice(wire: Wire, first: usize, second: usize) {
     use crate::support::missions::orch;
-    let project = Project::new();
+    let project = Project::trusted();
     let work = rust_project(&project);
     project.write(".opencode/orch.json", &sim_config().to_string());
     let play = Play {

@@ -10,13 +10,27 @@ use serde_json::Value;
 pub struct Project {
     pub dir: tempfile::TempDir,
     config_home: tempfile::TempDir,
+    /// Runs pass `ORCH_TRUST_PROJECT=1`: the fixture's own settings apply.
+    trusted: bool,
 }
 
 impl Project {
+    /// A project nobody trusts yet: its own settings are ignored, as a
+    /// freshly cloned repository's are.
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().expect("temp project"),
             config_home: tempfile::tempdir().expect("temp config home"),
+            trusted: false,
+        }
+    }
+
+    /// A project whose fixture the test trusts: its `orch.json`, agents,
+    /// prompts and plugins apply (as after `orch trust`).
+    pub fn trusted() -> Project {
+        Project {
+            trusted: true,
+            ..Project::new()
         }
     }
 
@@ -72,6 +86,11 @@ impl Project {
             .env("XDG_CONFIG_HOME", self.config_home.path())
             .env("CI", "1")
             .env("NO_COLOR", "1");
+        if self.trusted {
+            command.env("ORCH_TRUST_PROJECT", "1");
+        } else {
+            command.env_remove("ORCH_TRUST_PROJECT");
+        }
         for var in [
             "OPENAI_API_KEY",
             "OPENAI_BASE_URL",
