@@ -129,7 +129,10 @@ fn host(root: &Path) -> PluginHost {
         hook_timeout_ms: 10_000,
         ..PluginsConfig::default()
     };
-    PluginHost::new(root, &config, Arc::new(EventBus::new()), None).expect("plugin host")
+    // Each benchmark project has a compiled-code cache of its own.
+    let cache = orch::plugins::CodeCache::open(&root.join("code-cache")).expect("code cache");
+    PluginHost::with_cache(root, &config, Arc::new(EventBus::new()), None, Some(cache))
+        .expect("plugin host")
 }
 
 /// How many samples of each measurement one plugin gets.

@@ -5,7 +5,7 @@
 //! pre-instantiate.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use wasmtime::{Config, Engine};
 
 use super::PluginError;
 use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, Plugin, PluginPre};
+use super::cache::CodeCache;
 use super::state::StoreState;
-use crate::files::{self, Durability};
 
 /// How often the epoch advances: the granularity of every deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -70,19 +70,19 @@ pub struct Compiled {
 
 /// What makes compiled code loadable by this engine: wasmtime's
 /// compatibility hash (version, target, settings).
-fn engine_key(engine: &Engine) -> String {
+pub fn engine_key(engine: &Engine) -> String {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
 
-/// Compile `path` (or load its compiled code from `cache_dir`), check that
+/// Compile `path` (or load its compiled code from `cache`), check that
 /// it speaks this contract version, and pre-instantiate it.
 pub async fn compile(
     engine: &'static Engine,
     linker: &Linker<StoreState>,
     path: &Path,
-    cache_dir: Option<&Path>,
+    cache: Option<&CodeCache>,
 ) -> Result<Compiled, PluginError> {
     let file = file_name(path);
     let fail = |reason: String| PluginError::Invalid {
@@ -99,21 +99,17 @@ pub async fn compile(
     }
     let sha256 = sha256_hex(&bytes);
     let key = engine_key(engine);
-    let cached_path = cache_dir.map(|dir| dir.join(format!("{sha256}-{key}.cwasm")));
+    let name = format!("{sha256}-{key}.cwasm");
     let mut cached = false;
     let mut component = None;
-    if let Some(cwasm) = cached_path.as_ref().filter(|path| path.is_file()) {
-        // SAFETY: the cache holds only files this function wrote with
-        // `precompile_component` under a name carrying the engine's
-        // compatibility hash; they are replaced by rename, never modified.
-        if let Ok(loaded) = unsafe { Component::deserialize_file(engine, cwasm) } {
+    if let Some(code) = cache.and_then(|cache| cache.load(&name)) {
+        // SAFETY: the bytes carry a tag made with this user's private key
+        // over this name (the component's hash and the engine's
+        // compatibility hash): only `precompile_component` below, in an orch
+        // run by this user, produced them.
+        if let Ok(loaded) = unsafe { Component::deserialize(engine, &code) } {
             component = Some(loaded);
             cached = true;
-            // Its modification time says when it was last used, so pruning
-            // drops what is not loaded any more, not what was compiled first.
-            if let Ok(file) = std::fs::File::open(cwasm) {
-                let _ = file.set_modified(std::time::SystemTime::now());
-            }
         }
     }
     let component = match component {
@@ -123,9 +119,9 @@ pub async fn compile(
                 .await
                 .map_err(|err| fail(format!("compilation stopped: {err}")))?
                 .map_err(|err| fail(format!("is not a valid component: {}", chain(&err))))?;
-            if let Some(cwasm) = &cached_path {
-                store_cache(cwasm, &compiled);
-                prune_cache(cwasm, &key, MAX_CACHED);
+            if let Some(cache) = cache {
+                cache.store(&name, &compiled);
+                prune_cache(&cache.dir().join(&name), &key, MAX_CACHED);
             }
             // SAFETY: these bytes were produced just now by this engine.
             unsafe { Component::deserialize(engine, &compiled) }
@@ -148,7 +144,7 @@ pub async fn compile(
     })
 }
 
-/// Compiled components kept in a project's cache; older ones go.
+/// Compiled components kept in the user's cache; older ones go.
 const MAX_CACHED: usize = 32;
 
 /// Bound the cache next to `kept` (just written): drop compiled code for
@@ -187,12 +183,6 @@ fn prune_cache(kept: &Path, engine_key: &str, max: usize) {
     for (_, path) in current.into_iter().skip(max.saturating_sub(1)) {
         let _ = std::fs::remove_file(path);
     }
-}
-
-/// Write compiled code through `files::replace` (an unpredictable temp
-/// name, then a rename); a failed write only costs a compile next time.
-fn store_cache(path: &Path, bytes: &[u8]) {
-    let _ = files::replace(path, bytes, Durability::Crash);
 }
 
 /// Refuse a component built for another contract version, naming both.
@@ -249,11 +239,6 @@ pub fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
-}
-
-/// The cache folder for compiled plugins of the project at `root`.
-pub fn cache_dir(root: &Path) -> PathBuf {
-    root.join(".opencode").join("cache").join("plugins")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 mod bindings;
 pub mod bundled;
+mod cache;
 mod call;
 mod engine;
 mod hook;
@@ -40,6 +41,7 @@ use bindings::{HookPoint, PluginPre};
 use state::{CallSetup, Services, StoreState};
 
 pub use crate::files::sha256_hex;
+pub use cache::CodeCache;
 pub use call::PluginInstance;
 pub use observe::PluginObserver;
 pub use watch::PluginWatcher;
@@ -123,7 +125,8 @@ struct Inner {
     services: Arc<Services>,
     config: PluginsConfig,
     limits: Limits,
-    cache_dir: Option<PathBuf>,
+    /// This user's compiled-code cache (none: compiled on every start).
+    cache: Option<CodeCache>,
     /// Keyed by file name; replaced whole on (re)load, so a call in flight
     /// finishes on the version it started with.
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
@@ -134,13 +137,37 @@ struct Inner {
 struct Fault(String);
 
 impl PluginHost {
-    /// A host for the project at `root`; compiled code is cached under
-    /// `root/.opencode/cache/plugins/`.
+    /// A host for the project at `root`; compiled code is cached in the
+    /// user's cache directory (`cache::CodeCache`).
     pub fn new(
         root: &Path,
         config: &PluginsConfig,
         events: Arc<EventBus>,
         memory: Option<Arc<Memory>>,
+    ) -> Result<PluginHost, PluginError> {
+        let cache = match CodeCache::of_user() {
+            Ok(cache) => Some(cache),
+            Err(reason) => {
+                events.emit(crate::events::Event::Warning {
+                    session: None,
+                    message: format!(
+                        "compiled plugins are not cached: {reason}; each start compiles them again"
+                    ),
+                });
+                None
+            }
+        };
+        PluginHost::with_cache(root, config, events, memory, cache)
+    }
+
+    /// [`new`](Self::new) with the compiled-code cache given (tests use a
+    /// temporary one).
+    pub fn with_cache(
+        root: &Path,
+        config: &PluginsConfig,
+        events: Arc<EventBus>,
+        memory: Option<Arc<Memory>>,
+        cache: Option<CodeCache>,
     ) -> Result<PluginHost, PluginError> {
         let engine = engine::engine()?;
         let linker = engine::linker(engine)?;
@@ -164,7 +191,7 @@ impl PluginHost {
                     max_faults: config.max_faults.max(1),
                 },
                 config: config.clone(),
-                cache_dir: Some(engine::cache_dir(root)),
+                cache,
                 plugins: RwLock::default(),
             }),
         })
@@ -190,6 +217,7 @@ impl PluginHost {
     /// over a user one with the same file name). Returns one message per
     /// plugin that was skipped, naming it and why.
     pub async fn load_dirs(&self, dirs: &[PathBuf]) -> Vec<String> {
+        self.compile_ahead(dirs).await;
         let mut problems = Vec::new();
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(dir) else {
@@ -211,6 +239,51 @@ impl PluginHost {
             }
         }
         problems
+    }
+
+    /// Compile, all at once, every plugin in `dirs` whose code is not in the
+    /// cache yet (the first start after an install or an upgrade), saying
+    /// so on stderr; the loads that follow find it there. Failures are left
+    /// for the loads to report.
+    async fn compile_ahead(&self, dirs: &[PathBuf]) {
+        let Some(cache) = self.inner.cache.as_ref() else {
+            return;
+        };
+        let key = engine::engine_key(self.inner.engine);
+        let mut missing: Vec<PathBuf> = Vec::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for path in entries.filter_map(|entry| entry.ok().map(|entry| entry.path())) {
+                if path.extension().is_none_or(|ext| ext != "wasm") {
+                    continue;
+                }
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                let name = format!("{}-{key}.cwasm", sha256_hex(&bytes));
+                if !cache.dir().join(name).is_file() {
+                    missing.push(path);
+                }
+            }
+        }
+        if missing.len() < 2 {
+            return;
+        }
+        let names: Vec<String> = missing.iter().map(|path| engine::file_name(path)).collect();
+        eprintln!(
+            "compiling {} plugins for this orch, once per user: {}",
+            missing.len(),
+            names.join(", ")
+        );
+        let (engine, linker) = (self.inner.engine, &self.inner.linker);
+        futures::future::join_all(
+            missing
+                .iter()
+                .map(|path| engine::compile(engine, linker, path, Some(cache))),
+        )
+        .await;
     }
 
     /// `load_dirs` from synchronous code (the CLI's wiring): runs the loads
@@ -268,7 +341,7 @@ impl PluginHost {
             self.inner.engine,
             &self.inner.linker,
             path,
-            self.inner.cache_dir.as_deref(),
+            self.inner.cache.as_ref(),
         )
         .await?;
         let grant = self.grant(&file, &compiled.sha256);

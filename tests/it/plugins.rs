@@ -106,7 +106,14 @@ async fn host(
     let events = Arc::new(EventBus::new());
     let warnings = Arc::new(Warnings::default());
     events.add_sink(warnings.clone());
-    let host = PluginHost::new(project.path(), config, events, None).unwrap();
+    let host = PluginHost::with_cache(
+        project.path(),
+        config,
+        events,
+        None,
+        Some(project.code_cache()),
+    )
+    .unwrap();
     let problems = host.load_dirs(&[project.file(".opencode/plugins")]).await;
     (host, warnings, problems)
 }
@@ -234,12 +241,15 @@ async fn compiled_code_is_cached_and_reused() {
     let (first, _, _) = host(&project, &no_user_dir()).await;
     let sha = sha256_hex(&std::fs::read(guest("todo_stats")).unwrap());
     assert_eq!(first.plugins()[0].sha256, sha);
-    let cached: Vec<_> = std::fs::read_dir(project.file(".opencode/cache/plugins"))
+    let cached: Vec<_> = std::fs::read_dir(project.code_cache_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".cwasm"))
         .collect();
     assert_eq!(cached.len(), 1);
-    assert!(cached[0].starts_with(&sha) && cached[0].ends_with(".cwasm"));
+    assert!(cached[0].starts_with(&sha));
+    // Nothing is kept in the project.
+    assert!(!project.file(".opencode/cache").exists());
     let (second, _, _) = host(&project, &no_user_dir()).await;
     assert!(second.plugins()[0].cached);
     assert!(
@@ -274,19 +284,16 @@ async fn garbage_and_precompiled_files_are_refused() {
         "{problems:?}"
     );
     // A compiled artifact dropped into the plugins folder is never loaded.
-    let cwasm = std::fs::read_dir(project.file(".opencode/cache/plugins"))
-        .ok()
-        .and_then(|mut dir| dir.next());
-    assert!(cwasm.is_none());
     let other = project_with(&["todo_stats"]);
     let (_h, _, _) = host_for(&other).await;
-    let compiled = std::fs::read_dir(other.file(".opencode/cache/plugins"))
+    let compiled = std::fs::read_dir(other.code_cache_dir())
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::copy(&compiled, project.file(".opencode/plugins/sneaky.wasm")).unwrap();
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .unwrap();
+    // The native code itself, without the cache's header and tag.
+    let native = std::fs::read(&compiled).unwrap()[8 + 32..].to_vec();
+    std::fs::write(project.file(".opencode/plugins/sneaky.wasm"), native).unwrap();
     let problems = host.load_dirs(&[project.file(".opencode/plugins")]).await;
     assert!(
         problems
@@ -294,6 +301,51 @@ async fn garbage_and_precompiled_files_are_refused() {
             .any(|p| p.starts_with("plugin \"sneaky.wasm\": is precompiled code")),
         "{problems:?}"
     );
+}
+
+/// Native code planted where compiled plugins are looked for — the old
+/// project cache, the user cache under the right name, another user's
+/// tag — is never loaded: orch compiles the real plugin instead.
+#[tokio::test]
+async fn planted_compiled_code_is_never_loaded() {
+    // The artifact to plant: chaos compiled by orch (a valid .cwasm whose
+    // tools are not todo_stats's), in a project of its own.
+    let donor = project_with(&["chaos"]);
+    let (_donor_host, _, _) = host_for(&donor).await;
+    let planted = std::fs::read_dir(donor.code_cache_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .unwrap();
+    let planted_bytes = std::fs::read(&planted).unwrap();
+
+    let project = project_with(&["todo_stats"]);
+    let (first, _, _) = host_for(&project).await;
+    let real = std::fs::read_dir(project.code_cache_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .unwrap();
+    drop(first);
+    let name = real.file_name().unwrap().to_owned();
+    // The donor's artifact, tagged with the donor's key, under the real
+    // name in this user's cache and in the old project cache.
+    std::fs::write(&real, &planted_bytes).unwrap();
+    std::fs::create_dir_all(project.file(".opencode/cache/plugins")).unwrap();
+    std::fs::write(
+        project.file(".opencode/cache/plugins").join(&name),
+        &planted_bytes,
+    )
+    .unwrap();
+    let (host, _, problems) = host_for(&project).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let info = &host.plugins()[0];
+    assert!(!info.cached, "the planted artifact was loaded");
+    let tools: Vec<&str> = info.tools.iter().map(|tool| tool.name.as_str()).collect();
+    assert_eq!(tools, ["todo_stats"]);
+    // Recompiled and re-signed: the next start loads it from the cache.
+    let (again, _, _) = host_for(&project).await;
+    assert!(again.plugins()[0].cached);
 }
 
 async fn host_for(project: &Project) -> (PluginHost, Arc<Warnings>, Vec<String>) {
@@ -1012,7 +1064,14 @@ async fn observing_hook_points_are_called_from_the_event_bus_and_cannot_block() 
     let events = Arc::new(EventBus::new());
     let warnings = Arc::new(Warnings::default());
     events.add_sink(warnings.clone());
-    let host = PluginHost::new(project.path(), &no_user_dir(), events.clone(), None).unwrap();
+    let host = PluginHost::with_cache(
+        project.path(),
+        &no_user_dir(),
+        events.clone(),
+        None,
+        Some(project.code_cache()),
+    )
+    .unwrap();
     assert!(
         host.load_dirs(&[project.file(".opencode/plugins")])
             .await

@@ -34,6 +34,16 @@ impl Project {
         }
     }
 
+    /// The compiled-plugin cache `orch` uses for this project's runs
+    /// (`$XDG_CACHE_HOME/orch/plugins`, a temporary directory).
+    pub fn code_cache_dir(&self) -> PathBuf {
+        self.config_home.path().join("cache/orch/plugins")
+    }
+
+    pub fn code_cache(&self) -> orch::plugins::CodeCache {
+        orch::plugins::CodeCache::open(&self.code_cache_dir()).expect("code cache")
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -84,6 +94,7 @@ impl Project {
             .arg(self.path())
             .current_dir(self.path())
             .env("XDG_CONFIG_HOME", self.config_home.path())
+            .env("XDG_CACHE_HOME", self.config_home.path().join("cache"))
             .env("CI", "1")
             .env("NO_COLOR", "1");
         if self.trusted {
