@@ -111,19 +111,20 @@ impl StoreCall<'_> {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_hostcall_fuel(16 << 20);
-        store.set_epoch_deadline(ticks(deadline));
-        store.epoch_deadline_trap();
-        // Epochs stop guest code; the timeout also stops a call stuck in a host
-        // import, which epochs cannot interrupt.
+        // Busy guest code yields to the runtime at every epoch tick, so a
+        // spinning plugin never holds an async worker; the wall-clock
+        // timeout ends the call (guest code or a host import alike).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         let work = async {
             let plugin = pre.instantiate_async(&mut store).await?;
             call(plugin.orch_plugin_guest(), &mut store).await
         };
-        let result = tokio::time::timeout(deadline + Duration::from_millis(500), work).await;
+        let result = tokio::time::timeout(deadline, work).await;
         store.data().drain_stdio();
         match result {
             Err(_) => Err(Fault(format!(
-                "did not finish within its {} ms deadline",
+                "stopped at its {} ms deadline",
                 deadline.as_millis()
             ))),
             Ok(Ok(value)) => Ok(value),
@@ -158,9 +159,9 @@ impl PluginHost {
         let mut store = Store::new(self.inner.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_hostcall_fuel(16 << 20);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         let deadline = self.inner.limits.hook_deadline;
-        store.set_epoch_deadline(ticks(deadline));
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
@@ -180,16 +181,17 @@ impl PluginInstance {
     pub async fn on_hook(&mut self, point: &str, payload: &str) -> Result<String, String> {
         let point =
             bindings::hook_point(point).ok_or_else(|| format!("unknown hook point {point}"))?;
-        self.store.set_epoch_deadline(ticks(self.deadline));
         let event = HookEvent {
             point,
             payload: payload.to_string(),
         };
-        let answer = self
+        let call = self
             .plugin
             .orch_plugin_guest()
-            .call_on_hook(&mut self.store, &event)
+            .call_on_hook(&mut self.store, &event);
+        let answer = tokio::time::timeout(self.deadline, call)
             .await
+            .map_err(|_| format!("stopped at its {} ms deadline", self.deadline.as_millis()))?
             .map_err(|err| engine::chain(&err))?;
         Ok(match answer? {
             Decision::Continue => "continue".to_string(),
@@ -200,18 +202,15 @@ impl PluginInstance {
 
     /// Call `call-tool` once in this instance.
     pub async fn call_tool(&mut self, name: &str, args_json: &str) -> Result<String, String> {
-        self.store.set_epoch_deadline(ticks(self.deadline));
-        self.plugin
+        let call = self
+            .plugin
             .orch_plugin_guest()
-            .call_call_tool(&mut self.store, name, args_json)
+            .call_call_tool(&mut self.store, name, args_json);
+        tokio::time::timeout(self.deadline, call)
             .await
+            .map_err(|_| format!("stopped at its {} ms deadline", self.deadline.as_millis()))?
             .map_err(|err| engine::chain(&err))?
     }
-}
-
-/// Epoch ticks for a deadline (one more, so a deadline is never cut short).
-fn ticks(deadline: Duration) -> u64 {
-    (deadline.as_millis() / engine::EPOCH_TICK.as_millis()) as u64 + 1
 }
 
 /// Why a call failed, in words.
@@ -228,7 +227,7 @@ fn describe_trap(err: &wasmtime::Error, deadline: Duration, setup: &CallSetup) -
         }
     }
     let text = engine::chain(err);
-    if text.contains("forcing trap when growing memory") {
+    if text.contains("forcing trap when growing memory") || text.contains("more than its cap") {
         return format!(
             "exceeded its memory cap of {} MiB",
             setup.memory_bytes >> 20

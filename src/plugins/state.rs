@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -84,11 +84,92 @@ pub struct CallSetup {
     pub fetch: Arc<[HostPattern]>,
 }
 
+/// What one store of a plugin may hold: its memories and tables together
+/// within one byte cap (a plugin with two memories gets no more than one
+/// with a single memory), and bounded counts of instances, tables and
+/// memories. Growing past the cap traps the call.
+#[derive(Debug)]
+pub struct PluginLimits {
+    cap: usize,
+    used: usize,
+    /// Set when a growth was refused, for the fault message.
+    pub exceeded: bool,
+}
+
+/// What a table element is counted as against the cap.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+impl PluginLimits {
+    pub fn new(cap: usize) -> PluginLimits {
+        PluginLimits {
+            cap,
+            used: 0,
+            exceeded: false,
+        }
+    }
+
+    fn grow(&mut self, more: usize) -> wasmtime::Result<bool> {
+        match self
+            .used
+            .checked_add(more)
+            .filter(|total| *total <= self.cap)
+        {
+            Some(total) => {
+                self.used = total;
+                Ok(true)
+            }
+            None => {
+                self.exceeded = true;
+                Err(wasmtime::Error::msg(format!(
+                    "the plugin's memories and tables would take more than its cap of {} MiB",
+                    self.cap >> 20
+                )))
+            }
+        }
+    }
+}
+
+impl ResourceLimiter for PluginLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(desired.saturating_sub(current))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn instances(&self) -> usize {
+        1_000
+    }
+
+    fn tables(&self) -> usize {
+        1_000
+    }
+
+    fn memories(&self) -> usize {
+        100
+    }
+}
+
 /// The data of one `Store`: one call (or one warm instance) of one plugin.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: PluginLimits,
     /// The plugin's file name, for messages.
     pub file: Arc<str>,
     /// The plugin's manifest name, the key of its key-value store (empty
@@ -131,10 +212,7 @@ impl StoreState {
         Ok(StoreState {
             wasi: wasi.build(),
             table,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(setup.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: PluginLimits::new(setup.memory_bytes),
             file,
             name,
             services,
@@ -323,5 +401,18 @@ mod tests {
     fn plugin_text_is_stripped_of_escapes_and_capped() {
         assert_eq!(sanitize("a\u{1b}[31mred\u{7}\nnext", 100), "a[31mred\nnext");
         assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn the_cap_holds_for_all_memories_and_tables_together() {
+        let mut limits = PluginLimits::new(64 << 20);
+        // Two memories of 30 MiB fit; growing the second to 40 MiB does not.
+        assert!(limits.memory_growing(0, 30 << 20, None).unwrap());
+        assert!(limits.memory_growing(0, 30 << 20, None).unwrap());
+        assert!(limits.memory_growing(30 << 20, 40 << 20, None).is_err());
+        assert!(limits.exceeded);
+        // Table elements count against the same cap.
+        let mut limits = PluginLimits::new(1 << 20);
+        assert!(limits.table_growing(0, 1 << 20, None).is_err());
     }
 }

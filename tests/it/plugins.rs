@@ -352,6 +352,63 @@ async fn host_for(project: &Project) -> (PluginHost, Arc<Warnings>, Vec<String>)
     host(project, &no_user_dir()).await
 }
 
+/// Two spinning plugin calls on orch's runtime with two workers (this
+/// machine's) hold neither: a timer on the same runtime keeps ticking, and
+/// a call dropped mid-spin (Ctrl-C) lets go at once.
+#[test]
+fn spinning_plugins_never_hold_the_runtime() {
+    let runtime = orch::cli::runtime_builder()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(spinning_plugins());
+}
+
+async fn spinning_plugins() {
+    let project = project_with(&["chaos"]);
+    let config = PluginsConfig {
+        tool_timeout_ms: 3_000,
+        ..no_user_dir()
+    };
+    let (host, _, _) = host(&project, &config).await;
+    let spins: Vec<_> = (0..2)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.call_tool("chaos.wasm", "spin", "{}").await })
+        })
+        .collect();
+    // A stream, the live view and queued tasks all need the workers: a
+    // ticking task stands in for them.
+    let mut longest = std::time::Duration::ZERO;
+    let mut last = std::time::Instant::now();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        longest = longest.max(last.elapsed());
+        last = std::time::Instant::now();
+    }
+    assert!(
+        longest < std::time::Duration::from_millis(500),
+        "the runtime stalled for {longest:?} while plugins spun"
+    );
+    for spin in spins {
+        let err = spin.await.unwrap().unwrap_err();
+        assert!(err.ends_with("stopped at its 3000 ms deadline"), "{err}");
+    }
+    // Cancelled mid-spin: the call ends when it is dropped.
+    let started = std::time::Instant::now();
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        host.call_tool("chaos.wasm", "spin", "{}"),
+    )
+    .await;
+    assert!(dropped.is_err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "a dropped call took {:?} to let go",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn an_infinite_loop_is_stopped_at_its_deadline_and_the_host_stays_healthy() {
     let project = project_with(&["chaos"]);
