@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod plugins;
 pub mod process;
 pub mod provider;
+pub mod sandbox;
 pub mod secrets;
 pub mod session;
 pub mod text;

@@ -81,6 +81,9 @@ pub struct Job<'a> {
     /// Where output goes instead, as it arrives, for callers that read it
     /// while the process runs (background jobs).
     pub live: Option<&'a Mutex<Tail>>,
+    /// Run inside the OS sandbox in force ([`crate::sandbox`]) with this
+    /// file profile; `None` for orch's own helpers (git, the notifier).
+    pub sandbox: Option<crate::sandbox::Profile>,
 }
 
 impl<'a> Job<'a> {
@@ -102,6 +105,7 @@ impl<'a> Job<'a> {
             keep: Keep::Tail(output_bytes),
             env: scrubbed_env(std::env::vars_os()),
             live: None,
+            sandbox: Some(crate::sandbox::Profile::Write),
         }
     }
 }
@@ -144,7 +148,8 @@ pub fn scrubbed_env(
 /// Run `job` to its end (see the module docs). `Err` means the process could
 /// not start; `ErrorKind::NotFound` when the program does not exist.
 pub async fn run(job: Job<'_>) -> io::Result<Finished> {
-    let (mut child, mut output) = spawn(job.program, job.root, &job.env)?;
+    let sandbox = job.sandbox.zip(crate::sandbox::current());
+    let (mut child, mut output) = spawn(job.program, job.root, &job.env, sandbox.as_ref())?;
     let Some(pid) = child.id() else {
         return Err(io::Error::other(
             "the process exited before it could be tracked",
@@ -218,19 +223,36 @@ fn spawn(
     program: Program<'_>,
     root: &Path,
     env: &[(OsString, OsString)],
+    sandbox: Option<&(crate::sandbox::Profile, crate::sandbox::Sandbox)>,
 ) -> io::Result<(Child, pipe::Receiver)> {
+    let one = |name: &OsStr, args: &[OsString]| match sandbox {
+        Some((profile, sandbox)) => {
+            let (helper, wrapped) = sandbox.wrap(*profile, name, args);
+            spawn_one(&helper, &wrapped, root, env)
+        }
+        None => spawn_one(name, args, root, env),
+    };
     match program {
-        Program::Shell(Shell::Sh, line) => spawn_one("sh".as_ref(), &shell_args(line), root, env),
+        Program::Shell(Shell::Sh, line) => one("sh".as_ref(), &shell_args(line)),
         Program::Shell(Shell::Bash, line) => {
-            match spawn_one("bash".as_ref(), &shell_args(line), root, env) {
+            // Under the sandbox the helper reports a missing program as
+            // exit 127, so bash is looked up here first.
+            let bash = sandbox.is_none() || which("bash");
+            match one(if bash { "bash" } else { "sh" }.as_ref(), &shell_args(line)) {
                 Err(err) if err.kind() == io::ErrorKind::NotFound && root.is_dir() => {
-                    spawn_one("sh".as_ref(), &shell_args(line), root, env)
+                    one("sh".as_ref(), &shell_args(line))
                 }
                 other => other,
             }
         }
-        Program::Exec(name, args) => spawn_one(name, args, root, env),
+        Program::Exec(name, args) => one(name, args),
     }
+}
+
+/// Whether `program` is on the PATH.
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 fn shell_args(line: &str) -> [OsString; 2] {
@@ -648,6 +670,7 @@ mod tests {
             keep: Keep::Head(10),
             env: scrubbed_env(std::env::vars_os()),
             live: None,
+            sandbox: None,
         })
         .await
         .unwrap();

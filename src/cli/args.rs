@@ -53,6 +53,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// The OS sandbox of commands: workspace-write (default), read-only or off.
+    #[arg(long, global = true, value_name = "MODE", value_parser = sandbox_mode)]
+    pub sandbox: Option<crate::sandbox::Mode>,
+
     /// Apply this project's own settings, agents and plugins for this run
     /// without recording trust (for CI; ORCH_TRUST_PROJECT=1 does the same).
     #[arg(long, global = true)]
@@ -132,6 +136,12 @@ pub struct RunArgs {
 
     /// What the agent should do; `-` reads it from standard input.
     pub prompt: String,
+}
+
+/// `workspace-write`, `read-only` or `off`.
+fn sandbox_mode(text: &str) -> Result<crate::sandbox::Mode, String> {
+    crate::sandbox::Mode::parse(text)
+        .ok_or_else(|| format!("expected workspace-write, read-only or off, got {text:?}"))
 }
 
 /// A name that is not empty or blank.

@@ -543,6 +543,7 @@ pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
         budget_usd: cli.budget_usd,
         quiet: cli.quiet,
         verbose: cli.verbose,
+        sandbox: cli.sandbox,
         // orch wrote this project, settings and all.
         trust_project: true,
         command: super::Command::Demo,

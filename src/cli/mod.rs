@@ -84,6 +84,13 @@ pub fn runtime_builder() -> tokio::runtime::Builder {
 }
 
 pub fn main() -> ExitCode {
+    // orch re-executed as the sandbox helper: set up, exec, never return.
+    if let Some(code) = crate::sandbox::helper_main() {
+        return code;
+    }
+    // Nothing orch starts may read its memory (keys) through /proc.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let cli = Cli::parse();
     let runtime = match runtime_builder().build() {
         Ok(runtime) => runtime,
@@ -242,6 +249,14 @@ impl Project {
             events.clone(),
         );
         if let Some(warning) = untrusted {
+            events.emit(crate::events::Event::Warning {
+                session: None,
+                message: warning,
+            });
+        }
+        if runs_commands(&cli.command)
+            && let Some(warning) = install_sandbox(cli, &root, &config)?
+        {
             events.emit(crate::events::Event::Warning {
                 session: None,
                 message: warning,
@@ -599,6 +614,53 @@ fn project_root(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         return Err(anyhow!("project root {} is not a directory", dir.display()));
     }
     Ok(root)
+}
+
+/// Whether `command` starts agents' or checks' processes.
+fn runs_commands(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Task(_) | Command::Plan(_) | Command::Run(_) | Command::Resume | Command::Demo
+    )
+}
+
+/// Decide and install the OS sandbox for this run. A mode asked for
+/// explicitly (flag or config) that the kernel cannot enforce is an error;
+/// the default one falls back to none with the warning returned.
+fn install_sandbox(
+    cli: &Cli,
+    root: &Path,
+    config: &crate::config::Config,
+) -> anyhow::Result<Option<String>> {
+    use crate::sandbox::{self, Mode, Sandbox};
+    let requested = cli.sandbox.or(config.sandbox.mode);
+    let mode = requested.unwrap_or(Mode::WorkspaceWrite);
+    if mode == Mode::Off {
+        sandbox::install(None);
+        return Ok(None);
+    }
+    let chosen = Sandbox::new(
+        mode,
+        root,
+        &config.sandbox.writable_roots,
+        config.sandbox.network,
+    );
+    match sandbox::probe(&chosen) {
+        Ok(()) => {
+            sandbox::install(Some(chosen));
+            Ok(None)
+        }
+        Err(reason) if requested.is_some() => Err(anyhow!(
+            "sandbox mode {} cannot be enforced here: {reason}",
+            mode.name()
+        )),
+        Err(reason) => {
+            sandbox::install(None);
+            Ok(Some(format!(
+                "commands run without orch's sandbox (sandbox: off): it cannot be set up here ({reason}); set \"sandbox\": {{\"mode\": \"off\"}} to silence this"
+            )))
+        }
+    }
 }
 
 impl Cli {

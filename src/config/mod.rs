@@ -124,6 +124,13 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
+    /// `workspace-write` (unset: the default, where the kernel allows it),
+    /// `read-only` or `off`.
+    pub mode: Option<crate::sandbox::Mode>,
+    /// Give sandboxed processes the host's network (default: loopback only).
+    pub network: bool,
+    /// More directories sandboxed processes may write in.
+    pub writable_roots: Vec<PathBuf>,
     /// Environment variable names passed on although they look secret.
     pub env_keep: Vec<String>,
     /// More environment variable names to remove (and whose values to redact).

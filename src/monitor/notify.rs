@@ -118,6 +118,7 @@ pub async fn mission_ended(enabled: bool, title: &str, body: &str) {
         keep: Keep::Tail(1024),
         env: scrubbed_env(std::env::vars_os()),
         live: None,
+        sandbox: None,
     })
     .await;
 }

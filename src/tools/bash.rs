@@ -95,11 +95,45 @@ impl Bash {
             keep: Keep::Tail(ctx.limits.bash_output_bytes),
             env: scrubbed_env(env),
             live: None,
+            sandbox: Some(profile(ctx.role)),
         };
         match process::run(job).await {
-            Ok(run) => tool_output(&run, timeout),
+            Ok(run) => {
+                let mut output = tool_output(&run, timeout);
+                if let Some(sandbox) = crate::sandbox::current()
+                    && run.exit_code != Some(0)
+                    && blocked(&run.output)
+                {
+                    output.content.push('\n');
+                    output.content.push_str(&sandbox.explain(profile(ctx.role)));
+                }
+                output
+            }
             Err(err) => ToolOutput::error(format!("could not start the shell: {err}")),
         }
+    }
+}
+
+/// Whether failed output looks like the sandbox refused something.
+fn blocked(output: &str) -> bool {
+    [
+        "Read-only file system",
+        "Permission denied",
+        "Operation not permitted",
+        "Network is unreachable",
+        "Connection refused",
+    ]
+    .iter()
+    .any(|sign| output.contains(sign))
+}
+
+/// The sandbox file profile of a role: writers get the task's root,
+/// read-only roles do not.
+pub fn profile(role: crate::agents::Role) -> crate::sandbox::Profile {
+    use crate::agents::Role;
+    match role {
+        Role::Worker | Role::Custom => crate::sandbox::Profile::Write,
+        Role::Orchestrator | Role::Planner | Role::Reviewer => crate::sandbox::Profile::Read,
     }
 }
 

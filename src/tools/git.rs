@@ -41,6 +41,7 @@ async fn git(root: &Path, args: &[&str], cap: usize, ctx: &ToolContext) -> ToolO
         keep: Keep::Head(cap),
         env,
         live: None,
+        sandbox: None,
     };
     let run = match process::run(job).await {
         Ok(run) => run,

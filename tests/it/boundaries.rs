@@ -307,3 +307,221 @@ async fn a_cloned_repository_gets_no_key_and_runs_nothing_until_trusted() {
     let (_, stdout, _) = run(&mut run_once(&[]));
     assert!(stdout.contains("ignored until you trust it"), "{stdout}");
 }
+
+/// Whether this machine can build orch's sandbox (user, mount and network
+/// namespaces and Landlock); says so in the test output when it cannot.
+fn sandbox_works(test: &str, project: &Project) -> bool {
+    let (output, _, stderr) = run(project
+        .orch()
+        .args(["--sandbox", "workspace-write", "agents"]));
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args([
+            "__sandbox",
+            r#"{"writable":["/dev"],"read_only":[],"hidden":[],"network":false}"#,
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run the sandbox helper");
+    if probe.status.success() && output.status.success() {
+        return true;
+    }
+    crate::support::skipped(
+        test,
+        &format!(
+            "the kernel does not let this user build the sandbox: {}{stderr}",
+            String::from_utf8_lossy(&probe.stderr)
+        ),
+    );
+    false
+}
+
+#[test]
+fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback() {
+    let project = Project::new();
+    if !sandbox_works("sandboxed_commands_write_only_the_project", &project) {
+        return;
+    }
+    project.write(".git/config", "[core]\n");
+    let home = dirs::home_dir().unwrap();
+    let marker = home.join(format!("orch-sandbox-{}", std::process::id()));
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let bash = |command: String| json!({"tool_calls": [call("bash", json!({"command": command}))]});
+    let replies = json!([
+        bash("echo made > inside.txt && cat inside.txt".into()),
+        bash(format!("touch {}", marker.display())),
+        bash("echo '[evil]' >> .git/config".into()),
+        bash("echo \"secret=[$MY_SERVICE_TOKEN]\"".into()),
+        bash(format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected to the host")),
+        bash("python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.sendall(b'hi'); print('own loopback', a.recv(2))\"".into()),
+        {"text": "done"}
+    ]);
+    let (output, stdout, stderr) = {
+        project.write(
+            "run.json",
+            &json!({ "agents": { "Worker": replies } }).to_string(),
+        );
+        run(project
+            .orch()
+            .env("MY_SERVICE_TOKEN", "tok-0123456789")
+            .args([
+                "--sandbox",
+                "workspace-write",
+                "--provider",
+                "scripted",
+                "--script",
+                "run.json",
+                "run",
+                "--agent",
+                "worker",
+                "go",
+            ]))
+    };
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let results = project.tool_results();
+    assert_eq!(results.len(), 6, "{results:?}");
+    assert!(results[0].contains("made"), "{}", results[0]);
+    assert_eq!(project.read("inside.txt"), "made\n");
+    assert!(results[1].contains("Permission denied"), "{}", results[1]);
+    assert!(
+        results[1].contains("blocked by orch's sandbox"),
+        "{}",
+        results[1]
+    );
+    assert!(!marker.exists(), "{} was written", marker.display());
+    assert!(
+        results[2].contains("Read-only file system"),
+        "{}",
+        results[2]
+    );
+    assert_eq!(project.read(".git/config"), "[core]\n");
+    assert!(results[3].contains("secret=[]"), "{}", results[3]);
+    assert!(
+        !results[4].contains("connected to the host"),
+        "{}",
+        results[4]
+    );
+    assert!(results[5].contains("own loopback b'hi'"), "{}", results[5]);
+    drop(host);
+}
+
+#[test]
+fn a_real_cargo_test_with_a_crates_io_dependency_passes_inside_the_sandbox() {
+    let project = Project::new();
+    if !sandbox_works("a_real_cargo_test_with_a_crates_io_dependency", &project) {
+        return;
+    }
+    // `itoa` is in the local registry (orch itself depends on it); the lock
+    // file is made outside, as a user's checkout has one.
+    project.write(
+        "Cargo.toml",
+        "[package]\nname = \"uses-itoa\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
+    );
+    project.write(
+        "src/lib.rs",
+        "pub fn show(n: u32) -> String {\n    itoa::Buffer::new().format(n).to_string()\n}\n\n#[test]\nfn shows() {\n    assert_eq!(show(42), \"42\");\n}\n",
+    );
+    let lock = std::process::Command::new("cargo")
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(project.path())
+        .output()
+        .expect("cargo");
+    if !lock.status.success() {
+        crate::support::skipped(
+            "a_real_cargo_test_with_a_crates_io_dependency",
+            &format!(
+                "itoa is not in the local registry: {}",
+                String::from_utf8_lossy(&lock.stderr)
+            ),
+        );
+        return;
+    }
+    let replies = json!([
+        {"tool_calls": [call("bash", json!({"command": "cargo test --lib 2>&1 | tail -n 3", "timeout_ms": 300000}))]},
+        {"text": "done"}
+    ]);
+    project.write(
+        "run.json",
+        &json!({ "agents": { "Worker": replies } }).to_string(),
+    );
+    let (output, stdout, stderr) = run(project.orch().env_remove("CARGO_TARGET_DIR").args([
+        "--sandbox",
+        "workspace-write",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "run",
+        "--agent",
+        "worker",
+        "go",
+    ]));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let results = project.tool_results();
+    assert!(
+        results[0].contains("test result: ok. 1 passed"),
+        "{}",
+        results[0]
+    );
+}
+
+/// The sandbox as a user without privileges builds it (sessions and CI run
+/// as root, where more would be allowed).
+#[test]
+fn the_sandbox_holds_for_an_unprivileged_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Already unprivileged: the other sandbox tests cover this user.
+        crate::support::skipped(
+            "the_sandbox_holds_for_an_unprivileged_user",
+            "not root; covered by the other tests",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join(".git")).unwrap();
+    let orch = dir.path().join("orch");
+    std::fs::copy(env!("CARGO_BIN_EXE_orch"), &orch).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir.path(), work.as_path(), work.join(".git").as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::set_permissions(&orch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = json!({
+        "writable": [work, "/dev"],
+        "read_only": [work.join(".git")],
+        "hidden": [],
+        "network": false
+    })
+    .to_string();
+    let script = format!(
+        "cd {work} && echo ok > inside && echo x > .git/config; touch {outside}; id -u",
+        work = work.display(),
+        outside = dir.path().join("outside").display()
+    );
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&orch)
+        .args(["__sandbox", &spec, "--", "sh", "-c", &script])
+        .output();
+    let Ok(output) = output else {
+        crate::support::skipped("the_sandbox_holds_for_an_unprivileged_user", "no setpriv");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("orch sandbox:") {
+        crate::support::skipped("the_sandbox_holds_for_an_unprivileged_user", &stderr);
+        return;
+    }
+    assert!(stdout.contains("65534"), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(work.join("inside")).unwrap(),
+        "ok\n"
+    );
+    assert!(!work.join(".git/config").exists(), "{stderr}");
+    assert!(!dir.path().join("outside").exists(), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+}

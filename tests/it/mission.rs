@@ -764,8 +764,8 @@ fn admission_queues_tasks_before_any_session_exists() {
             {"when": "not complete", "text": "Stopping."}
         ],
         "Worker": [
-            {"when": "Job one", "latency_ms": 300, "text": "One done."},
-            {"when": "Job two", "latency_ms": 300, "text": "Two done."}
+            {"when": "Job one", "latency_ms": 1000, "text": "One done."},
+            {"when": "Job two", "latency_ms": 1000, "text": "Two done."}
         ]
     }});
     let (code, events, _) = task(&project, &script, &["--max-iterations", "1"]);

@@ -1,0 +1,495 @@
+//! The OS sandbox around the processes orch starts for agents and checks
+//! (bash, background jobs, verify, diagnostics), Linux only.
+//!
+//! The launcher does not fork into a sandbox itself (allocating between
+//! fork and exec in a threaded process is unsafe); it runs orch again as a
+//! small single-threaded helper, `orch __sandbox <spec> -- <program> <args>`,
+//! which sets the sandbox up and then execs the program:
+//!
+//! 1. new user, mount and (unless `sandbox.network`) network namespaces,
+//!    mapping the caller's uid and gid to themselves;
+//! 2. mounts made private, then `.git/`, `.opencode/` and the user's orch
+//!    config bind-mounted read-only (Landlock cannot carve a subtree out of
+//!    a writable root), the user session's sockets (`$XDG_RUNTIME_DIR`,
+//!    Docker's, `$SSH_AUTH_SOCK`) covered;
+//! 3. loopback brought up in the new network namespace: servers and clients
+//!    of one command talk, nothing reaches the host's network or its
+//!    loopback;
+//! 4. Landlock: writes only beneath the writable roots (the task's root for
+//!    writing roles, the temp directories, toolchain caches,
+//!    `sandbox.writable_roots`), reads everywhere; `no_new_privs`.
+//!
+//! What is and is not defended: docs/security.md.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+/// `sandbox.mode` and `--sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Writes in the task's root, temp and toolchain caches.
+    WorkspaceWrite,
+    /// Writes only in temp and toolchain caches.
+    ReadOnly,
+    /// No sandbox.
+    Off,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text.trim() {
+            "workspace-write" => Some(Mode::WorkspaceWrite),
+            "read-only" => Some(Mode::ReadOnly),
+            "off" => Some(Mode::Off),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::WorkspaceWrite => "workspace-write",
+            Mode::ReadOnly => "read-only",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// Which file profile a process gets: a role that may write gets the
+/// task's root; a read-only role (orchestrator, planner, reviewer) does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Write,
+    Read,
+}
+
+/// What the helper sets up, passed to it as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Writes allowed beneath these.
+    pub writable: Vec<PathBuf>,
+    /// Mounted read-only (inside a writable root or not).
+    pub read_only: Vec<PathBuf>,
+    /// Covered: a directory by an empty tmpfs, a file or socket by /dev/null.
+    pub hidden: Vec<PathBuf>,
+    /// Keep the host's network.
+    pub network: bool,
+}
+
+/// The sandbox of this run, as decided at start.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub mode: Mode,
+    root: PathBuf,
+    caches: Vec<PathBuf>,
+    writable_roots: Vec<PathBuf>,
+    read_only: Vec<PathBuf>,
+    hidden: Vec<PathBuf>,
+    network: bool,
+}
+
+static CURRENT: RwLock<Option<Sandbox>> = RwLock::new(None);
+
+/// Use `sandbox` for every sandboxed process from now on (`None`: none).
+pub fn install(sandbox: Option<Sandbox>) {
+    *CURRENT.write().expect("sandbox lock") = sandbox;
+}
+
+/// The sandbox in force, if any.
+pub fn current() -> Option<Sandbox> {
+    CURRENT
+        .read()
+        .expect("sandbox lock")
+        .clone()
+        .filter(|sandbox| sandbox.mode != Mode::Off)
+}
+
+impl Sandbox {
+    /// The sandbox for the project at `root`.
+    pub fn new(mode: Mode, root: &Path, writable_roots: &[PathBuf], network: bool) -> Sandbox {
+        let home = dirs::home_dir();
+        let env_dir = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        let mut caches: Vec<PathBuf> = Vec::new();
+        if let Some(home) = &home {
+            for dir in [
+                ".cargo",
+                ".rustup",
+                ".cache",
+                ".npm",
+                ".local/share/pnpm",
+                "go/pkg",
+            ] {
+                caches.push(home.join(dir));
+            }
+        }
+        for name in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "RUSTUP_HOME",
+            "GOCACHE",
+            "GOMODCACHE",
+            "npm_config_cache",
+            "PIP_CACHE_DIR",
+            "XDG_CACHE_HOME",
+        ] {
+            caches.extend(env_dir(name));
+        }
+        // A project's own build output is a toolchain cache too: a
+        // reviewer's `cargo test` builds into it.
+        caches.push(root.join("target"));
+        let mut read_only = vec![root.join(".git"), root.join(".opencode")];
+        read_only.extend(dirs::config_dir().map(|dir| dir.join("orch")));
+        let mut hidden: Vec<PathBuf> = Vec::new();
+        hidden.extend(env_dir("XDG_RUNTIME_DIR"));
+        hidden.extend(env_dir("SSH_AUTH_SOCK"));
+        hidden.push(PathBuf::from("/var/run/docker.sock"));
+        hidden.push(PathBuf::from("/run/docker.sock"));
+        Sandbox {
+            mode,
+            root: root.to_path_buf(),
+            caches,
+            writable_roots: writable_roots.to_vec(),
+            read_only,
+            hidden,
+            network,
+        }
+    }
+
+    /// What the helper sets up for a process of `profile`.
+    pub fn spec(&self, profile: Profile) -> Spec {
+        let mut writable = vec![PathBuf::from("/dev")];
+        writable.extend(std::env::var_os("TMPDIR").map(PathBuf::from));
+        writable.push(std::env::temp_dir());
+        writable.push(PathBuf::from("/tmp"));
+        writable.push(PathBuf::from("/var/tmp"));
+        writable.extend(self.caches.iter().cloned());
+        writable.extend(self.writable_roots.iter().cloned());
+        if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
+            writable.push(self.root.clone());
+        }
+        writable.sort();
+        writable.dedup();
+        Spec {
+            writable,
+            read_only: self.read_only.clone(),
+            hidden: self.hidden.clone(),
+            network: self.network,
+        }
+    }
+
+    /// The program and arguments that run `program args` inside the
+    /// sandbox of `profile`.
+    pub fn wrap(
+        &self,
+        profile: Profile,
+        program: &OsStr,
+        args: &[OsString],
+    ) -> (OsString, Vec<OsString>) {
+        let exe = std::env::current_exe()
+            .map(PathBuf::into_os_string)
+            .unwrap_or_else(|_| "/proc/self/exe".into());
+        let spec = serde_json::to_string(&self.spec(profile)).expect("a spec serializes");
+        let mut wrapped: Vec<OsString> = vec![
+            HELPER.into(),
+            spec.into(),
+            "--".into(),
+            program.to_os_string(),
+        ];
+        wrapped.extend(args.iter().cloned());
+        (exe, wrapped)
+    }
+
+    /// A sentence for the model when a sandboxed command failed on a path.
+    pub fn explain(&self, profile: Profile) -> String {
+        let writes = if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
+            format!("{} (not .git/ or .opencode/)", self.root.display())
+        } else {
+            "nowhere in the project (this agent's role is read-only)".to_string()
+        };
+        let network = if self.network {
+            "the network is open"
+        } else {
+            "network: loopback of this command only"
+        };
+        format!(
+            "[blocked by orch's sandbox: this command may write in {writes}, the temp directory and toolchain caches; {network}]"
+        )
+    }
+}
+
+/// The first argument that makes orch the sandbox helper.
+pub const HELPER: &str = "__sandbox";
+
+/// Whether the kernel lets this process build the sandbox: runs the helper
+/// once on `true`.
+pub fn probe(sandbox: &Sandbox) -> Result<(), String> {
+    let (program, args) = sandbox.wrap(Profile::Write, OsStr::new("true"), &[]);
+    let output = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| format!("cannot start the sandbox helper: {err}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+/// When orch runs as the helper (`orch __sandbox SPEC -- PROGRAM ARGS…`):
+/// set the sandbox up and exec the program; never returns then. `None`
+/// when this is not the helper.
+pub fn helper_main() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(HELPER)) {
+        return None;
+    }
+    let fail = |message: String| {
+        eprintln!("orch sandbox: {message}");
+        Some(std::process::ExitCode::from(126))
+    };
+    let Some(spec) = args.next() else {
+        return fail("no spec".into());
+    };
+    let spec: Spec = match serde_json::from_str(&spec.to_string_lossy()) {
+        Ok(spec) => spec,
+        Err(err) => return fail(format!("bad spec: {err}")),
+    };
+    if args.next().as_deref() != Some(OsStr::new("--")) {
+        return fail("expected -- before the program".into());
+    }
+    let Some(program) = args.next() else {
+        return fail("no program".into());
+    };
+    if let Err(err) = enter(&spec) {
+        return fail(err);
+    }
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&program).args(args).exec();
+    eprintln!(
+        "orch sandbox: cannot run {}: {err}",
+        program.to_string_lossy()
+    );
+    Some(std::process::ExitCode::from(127))
+}
+
+fn last_error(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+fn c_path(path: &Path) -> Result<CString, String> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{} has a NUL byte", path.display()))
+}
+
+/// Build the sandbox around this (single-threaded) process.
+fn enter(spec: &Spec) -> Result<(), String> {
+    // SAFETY: plain syscalls on this process; it is single-threaded (the
+    // helper has started nothing), as unshare(CLONE_NEWUSER) requires.
+    unsafe {
+        let uid = libc::geteuid();
+        let gid = libc::getegid();
+        let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
+        if !spec.network {
+            flags |= libc::CLONE_NEWNET;
+        }
+        if libc::unshare(flags) != 0 {
+            return Err(last_error("unshare (user, mount and network namespaces)"));
+        }
+        std::fs::write("/proc/self/setgroups", "deny")
+            .map_err(|err| format!("setgroups: {err}"))?;
+        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+            .map_err(|err| format!("uid_map: {err}"))?;
+        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+            .map_err(|err| format!("gid_map: {err}"))?;
+        let root = c_path(Path::new("/"))?;
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(last_error("making mounts private"));
+        }
+        for path in &spec.read_only {
+            if path.exists() {
+                bind_read_only(path)?;
+            }
+        }
+        for path in &spec.hidden {
+            if std::fs::symlink_metadata(path).is_ok() {
+                hide(path)?;
+            }
+        }
+        if !spec.network {
+            loopback_up()?;
+        }
+    }
+    restrict_writes(&spec.writable)
+}
+
+/// Bind `path` onto itself and make that mount read-only, keeping the flags
+/// the kernel locks for an unprivileged namespace (nosuid, nodev, noexec).
+unsafe fn bind_read_only(path: &Path) -> Result<(), String> {
+    let target = c_path(path)?;
+    let shown = path.display();
+    // SAFETY: valid C strings; mount(2) touches only this namespace.
+    unsafe {
+        if libc::mount(
+            target.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(last_error(&format!("bind-mounting {shown}")));
+        }
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(target.as_ptr(), &mut stat) != 0 {
+            return Err(last_error(&format!("statvfs {shown}")));
+        }
+        let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+        for (st, ms) in [
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+            (libc::ST_NOEXEC, libc::MS_NOEXEC),
+            (libc::ST_NOATIME, libc::MS_NOATIME),
+            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (libc::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if stat.f_flag & st != 0 {
+                flags |= ms;
+            }
+        }
+        if libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(last_error(&format!("making {shown} read-only")));
+        }
+    }
+    Ok(())
+}
+
+/// Cover `path`: a directory with an empty tmpfs, anything else with
+/// /dev/null.
+unsafe fn hide(path: &Path) -> Result<(), String> {
+    let target = c_path(path)?;
+    let shown = path.display();
+    // SAFETY: valid C strings; mount(2) touches only this namespace.
+    unsafe {
+        if path.is_dir() {
+            let fs = CString::new("tmpfs").expect("no NUL");
+            let options = CString::new("size=64k,mode=700").expect("no NUL");
+            if libc::mount(
+                fs.as_ptr(),
+                target.as_ptr(),
+                fs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            ) != 0
+            {
+                return Err(last_error(&format!("covering {shown}")));
+            }
+        } else {
+            let null = CString::new("/dev/null").expect("no NUL");
+            if libc::mount(
+                null.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(last_error(&format!("covering {shown}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bring `lo` up in this (new) network namespace.
+unsafe fn loopback_up() -> Result<(), String> {
+    // SAFETY: an ioctl on a socket this function owns, with a zeroed,
+    // NUL-terminated ifreq.
+    unsafe {
+        let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if socket < 0 {
+            return Err(last_error("socket for loopback"));
+        }
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        let result = if libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request) != 0 {
+            Err(last_error("reading loopback flags"))
+        } else {
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(socket, libc::SIOCSIFFLAGS, &request) != 0 {
+                Err(last_error("bringing loopback up"))
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(socket);
+        result
+    }
+}
+
+/// Landlock: writes only beneath `writable`; reads anywhere.
+fn restrict_writes(writable: &[PathBuf]) -> Result<(), String> {
+    use landlock::{
+        ABI, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
+    };
+    let abi = ABI::V5;
+    let existing: Vec<&PathBuf> = writable.iter().filter(|path| path.exists()).collect();
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_write(abi))
+        .and_then(|ruleset| ruleset.create())
+        .and_then(|ruleset| {
+            ruleset.add_rules(path_beneath_rules(existing, AccessFs::from_write(abi)))
+        })
+        .and_then(|ruleset| ruleset.restrict_self())
+        .map_err(|err| format!("Landlock: {err}"))?;
+    match status.ruleset {
+        RulesetStatus::NotEnforced => Err("Landlock is not available in this kernel".into()),
+        RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_gets_the_root_a_reader_does_not() {
+        let root = PathBuf::from("/work/project");
+        let sandbox = Sandbox::new(
+            Mode::WorkspaceWrite,
+            &root,
+            &[PathBuf::from("/opt/extra")],
+            false,
+        );
+        let write = sandbox.spec(Profile::Write);
+        assert!(write.writable.contains(&root));
+        assert!(write.writable.contains(&PathBuf::from("/opt/extra")));
+        assert!(write.read_only.contains(&root.join(".git")));
+        assert!(write.read_only.contains(&root.join(".opencode")));
+        let read = sandbox.spec(Profile::Read);
+        assert!(!read.writable.contains(&root));
+        assert!(read.writable.contains(&root.join("target")));
+        let read_only_mode = Sandbox::new(Mode::ReadOnly, &root, &[], false);
+        assert!(!read_only_mode.spec(Profile::Write).writable.contains(&root));
+    }
+}
