@@ -3,7 +3,10 @@
 //! - engine overhead per model turn: one session, the scripted provider at
 //!   zero latency, no tools, 2 000 turns; each turn timed on its own;
 //! - `orch --version` start-up: the release binary, spawned 200 times;
-//! - peak RSS of a scripted `orch run` (getrusage of the child).
+//! - peak RSS of a scripted `orch run` (getrusage of the child);
+//! - the OS sandbox per command: `sh -c true` spawned directly and through
+//!   orch's sandbox helper, 200 times each;
+//! - permission rules on a 64-command pipeline, 2 000 decisions.
 //!
 //! Prints medians and percentiles; asserts nothing (targets live in the
 //! README and DESIGN §10, not in tests).
@@ -31,6 +34,67 @@ fn main() {
     turn_overhead(dir.path());
     peak_rss(dir.path());
     startup();
+    sandbox_cost(dir.path());
+    rule_evaluation();
+}
+
+fn sandbox_cost(root: &Path) {
+    let sandbox =
+        orch::sandbox::Sandbox::new(orch::sandbox::Mode::WorkspaceWrite, root, &[], false)
+            .with_helper(orch_binary());
+    if let Err(reason) = orch::sandbox::probe(&sandbox) {
+        println!("sandbox per command: skipped, the sandbox cannot be built here ({reason})");
+        return;
+    }
+    let args: Vec<std::ffi::OsString> = vec!["-c".into(), "true".into()];
+    let (helper, wrapped) = sandbox.wrap(orch::sandbox::Profile::Write, "sh".as_ref(), &args);
+    let time = |program: &std::ffi::OsStr, args: &[std::ffi::OsString]| {
+        (0..200)
+            .map(|_| {
+                let started = Instant::now();
+                let status = Command::new(program)
+                    .args(args)
+                    .current_dir(root)
+                    .status()
+                    .expect("spawn");
+                assert!(status.success());
+                started.elapsed()
+            })
+            .collect::<Vec<_>>()
+    };
+    report(
+        "`sh -c true` without the sandbox",
+        time("sh".as_ref(), &args),
+    );
+    report(
+        "`sh -c true` inside the sandbox (helper, namespaces, mounts, Landlock)",
+        time(&helper, &wrapped),
+    );
+}
+
+fn rule_evaluation() {
+    let config: PermissionConfig = serde_json::from_value(serde_json::json!({
+        "bash": {"*": "ask", "git push*": "deny", "cargo *": "allow", "grep *": "allow", "sed *": "allow", "rm -rf *": "deny"}
+    }))
+    .expect("rules");
+    let permissions = Permissions::new(config, false);
+    let stages: Vec<String> = (0..64)
+        .map(|i| match i % 4 {
+            0 => format!("grep -n pattern{i} src/file{i}.rs"),
+            1 => format!("sed -e 's/a{i}/b/' 2>/dev/null"),
+            2 => "cargo metadata --format-version 1".to_string(),
+            _ => format!("$(echo sub{i})"),
+        })
+        .collect();
+    let line = serde_json::json!({ "command": stages.join(" | ") });
+    let samples: Vec<Duration> = (0..2000)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(permissions.decide("bash", &line));
+            started.elapsed()
+        })
+        .collect();
+    report("permission rules on a 64-command pipeline", samples);
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -83,6 +83,9 @@ pub struct Spec {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub mode: Mode,
+    /// The orch binary that acts as the helper (this process's own, unless
+    /// a program embedding the library names one).
+    helper: PathBuf,
     root: PathBuf,
     caches: Vec<PathBuf>,
     writable_roots: Vec<PathBuf>,
@@ -149,6 +152,7 @@ impl Sandbox {
         hidden.push(PathBuf::from("/run/docker.sock"));
         Sandbox {
             mode,
+            helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             root: root.to_path_buf(),
             caches,
             writable_roots: writable_roots.to_vec(),
@@ -156,6 +160,13 @@ impl Sandbox {
             hidden,
             network,
         }
+    }
+
+    /// Use the orch binary at `path` as the helper (benchmarks and tools
+    /// that embed the library are not orch themselves).
+    pub fn with_helper(mut self, path: impl Into<PathBuf>) -> Sandbox {
+        self.helper = path.into();
+        self
     }
 
     /// What the helper sets up for a process of `profile`.
@@ -188,9 +199,7 @@ impl Sandbox {
         program: &OsStr,
         args: &[OsString],
     ) -> (OsString, Vec<OsString>) {
-        let exe = std::env::current_exe()
-            .map(PathBuf::into_os_string)
-            .unwrap_or_else(|_| "/proc/self/exe".into());
+        let exe = self.helper.clone().into_os_string();
         let spec = serde_json::to_string(&self.spec(profile)).expect("a spec serializes");
         let mut wrapped: Vec<OsString> = vec![
             HELPER.into(),
