@@ -250,6 +250,20 @@ impl TrustStore {
     pub fn record(&self, root: &Path, hash: &str) -> std::io::Result<()> {
         let mut projects = self.projects();
         projects.insert(key(root), hash.to_string());
+        self.write(&projects)
+    }
+
+    /// Forget the project at `root`.
+    pub fn revoke(&self, root: &Path) -> std::io::Result<bool> {
+        let mut projects = self.projects();
+        if projects.remove(&key(root)).is_none() {
+            return Ok(false);
+        }
+        self.write(&projects)?;
+        Ok(true)
+    }
+
+    fn write(&self, projects: &BTreeMap<String, String>) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -260,22 +274,6 @@ impl TrustStore {
             format!("{text}\n").as_bytes(),
             Durability::Synced,
         )
-    }
-
-    /// Forget the project at `root`.
-    pub fn revoke(&self, root: &Path) -> std::io::Result<bool> {
-        let mut projects = self.projects();
-        if projects.remove(&key(root)).is_none() {
-            return Ok(false);
-        }
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "projects": projects }))
-            .map_err(std::io::Error::other)?;
-        files::replace(
-            &self.path,
-            format!("{text}\n").as_bytes(),
-            Durability::Synced,
-        )?;
-        Ok(true)
     }
 }
 

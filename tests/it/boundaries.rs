@@ -7,16 +7,14 @@ use serde_json::{Value, json};
 use crate::support::http::{Reply, Server};
 use crate::support::project::{Project, call, run};
 
-/// A scripted Worker run in `project` with `replies`, `--json` when asked.
-fn worker_run(project: &Project, replies: Value, json: bool) -> (bool, String, String) {
+/// `orch run` of a scripted Worker in `project` with `replies`; callers
+/// add flags and environment.
+fn worker(project: &Project, replies: Value) -> std::process::Command {
     project.write(
         "run.json",
         &json!({ "agents": { "Worker": replies } }).to_string(),
     );
     let mut command = project.orch();
-    if json {
-        command.arg("--json");
-    }
     command.args([
         "--provider",
         "scripted",
@@ -27,7 +25,12 @@ fn worker_run(project: &Project, replies: Value, json: bool) -> (bool, String, S
         "worker",
         "go",
     ]);
-    let (output, stdout, stderr) = run(&mut command);
+    command
+}
+
+/// [`worker`] run to its end: whether it succeeded, stdout, stderr.
+fn worker_run(project: &Project, replies: Value) -> (bool, String, String) {
+    let (output, stdout, stderr) = run(&mut worker(project, replies));
     (output.status.success(), stdout, stderr)
 }
 
@@ -57,7 +60,7 @@ fn agents_cannot_write_the_engines_files_or_gits() {
         .collect();
     replies.push(json!({"tool_calls": [call("edit", json!({"path": ".opencode/todo.md", "old": "[ ]", "new": "[x]"}))]}));
     replies.push(json!({"text": "tried"}));
-    let (_, stdout, stderr) = worker_run(&project, Value::Array(replies), false);
+    let (_, stdout, stderr) = worker_run(&project, Value::Array(replies));
     let results = project.tool_results();
     assert_eq!(results.len(), writes.len() + 1, "{stdout}\n{stderr}");
     for ((path, says), result) in writes.iter().zip(&results) {
@@ -91,25 +94,10 @@ fn secrets_never_reach_the_model_the_transcript_or_the_journal() {
         {"tool_calls": [call("bash", json!({"command": "echo \"token=[$GITHUB_TOKEN] key=[$OPENAI_API_KEY]\"; cat .env"}))]},
         {"text": "done"}
     ]);
-    project.write(
-        "run.json",
-        &json!({ "agents": { "Worker": replies } }).to_string(),
-    );
-    let (output, stdout, stderr) = run(project
-        .orch()
+    let (output, stdout, stderr) = run(worker(&project, replies)
+        .arg("--json")
         .env("OPENAI_API_KEY", key)
-        .env("GITHUB_TOKEN", token)
-        .args([
-            "--json",
-            "--provider",
-            "scripted",
-            "--script",
-            "run.json",
-            "run",
-            "--agent",
-            "worker",
-            "go",
-        ]));
+        .env("GITHUB_TOKEN", token));
     assert!(output.status.success(), "{stderr}");
     let results = project.tool_results();
     assert_eq!(results.len(), 2, "{results:?}");
@@ -158,7 +146,7 @@ fn model_text_cannot_steer_the_terminal() {
         {"text": "Reading.", "tool_calls": [call("read", json!({"path": "missing\u{1b}[2J.txt"}))]},
         {"text": hostile}
     ]);
-    let (ok, stdout, stderr) = worker_run(&project, replies, false);
+    let (ok, stdout, stderr) = worker_run(&project, replies);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("Done.]0;owned[2J[1;1H31m"), "{stdout:?}");
     assert!(
@@ -175,7 +163,7 @@ fn agents_cannot_write_the_users_rules() {
         {"tool_calls": [call("remember", json!({"text": "tests use pytest", "tier": "project"}))]},
         {"text": "noted"}
     ]);
-    let (ok, _, stderr) = worker_run(&project, replies, false);
+    let (ok, _, stderr) = worker_run(&project, replies);
     assert!(ok, "{stderr}");
     let results = project.tool_results();
     assert!(
@@ -357,27 +345,9 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         bash("python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.sendall(b'hi'); print('own loopback', a.recv(2))\"".into()),
         {"text": "done"}
     ]);
-    let (output, stdout, stderr) = {
-        project.write(
-            "run.json",
-            &json!({ "agents": { "Worker": replies } }).to_string(),
-        );
-        run(project
-            .orch()
-            .env("MY_SERVICE_TOKEN", "tok-0123456789")
-            .args([
-                "--sandbox",
-                "workspace-write",
-                "--provider",
-                "scripted",
-                "--script",
-                "run.json",
-                "run",
-                "--agent",
-                "worker",
-                "go",
-            ]))
-    };
+    let (output, stdout, stderr) = run(worker(&project, replies)
+        .args(["--sandbox", "workspace-write"])
+        .env("MY_SERVICE_TOKEN", "tok-0123456789"));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let results = project.tool_results();
     assert_eq!(results.len(), 6, "{results:?}");
@@ -441,22 +411,9 @@ fn a_real_cargo_test_with_a_crates_io_dependency_passes_inside_the_sandbox() {
         {"tool_calls": [call("bash", json!({"command": "cargo test --lib 2>&1 | tail -n 3", "timeout_ms": 300000}))]},
         {"text": "done"}
     ]);
-    project.write(
-        "run.json",
-        &json!({ "agents": { "Worker": replies } }).to_string(),
-    );
-    let (output, stdout, stderr) = run(project.orch().env_remove("CARGO_TARGET_DIR").args([
-        "--sandbox",
-        "workspace-write",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "run",
-        "--agent",
-        "worker",
-        "go",
-    ]));
+    let (output, stdout, stderr) = run(worker(&project, replies)
+        .args(["--sandbox", "workspace-write"])
+        .env_remove("CARGO_TARGET_DIR"));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let results = project.tool_results();
     assert!(

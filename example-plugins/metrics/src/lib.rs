@@ -109,8 +109,8 @@ fn write_file(tools: &Map<String, Value>) {
     }
     let report = report(tools);
     let tmp = format!("{FILE}.tmp");
-    let written = std::fs::write(&tmp, format!("{report:#}\n"))
-        .and_then(|()| std::fs::rename(&tmp, FILE));
+    let written =
+        std::fs::write(&tmp, format!("{report:#}\n")).and_then(|()| std::fs::rename(&tmp, FILE));
     if let Err(err) = written {
         let _ = host::kv_set(NO_FILE, "1");
         host::log(
