@@ -115,23 +115,28 @@ impl Sandbox {
     pub fn new(mode: Mode, root: &Path, writable_roots: &[PathBuf], network: bool) -> Sandbox {
         let home = dirs::home_dir();
         let env_dir = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        // Only where toolchains keep downloads and builds: never their
+        // binaries, `~/.cargo/env`, config files or installed toolchains,
+        // which run later outside the sandbox.
         let mut caches: Vec<PathBuf> = Vec::new();
+        let cargo_home =
+            env_dir("CARGO_HOME").or_else(|| home.as_ref().map(|home| home.join(".cargo")));
+        if let Some(cargo) = &cargo_home {
+            caches.push(cargo.join("registry"));
+            caches.push(cargo.join("git"));
+        }
         if let Some(home) = &home {
             for dir in [
-                ".cargo",
-                ".rustup",
                 ".cache",
-                ".npm",
-                ".local/share/pnpm",
-                "go/pkg",
+                ".npm/_cacache",
+                ".local/share/pnpm/store",
+                "go/pkg/mod",
             ] {
                 caches.push(home.join(dir));
             }
         }
         for name in [
-            "CARGO_HOME",
             "CARGO_TARGET_DIR",
-            "RUSTUP_HOME",
             "GOCACHE",
             "GOMODCACHE",
             "npm_config_cache",
@@ -146,8 +151,36 @@ impl Sandbox {
         let mut read_only = vec![root.join(".git"), root.join(".opencode")];
         read_only.extend(dirs::config_dir().map(|dir| dir.join("orch")));
         let mut hidden: Vec<PathBuf> = Vec::new();
+        // orch's own compiled-plugin cache and its key: native code the
+        // next run loads. Made now if missing, so a command cannot create
+        // it with a key of its own choosing.
+        if let Some(dir) = dirs::cache_dir().map(|dir| dir.join("orch")) {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir);
+            hidden.push(dir);
+        }
+        // The user session's sockets: agents, buses, multiplexers, X.
         hidden.extend(env_dir("XDG_RUNTIME_DIR"));
         hidden.extend(env_dir("SSH_AUTH_SOCK"));
+        if let Some(tmux) = std::env::var("TMUX")
+            .ok()
+            .and_then(|value| value.split(',').next().map(PathBuf::from))
+        {
+            hidden.extend(tmux.parent().map(Path::to_path_buf));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        for path in [
+            format!("/tmp/tmux-{uid}"),
+            "/tmp/.X11-unix".to_string(),
+            "/var/run/screen".to_string(),
+            "/run/screen".to_string(),
+        ] {
+            hidden.push(PathBuf::from(path));
+        }
         hidden.push(PathBuf::from("/var/run/docker.sock"));
         hidden.push(PathBuf::from("/run/docker.sock"));
         Sandbox {
@@ -171,7 +204,11 @@ impl Sandbox {
 
     /// What the helper sets up for a process of `profile`.
     pub fn spec(&self, profile: Profile) -> Spec {
-        let mut writable = vec![PathBuf::from("/dev")];
+        // Devices: the harmless ones only (never a terminal).
+        let mut writable: Vec<PathBuf> = ["/dev/null", "/dev/zero", "/dev/full", "/dev/shm"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         writable.extend(std::env::var_os("TMPDIR").map(PathBuf::from));
         writable.push(std::env::temp_dir());
         writable.push(PathBuf::from("/tmp"));
@@ -338,6 +375,17 @@ fn enter(spec: &Spec) -> Result<(), String> {
         }
         if !spec.network {
             loopback_up()?;
+        }
+        // Give up the controlling terminal: nothing in the sandbox can open
+        // /dev/tty to write to it or push keystrokes into it.
+        let tty = CString::new("/dev/tty").expect("no NUL");
+        let fd = libc::open(
+            tty.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::ioctl(fd, libc::TIOCNOTTY);
+            libc::close(fd);
         }
     }
     restrict_writes(&spec.writable)

@@ -241,7 +241,11 @@ mod tests {
             "project.json",
             r#"{"model":"project-model","session":{"max_turns":9}}"#,
         );
-        let config = load_from(Some(&user), &project, &env(&[]), &Overrides::default()).unwrap();
+        let trusted = Overrides {
+            trust_project: true,
+            ..Overrides::default()
+        };
+        let config = load_from(Some(&user), &project, &env(&[]), &trusted).unwrap();
         assert_eq!(config.model.as_deref(), Some("project-model"));
         assert_eq!(config.session.max_turns, 9);
         // Nested objects merge key by key: the user's other session key stays.
@@ -249,7 +253,7 @@ mod tests {
         assert_eq!(config.provider, Some(ProviderKind::Anthropic));
 
         let vars = env(&[("ORCH_MODEL", "env-model"), ("ORCH_PROVIDER", "OpenAI")]);
-        let config = load_from(Some(&user), &project, &vars, &Overrides::default()).unwrap();
+        let config = load_from(Some(&user), &project, &vars, &trusted).unwrap();
         assert_eq!(config.model.as_deref(), Some("env-model"));
         assert_eq!(config.provider, Some(ProviderKind::Openai));
 
@@ -370,13 +374,13 @@ mod tests {
         let user = user_dir.path().join("orch.json");
         let config = load_from(Some(&user), &project, &env(&[]), &Overrides::default()).unwrap();
         assert!(!config.trust.trusted);
-        assert_eq!(config.model.as_deref(), Some("m"));
+        assert_eq!(config.model, None);
         assert_eq!(config.verify, None);
         assert_eq!(config.openai.base_url, "https://api.openai.com/v1");
         assert!(config.permissions.bash.is_empty());
         assert_eq!(
             config.trust.ignored().unwrap().names(),
-            ["openai", "permissions", "verify"]
+            ["model", "openai", "permissions", "verify"]
         );
 
         // Trusted by the store, by the flag or by the environment.

@@ -28,13 +28,19 @@ pub const TRUSTED_KEYS: &[&str] = &[
     // Commands it runs.
     "verify",
     "diagnostics.commands",
-    // Limits it could loosen.
+    // Limits it could loosen, and what is spent on the user's key.
     "permissions",
     "sandbox",
     "plugins",
     "pricing",
-    "mission.budget_tokens",
-    "mission.budget_usd",
+    "model",
+    "agents",
+    "models",
+    "mission",
+    "session",
+    "tools",
+    "concurrency",
+    "retry",
 ];
 
 /// The environment variable that trusts the project of this run (CI).
@@ -132,8 +138,9 @@ impl Surface {
             .keys
             .iter()
             .map(|(key, value)| {
+                // Whole: a prompt that cuts a value can hide what it approves.
                 let value = canonical(&redacted(key, value));
-                format!("orch.json {key} = {}", crate::text::preview(&value, 200))
+                crate::text::printable(&format!("orch.json {key} = {value}"))
             })
             .collect();
         lines.extend(self.files.iter().map(|(path, _)| {
@@ -144,7 +151,7 @@ impl Surface {
             } else {
                 "a prompt override"
             };
-            format!("{path}: {what}")
+            crate::text::printable(&format!("{path}: {what}"))
         }));
         lines
     }
@@ -305,7 +312,8 @@ mod tests {
             keys,
             [
                 "diagnostics.commands",
-                "mission.budget_usd",
+                "mission",
+                "model",
                 "openai",
                 "verify"
             ]
@@ -323,8 +331,8 @@ mod tests {
             "diagnostics": {"commands": ["./check.sh"], "after_edits": true},
             "openai": {"api_key": "sk-x", "base_url": "http://evil.example/v1"},
             "verify": ["make test"],
-            "mission": {"budget_usd": 100.0, "max_iterations": 9},
-            "model": "other"
+            "mission": {"budget_usd": 100.0, "max_iterations": 3},
+            "model": "gpt-4o"
         });
         assert_eq!(
             Surface::of(dir.path(), Some(&reordered)).hash(),
@@ -338,10 +346,7 @@ mod tests {
 
         let mut stripped = layer.clone();
         strip(&mut stripped);
-        assert_eq!(
-            stripped,
-            json!({"model": "gpt-4o", "mission": {"max_iterations": 3}, "diagnostics": {"after_edits": true}})
-        );
+        assert_eq!(stripped, json!({"diagnostics": {"after_edits": true}}));
         assert!(Surface::of(dir.path(), Some(&stripped)).is_empty());
     }
 

@@ -24,11 +24,23 @@ const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Run `git <args>` in `root` through the process launcher; the output's
 /// head kept, at most `cap` bytes of it read into memory.
 async fn git(root: &Path, args: &[&str], cap: usize, ctx: &ToolContext) -> ToolOutput {
-    let mut argv: Vec<OsString> = ["--no-pager", "-c", "color.ui=never"]
-        .iter()
-        .chain(args)
-        .map(OsString::from)
-        .collect();
+    // No command a repository's config names runs (fsmonitor, hooks,
+    // external diff, textconv); and git runs in the sandbox's read profile.
+    let mut argv: Vec<OsString> = [
+        "--no-pager",
+        "-c",
+        "color.ui=never",
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "diff.external=",
+    ]
+    .iter()
+    .chain(args)
+    .map(OsString::from)
+    .collect();
     argv.insert(0, OsString::from(root));
     argv.insert(0, OsString::from("-C"));
     let mut env = scrubbed_env(std::env::vars_os());
@@ -41,7 +53,7 @@ async fn git(root: &Path, args: &[&str], cap: usize, ctx: &ToolContext) -> ToolO
         keep: Keep::Head(cap),
         env,
         live: None,
-        sandbox: None,
+        sandbox: Some(crate::sandbox::Profile::Read),
     };
     let run = match process::run(job).await {
         Ok(run) => run,

@@ -73,11 +73,12 @@ pub fn resolve_writable(root: &Path, path: &str) -> Result<PathBuf, String> {
 /// or `None` when it is.
 pub fn engine_owned(inner: &Path) -> Option<&'static str> {
     let mut parts = inner.components().map(|part| part.as_os_str());
-    let top = parts.next()?;
-    if top == ".git" {
+    // Case-insensitive, for file systems that are.
+    let top = parts.next()?.to_str()?;
+    if top.eq_ignore_ascii_case(".git") {
         return Some("`.git/` is git's own; agents' file tools cannot write it");
     }
-    if top != ".opencode" {
+    if !top.eq_ignore_ascii_case(".opencode") {
         return None;
     }
     let next = parts.next();

@@ -343,6 +343,7 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         bash("echo \"secret=[$MY_SERVICE_TOKEN]\"".into()),
         bash(format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected to the host")),
         bash("python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.sendall(b'hi'); print('own loopback', a.recv(2))\"".into()),
+        bash("mkdir -p \"$XDG_CACHE_HOME/orch/plugins\" && echo planted > \"$XDG_CACHE_HOME/orch/plugins/key\"; echo tty: $(echo x > /dev/tty 2>&1 || echo refused)".into()),
         {"text": "done"}
     ]);
     let (output, stdout, stderr) = run(worker(&project, replies)
@@ -350,7 +351,7 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         .env("MY_SERVICE_TOKEN", "tok-0123456789"));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let results = project.tool_results();
-    assert_eq!(results.len(), 6, "{results:?}");
+    assert_eq!(results.len(), 7, "{results:?}");
     assert!(results[0].contains("made"), "{}", results[0]);
     assert_eq!(project.read("inside.txt"), "made\n");
     assert!(results[1].contains("Permission denied"), "{}", results[1]);
@@ -373,6 +374,20 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         results[4]
     );
     assert!(results[5].contains("own loopback b'hi'"), "{}", results[5]);
+    // orch's compiled-code cache is out of reach (a key planted there
+    // would let a command's code run in the next orch), and so is the
+    // terminal.
+    assert!(
+        !project.code_cache_dir().join("key").exists()
+            || std::fs::read(project.code_cache_dir().join("key")).unwrap() != b"planted\n",
+        "{}",
+        results[6]
+    );
+    assert!(
+        results[6].contains("tty: refused") || results[6].contains("No such device"),
+        "{}",
+        results[6]
+    );
     drop(host);
 }
 

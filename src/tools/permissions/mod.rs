@@ -109,7 +109,7 @@ impl Permissions {
     /// as `run_background`); the command patterns apply to `bash`.
     pub fn decide(&self, tool: &str, args: &Value) -> Decision {
         let command = args.get("command").and_then(Value::as_str);
-        if let Some(why) = command.and_then(destructive) {
+        if let Some(why) = command.and_then(destructive_anywhere) {
             return Decision::Deny(format!(
                 "command refused: it {why}; orch never runs commands on its built-in list of destructive commands, whatever the configuration says"
             ));
@@ -205,6 +205,17 @@ impl Permissions {
             },
         }
     }
+}
+
+/// [`destructive`] on the line and on every command nested in it
+/// (`sh -c '…'`, `eval …`, `find -exec …`).
+fn destructive_anywhere(line: &str) -> Option<&'static str> {
+    destructive(line).or_else(|| {
+        shell::commands(line)
+            .commands
+            .iter()
+            .find_map(|command| destructive(&command.written))
+    })
 }
 
 fn severity(action: Action) -> u8 {

@@ -214,6 +214,33 @@ pub struct Command {
     pub program: String,
 }
 
+/// Programs whose first argument is a subcommand rules are written about
+/// (`git push`, `cargo publish`): an expansion there hides what runs.
+const SUBCOMMANDS: &[&str] = &[
+    "git",
+    "cargo",
+    "npm",
+    "pnpm",
+    "yarn",
+    "npx",
+    "docker",
+    "podman",
+    "kubectl",
+    "gh",
+    "go",
+    "pip",
+    "pip3",
+    "uv",
+    "make",
+    "terraform",
+    "helm",
+    "aws",
+    "gcloud",
+    "az",
+    "rustup",
+    "systemctl",
+];
+
 /// How deep `sh -c` and `eval` are read into.
 const MAX_NESTING: usize = 4;
 
@@ -233,6 +260,10 @@ fn read_into(line: &str, depth: usize, out: &mut Commands) {
     for words in simple_commands(line) {
         let written = words.join(" ");
         let Some((program, args)) = program_and_args(&words) else {
+            if words.first().is_some_and(|word| word == "env") {
+                out.opaque
+                    .get_or_insert_with(|| format!("`{written}` splits its command at run time"));
+            }
             out.commands.push(Command {
                 program: written.clone(),
                 written,
@@ -241,9 +272,25 @@ fn read_into(line: &str, depth: usize, out: &mut Commands) {
         };
         let start = words.len() - args.len() - 1;
         let from_program = words[start..].join(" ");
-        if program.starts_with('$') {
+        // What runs is decided when the line runs: an expansion where the
+        // program or its subcommand goes, commands fed from input.
+        let expands = |word: &String| word.contains('$') || word.contains('`');
+        let subcommand_expands = SUBCOMMANDS.contains(&program)
+            && args
+                .iter()
+                .find(|arg| !arg.starts_with('-'))
+                .is_some_and(expands);
+        if expands(&words[start]) || subcommand_expands {
+            out.opaque.get_or_insert_with(|| {
+                format!("`{written}` names its program or subcommand by an expansion")
+            });
+        }
+        if words
+            .iter()
+            .any(|word| word == "xargs" || word.ends_with("/xargs"))
+        {
             out.opaque
-                .get_or_insert_with(|| format!("`{written}` runs a program named by a variable"));
+                .get_or_insert_with(|| format!("`{written}` runs commands built from its input"));
         }
         match program {
             "sh" | "bash" | "zsh" | "dash" | "ksh" => {
@@ -253,6 +300,11 @@ fn read_into(line: &str, depth: usize, out: &mut Commands) {
                         arg.starts_with('-') && !arg.starts_with("--") && arg.contains('c')
                     })
                     .and_then(|flag| args[flag + 1..].iter().find(|arg| !arg.starts_with('-')));
+                if script.is_none() && !args.iter().any(|arg| arg == "--version") {
+                    out.opaque.get_or_insert_with(|| {
+                        format!("`{written}` runs a script or its input, unseen")
+                    });
+                }
                 if let Some(script) = script {
                     read_into(script, depth + 1, out);
                 }
@@ -637,6 +689,20 @@ mod tests {
         );
         assert_eq!(commands("git push").opaque, None);
         assert!(commands("$TOOL push").opaque.is_some());
+        for unseen in [
+            "git $'push'",
+            "git \"$(echo push)\"",
+            "git ${X:-push}",
+            "echo push | xargs git",
+            "env -S 'git push'",
+            "printf 'git push' | sh",
+            "bash script.sh",
+        ] {
+            assert!(commands(unseen).opaque.is_some(), "{unseen}");
+        }
+        for seen in ["echo $HOME", "cargo test -- $FILTER", "ls `pwd`/src"] {
+            assert!(commands(seen).opaque.is_none(), "{seen}");
+        }
         assert!(commands("eval \"$CMD\"").opaque.is_some());
     }
 }
