@@ -6,15 +6,15 @@
 //! small single-threaded helper, `orch __sandbox <spec> -- <program> <args>`,
 //! which sets the sandbox up and then execs the program:
 //!
-//! 1. new user, mount and (unless `sandbox.network`) network namespaces,
-//!    mapping the caller's uid and gid to themselves;
+//! 1. the run's user and network namespace (held by `orch __sandbox-net`,
+//!    loopback up, shared by every sandboxed process of the run; unless
+//!    `sandbox.network`), then a mount namespace of its own;
 //! 2. mounts made private, then `.git/`, `.opencode/` and the user's orch
 //!    config bind-mounted read-only (Landlock cannot carve a subtree out of
 //!    a writable root), the user session's sockets (`$XDG_RUNTIME_DIR`,
 //!    Docker's, `$SSH_AUTH_SOCK`) covered;
-//! 3. loopback brought up in the new network namespace: servers and clients
-//!    of one command talk, nothing reaches the host's network or its
-//!    loopback;
+//! 3. servers and clients of one run talk over its loopback; nothing
+//!    reaches the host's network or its loopback;
 //! 4. Landlock: writes only beneath the writable roots (the task's root for
 //!    writing roles, the temp directories, toolchain caches,
 //!    `sandbox.writable_roots`), reads everywhere; `no_new_privs`.
@@ -77,6 +77,11 @@ pub struct Spec {
     pub hidden: Vec<PathBuf>,
     /// Keep the host's network.
     pub network: bool,
+    /// Join the network namespace of this process (the run's holder), so
+    /// every command of a mission shares one loopback; `None`: a namespace
+    /// of this command's own.
+    #[serde(default)]
+    pub netns: Option<u32>,
 }
 
 /// The sandbox of this run, as decided at start.
@@ -225,6 +230,11 @@ impl Sandbox {
             read_only: self.read_only.clone(),
             hidden: self.hidden.clone(),
             network: self.network,
+            netns: if self.network {
+                None
+            } else {
+                network_holder(&self.helper)
+            },
         }
     }
 
@@ -269,6 +279,47 @@ impl Sandbox {
 /// The first argument that makes orch the sandbox helper.
 pub const HELPER: &str = "__sandbox";
 
+/// The first argument that makes orch the holder of a run's network
+/// namespace.
+pub const NET_HOLDER: &str = "__sandbox-net";
+
+/// The run's network holder: started on first use, it keeps one user and
+/// network namespace (loopback up) alive for as long as orch holds its
+/// stdin, and ends when orch does (the pipe closes, SIGKILL included).
+static HOLDER: std::sync::Mutex<Option<(std::process::Child, u32)>> = std::sync::Mutex::new(None);
+
+/// The holder's pid, starting it if needed; `None` when it cannot run
+/// (each command then gets a namespace of its own).
+fn network_holder(helper: &Path) -> Option<u32> {
+    let mut holder = HOLDER.lock().ok()?;
+    if let Some((child, pid)) = holder.as_mut() {
+        if matches!(child.try_wait(), Ok(None)) {
+            return Some(*pid);
+        }
+        *holder = None;
+    }
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(helper)
+        .arg(NET_HOLDER)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take()?)
+        .read_line(&mut ready)
+        .ok()?;
+    if ready.trim() != "ready" {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let pid = child.id();
+    *holder = Some((child, pid));
+    Some(pid)
+}
+
 /// Whether the kernel lets this process build the sandbox: runs the helper
 /// once on `true`.
 pub fn probe(sandbox: &Sandbox) -> Result<(), String> {
@@ -290,7 +341,11 @@ pub fn probe(sandbox: &Sandbox) -> Result<(), String> {
 /// when this is not the helper.
 pub fn helper_main() -> Option<std::process::ExitCode> {
     let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(OsStr::new(HELPER)) {
+    let first = args.next();
+    if first.as_deref() == Some(OsStr::new(NET_HOLDER)) {
+        return Some(hold_network());
+    }
+    if first.as_deref() != Some(OsStr::new(HELPER)) {
         return None;
     }
     let fail = |message: String| {
@@ -322,6 +377,57 @@ pub fn helper_main() -> Option<std::process::ExitCode> {
     Some(std::process::ExitCode::from(127))
 }
 
+/// The network holder: a user and network namespace with loopback up,
+/// kept until stdin closes.
+fn hold_network() -> std::process::ExitCode {
+    // SAFETY: single-threaded; plain syscalls on this process.
+    let made = unsafe {
+        let (uid, gid) = (libc::geteuid(), libc::getegid());
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+            Err(last_error("unshare (user and network namespaces)"))
+        } else {
+            map_ids(uid, gid).and_then(|()| loopback_up())
+        }
+    };
+    if let Err(err) = made {
+        eprintln!("orch sandbox: {err}");
+        return std::process::ExitCode::from(126);
+    }
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    std::process::ExitCode::SUCCESS
+}
+
+/// Map `uid` and `gid` to themselves in a new user namespace.
+fn map_ids(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), String> {
+    std::fs::write("/proc/self/setgroups", "deny").map_err(|err| format!("setgroups: {err}"))?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+        .map_err(|err| format!("uid_map: {err}"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+        .map_err(|err| format!("gid_map: {err}"))
+}
+
+/// Enter the user and network namespaces of process `pid`.
+unsafe fn join_network(pid: u32) -> Result<(), String> {
+    for (kind, flag) in [("user", libc::CLONE_NEWUSER), ("net", libc::CLONE_NEWNET)] {
+        let path = c_path(Path::new(&format!("/proc/{pid}/ns/{kind}")))?;
+        // SAFETY: a path this function built; the fd is closed below.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(last_error(&format!("opening the run's {kind} namespace")));
+            }
+            let joined = libc::setns(fd, flag);
+            libc::close(fd);
+            if joined != 0 {
+                return Err(last_error(&format!("joining the run's {kind} namespace")));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn last_error(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
@@ -339,19 +445,26 @@ fn enter(spec: &Spec) -> Result<(), String> {
     unsafe {
         let uid = libc::geteuid();
         let gid = libc::getegid();
-        let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
-        if !spec.network {
-            flags |= libc::CLONE_NEWNET;
+        match spec.netns {
+            // The run's shared namespaces (ids mapped by the holder), then
+            // a mount namespace of this command's own.
+            Some(pid) if !spec.network => {
+                join_network(pid)?;
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(last_error("unshare (mount namespace)"));
+                }
+            }
+            _ => {
+                let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
+                if !spec.network {
+                    flags |= libc::CLONE_NEWNET;
+                }
+                if libc::unshare(flags) != 0 {
+                    return Err(last_error("unshare (user, mount and network namespaces)"));
+                }
+                map_ids(uid, gid)?;
+            }
         }
-        if libc::unshare(flags) != 0 {
-            return Err(last_error("unshare (user, mount and network namespaces)"));
-        }
-        std::fs::write("/proc/self/setgroups", "deny")
-            .map_err(|err| format!("setgroups: {err}"))?;
-        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
-            .map_err(|err| format!("uid_map: {err}"))?;
-        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
-            .map_err(|err| format!("gid_map: {err}"))?;
         let root = c_path(Path::new("/"))?;
         if libc::mount(
             std::ptr::null(),
@@ -373,7 +486,7 @@ fn enter(spec: &Spec) -> Result<(), String> {
                 hide(path)?;
             }
         }
-        if !spec.network {
+        if !spec.network && spec.netns.is_none() {
             loopback_up()?;
         }
         // Give up the controlling terminal: nothing in the sandbox can open
@@ -532,11 +645,12 @@ mod tests {
     #[test]
     fn a_writer_gets_the_root_a_reader_does_not() {
         let root = PathBuf::from("/work/project");
+        // With the host's network: no namespace holder is started here.
         let sandbox = Sandbox::new(
             Mode::WorkspaceWrite,
             &root,
             &[PathBuf::from("/opt/extra")],
-            false,
+            true,
         );
         let write = sandbox.spec(Profile::Write);
         assert!(write.writable.contains(&root));
@@ -546,7 +660,7 @@ mod tests {
         let read = sandbox.spec(Profile::Read);
         assert!(!read.writable.contains(&root));
         assert!(read.writable.contains(&root.join("target")));
-        let read_only_mode = Sandbox::new(Mode::ReadOnly, &root, &[], false);
+        let read_only_mode = Sandbox::new(Mode::ReadOnly, &root, &[], true);
         assert!(!read_only_mode.spec(Profile::Write).writable.contains(&root));
     }
 }

@@ -343,6 +343,8 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         bash("echo \"secret=[$MY_SERVICE_TOKEN]\"".into()),
         bash(format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected to the host")),
         bash("python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.sendall(b'hi'); print('own loopback', a.recv(2))\"".into()),
+        json!({"tool_calls": [call("run_background", json!({"command": "python3 -m http.server 8765 --bind 127.0.0.1", "label": "server"}))]}),
+        bash("for i in 1 2 3 4 5 6 7 8 9 10; do python3 -c \"import urllib.request; print('shared loopback', urllib.request.urlopen('http://127.0.0.1:8765/').status)\" 2>/dev/null && break; sleep 0.5; done".into()),
         bash("mkdir -p \"$XDG_CACHE_HOME/orch/plugins\" && echo planted > \"$XDG_CACHE_HOME/orch/plugins/key\"; echo tty: $(echo x > /dev/tty 2>&1 || echo refused)".into()),
         {"text": "done"}
     ]);
@@ -351,7 +353,7 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         .env("MY_SERVICE_TOKEN", "tok-0123456789"));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let results = project.tool_results();
-    assert_eq!(results.len(), 7, "{results:?}");
+    assert_eq!(results.len(), 9, "{results:?}");
     assert!(results[0].contains("made"), "{}", results[0]);
     assert_eq!(project.read("inside.txt"), "made\n");
     assert!(results[1].contains("Permission denied"), "{}", results[1]);
@@ -381,13 +383,16 @@ fn sandboxed_commands_write_only_the_project_and_reach_only_their_own_loopback()
         !project.code_cache_dir().join("key").exists()
             || std::fs::read(project.code_cache_dir().join("key")).unwrap() != b"planted\n",
         "{}",
-        results[6]
+        results[8]
     );
     assert!(
-        results[6].contains("tty: refused") || results[6].contains("No such device"),
+        results[8].contains("tty: refused") || results[8].contains("No such device"),
         "{}",
-        results[6]
+        results[8]
     );
+    // A server started in the background and a later command share the
+    // run's loopback.
+    assert!(results[7].contains("shared loopback 200"), "{}", results[7]);
     drop(host);
 }
 
