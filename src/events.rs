@@ -144,6 +144,10 @@ pub enum Event {
         /// The orch process running it (`orch cancel` signals it).
         #[serde(default)]
         pid: u32,
+        /// The OS sandbox its commands run in: `workspace-write`,
+        /// `read-only` or `off` (empty in journals from before).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        sandbox: String,
         /// The token budget, when one is set.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         budget_tokens: Option<u64>,

@@ -120,6 +120,9 @@ async fn start_mission(
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
         pid: std::process::id(),
+        sandbox: crate::sandbox::current()
+            .map_or("off", |sandbox| sandbox.mode.name())
+            .to_string(),
         goal: goal.to_string(),
         root: ctx.root.display().to_string(),
         max_iterations: wired.mission.config.max_iterations,
@@ -447,6 +450,9 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),
         pid: std::process::id(),
+        sandbox: crate::sandbox::current()
+            .map_or("off", |sandbox| sandbox.mode.name())
+            .to_string(),
         goal: saved.goal.clone(),
         root: ctx.root.display().to_string(),
         max_iterations: wired.mission.config.max_iterations,

@@ -789,6 +789,7 @@ mod journal_tests {
         events.emit(Event::MissionStarted {
             mission: "m-1".into(),
             pid: 4242,
+            sandbox: String::new(),
             goal: "g".into(),
             root: "/p".into(),
             max_iterations: 5,

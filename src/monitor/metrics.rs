@@ -725,6 +725,7 @@ mod tests {
             Event::MissionStarted {
                 mission: "m-1".into(),
                 pid: 1,
+                sandbox: String::new(),
                 goal: "g".into(),
                 root: "/p".into(),
                 max_iterations: 5,

@@ -185,13 +185,19 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 goal,
                 max_iterations,
                 resumed,
+                sandbox,
                 ..
             } => {
                 let verb = if *resumed { "resumed" } else { "started" };
+                let sandbox = if sandbox.is_empty() {
+                    String::new()
+                } else {
+                    format!("; sandbox: {sandbox}")
+                };
                 line(
                     &mut state,
                     strip_controls(&format!(
-                        "◆ mission {mission} {verb}: {goal} (at most {max_iterations} iterations)"
+                        "◆ mission {mission} {verb}: {goal} (at most {max_iterations} iterations{sandbox})"
                     )),
                 );
             }

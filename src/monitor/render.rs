@@ -516,6 +516,7 @@ mod tests {
         Event::MissionStarted {
             mission: "m-test".into(),
             pid: 1,
+            sandbox: String::new(),
             goal: "Add JWT authentication".into(),
             root: "/nonexistent/project".into(),
             max_iterations: 25,

@@ -482,6 +482,7 @@ fn one_of_each() -> Vec<Event> {
         Event::MissionStarted {
             mission: "m".into(),
             pid: 1,
+            sandbox: String::new(),
             goal: "g".into(),
             root: "/r".into(),
             max_iterations: 3,
