@@ -77,7 +77,7 @@ pub enum FollowEnd {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FollowStep {
     /// A journal line, and the event in it when it is one this build knows.
-    Line(String, Option<Envelope>),
+    Line(String, Option<Box<Envelope>>),
     End(FollowEnd),
 }
 
@@ -107,7 +107,7 @@ impl Follower {
     pub async fn next(&mut self) -> io::Result<FollowStep> {
         loop {
             if let Some(line) = self.queue.pop_front() {
-                let envelope = serde_json::from_str::<Envelope>(&line).ok();
+                let envelope = serde_json::from_str::<Envelope>(&line).ok().map(Box::new);
                 match envelope.as_ref().map(|e| &e.event) {
                     Some(Event::MissionFinished { .. }) => self.finished = true,
                     Some(Event::MissionStarted { .. }) => self.finished = false,

@@ -115,7 +115,7 @@ impl Feed {
                 Err(broadcast::error::RecvError::Closed) => FeedItem::End(None),
             },
             Feed::Journal(follower) => match follower.next().await {
-                Ok(FollowStep::Line(_, Some(envelope))) => FeedItem::Event(Arc::new(envelope)),
+                Ok(FollowStep::Line(_, Some(envelope))) => FeedItem::Event(Arc::new(*envelope)),
                 Ok(FollowStep::Line(_, None)) => FeedItem::Skipped,
                 Ok(FollowStep::End(end)) => FeedItem::End(Some(end)),
                 Err(_) => FeedItem::End(Some(FollowEnd::ProcessGone)),
