@@ -22,6 +22,20 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// `orch --json` in `dir` on the scripted provider with `dir/run.json`,
+/// running `args`, stdout piped.
+fn scripted(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = orch();
+    command
+        .arg("-C")
+        .arg(dir)
+        .args(["--json", "--provider", "scripted", "--script"])
+        .arg(dir.join("run.json"))
+        .args(args)
+        .stdout(Stdio::piped());
+    command
+}
+
 fn orch() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
     // The benchmark's projects are its own: their settings apply.
@@ -139,13 +153,7 @@ fn scripted_workers(workers: usize) -> Used {
         json!({"verify": [], "mission": {"max_iterations": 1}, "concurrency": {"global": workers, "per_agent": workers}}).to_string(),
     )
     .unwrap();
-    let mut child = orch()
-        .arg("-C")
-        .arg(dir.path())
-        .args(["--json", "--provider", "scripted", "--script"])
-        .arg(dir.path().join("run.json"))
-        .args(["task", "Run the Workers"])
-        .stdout(Stdio::piped())
+    let mut child = scripted(dir.path(), &["task", "Run the Workers"])
         .spawn()
         .expect("run orch");
     let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -266,17 +274,7 @@ fn resume_pickup() {
         json!({"verify": [], "mission": {"max_iterations": 1}, "concurrency": {"global": WORKERS, "per_agent": WORKERS}}).to_string(),
     )
     .unwrap();
-    let command = |args: &[&str]| {
-        let mut command = orch();
-        command
-            .arg("-C")
-            .arg(dir.path())
-            .args(["--json", "--provider", "scripted", "--script"])
-            .arg(dir.path().join("run.json"))
-            .args(args)
-            .stdout(Stdio::piped());
-        command
-    };
+    let command = |args: &[&str]| scripted(dir.path(), args);
     let mut first = command(&["task", "Run the Workers"])
         .spawn()
         .expect("run orch");
@@ -347,13 +345,7 @@ fn continuation_delay() {
         json!({"verify": [], "mission": {"max_iterations": iterations, "no_progress_iterations": 1000}}).to_string(),
     )
     .unwrap();
-    let mut child = orch()
-        .arg("-C")
-        .arg(dir.path())
-        .args(["--json", "--provider", "scripted", "--script"])
-        .arg(dir.path().join("run.json"))
-        .args(["task", "Nothing to do"])
-        .stdout(Stdio::piped())
+    let mut child = scripted(dir.path(), &["task", "Nothing to do"])
         .spawn()
         .expect("run orch");
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));

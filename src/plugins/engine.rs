@@ -70,36 +70,68 @@ pub struct Compiled {
 
 /// What makes compiled code loadable by this engine: wasmtime's
 /// compatibility hash (version, target, settings).
-pub fn engine_key(engine: &Engine) -> String {
+fn engine_key(engine: &Engine) -> String {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
 
-/// Compile `path` (or load its compiled code from `cache`), check that
+/// A plugin file read once: its bytes and their hash.
+pub struct Source {
+    pub file: String,
+    bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+impl Source {
+    /// The name its compiled code has in the cache of `engine`.
+    pub fn cache_name(&self, engine: &Engine) -> String {
+        format!("{}-{}.cwasm", self.sha256, engine_key(engine))
+    }
+}
+
+/// Read the plugin file at `path`, refusing precompiled code.
+pub async fn read(path: &Path) -> Result<Source, PluginError> {
+    let file = file_name(path);
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|err| PluginError::Invalid {
+            file: file.clone(),
+            reason: format!("cannot read {}: {err}", path.display()),
+        })?;
+    if Engine::detect_precompiled(&bytes).is_some() {
+        return Err(PluginError::Invalid {
+            file,
+            reason: "is precompiled code; only .wasm components are loaded (orch compiles and caches them itself)".into(),
+        });
+    }
+    let sha256 = sha256_hex(&bytes);
+    Ok(Source {
+        file,
+        bytes,
+        sha256,
+    })
+}
+
+/// Compile `source` (or load its compiled code from `cache`), check that
 /// it speaks this contract version, and pre-instantiate it.
 pub async fn compile(
     engine: &'static Engine,
     linker: &Linker<StoreState>,
-    path: &Path,
+    source: Source,
     cache: Option<&CodeCache>,
 ) -> Result<Compiled, PluginError> {
-    let file = file_name(path);
+    let name = source.cache_name(engine);
+    let Source {
+        file,
+        bytes,
+        sha256,
+    } = source;
     let fail = |reason: String| PluginError::Invalid {
         file: file.clone(),
         reason,
     };
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|err| fail(format!("cannot read {}: {err}", path.display())))?;
-    if Engine::detect_precompiled(&bytes).is_some() {
-        return Err(fail(
-            "is precompiled code; only .wasm components are loaded (orch compiles and caches them itself)".into(),
-        ));
-    }
-    let sha256 = sha256_hex(&bytes);
     let key = engine_key(engine);
-    let name = format!("{sha256}-{key}.cwasm");
     let mut cached = false;
     let mut component = None;
     if let Some(code) = cache.and_then(|cache| cache.load(&name)) {

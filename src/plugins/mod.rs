@@ -214,11 +214,14 @@ impl PluginHost {
     }
 
     /// Load every `*.wasm` in `dirs` (sorted by name; a project plugin wins
-    /// over a user one with the same file name). Returns one message per
+    /// over a user one with the same file name). Each file is read once;
+    /// all are compiled (or loaded from the cache) at once, saying so on
+    /// stderr when several need compiling (the first start after an install
+    /// or an upgrade), then activated in order. Returns one message per
     /// plugin that was skipped, naming it and why.
     pub async fn load_dirs(&self, dirs: &[PathBuf]) -> Vec<String> {
-        self.compile_ahead(dirs).await;
         let mut problems = Vec::new();
+        let mut sources: Vec<(PathBuf, engine::Source)> = Vec::new();
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
@@ -230,60 +233,55 @@ impl PluginHost {
             paths.sort();
             for path in paths {
                 let file = engine::file_name(&path);
-                if self.read().contains_key(&file) {
+                let taken = self.read().contains_key(&file)
+                    || sources.iter().any(|(_, source)| source.file == file);
+                if taken {
                     continue;
                 }
-                if let Err(err) = self.load(&path).await {
-                    problems.push(format!("{err}; skipped"));
+                match engine::read(&path).await {
+                    Ok(source) => sources.push((path, source)),
+                    Err(err) => problems.push(format!("{err}; skipped")),
                 }
+            }
+        }
+        if let Some(cache) = &self.inner.cache {
+            let missing: Vec<&str> = sources
+                .iter()
+                .filter(|(_, source)| {
+                    !cache
+                        .dir()
+                        .join(source.cache_name(self.inner.engine))
+                        .is_file()
+                })
+                .map(|(_, source)| source.file.as_str())
+                .collect();
+            if missing.len() > 1 {
+                eprintln!(
+                    "compiling {} plugins for this orch, once per user: {}",
+                    missing.len(),
+                    missing.join(", ")
+                );
+            }
+        }
+        let (paths, sources): (Vec<PathBuf>, Vec<engine::Source>) = sources.into_iter().unzip();
+        let compiled =
+            futures::future::join_all(sources.into_iter().map(|source| self.compile(source))).await;
+        for (path, compiled) in paths.iter().zip(compiled) {
+            if let Err(err) = async { self.activate(path, compiled?).await }.await {
+                problems.push(format!("{err}; skipped"));
             }
         }
         problems
     }
 
-    /// Compile, all at once, every plugin in `dirs` whose code is not in the
-    /// cache yet (the first start after an install or an upgrade), saying
-    /// so on stderr; the loads that follow find it there. Failures are left
-    /// for the loads to report.
-    async fn compile_ahead(&self, dirs: &[PathBuf]) {
-        let Some(cache) = self.inner.cache.as_ref() else {
-            return;
-        };
-        let key = engine::engine_key(self.inner.engine);
-        let mut missing: Vec<PathBuf> = Vec::new();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for path in entries.filter_map(|entry| entry.ok().map(|entry| entry.path())) {
-                if path.extension().is_none_or(|ext| ext != "wasm") {
-                    continue;
-                }
-                let Ok(bytes) = std::fs::read(&path) else {
-                    continue;
-                };
-                let name = format!("{}-{key}.cwasm", sha256_hex(&bytes));
-                if !cache.dir().join(name).is_file() {
-                    missing.push(path);
-                }
-            }
-        }
-        if missing.len() < 2 {
-            return;
-        }
-        let names: Vec<String> = missing.iter().map(|path| engine::file_name(path)).collect();
-        eprintln!(
-            "compiling {} plugins for this orch, once per user: {}",
-            missing.len(),
-            names.join(", ")
-        );
-        let (engine, linker) = (self.inner.engine, &self.inner.linker);
-        futures::future::join_all(
-            missing
-                .iter()
-                .map(|path| engine::compile(engine, linker, path, Some(cache))),
+    async fn compile(&self, source: engine::Source) -> Result<engine::Compiled, PluginError> {
+        engine::compile(
+            self.inner.engine,
+            &self.inner.linker,
+            source,
+            self.inner.cache.as_ref(),
         )
-        .await;
+        .await
     }
 
     /// `load_dirs` from synchronous code (the CLI's wiring): runs the loads
@@ -336,14 +334,18 @@ impl PluginHost {
     /// Load (or replace) one plugin file. On failure an already loaded
     /// version of the same file stays active.
     pub async fn load(&self, path: &Path) -> Result<PluginInfo, PluginError> {
+        let compiled = self.compile(engine::read(path).await?).await?;
+        self.activate(path, compiled).await
+    }
+
+    /// Make compiled plugin code at `path` active: its grant, its manifest
+    /// checked, its tools and hooks offered.
+    async fn activate(
+        &self,
+        path: &Path,
+        compiled: engine::Compiled,
+    ) -> Result<PluginInfo, PluginError> {
         let file = engine::file_name(path);
-        let compiled = engine::compile(
-            self.inner.engine,
-            &self.inner.linker,
-            path,
-            self.inner.cache.as_ref(),
-        )
-        .await?;
         let grant = self.grant(&file, &compiled.sha256);
         let project = grant.as_ref().and_then(|grant| grant.project);
         let data = match grant.as_ref().filter(|grant| grant.keeps_data()) {
