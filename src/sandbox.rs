@@ -148,11 +148,23 @@ impl Sandbox {
             "PIP_CACHE_DIR",
             "XDG_CACHE_HOME",
         ] {
-            caches.extend(env_dir(name));
+            // Named by the user for a toolchain's output, so made now
+            // if missing: a rule needs a directory that exists, and the
+            // toolchain inside could not create it beneath a parent it
+            // may not write.
+            if let Some(dir) = env_dir(name) {
+                let _ = std::fs::create_dir_all(&dir);
+                caches.push(dir);
+            }
         }
         // A project's own build output is a toolchain cache too: a
-        // reviewer's `cargo test` builds into it.
-        caches.push(root.join("target"));
+        // reviewer's `cargo test` builds into it (made for a Rust project,
+        // whose reviewer may not write the root).
+        let target = root.join("target");
+        if std::env::var_os("CARGO_TARGET_DIR").is_none() && root.join("Cargo.toml").is_file() {
+            let _ = std::fs::create_dir_all(&target);
+        }
+        caches.push(target);
         let mut read_only = vec![root.join(".git"), root.join(".opencode")];
         read_only.extend(dirs::config_dir().map(|dir| dir.join("orch")));
         let mut hidden: Vec<PathBuf> = Vec::new();

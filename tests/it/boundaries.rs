@@ -431,9 +431,25 @@ fn a_real_cargo_test_with_a_crates_io_dependency_passes_inside_the_sandbox() {
         {"tool_calls": [call("bash", json!({"command": "cargo test --lib 2>&1 | tail -n 3", "timeout_ms": 300000}))]},
         {"text": "done"}
     ]);
+    // A build directory that does not exist yet, beneath a parent the
+    // sandbox does not let commands write (as on a fresh machine, where
+    // `CARGO_TARGET_DIR` names a folder no build has made).
+    let fresh = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/sandbox-fresh")
+        .join(format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+    assert!(!fresh.exists());
     let (output, stdout, stderr) = run(worker(&project, replies)
         .args(["--sandbox", "workspace-write"])
-        .env_remove("CARGO_TARGET_DIR"));
+        .env("CARGO_TARGET_DIR", &fresh));
+    let built = fresh.join("debug").exists();
+    let _ = std::fs::remove_dir_all(&fresh);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let results = project.tool_results();
     assert!(
@@ -441,6 +457,7 @@ fn a_real_cargo_test_with_a_crates_io_dependency_passes_inside_the_sandbox() {
         "{}",
         results[0]
     );
+    assert!(built, "nothing was built in {}", fresh.display());
 }
 
 /// The sandbox as a user without privileges builds it (sessions and CI run

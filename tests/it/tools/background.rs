@@ -224,8 +224,16 @@ async fn nothing_outlives_the_owner() {
     }
     assert!(pids.iter().all(|&pid| alive(pid)));
     jobs.kill_all().await;
+    // The job's own shell has been reaped; its children have SIGKILL
+    // pending, and die when the kernel next runs them (on a loaded machine,
+    // not always before `kill` returns).
     for pid in pids {
-        assert!(!alive(pid), "pid {pid} outlived its owner");
+        let mut polls = 0;
+        while alive(pid) && polls < 500 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            polls += 1;
+        }
+        assert!(!alive(pid), "pid {pid} outlived its owner by 10 s");
     }
     let after = call(
         &router,
