@@ -58,12 +58,24 @@ impl Mode {
     }
 }
 
-/// Which file profile a process gets: a role that may write gets the
-/// task's root; a read-only role (orchestrator, planner, reviewer) does not.
+/// Which file profile a process gets: an agent that may write files gets
+/// the task's root; a read-only one (orchestrator, planner, reviewer, a
+/// custom agent without `canWrite`) does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Write,
     Read,
+}
+
+impl Profile {
+    /// The profile of `agent`'s processes, from what its tool set allows.
+    pub fn of(agent: &crate::agents::Agent) -> Profile {
+        if agent.capabilities().write {
+            Profile::Write
+        } else {
+            Profile::Read
+        }
+    }
 }
 
 /// What the helper sets up, passed to it as JSON.
@@ -73,6 +85,10 @@ pub struct Spec {
     pub writable: Vec<PathBuf>,
     /// Mounted read-only (inside a writable root or not).
     pub read_only: Vec<PathBuf>,
+    /// Inside a read-only mount, mounted writable again (a read-only
+    /// project's build output).
+    #[serde(default)]
+    pub writable_again: Vec<PathBuf>,
     /// Covered: a directory by an empty tmpfs, a file or socket by /dev/null.
     pub hidden: Vec<PathBuf>,
     /// Keep the host's network.
@@ -232,14 +248,28 @@ impl Sandbox {
         writable.push(PathBuf::from("/var/tmp"));
         writable.extend(self.caches.iter().cloned());
         writable.extend(self.writable_roots.iter().cloned());
+        let mut read_only = self.read_only.clone();
+        let mut writable_again = Vec::new();
         if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
             writable.push(self.root.clone());
+        } else {
+            // A project beneath a writable folder (the temp directory) is
+            // mounted read-only, its caches writable again.
+            read_only.insert(0, self.root.clone());
+            writable_again.extend(
+                self.caches
+                    .iter()
+                    .chain(&self.writable_roots)
+                    .filter(|path| path.starts_with(&self.root) && **path != self.root)
+                    .cloned(),
+            );
         }
         writable.sort();
         writable.dedup();
         Spec {
             writable,
-            read_only: self.read_only.clone(),
+            read_only,
+            writable_again,
             hidden: self.hidden.clone(),
             network: self.network,
             netns: if self.network {
@@ -283,10 +313,13 @@ impl Sandbox {
             "network: loopback of this command only"
         };
         format!(
-            "[blocked by orch's sandbox: this command may write in {writes}, the temp directory and toolchain caches; {network}]"
+            "{BLOCKED} this command may write in {writes}, the temp directory and toolchain caches; {network}]"
         )
     }
 }
+
+/// How the note on a command the sandbox refused begins.
+pub const BLOCKED: &str = "[blocked by orch's sandbox:";
 
 /// The first argument that makes orch the sandbox helper.
 pub const HELPER: &str = "__sandbox";
@@ -490,8 +523,20 @@ fn enter(spec: &Spec) -> Result<(), String> {
         }
         for path in &spec.read_only {
             if path.exists() {
-                bind_read_only(path)?;
+                bind(path, true)?;
             }
+        }
+        for path in &spec.writable_again {
+            if path.exists() {
+                bind(path, false)?;
+            }
+        }
+        // The working directory was entered before these mounts: enter it
+        // again through them, or relative paths would bypass a read-only
+        // mount of the folder it is in.
+        if let Ok(cwd) = std::env::current_dir() {
+            std::env::set_current_dir(&cwd)
+                .map_err(|err| format!("entering {} again: {err}", cwd.display()))?;
         }
         for path in &spec.hidden {
             if std::fs::symlink_metadata(path).is_ok() {
@@ -516,9 +561,9 @@ fn enter(spec: &Spec) -> Result<(), String> {
     restrict_writes(&spec.writable)
 }
 
-/// Bind `path` onto itself and make that mount read-only, keeping the flags
-/// the kernel locks for an unprivileged namespace (nosuid, nodev, noexec).
-unsafe fn bind_read_only(path: &Path) -> Result<(), String> {
+/// Bind `path` onto itself, read-only or writable, keeping the flags the
+/// kernel locks for an unprivileged namespace (nosuid, nodev, noexec).
+unsafe fn bind(path: &Path, read_only: bool) -> Result<(), String> {
     let target = c_path(path)?;
     let shown = path.display();
     // SAFETY: valid C strings; mount(2) touches only this namespace.
@@ -537,7 +582,10 @@ unsafe fn bind_read_only(path: &Path) -> Result<(), String> {
         if libc::statvfs(target.as_ptr(), &mut stat) != 0 {
             return Err(last_error(&format!("statvfs {shown}")));
         }
-        let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+        let mut flags = libc::MS_BIND | libc::MS_REMOUNT;
+        if read_only {
+            flags |= libc::MS_RDONLY;
+        }
         for (st, ms) in [
             (libc::ST_NOSUID, libc::MS_NOSUID),
             (libc::ST_NODEV, libc::MS_NODEV),
@@ -558,7 +606,8 @@ unsafe fn bind_read_only(path: &Path) -> Result<(), String> {
             std::ptr::null(),
         ) != 0
         {
-            return Err(last_error(&format!("making {shown} read-only")));
+            let made = if read_only { "read-only" } else { "writable" };
+            return Err(last_error(&format!("making {shown} {made}")));
         }
     }
     Ok(())

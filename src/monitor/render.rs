@@ -173,7 +173,14 @@ fn render_header(frame: &mut Frame, area: Rect, view: &View, ui: &Ui, now_ms: u6
             dollars(Some(limit))
         ));
     }
-    let budget = Line::from(spent);
+    let mut budget = vec![Span::raw(spent)];
+    // Where the mission's commands run: a sandbox that is off stands out.
+    match view.sandbox.as_str() {
+        "" => {}
+        "off" => budget.push(Span::styled(" · sandbox off", ui.fg(Color::Yellow))),
+        mode => budget.push(Span::raw(format!(" · sandbox {mode}"))),
+    }
+    let budget = Line::from(budget);
     let goal = Line::from(vec![
         Span::styled("goal ", Style::new().add_modifier(Modifier::DIM)),
         Span::styled(
@@ -516,7 +523,7 @@ mod tests {
         Event::MissionStarted {
             mission: "m-test".into(),
             pid: 1,
-            sandbox: String::new(),
+            sandbox: "workspace-write".into(),
             goal: "Add JWT authentication".into(),
             root: "/nonexistent/project".into(),
             max_iterations: 25,

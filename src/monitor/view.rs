@@ -106,6 +106,9 @@ pub struct View {
     pub budget_tokens: Option<u64>,
     pub budget_usd: Option<f64>,
     pub commander: Option<String>,
+    /// The OS sandbox the mission's commands run in (empty when the
+    /// journal does not say).
+    pub sandbox: String,
     /// Set once `mission_finished` arrives (and cleared by a resume).
     pub finished: Option<(MissionOutcome, String, u64)>,
     pub gate: Option<GateView>,
@@ -138,6 +141,7 @@ impl View {
             budget_tokens: None,
             budget_usd: None,
             commander: None,
+            sandbox: String::new(),
             finished: None,
             gate: None,
             counts: None,
@@ -247,8 +251,10 @@ impl View {
                 resumed,
                 budget_tokens,
                 budget_usd,
+                sandbox,
                 ..
             } => {
+                self.sandbox = sandbox.clone();
                 self.budget_tokens = *budget_tokens;
                 self.budget_usd = *budget_usd;
                 self.mission = Some(mission.clone());

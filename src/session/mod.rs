@@ -434,6 +434,7 @@ impl Session {
             call_id: call.id.clone(),
             cancel: cancel.child_token(),
             limits: self.runtime.limits.clone(),
+            sandbox: Some(crate::sandbox::Profile::of(&self.setup.agent)),
         }
     }
 

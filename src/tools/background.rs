@@ -63,8 +63,8 @@ struct JobEntry {
     status: Mutex<JobStatus>,
     ended: Mutex<Option<Instant>>,
     cancel: CancellationToken,
-    /// The sandbox profile of the role that started it.
-    profile: crate::sandbox::Profile,
+    /// The sandbox profile of the agent that started it.
+    profile: Option<crate::sandbox::Profile>,
 }
 
 /// Every background job of one owner.
@@ -130,7 +130,7 @@ impl BackgroundJobs {
         timeout: Duration,
         label: String,
         session: &str,
-        profile: crate::sandbox::Profile,
+        profile: Option<crate::sandbox::Profile>,
     ) -> Result<String, String> {
         if self.cancel.is_cancelled() {
             return Err("orch is shutting down; no new background jobs start".into());
@@ -174,7 +174,7 @@ impl BackgroundJobs {
                 keep: Keep::Tail(jobs.limits.output_bytes),
                 env: scrubbed_env(std::env::vars_os()),
                 live: Some(&job.output),
-                sandbox: Some(job.profile),
+                sandbox: job.profile,
             })
             .await;
             let status = finished_status(outcome, timeout);
@@ -291,7 +291,7 @@ impl Tool for RunBackground {
             timeout,
             args.label.unwrap_or_default(),
             &ctx.session,
-            super::bash::profile(ctx.role),
+            ctx.sandbox,
         ) {
             Ok(id) => ToolOutput::ok(format!(
                 "started {id} (timeout {} s); check_background(\"{id}\") shows its output",

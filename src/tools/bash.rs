@@ -95,17 +95,18 @@ impl Bash {
             keep: Keep::Tail(ctx.limits.bash_output_bytes),
             env: scrubbed_env(env),
             live: None,
-            sandbox: Some(profile(ctx.role)),
+            sandbox: ctx.sandbox,
         };
         match process::run(job).await {
             Ok(run) => {
                 let mut output = tool_output(&run, timeout);
                 if let Some(sandbox) = crate::sandbox::current()
+                    && let Some(profile) = ctx.sandbox
                     && run.exit_code != Some(0)
                     && blocked(&run.output)
                 {
                     output.content.push('\n');
-                    output.content.push_str(&sandbox.explain(profile(ctx.role)));
+                    output.content.push_str(&sandbox.explain(profile));
                 }
                 output
             }
@@ -125,16 +126,6 @@ fn blocked(output: &str) -> bool {
     ]
     .iter()
     .any(|sign| output.contains(sign))
-}
-
-/// The sandbox file profile of a role: writers get the task's root,
-/// read-only roles do not.
-pub fn profile(role: crate::agents::Role) -> crate::sandbox::Profile {
-    use crate::agents::Role;
-    match role {
-        Role::Worker | Role::Custom => crate::sandbox::Profile::Write,
-        Role::Orchestrator | Role::Planner | Role::Reviewer => crate::sandbox::Profile::Read,
-    }
 }
 
 /// The tool result for a finished run: the output, what happened, and the

@@ -91,6 +91,10 @@ pub struct ToolContext {
     pub call_id: String,
     pub cancel: CancellationToken,
     pub limits: Arc<ToolsConfig>,
+    /// The OS sandbox file profile the call's processes run in (from what
+    /// the agent may do: writers get the task's root); `None` only for a
+    /// command the user let run outside the sandbox once.
+    pub sandbox: Option<crate::sandbox::Profile>,
 }
 
 #[async_trait]
@@ -400,11 +404,61 @@ impl ToolRouter {
         if ctx.cancel.is_cancelled() {
             return ToolOutput::error("cancelled before the tool ran");
         }
-        if !self.hooks.wants(HookPoint::PostToolUse) {
-            return tool.call(args, ctx).await;
+        let mut output = tool.call(args.clone(), ctx).await;
+        if call.name == "bash" && output.content.contains(crate::sandbox::BLOCKED) {
+            output = self
+                .outside_sandbox(tool.as_ref(), &args, output, ctx)
+                .await;
         }
-        let output = tool.call(args.clone(), ctx).await;
+        if !self.hooks.wants(HookPoint::PostToolUse) {
+            return output;
+        }
         self.post_tool_use(&call.name, args, output, ctx).await
+    }
+
+    /// A command the sandbox refused: on a terminal, the user may let it
+    /// run again, once, outside the sandbox (never headless: nobody could
+    /// say yes).
+    async fn outside_sandbox(
+        &self,
+        tool: &dyn Tool,
+        args: &Value,
+        refused: ToolOutput,
+        ctx: &ToolContext,
+    ) -> ToolOutput {
+        if !self.permissions.interactive() || ctx.sandbox.is_none() {
+            return refused;
+        }
+        let command = args["command"].as_str().unwrap_or_default();
+        let detail = format!(
+            "orch's sandbox refused this command; run it once more outside the sandbox? {}",
+            crate::text::one_line(command)
+        );
+        match self
+            .permissions
+            .ask(&self.events, ctx, "bash", &detail)
+            .await
+        {
+            Ok(()) => {
+                let outside = ToolContext {
+                    sandbox: None,
+                    ..ctx.clone()
+                };
+                let mut output = tool.call(args.clone(), &outside).await;
+                output.content.insert_str(
+                    0,
+                    "[the sandbox refused this command; the user let it run again outside the sandbox]\n",
+                );
+                output
+            }
+            Err(_) => {
+                let mut output = refused;
+                output
+                    .content
+                    .push_str("\n[the user kept it inside the sandbox]");
+                output
+            }
+        }
     }
 
     /// The `post-tool-use` hook: the output as the model will see it.

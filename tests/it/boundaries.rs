@@ -519,3 +519,113 @@ fn the_sandbox_holds_for_an_unprivileged_user() {
     assert!(!dir.path().join("outside").exists(), "{stderr}");
     assert!(stderr.contains("Read-only file system"), "{stderr}");
 }
+
+/// On a real terminal, as a person runs orch in a repository they just
+/// cloned: the trust prompt shows what the project would make orch do, and a
+/// command the sandbox refused may run once more outside it when the user
+/// says so, and only then.
+#[test]
+fn on_a_terminal_the_user_trusts_the_project_and_lets_one_refused_command_out() {
+    let project = Project::new();
+    if !sandbox_works("on_a_terminal_the_user_trusts_the_project", &project) {
+        return;
+    }
+    project.write(".opencode/orch.json", r#"{"verify": ["true"]}"#);
+    let outside = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(format!("orch-pty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&outside);
+    std::fs::create_dir_all(&outside).unwrap();
+    let first = outside.join("first");
+    let second = outside.join("second");
+    let bash = |path: &std::path::Path| json!({"tool_calls": [call("bash", json!({"command": format!("touch {}", path.display())}))]});
+    let mut command = worker(
+        &project,
+        json!([bash(&first), bash(&second), {"text": "done"}]),
+    );
+    command
+        .env_remove("CI")
+        .args(["--sandbox", "workspace-write"]);
+    let mut pty = crate::support::pty::Pty::spawn(&mut command);
+    pty.expect("orch.json verify = [\"true\"]");
+    pty.expect("Trust this project? [y/N]");
+    pty.send_line("y");
+    pty.expect("run it once more outside the sandbox?");
+    pty.expect("allow? [y/N]");
+    pty.send_line("y");
+    pty.expect("run it once more outside the sandbox?");
+    pty.expect("allow? [y/N]");
+    pty.send_line("n");
+    let (status, screen) = pty.finish();
+    let (made_first, made_second) = (first.exists(), second.exists());
+    let _ = std::fs::remove_dir_all(&outside);
+    assert!(status.success(), "{screen}");
+    assert!(made_first, "the approved re-run did not run:\n{screen}");
+    assert!(!made_second, "a refused re-run ran:\n{screen}");
+    let results = project.tool_results();
+    assert!(
+        results[0].contains("the user let it run again outside the sandbox"),
+        "{}",
+        results[0]
+    );
+    assert!(
+        results[1].contains("blocked by orch's sandbox")
+            && results[1].contains("the user kept it inside the sandbox"),
+        "{}",
+        results[1]
+    );
+    // The answer is recorded: the next run asks nothing.
+    let (output, _, stderr) = run(project.orch().env("CI", "1").arg("agents"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("ignored until you trust it"), "{stderr}");
+}
+
+/// A custom agent that may run commands but not write files gets the
+/// read-only sandbox profile: its `bash` cannot write the project either.
+#[test]
+fn a_custom_agent_without_can_write_cannot_write_through_bash() {
+    let project = Project::trusted();
+    if !sandbox_works("a_custom_agent_without_can_write", &project) {
+        return;
+    }
+    project.write(
+        ".opencode/agents.json",
+        r#"{"Auditor": {"id": "Auditor", "description": "reads and runs checks", "systemPrompt": "You audit.", "canWrite": false, "canBash": true},
+            "Fixer": {"id": "Fixer", "description": "fixes", "systemPrompt": "You fix.", "canWrite": true, "canBash": true}}"#,
+    );
+    let bash = |command: &str| json!({"tool_calls": [call("bash", json!({"command": command}))]});
+    project.write(
+        "run.json",
+        &json!({"agents": {
+            "Auditor": [bash("echo audit > audited.txt"), {"text": "done"}],
+            "Fixer": [bash("echo fix > fixed.txt"), {"text": "done"}]
+        }})
+        .to_string(),
+    );
+    let mut results = Vec::new();
+    for agent in ["auditor", "fixer"] {
+        let _ = std::fs::remove_dir_all(project.file(".opencode/sessions"));
+        let (output, stdout, stderr) = run(project.orch().args([
+            "--sandbox",
+            "workspace-write",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "run",
+            "--agent",
+            agent,
+            "go",
+        ]));
+        assert!(output.status.success(), "{agent}: {stdout}\n{stderr}");
+        results.extend(project.tool_results());
+    }
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(
+        results[0].contains("blocked by orch's sandbox")
+            && results[0].contains("this agent's role is read-only"),
+        "{results:?}"
+    );
+    assert!(!project.file("audited.txt").exists());
+    assert_eq!(project.read("fixed.txt"), "fix\n");
+}

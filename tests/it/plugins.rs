@@ -739,6 +739,7 @@ async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
         call_id: "c1".into(),
         cancel: Default::default(),
         limits: Arc::new(Default::default()),
+        sandbox: Some(orch::sandbox::Profile::Write),
     };
     let bash = |command: &str| ToolCall {
         id: "c1".into(),

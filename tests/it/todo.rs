@@ -99,6 +99,7 @@ impl Project {
             call_id: "call-1".into(),
             cancel: CancellationToken::new(),
             limits: Arc::new(ToolsConfig::default()),
+            sandbox: Some(orch::sandbox::Profile::Write),
         }
     }
 

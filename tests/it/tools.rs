@@ -77,6 +77,7 @@ impl Fixture {
             call_id: "call-1".into(),
             cancel: self.cancel.clone(),
             limits: Arc::new(self.limits.clone()),
+            sandbox: Some(orch::sandbox::Profile::Write),
         }
     }
 

@@ -107,6 +107,11 @@ impl Permissions {
     /// The decision for one call. The built-in deny list applies to the
     /// `command` argument of any tool (`bash`, and shell-running tools such
     /// as `run_background`); the command patterns apply to `bash`.
+    /// Whether a person can be asked.
+    pub fn interactive(&self) -> bool {
+        self.interactive
+    }
+
     pub fn decide(&self, tool: &str, args: &Value) -> Decision {
         let command = args.get("command").and_then(Value::as_str);
         if let Some(why) = command.and_then(destructive_anywhere) {
