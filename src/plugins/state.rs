@@ -415,4 +415,46 @@ mod tests {
         let mut limits = PluginLimits::new(1 << 20);
         assert!(limits.table_growing(0, 1 << 20, None).is_err());
     }
+
+    /// A real guest with two linear memories, each far below the cap,
+    /// cannot grow them past it together.
+    #[test]
+    fn a_guest_with_two_memories_shares_one_cap() {
+        use wasmtime::{Engine, Instance, Module, Store};
+        // (module (memory 1) (memory 1)
+        //   (func (export "g0") (param i32) (result i32) local.get 0 memory.grow 0)
+        //   (func (export "g1") (param i32) (result i32) local.get 0 memory.grow 1))
+        let wasm: &[u8] = &[
+            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+            0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f, // type: (i32) -> i32
+            0x03, 0x03, 0x02, 0x00, 0x00, // two functions of it
+            0x05, 0x05, 0x02, 0x00, 0x01, 0x00, 0x01, // two memories of one page
+            0x07, 0x0b, 0x02, 0x02, b'g', b'0', 0x00, 0x00, 0x02, b'g', b'1', 0x00, 0x01, 0x0a,
+            0x0f, 0x02, // code: two bodies
+            0x06, 0x00, 0x20, 0x00, 0x40, 0x00, 0x0b, // local.get 0; memory.grow 0
+            0x06, 0x00, 0x20, 0x00, 0x40, 0x01, 0x0b, // local.get 0; memory.grow 1
+        ];
+        const PAGE: usize = 64 << 10;
+        let engine = Engine::default();
+        let module = Module::new(&engine, wasm).expect("a valid two-memory module");
+        let mut store = Store::new(&engine, PluginLimits::new(8 * PAGE));
+        store.limiter(|limits| limits);
+        let instance = Instance::new(&mut store, &module, &[]).expect("instantiate");
+        let g0 = instance
+            .get_typed_func::<i32, i32>(&mut store, "g0")
+            .unwrap();
+        let g1 = instance
+            .get_typed_func::<i32, i32>(&mut store, "g1")
+            .unwrap();
+        // 2 pages at start; 3 more in one memory and 3 in the other: 8.
+        assert_eq!(g0.call(&mut store, 3).unwrap(), 1);
+        assert_eq!(g1.call(&mut store, 3).unwrap(), 1);
+        assert_eq!(store.data().used, 8 * PAGE);
+        assert!(!store.data().exceeded);
+        // Each memory holds 4 pages, half the cap, yet one more page traps.
+        let refused = g1.call(&mut store, 1);
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(store.data().exceeded);
+        assert_eq!(store.data().used, 8 * PAGE);
+    }
 }

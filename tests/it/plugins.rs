@@ -409,6 +409,55 @@ async fn spinning_plugins() {
     );
 }
 
+/// Ctrl-C in a real run whose Worker called two spinning plugin tools: the
+/// run ends at once (exit 130), not at the tools' 30 s deadline.
+#[test]
+fn ctrl_c_ends_a_run_whose_plugin_tools_spin() {
+    use std::io::BufRead;
+    let project = project_with(&["chaos"]);
+    let spin = json!({"name": "spin", "arguments": {}});
+    project.write(
+        "run.json",
+        &json!({"agents": {"Worker": [{"tool_calls": [spin, spin]}, {"text": "done"}]}})
+            .to_string(),
+    );
+    let mut child = project
+        .orch()
+        .args([
+            "--json",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "run",
+            "--agent",
+            "worker",
+            "go",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let begun = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("\"tool_call_begin\"") && line.contains("\"spin\""));
+    assert!(begun, "the spin tool never started");
+    // Let both calls get going on the runtime.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = std::time::Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "Ctrl-C took {took:?} to end the run (the tools' deadline is 30 s)"
+    );
+}
+
 #[tokio::test]
 async fn an_infinite_loop_is_stopped_at_its_deadline_and_the_host_stays_healthy() {
     let project = project_with(&["chaos"]);
