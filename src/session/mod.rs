@@ -128,6 +128,8 @@ pub struct Session {
     /// Limits the model's server reported, below the tables' (see
     /// `request.rs`).
     learned: Option<ModelLimits>,
+    /// What this session last saw of each file.
+    seen: Arc<crate::tools::seen::Seen>,
 }
 
 impl Session {
@@ -200,6 +202,7 @@ impl Session {
             router,
             messages: Arc::new(messages),
             transcript,
+            seen: Arc::default(),
             turns: 0,
             usage: Usage::default(),
             repeats,
@@ -435,6 +438,7 @@ impl Session {
             cancel: cancel.child_token(),
             limits: self.runtime.limits.clone(),
             sandbox: Some(crate::sandbox::Profile::of(&self.setup.agent)),
+            seen: self.seen.clone(),
         }
     }
 

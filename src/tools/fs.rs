@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::path::{relative, resolve, resolve_writable};
+use super::seen::{self, Fingerprint, Seen};
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::config::ToolsConfig;
 use crate::files::{self, Durability};
@@ -77,11 +78,17 @@ impl Tool for Read {
         };
         let root = ctx.root.clone();
         let limits = ctx.limits.clone();
-        run_blocking(move || read_lines(&root, &args, &limits)).await
+        let seen = ctx.seen.clone();
+        run_blocking(move || read_lines(&root, &args, &limits, &seen)).await
     }
 }
 
-fn read_lines(root: &Path, args: &ReadArgs, limits: &ToolsConfig) -> Result<String, String> {
+fn read_lines(
+    root: &Path,
+    args: &ReadArgs,
+    limits: &ToolsConfig,
+    seen: &Seen,
+) -> Result<String, String> {
     let path = resolve(root, &args.path)?;
     let shown = relative(root, &path);
     let meta = fs::metadata(&path).map_err(|err| io_message("read", &shown, &err))?;
@@ -93,6 +100,9 @@ fn read_lines(root: &Path, args: &ReadArgs, limits: &ToolsConfig) -> Result<Stri
     if !meta.is_file() {
         return Err(format!("{shown:?} is not a regular file"));
     }
+    // Fingerprinted before the lines are read: a change in between makes
+    // a later write refuse, never pass.
+    seen.record_file(&path);
     let file = File::open(&path).map_err(|err| io_message("read", &shown, &err))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let head = reader
@@ -266,11 +276,12 @@ impl Tool for Write {
             Err(output) => return output,
         };
         let root = ctx.root.clone();
-        run_blocking(move || write_file(&root, &args)).await
+        let seen = ctx.seen.clone();
+        run_blocking(move || write_file(&root, &args, &seen)).await
     }
 }
 
-fn write_file(root: &Path, args: &WriteArgs) -> Result<String, String> {
+fn write_file(root: &Path, args: &WriteArgs, seen: &Seen) -> Result<String, String> {
     let path = resolve_writable(root, &args.path)?;
     let shown = relative(root, &path);
     if path.is_dir() {
@@ -278,9 +289,16 @@ fn write_file(root: &Path, args: &WriteArgs) -> Result<String, String> {
             "{shown:?} is a directory; give the path of a file inside it"
         ));
     }
-    let existed = path.exists();
-    files::replace(&path, args.content.as_bytes(), Durability::Synced)
-        .map_err(|err| io_message("write", &shown, &err))?;
+    let existed = seen::lock(&path).with(|| {
+        seen.check(&path, &shown, "write")?;
+        let existed = path.exists();
+        files::replace(&path, args.content.as_bytes(), Durability::Synced)
+            .map_err(|err| io_message("write", &shown, &err))?;
+        if let Some(written) = Fingerprint::of_written(&path, args.content.as_bytes()) {
+            seen.record(&path, written);
+        }
+        Ok::<_, String>(existed)
+    })?;
     let lines = args.content.lines().count();
     let verb = if existed { "overwrote" } else { "created" };
     Ok(format!(
@@ -330,20 +348,26 @@ impl Tool for Edit {
             Err(output) => return output,
         };
         let root = ctx.root.clone();
-        run_blocking(move || edit_file(&root, &args)).await
+        let seen = ctx.seen.clone();
+        run_blocking(move || {
+            let path = resolve_writable(&root, &args.path)?;
+            seen::lock(&path).with(|| edit_file(&root, &path, &args, &seen))
+        })
+        .await
     }
 }
 
-fn edit_file(root: &Path, args: &EditArgs) -> Result<String, String> {
+/// Edit the file at `path` (resolved from `args.path`); call under its
+/// lock.
+fn edit_file(root: &Path, path: &Path, args: &EditArgs, seen: &Seen) -> Result<String, String> {
     if args.old.is_empty() {
         return Err("old must not be empty; to create a file use write".into());
     }
     if args.old == args.new {
         return Err("old and new are identical, so there is nothing to change".into());
     }
-    let path = resolve_writable(root, &args.path)?;
-    let shown = relative(root, &path);
-    let meta = fs::metadata(&path).map_err(|err| io_message("edit", &shown, &err))?;
+    let shown = relative(root, path);
+    let meta = fs::metadata(path).map_err(|err| io_message("edit", &shown, &err))?;
     if meta.is_dir() {
         return Err(format!("{shown:?} is a directory, not a file"));
     }
@@ -353,7 +377,8 @@ fn edit_file(root: &Path, args: &EditArgs) -> Result<String, String> {
             meta.len()
         ));
     }
-    let bytes = fs::read(&path).map_err(|err| io_message("edit", &shown, &err))?;
+    let bytes = fs::read(path).map_err(|err| io_message("edit", &shown, &err))?;
+    seen.check_as(path, Some(Fingerprint::of_bytes(&bytes)), &shown, "edit")?;
     if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
         return Err(format!(
             "{shown:?} looks like a binary file; edit only changes text"
@@ -388,8 +413,9 @@ fn edit_file(root: &Path, args: &EditArgs) -> Result<String, String> {
     } else {
         content.replacen(old.as_str(), &new, 1)
     };
-    files::replace(&path, updated.as_bytes(), Durability::Synced)
+    files::replace(path, updated.as_bytes(), Durability::Synced)
         .map_err(|err| io_message("write", &shown, &err))?;
+    seen.record(path, Fingerprint::of_bytes(updated.as_bytes()));
     let what = if count == 1 {
         "1 match".to_string()
     } else {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod path;
 pub mod permissions;
 pub mod search;
+pub mod seen;
 pub mod todo;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,9 @@ pub struct ToolContext {
     /// the agent may do: writers get the task's root); `None` only for a
     /// command the user let run outside the sandbox once.
     pub sandbox: Option<crate::sandbox::Profile>,
+    /// What the calling session last saw of each file (`read`, `write` and
+    /// `edit` keep it; writes compare and swap against it).
+    pub seen: Arc<seen::Seen>,
 }
 
 #[async_trait]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::project::{Project, run};
+use crate::support::project::{Project, call, run};
 
 /// Run the scripted Worker to its end; its tool results.
 fn run_worker(project: &Project, script: &Value) -> Vec<String> {
@@ -38,11 +38,14 @@ fn a_broken_rust_edit_shows_cargo_check_findings_until_fixed() {
             "pub fn double(x: i32) -> i32 {\n    x * 2\n}\n",
         );
     let script = json!({"agents": {"Worker": [
+        {"tool_calls": [call("read", json!({"path": "src/lib.rs"}))]},
         edit("src/lib.rs", "x * 2", "y * 2"),
         edit("src/lib.rs", "y * 2", "x * 2"),
         {"text": "fixed"}
     ]}});
     let results = run_worker(&project, &script);
+    // The first result is the read before the edits.
+    let results = &results[1..];
     assert!(
         results[0].contains("[diagnostics: cargo check — 1 finding(s) in src/lib.rs]"),
         "{}",
@@ -65,11 +68,14 @@ fn a_broken_python_edit_shows_py_compile_findings_until_fixed() {
     let project = Project::new();
     project.write("app.py", "def greet(name):\n    return 'hi ' + name\n");
     let script = json!({"agents": {"Worker": [
+        {"tool_calls": [call("read", json!({"path": "app.py"}))]},
         edit("app.py", "def greet(name):", "def greet(name)"),
         edit("app.py", "def greet(name)\n", "def greet(name):\n"),
         {"text": "fixed"}
     ]}});
     let results = run_worker(&project, &script);
+    // The first result is the read before the edits.
+    let results = &results[1..];
     assert!(
         results[0].contains("[diagnostics: py_compile — "),
         "{}",

@@ -30,6 +30,8 @@ pub struct Fixture {
     pub outside: PathBuf,
     pub limits: ToolsConfig,
     pub cancel: CancellationToken,
+    /// What the fixture's one session has seen of each file.
+    pub seen: Arc<orch::tools::seen::Seen>,
 }
 
 pub const SECRET: &str = "top secret\n";
@@ -49,6 +51,7 @@ impl Fixture {
             outside,
             limits: ToolsConfig::default(),
             cancel: CancellationToken::new(),
+            seen: Arc::default(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Fixture {
             cancel: self.cancel.clone(),
             limits: Arc::new(self.limits.clone()),
             sandbox: Some(orch::sandbox::Profile::Write),
+            seen: self.seen.clone(),
         }
     }
 

@@ -528,6 +528,16 @@ impl State {
                 Turn::say(format!("Writing {} again.", item.file))
                     .call("write", json!({"path": item.file, "content": item.content}))
             }
+            // Refused as unseen or stale (after a resume, the session's
+            // record of what it read is gone): read it again, as models do.
+            "write"
+                if result_for(messages, &call.id).is_some_and(|r| {
+                    r.contains("read it first") || r.contains("read it again first")
+                }) =>
+            {
+                Turn::say(format!("Reading {} again.", item.file))
+                    .call("read", json!({"path": item.file}))
+            }
             "write" if background => Turn::say("Running the tests in the background.").call(
                 "run_background",
                 json!({"command": item.test, "label": item.id}),

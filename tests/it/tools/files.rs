@@ -1,11 +1,12 @@
 //! `read`, `write`, `edit` and `list` on real files.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
-use orch::tools::ToolRegistry;
+use orch::tools::{ToolContext, ToolRegistry};
 use serde_json::json;
 
-use super::{Fixture, assert_error, assert_ok, names_in};
+use super::{Fixture, assert_error, assert_ok, call, names_in};
 
 fn numbered(lines: std::ops::RangeInclusive<usize>) -> String {
     lines.map(|n| format!("line {n}\n")).collect()
@@ -202,6 +203,7 @@ async fn write_refuses_a_directory() {
 async fn edit_replaces_exactly_one_match() {
     let fx = Fixture::new();
     fx.write("a.rs", "fn a() {}\nfn b() {}\n");
+    assert_ok(&fx.call("read", json!({ "path": "a.rs" })).await);
     let output = fx
         .call(
             "edit",
@@ -221,6 +223,7 @@ async fn edit_errors_explain_how_to_fix_the_call() {
     let fx = Fixture::new();
     let original = "x = 1\nx = 1\nx = 1\n";
     fx.write("a.py", original);
+    assert_ok(&fx.call("read", json!({ "path": "a.py" })).await);
     let many = fx
         .call(
             "edit",
@@ -259,6 +262,7 @@ async fn edit_errors_explain_how_to_fix_the_call() {
 async fn edit_all_replaces_every_match() {
     let fx = Fixture::new();
     fx.write("a.py", "x = 1\ny = 0\nx = 1\n");
+    assert_ok(&fx.call("read", json!({ "path": "a.py" })).await);
     let output = fx
         .call(
             "edit",
@@ -278,6 +282,7 @@ async fn edit_all_replaces_every_match() {
 async fn edit_matches_multi_line_text_in_crlf_files() {
     let fx = Fixture::new();
     fx.write("win.txt", "one\r\ntwo\r\nthree\r\n");
+    assert_ok(&fx.call("read", json!({ "path": "win.txt" })).await);
     let output = fx
         .call(
             "edit",
@@ -408,4 +413,133 @@ fn specs_follow_the_contract() {
             .unwrap_or_default();
         assert_eq!(listed, *required, "{name} required");
     }
+}
+
+#[tokio::test]
+async fn writes_refuse_a_file_the_session_never_read_or_that_changed_since() {
+    let fx = Fixture::new();
+    fx.write("lib.rs", "fn a() {}\n");
+    // Never read: refused, the file untouched.
+    let blind = fx
+        .call("write", json!({ "path": "lib.rs", "content": "gone\n" }))
+        .await;
+    assert_error(&blind, "has not read it; read it first");
+    let blind_edit = fx
+        .call("edit", json!({ "path": "lib.rs", "old": "a", "new": "b" }))
+        .await;
+    assert_error(&blind_edit, "has not read it; read it first");
+    assert_eq!(fx.read("lib.rs"), "fn a() {}\n");
+    // Read, then write: fine; the session's own write counts as seen.
+    assert_ok(&fx.call("read", json!({ "path": "lib.rs" })).await);
+    assert_ok(
+        &fx.call(
+            "write",
+            json!({ "path": "lib.rs", "content": "fn a() {}\nfn b() {}\n" }),
+        )
+        .await,
+    );
+    assert_ok(
+        &fx.call(
+            "edit",
+            json!({ "path": "lib.rs", "old": "fn b() {}", "new": "fn b() { a() }" }),
+        )
+        .await,
+    );
+    // Changed by someone else (a formatter, a command): refused until read again.
+    std::fs::write(
+        fx.path("lib.rs"),
+        "fn a() {}\nfn b() { a() }\n// formatted\n",
+    )
+    .unwrap();
+    let stale = fx
+        .call(
+            "edit",
+            json!({ "path": "lib.rs", "old": "fn a() {}", "new": "fn a() { }" }),
+        )
+        .await;
+    assert_error(&stale, "changed since this session last read it");
+    assert_error(&stale, "nothing was written");
+    let stale_write = fx
+        .call(
+            "write",
+            json!({ "path": "lib.rs", "content": "clobbered\n" }),
+        )
+        .await;
+    assert_error(&stale_write, "read it again first");
+    assert_eq!(
+        fx.read("lib.rs"),
+        "fn a() {}\nfn b() { a() }\n// formatted\n"
+    );
+    assert_ok(
+        &fx.call("read", json!({ "path": "lib.rs", "limit": 1 }))
+            .await,
+    );
+    assert_ok(
+        &fx.call(
+            "edit",
+            json!({ "path": "lib.rs", "old": "fn a() {}", "new": "fn a() { }" }),
+        )
+        .await,
+    );
+    // A new file needs no read.
+    assert_ok(
+        &fx.call(
+            "write",
+            json!({ "path": "new.rs", "content": "fn n() {}\n" }),
+        )
+        .await,
+    );
+}
+
+/// Sessions of parallel Workers editing neighbouring functions of one file
+/// at once: each edit either lands or is refused as stale, and a refused
+/// session that reads again and retries lands too; no edit is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_sessions_on_one_file_never_lose_an_edit() {
+    const SESSIONS: usize = 8;
+    let fx = Arc::new(Fixture::new());
+    let original: String = (0..SESSIONS).map(|i| format!("fn f{i}() {{}}\n")).collect();
+    fx.write("lib.rs", &original);
+    let router = Arc::new(fx.router(Default::default()));
+    let workers: Vec<_> = (0..SESSIONS)
+        .map(|i| {
+            let (fx, router) = (fx.clone(), router.clone());
+            tokio::spawn(async move {
+                // A session of its own: its own record of what it saw.
+                let ctx = ToolContext {
+                    session: format!("s{i}"),
+                    seen: Arc::default(),
+                    ..fx.ctx()
+                };
+                let mut refused = 0;
+                loop {
+                    assert_ok(&call(&router, &ctx, "read", json!({ "path": "lib.rs" })).await);
+                    let edit = call(
+                        &router,
+                        &ctx,
+                        "edit",
+                        json!({ "path": "lib.rs", "old": format!("fn f{i}() {{}}"), "new": format!("fn f{i}() {{ /* done by s{i} */ }}") }),
+                    )
+                    .await;
+                    if !edit.is_error {
+                        return refused;
+                    }
+                    assert!(edit.content.contains("changed since"), "{}", edit.content);
+                    refused += 1;
+                    assert!(refused < 1000, "session s{i} never got its edit in");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let result = fx.read("lib.rs");
+    for i in 0..SESSIONS {
+        assert!(
+            result.contains(&format!("fn f{i}() {{ /* done by s{i} */ }}")),
+            "the edit of s{i} was lost:\n{result}"
+        );
+    }
+    assert_eq!(result.lines().count(), SESSIONS);
 }
