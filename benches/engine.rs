@@ -47,7 +47,7 @@ fn sandbox_cost(root: &Path) {
         return;
     }
     let args: Vec<std::ffi::OsString> = vec!["-c".into(), "true".into()];
-    let (helper, wrapped) = sandbox.wrap(orch::sandbox::Profile::Write, "sh".as_ref(), &args);
+    let (helper, wrapped) = sandbox.wrap(orch::sandbox::Profile::Write, root, "sh".as_ref(), &args);
     let time = |program: &std::ffi::OsStr, args: &[std::ffi::OsString]| {
         (0..200)
             .map(|_| {

@@ -20,3 +20,4 @@ pub mod text;
 pub mod todo;
 pub mod tools;
 pub mod walk;
+pub mod worktree;

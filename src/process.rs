@@ -227,7 +227,7 @@ fn spawn(
 ) -> io::Result<(Child, pipe::Receiver)> {
     let one = |name: &OsStr, args: &[OsString]| match sandbox {
         Some((profile, sandbox)) => {
-            let (helper, wrapped) = sandbox.wrap(*profile, name, args);
+            let (helper, wrapped) = sandbox.wrap(*profile, root, name, args);
             spawn_one(&helper, &wrapped, root, env)
         }
         None => spawn_one(name, args, root, env),

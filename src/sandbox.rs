@@ -235,8 +235,9 @@ impl Sandbox {
         self
     }
 
-    /// What the helper sets up for a process of `profile`.
-    pub fn spec(&self, profile: Profile) -> Spec {
+    /// What the helper sets up for a process of `profile` working in
+    /// `root`: the project's root, or a task's worktree inside it.
+    pub fn spec(&self, profile: Profile, root: &Path) -> Spec {
         // Devices: the harmless ones only (never a terminal).
         let mut writable: Vec<PathBuf> = ["/dev/null", "/dev/zero", "/dev/full", "/dev/shm"]
             .iter()
@@ -250,7 +251,8 @@ impl Sandbox {
         writable.extend(self.writable_roots.iter().cloned());
         let mut read_only = self.read_only.clone();
         let mut writable_again = Vec::new();
-        if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
+        let writer = profile == Profile::Write && self.mode == Mode::WorkspaceWrite;
+        if writer && root == self.root {
             writable.push(self.root.clone());
         } else {
             // A project beneath a writable folder (the temp directory) is
@@ -263,6 +265,17 @@ impl Sandbox {
                     .filter(|path| path.starts_with(&self.root) && **path != self.root)
                     .cloned(),
             );
+        }
+        if root != self.root {
+            // A task's worktree (beneath the project's read-only
+            // `.opencode/`): a writer may write it, not the user's tree;
+            // its git link and engine folder stay read-only.
+            if writer {
+                writable.push(root.to_path_buf());
+                writable_again.push(root.to_path_buf());
+            }
+            read_only.push(root.join(".git"));
+            read_only.push(root.join(".opencode"));
         }
         writable.sort();
         writable.dedup();
@@ -285,11 +298,12 @@ impl Sandbox {
     pub fn wrap(
         &self,
         profile: Profile,
+        root: &Path,
         program: &OsStr,
         args: &[OsString],
     ) -> (OsString, Vec<OsString>) {
         let exe = self.helper.clone().into_os_string();
-        let spec = serde_json::to_string(&self.spec(profile)).expect("a spec serializes");
+        let spec = serde_json::to_string(&self.spec(profile, root)).expect("a spec serializes");
         let mut wrapped: Vec<OsString> = vec![
             HELPER.into(),
             spec.into(),
@@ -301,9 +315,9 @@ impl Sandbox {
     }
 
     /// A sentence for the model when a sandboxed command failed on a path.
-    pub fn explain(&self, profile: Profile) -> String {
+    pub fn explain(&self, profile: Profile, root: &Path) -> String {
         let writes = if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
-            format!("{} (not .git/ or .opencode/)", self.root.display())
+            format!("{} (not .git/ or .opencode/)", root.display())
         } else {
             "nowhere in the project (this agent's role is read-only)".to_string()
         };
@@ -368,7 +382,8 @@ fn network_holder(helper: &Path) -> Option<u32> {
 /// Whether the kernel lets this process build the sandbox: runs the helper
 /// once on `true`.
 pub fn probe(sandbox: &Sandbox) -> Result<(), String> {
-    let (program, args) = sandbox.wrap(Profile::Write, OsStr::new("true"), &[]);
+    let root = sandbox.root.clone();
+    let (program, args) = sandbox.wrap(Profile::Write, &root, OsStr::new("true"), &[]);
     let output = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -529,6 +544,16 @@ fn enter(spec: &Spec) -> Result<(), String> {
         for path in &spec.writable_again {
             if path.exists() {
                 bind(path, false)?;
+            }
+        }
+        // What must stay read-only inside a folder made writable again.
+        for path in &spec.read_only {
+            let inside = spec
+                .writable_again
+                .iter()
+                .any(|again| path.starts_with(again) && path != again);
+            if inside && path.exists() {
+                bind(path, true)?;
             }
         }
         // The working directory was entered before these mounts: enter it
@@ -713,15 +738,20 @@ mod tests {
             &[PathBuf::from("/opt/extra")],
             true,
         );
-        let write = sandbox.spec(Profile::Write);
+        let write = sandbox.spec(Profile::Write, &root);
         assert!(write.writable.contains(&root));
         assert!(write.writable.contains(&PathBuf::from("/opt/extra")));
         assert!(write.read_only.contains(&root.join(".git")));
         assert!(write.read_only.contains(&root.join(".opencode")));
-        let read = sandbox.spec(Profile::Read);
+        let read = sandbox.spec(Profile::Read, &root);
         assert!(!read.writable.contains(&root));
         assert!(read.writable.contains(&root.join("target")));
         let read_only_mode = Sandbox::new(Mode::ReadOnly, &root, &[], true);
-        assert!(!read_only_mode.spec(Profile::Write).writable.contains(&root));
+        assert!(
+            !read_only_mode
+                .spec(Profile::Write, &root)
+                .writable
+                .contains(&root)
+        );
     }
 }

@@ -106,7 +106,9 @@ impl Bash {
                     && blocked(&run.output)
                 {
                     output.content.push('\n');
-                    output.content.push_str(&sandbox.explain(profile));
+                    output
+                        .content
+                        .push_str(&sandbox.explain(profile, &ctx.root));
                 }
                 output
             }

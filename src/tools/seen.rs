@@ -159,11 +159,15 @@ pub struct FileLock {
 impl FileLock {
     /// Run `f` while holding the lock.
     pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _held = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _held = self.hold();
         f()
+    }
+
+    /// Hold the lock until the guard is dropped.
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -19,3 +19,4 @@ mod session;
 mod sim;
 mod todo;
 mod tools;
+mod worktree;

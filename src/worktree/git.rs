@@ -1,0 +1,317 @@
+//! The engine's own git commands: snapshots of a working tree that never
+//! touch the user's index, hidden refs, worktrees, three-way merges of
+//! trees, and blobs.
+//!
+//! Every command runs with hooks, fsmonitor and signing off, without a
+//! terminal prompt, and with a fixed identity, so nothing of the user's
+//! repository configuration runs code or asks anything; these are the
+//! engine's own actions and run outside the sandbox (which keeps `.git/`
+//! read-only for agents' commands).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The repository of one working tree.
+#[derive(Debug, Clone)]
+pub struct Git {
+    dir: PathBuf,
+}
+
+/// One path's change between two trees (`git diff-tree -r`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// `000000` when the path did not exist.
+    pub old_mode: String,
+    pub new_mode: String,
+    pub old_oid: String,
+    pub new_oid: String,
+}
+
+/// A three-way merge of trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    Clean {
+        tree: String,
+    },
+    /// `tree` holds the conflicted files with conflict markers.
+    Conflict {
+        tree: String,
+        files: Vec<String>,
+        messages: String,
+    },
+}
+
+/// The all-zero object id git uses for "no object".
+pub const NO_MODE: &str = "000000";
+
+impl Git {
+    /// The repository whose top-level working tree is `root`, if it is one.
+    pub fn at_top(root: &Path) -> Option<Git> {
+        let git = Git {
+            dir: root.to_path_buf(),
+        };
+        let top = git.run(&["rev-parse", "--show-toplevel"]).ok()?;
+        let top = std::fs::canonicalize(top.trim()).ok()?;
+        (top == std::fs::canonicalize(root).ok()?).then_some(git)
+    }
+
+    /// The same repository, working in `dir` (a worktree of it).
+    pub fn in_dir(&self, dir: &Path) -> Git {
+        Git {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("git");
+        command
+            .current_dir(&self.dir)
+            .args([
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "commit.gpgSign=false",
+                "-c",
+                "tag.gpgSign=false",
+                "-c",
+                "advice.detachedHead=false",
+            ])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "orch")
+            .env("GIT_AUTHOR_EMAIL", "orch@localhost")
+            .env("GIT_COMMITTER_NAME", "orch")
+            .env("GIT_COMMITTER_EMAIL", "orch@localhost")
+            .env("GIT_EDITOR", "true")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn output(&self, args: &[&str], env: &[(&str, &OsStr)]) -> Result<Output, String> {
+        let mut command = self.command();
+        command.args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+            .output()
+            .map_err(|err| format!("git {}: {err}", args.join(" ")))
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &OsStr)]) -> Result<String, String> {
+        let output = self.output(args, env)?;
+        if !output.status.success() {
+            return Err(format!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        String::from_utf8(output.stdout).map_err(|_| format!("git {}: not UTF-8", args.join(" ")))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        self.run_with(args, &[])
+    }
+
+    /// The commit HEAD names, if any (a repository without commits has none).
+    pub fn head(&self) -> Option<String> {
+        self.run(&["rev-parse", "--verify", "-q", "HEAD^{commit}"])
+            .ok()
+            .map(|oid| oid.trim().to_string())
+    }
+
+    fn git_path(&self, name: &str) -> Result<PathBuf, String> {
+        let path = self.run(&["rev-parse", "--git-path", name])?;
+        Ok(self.dir.join(path.trim()))
+    }
+
+    /// Commit the working tree as it is — tracked files, and untracked ones
+    /// that are not ignored — with `parent` (HEAD when `None` and there is
+    /// one), without touching the user's index: a private copy of it is
+    /// used and removed.
+    pub fn snapshot(&self, parent: Option<&str>, message: &str) -> Result<String, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let index = self.git_path("index")?;
+        let private = self.git_path(&format!(
+            "orch-snapshot-{}-{}.index",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))?;
+        let head = self.head();
+        let result = (|| {
+            // The user's index as a starting point keeps its file stat
+            // data, so only changed files are read again.
+            if index.exists() {
+                std::fs::copy(&index, &private)
+                    .map_err(|err| format!("copying the index: {err}"))?;
+            }
+            let env = [("GIT_INDEX_FILE", private.as_os_str())];
+            if !index.exists()
+                && let Some(head) = &head
+            {
+                self.run_with(&["read-tree", head], &env)?;
+            }
+            // orch's own folder is never part of a snapshot.
+            self.run_with(&["add", "-A", "--", ".", ":(top,exclude).opencode"], &env)?;
+            let tree = self.run_with(&["write-tree"], &env)?;
+            let tree = tree.trim();
+            let parent = parent.map(str::to_string).or(head);
+            let mut args = vec!["commit-tree", tree, "-m", message];
+            if let Some(parent) = &parent {
+                args.extend(["-p", parent]);
+            }
+            Ok(self.run(&args)?.trim().to_string())
+        })();
+        let _ = std::fs::remove_file(&private);
+        result
+    }
+
+    /// A commit of `tree` with `parents`.
+    pub fn commit_tree(
+        &self,
+        tree: &str,
+        parents: &[&str],
+        message: &str,
+    ) -> Result<String, String> {
+        let mut args = vec!["commit-tree", tree, "-m", message];
+        for parent in parents {
+            args.extend(["-p", parent]);
+        }
+        Ok(self.run(&args)?.trim().to_string())
+    }
+
+    pub fn tree_of(&self, commit: &str) -> Result<String, String> {
+        Ok(self
+            .run(&["rev-parse", &format!("{commit}^{{tree}}")])?
+            .trim()
+            .to_string())
+    }
+
+    pub fn set_ref(&self, name: &str, oid: &str) -> Result<(), String> {
+        self.run(&["update-ref", name, oid]).map(drop)
+    }
+
+    pub fn get_ref(&self, name: &str) -> Option<String> {
+        self.run(&["rev-parse", "--verify", "-q", name])
+            .ok()
+            .map(|oid| oid.trim().to_string())
+    }
+
+    /// Delete every ref under `prefix` (`refs/orch/<mission>/`).
+    pub fn delete_refs(&self, prefix: &str) -> Result<(), String> {
+        let refs = self.run(&["for-each-ref", "--format=%(refname)", prefix])?;
+        for name in refs.lines().filter(|line| !line.is_empty()) {
+            self.run(&["update-ref", "-d", name])?;
+        }
+        Ok(())
+    }
+
+    /// Check `commit` out, detached, in a new worktree at `path`.
+    pub fn add_worktree(&self, path: &Path, commit: &str) -> Result<(), String> {
+        let shown = path.to_string_lossy();
+        self.run(&["worktree", "add", "--detach", "--force", &shown, commit])
+            .map(drop)
+    }
+
+    /// Remove the worktree at `path` with whatever it holds.
+    pub fn remove_worktree(&self, path: &Path) -> Result<(), String> {
+        let shown = path.to_string_lossy();
+        let removed = self.run(&["worktree", "remove", "--force", "--force", &shown]);
+        if removed.is_err() && path.exists() {
+            std::fs::remove_dir_all(path).map_err(|err| format!("removing {shown}: {err}"))?;
+        }
+        self.run(&["worktree", "prune"]).map(drop)
+    }
+
+    /// Merge `theirs` into `ours` against `base` (all commits or trees).
+    pub fn merge(&self, base: &str, ours: &str, theirs: &str) -> Result<Merge, String> {
+        let base_arg = format!("--merge-base={base}");
+        let args = [
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            &base_arg,
+            ours,
+            theirs,
+        ];
+        let output = self.output(&args, &[])?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut sections = text.splitn(2, "\n\n");
+        let head = sections.next().unwrap_or_default();
+        let messages = sections.next().unwrap_or_default().trim().to_string();
+        let mut lines = head.lines();
+        let tree = lines.next().unwrap_or_default().trim().to_string();
+        match output.status.code() {
+            Some(0) => Ok(Merge::Clean { tree }),
+            Some(1) => {
+                let mut files: Vec<String> = lines.map(str::to_string).collect();
+                files.dedup();
+                Ok(Merge::Conflict {
+                    tree,
+                    files,
+                    messages,
+                })
+            }
+            _ => Err(format!(
+                "git merge-tree failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
+    }
+
+    /// Every path that differs between trees (or commits) `from` and `to`.
+    pub fn changes(&self, from: &str, to: &str) -> Result<Vec<Change>, String> {
+        let text = self.run(&["diff-tree", "-r", "-z", "--no-renames", from, to])?;
+        let mut fields = text.split('\0');
+        let mut changes = Vec::new();
+        while let Some(meta) = fields.next() {
+            let meta = meta.trim_start_matches(':');
+            if meta.is_empty() {
+                continue;
+            }
+            let parts: Vec<&str> = meta.split(' ').collect();
+            let path = fields.next().unwrap_or_default();
+            if parts.len() < 5 {
+                return Err(format!("git diff-tree: cannot read {meta:?}"));
+            }
+            changes.push(Change {
+                path: path.to_string(),
+                old_mode: parts[0].to_string(),
+                new_mode: parts[1].to_string(),
+                old_oid: parts[2].to_string(),
+                new_oid: parts[3].to_string(),
+            });
+        }
+        Ok(changes)
+    }
+
+    /// The bytes of blob `oid`.
+    pub fn blob(&self, oid: &str) -> Result<Vec<u8>, String> {
+        let output = self.output(&["cat-file", "blob", oid], &[])?;
+        if !output.status.success() {
+            return Err(format!(
+                "git cat-file blob {oid}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(output.stdout)
+    }
+
+    /// The patch from `from` to `to` (commits or trees), for people.
+    pub fn diff(&self, from: &str, to: &str, stat: bool) -> Result<String, String> {
+        let mut args = vec!["diff", "--no-color", "--no-ext-diff", "--binary"];
+        if stat {
+            args.push("--stat");
+        }
+        args.extend([from, to]);
+        self.run(&args)
+    }
+}

@@ -1,0 +1,386 @@
+//! A git worktree per writing task, merged back by the engine.
+//!
+//! In a git repository each task of an agent that may write runs in a
+//! worktree of its own under `.opencode/worktrees/<mission>/<task>/`
+//! (excluded in `.git/info/exclude`), detached at a snapshot of the user's
+//! working tree taken when the task starts: tracked files and untracked
+//! ones that are not ignored, the user's uncommitted changes included,
+//! `.opencode/` left out. Its commits live under hidden refs
+//! (`refs/orch/<mission>/<task>/…`), never a branch.
+//!
+//! When the task completes, its tree is merged three-way (`git merge-tree
+//! --write-tree`) against the base it started from and a fresh snapshot
+//! of the user's tree, and the result lands in the user's tree at once —
+//! a compare-and-swap per file, all or nothing: if any file the landing
+//! changes is no longer what the snapshot saw (the user edited it just
+//! then), the merge is done again on a new snapshot. So the user's tree is
+//! the mission's integrated state, which the Reviewer and the completion
+//! gate see. A conflicting merge lands nothing; it is reported with its
+//! files and hunks, and the conflicted tree is kept under the task's refs
+//! for a Worker to resolve.
+//!
+//! The user's branch, HEAD, index, stash and hooks are never touched (see
+//! `git.rs`).
+
+pub mod git;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use git::{Change, Git, Merge};
+
+use crate::files::{self, Durability};
+
+/// The worktrees of one mission.
+pub struct Worktrees {
+    git: Git,
+    root: PathBuf,
+    mission: String,
+    /// One merge-back at a time.
+    merging: Mutex<()>,
+}
+
+/// A task's worktree.
+#[derive(Debug, Clone)]
+pub struct TaskTree {
+    pub path: PathBuf,
+    /// The snapshot it started from.
+    pub base: String,
+}
+
+/// What became of a completed task's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landing {
+    /// The task changed nothing.
+    Nothing,
+    /// These files changed in the user's tree.
+    Landed(Vec<String>),
+    /// Nothing landed: the change conflicts in these files.
+    Conflict {
+        files: Vec<Conflicted>,
+        /// The commit holding both sides, conflict markers in the files.
+        commit: String,
+    },
+}
+
+/// One conflicted file and where its conflicts are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflicted {
+    pub path: String,
+    /// Line ranges of the conflict hunks in the conflicted file.
+    pub hunks: Vec<(usize, usize)>,
+}
+
+/// A path the engine never lands: its own folder and git's.
+fn engine_path(path: &str) -> bool {
+    let first = path.split('/').next().unwrap_or_default();
+    first.eq_ignore_ascii_case(".opencode") || first.eq_ignore_ascii_case(".git")
+}
+
+impl Worktrees {
+    /// The worktrees of `mission` in the project at `root`, when `root` is
+    /// the top of a git working tree.
+    pub fn new(root: &Path, mission: &str) -> Option<Worktrees> {
+        Some(Worktrees {
+            git: Git::at_top(root)?,
+            root: root.to_path_buf(),
+            mission: mission.to_string(),
+            merging: Mutex::new(()),
+        })
+    }
+
+    /// The folder of the mission's worktrees.
+    pub fn dir(&self) -> PathBuf {
+        self.root
+            .join(".opencode")
+            .join("worktrees")
+            .join(&self.mission)
+    }
+
+    fn ref_name(&self, task: &str, what: &str) -> String {
+        format!("refs/orch/{}/{task}/{what}", self.mission)
+    }
+
+    /// The worktree of `task`: made from a new snapshot of the user's tree,
+    /// or found again when an interrupted run left it.
+    pub fn start(&self, task: &str) -> Result<TaskTree, String> {
+        let path = self.dir().join(task);
+        if path.join(".git").exists()
+            && let Some(base) = self.git.get_ref(&self.ref_name(task, "base"))
+        {
+            return Ok(TaskTree { path, base });
+        }
+        self.exclude()?;
+        let base = self.git.snapshot(
+            None,
+            &format!("orch {}: the tree {task} starts from", self.mission),
+        )?;
+        self.git.set_ref(&self.ref_name(task, "base"), &base)?;
+        if path.exists() {
+            self.git.remove_worktree(&path)?;
+        }
+        std::fs::create_dir_all(self.dir())
+            .map_err(|err| format!("creating {}: {err}", self.dir().display()))?;
+        self.git.add_worktree(&path, &base)?;
+        Ok(TaskTree { path, base })
+    }
+
+    /// Keep the worktrees out of the user's `git status` and `git add -A`.
+    fn exclude(&self) -> Result<(), String> {
+        let path = self.git.run(&["rev-parse", "--git-path", "info/exclude"])?;
+        let path = self.root.join(path.trim());
+        let line = "/.opencode/worktrees/";
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().any(|l| l.trim() == line) {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| format!("creating {}: {err}", parent.display()))?;
+        }
+        let mut text = text;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&path, text).map_err(|err| format!("writing {}: {err}", path.display()))
+    }
+
+    /// Merge a completed task's change into the user's tree.
+    pub fn land(&self, task: &str, tree: &TaskTree) -> Result<Landing, String> {
+        let _merging = self.merging.lock().unwrap_or_else(|p| p.into_inner());
+        let worktree = self.git.in_dir(&tree.path);
+        let result = worktree.snapshot(
+            Some(&tree.base),
+            &format!("orch {}: what {task} changed", self.mission),
+        )?;
+        self.git.set_ref(&self.ref_name(task, "result"), &result)?;
+        if self.git.tree_of(&result)? == self.git.tree_of(&tree.base)? {
+            return Ok(Landing::Nothing);
+        }
+        // A file the user changes between the snapshot and the landing
+        // makes the landing refuse; the merge is then made again.
+        for _ in 0..5 {
+            let current = self.git.snapshot(
+                None,
+                &format!("orch {}: the tree before {task} lands", self.mission),
+            )?;
+            match self.git.merge(&tree.base, &current, &result)? {
+                Merge::Clean { tree: merged } => {
+                    let changes: Vec<Change> = self
+                        .git
+                        .changes(&current, &merged)?
+                        .into_iter()
+                        .filter(|change| !engine_path(&change.path))
+                        .collect();
+                    if write_changes(&self.git, &self.root, &changes)? {
+                        return Ok(Landing::Landed(
+                            changes.into_iter().map(|change| change.path).collect(),
+                        ));
+                    }
+                }
+                Merge::Conflict {
+                    tree: merged,
+                    files,
+                    ..
+                } => {
+                    let commit = self.git.commit_tree(
+                        &merged,
+                        &[&current, &result],
+                        &format!(
+                            "orch {}: {task}'s change against the tree, in conflict",
+                            self.mission
+                        ),
+                    )?;
+                    self.git
+                        .set_ref(&self.ref_name(task, "conflict"), &commit)?;
+                    let files = files
+                        .into_iter()
+                        .map(|path| {
+                            let text = self
+                                .git
+                                .run(&["cat-file", "-p", &format!("{merged}:{path}")])
+                                .unwrap_or_default();
+                            Conflicted {
+                                hunks: hunks(&text),
+                                path,
+                            }
+                        })
+                        .collect();
+                    return Ok(Landing::Conflict { files, commit });
+                }
+            }
+        }
+        Err(format!(
+            "{task}'s change could not land: the files it changes kept changing under it"
+        ))
+    }
+
+    /// Remove `task`'s worktree (its refs stay until the mission ends).
+    pub fn remove(&self, tree: &TaskTree) -> Result<(), String> {
+        self.git.remove_worktree(&tree.path)
+    }
+
+    /// The mission is over: every worktree and ref of it goes.
+    pub fn clean_up(&self) -> Result<(), String> {
+        let dir = self.dir();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                self.git.remove_worktree(&entry.path())?;
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        self.git
+            .delete_refs(&format!("refs/orch/{}/", self.mission))
+    }
+}
+
+/// The line ranges of conflict hunks in a file with conflict markers.
+fn hunks(text: &str) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut start = None;
+    for (number, line) in text.lines().enumerate() {
+        if line.starts_with("<<<<<<<") {
+            start = Some(number + 1);
+        } else if line.starts_with(">>>>>>>")
+            && let Some(first) = start.take()
+        {
+            found.push((first, number + 1));
+        }
+    }
+    found
+}
+
+/// Whether the conflict markers of a merge are still in `text`.
+pub fn has_conflict_markers(text: &str) -> bool {
+    let mut open = false;
+    for line in text.lines() {
+        if line.starts_with("<<<<<<< ") || line == "<<<<<<<" {
+            open = true;
+        } else if open && (line.starts_with(">>>>>>> ") || line == ">>>>>>>") {
+            return true;
+        }
+    }
+    false
+}
+
+/// What the path is in the user's tree now, as git would record it:
+/// `None` when it does not exist.
+fn on_disk(path: &Path) -> Result<Option<(bool, Vec<u8>)>, String> {
+    match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(format!("{}: {err}", path.display())),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target =
+                std::fs::read_link(path).map_err(|err| format!("{}: {err}", path.display()))?;
+            Ok(Some((true, target.into_os_string().into_encoded_bytes())))
+        }
+        Ok(meta) if meta.is_dir() => Ok(Some((false, Vec::new()))),
+        Ok(_) => std::fs::read(path)
+            .map(|bytes| Some((false, bytes)))
+            .map_err(|err| format!("{}: {err}", path.display())),
+    }
+}
+
+/// Apply `changes` to the files under `root` if every one of them is still
+/// what the change starts from; `false` (nothing written) when one is not.
+fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<bool, String> {
+    use std::os::unix::fs::PermissionsExt;
+    // Submodule pointers are not files to write.
+    let changes: Vec<&Change> = changes
+        .iter()
+        .filter(|change| change.old_mode != "160000" && change.new_mode != "160000")
+        .collect();
+    let mut paths: Vec<PathBuf> = changes
+        .iter()
+        .map(|change| root.join(&change.path))
+        .collect();
+    paths.sort();
+    let locks: Vec<_> = paths
+        .iter()
+        .map(|path| crate::tools::seen::lock(path))
+        .collect();
+    let guards: Vec<_> = locks.iter().map(|lock| lock.hold()).collect();
+    let mut writes = Vec::new();
+    for change in &changes {
+        let path = root.join(&change.path);
+        let expected = if change.old_mode == git::NO_MODE {
+            None
+        } else {
+            Some((change.old_mode == "120000", git.blob(&change.old_oid)?))
+        };
+        if on_disk(&path)? != expected {
+            return Ok(false);
+        }
+        let new = if change.new_mode == git::NO_MODE {
+            None
+        } else {
+            Some(git.blob(&change.new_oid)?)
+        };
+        writes.push((path, change.new_mode.as_str(), new));
+    }
+    for (path, mode, bytes) in writes {
+        let shown = path.display().to_string();
+        match (mode, bytes) {
+            (_, None) => {
+                std::fs::remove_file(&path).map_err(|err| format!("removing {shown}: {err}"))?;
+                remove_empty_parents(root, &path);
+            }
+            ("120000", Some(target)) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|err| format!("{shown}: {err}"))?;
+                }
+                let _ = std::fs::remove_file(&path);
+                let target = std::ffi::OsString::from_vec(target);
+                std::os::unix::fs::symlink(&target, &path)
+                    .map_err(|err| format!("linking {shown}: {err}"))?;
+            }
+            (mode, Some(bytes)) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|err| format!("{shown}: {err}"))?;
+                }
+                if std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink())
+                {
+                    let _ = std::fs::remove_file(&path);
+                }
+                files::replace(&path, &bytes, Durability::Synced)
+                    .map_err(|err| format!("writing {shown}: {err}"))?;
+                let bits = if mode == "100755" { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits))
+                    .map_err(|err| format!("{shown}: {err}"))?;
+            }
+        }
+    }
+    drop(guards);
+    Ok(true)
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+/// Remove the folders a deletion left empty, up to `root`.
+fn remove_empty_parents(root: &Path, path: &Path) {
+    let mut dir = path.parent();
+    while let Some(current) = dir {
+        if current == root || std::fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hunks_and_markers() {
+        let text = "a\n<<<<<<< ours\nb\n=======\nc\n>>>>>>> theirs\nd\n";
+        assert_eq!(hunks(text), vec![(2, 6)]);
+        assert!(has_conflict_markers(text));
+        assert!(!has_conflict_markers("a\n<<<<<<< not closed\n"));
+        assert!(engine_path(".opencode/todo.md"));
+        assert!(engine_path(".GIT/config"));
+        assert!(!engine_path("src/.opencode.rs"));
+    }
+}

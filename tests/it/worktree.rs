@@ -1,0 +1,325 @@
+//! Task worktrees and the engine's merge-back, on real repositories with
+//! the real `git`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orch::worktree::{Landing, TaskTree, Worktrees};
+
+/// A repository with one commit, user settings of its own, and a hook that
+/// would leave a marker if anything ran it.
+struct Repo {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "user")
+        .env("GIT_AUTHOR_EMAIL", "user@example.com")
+        .env("GIT_COMMITTER_NAME", "user")
+        .env("GIT_COMMITTER_EMAIL", "user@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+impl Repo {
+    fn empty() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        git(&root, &["init", "-q", "-b", "main"]);
+        let hooks = root.join(".git/hooks");
+        for hook in [
+            "post-checkout",
+            "pre-commit",
+            "post-commit",
+            "reference-transaction",
+        ] {
+            let path = hooks.join(hook);
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/bin/sh\necho {hook} >> \"{}/hook-ran\"\n",
+                    root.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Repo { _dir: dir, root }
+    }
+
+    fn new() -> Repo {
+        let repo = Repo::empty();
+        repo.write(".gitignore", "target/\n");
+        repo.write("src/lib.rs", LIB);
+        repo.write("README.md", "# demo\n");
+        git(&repo.root, &["add", "-A"]);
+        git(
+            &repo.root,
+            &[
+                "-c",
+                "core.hooksPath=/dev/null",
+                "commit",
+                "-q",
+                "-m",
+                "start",
+            ],
+        );
+        repo
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.root.join(relative)).unwrap()
+    }
+
+    /// What the user's git shows of its own state.
+    fn state(&self) -> (String, String, String, String) {
+        (
+            git(&self.root, &["rev-parse", "HEAD"]),
+            git(&self.root, &["status", "--porcelain=v1", "-uall"]),
+            git(&self.root, &["branch", "--list"]),
+            git(&self.root, &["stash", "list"]),
+        )
+    }
+}
+
+const LIB: &str = "pub fn one() -> i32 {\n    1\n}\n\npub fn two() -> i32 {\n    2\n}\n\npub fn three() -> i32 {\n    3\n}\n";
+
+fn edit(tree: &TaskTree, relative: &str, from: &str, to: &str) {
+    let path = tree.path.join(relative);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn two_tasks_on_one_file_both_land_and_the_users_git_is_untouched() {
+    let repo = Repo::new();
+    // The user's uncommitted change and an untracked file: Workers start
+    // from them, and they stay.
+    repo.write("README.md", "# demo\n\nuser's note\n");
+    repo.write("notes.txt", "untracked\n");
+    repo.write("target/big.bin", "ignored build output\n");
+    let before = repo.state();
+    let trees = Worktrees::new(&repo.root, "m1").expect("a git repository");
+    let a = trees.start("task_1").unwrap();
+    let b = trees.start("task_2").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(a.path.join("README.md")).unwrap(),
+        "# demo\n\nuser's note\n"
+    );
+    assert!(a.path.join("notes.txt").exists());
+    assert!(!a.path.join("target/big.bin").exists());
+    assert!(!a.path.join(".opencode").exists());
+    edit(&a, "src/lib.rs", "    1\n", "    10\n");
+    edit(&b, "src/lib.rs", "    3\n", "    30\n");
+    assert_eq!(
+        trees.land("task_1", &a).unwrap(),
+        Landing::Landed(vec!["src/lib.rs".into()])
+    );
+    assert_eq!(
+        trees.land("task_2", &b).unwrap(),
+        Landing::Landed(vec!["src/lib.rs".into()])
+    );
+    let lib = repo.read("src/lib.rs");
+    assert!(
+        lib.contains("    10\n") && lib.contains("    30\n"),
+        "{lib}"
+    );
+    assert_eq!(repo.read("README.md"), "# demo\n\nuser's note\n");
+    trees.remove(&a).unwrap();
+    trees.remove(&b).unwrap();
+    trees.clean_up().unwrap();
+    // HEAD, branches and stash as they were; the status differs only by
+    // the landed file; no hook ran; no worktree or ref is left.
+    let after = repo.state();
+    assert_eq!(before.0, after.0);
+    assert_eq!(before.2, after.2);
+    assert_eq!(before.3, after.3);
+    assert_eq!(after.1, " M README.md\n M src/lib.rs\n?? notes.txt\n");
+    assert!(!repo.root.join("hook-ran").exists(), "a hook ran");
+    assert_eq!(git(&repo.root, &["worktree", "list"]).lines().count(), 1);
+    assert_eq!(git(&repo.root, &["for-each-ref", "refs/orch/"]), "");
+    // The user's own index was never written.
+    assert_eq!(git(&repo.root, &["diff", "--cached", "--name-only"]), "");
+}
+
+#[test]
+fn the_same_lines_conflict_and_nothing_of_the_second_lands() {
+    let repo = Repo::new();
+    let trees = Worktrees::new(&repo.root, "m2").unwrap();
+    let a = trees.start("task_1").unwrap();
+    let b = trees.start("task_2").unwrap();
+    edit(&a, "src/lib.rs", "    2\n", "    20\n");
+    edit(&b, "src/lib.rs", "    2\n", "    22\n");
+    std::fs::write(b.path.join("extra.rs"), "// b's other file\n").unwrap();
+    assert!(matches!(
+        trees.land("task_1", &a).unwrap(),
+        Landing::Landed(_)
+    ));
+    let landed = repo.read("src/lib.rs");
+    let Landing::Conflict { files, commit } = trees.land("task_2", &b).unwrap() else {
+        panic!("no conflict");
+    };
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].path, "src/lib.rs");
+    assert_eq!(files[0].hunks.len(), 1, "{files:?}");
+    // Nothing of task_2 reached the user's tree.
+    assert_eq!(repo.read("src/lib.rs"), landed);
+    assert!(!repo.root.join("extra.rs").exists());
+    // Both sides are kept for a Worker to resolve.
+    let both = git(&repo.root, &["show", &format!("{commit}:src/lib.rs")]);
+    assert!(
+        both.contains("<<<<<<<") && both.contains("20") && both.contains("22"),
+        "{both}"
+    );
+    assert!(orch::worktree::has_conflict_markers(&both));
+}
+
+#[test]
+fn deletions_renames_binaries_modes_and_links_survive_the_merge() {
+    let repo = Repo::new();
+    repo.write("old/name.txt", "moving\n");
+    repo.write("gone.txt", "deleted\n");
+    git(&repo.root, &["add", "-A"]);
+    git(
+        &repo.root,
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "more",
+        ],
+    );
+    let trees = Worktrees::new(&repo.root, "m3").unwrap();
+    let t = trees.start("task_1").unwrap();
+    std::fs::create_dir_all(t.path.join("new")).unwrap();
+    std::fs::rename(t.path.join("old/name.txt"), t.path.join("new/name.txt")).unwrap();
+    std::fs::remove_file(t.path.join("gone.txt")).unwrap();
+    let binary: Vec<u8> = (0..=255u8).chain([0, 0, 1]).collect();
+    std::fs::write(t.path.join("blob.bin"), &binary).unwrap();
+    std::fs::write(t.path.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(
+        t.path.join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("src/lib.rs", t.path.join("lib-link")).unwrap();
+    let Landing::Landed(mut files) = trees.land("task_1", &t).unwrap() else {
+        panic!("not landed");
+    };
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "blob.bin",
+            "gone.txt",
+            "lib-link",
+            "new/name.txt",
+            "old/name.txt",
+            "run.sh"
+        ]
+    );
+    assert!(!repo.root.join("old").exists(), "an emptied folder stayed");
+    assert!(!repo.root.join("gone.txt").exists());
+    assert_eq!(repo.read("new/name.txt"), "moving\n");
+    assert_eq!(std::fs::read(repo.root.join("blob.bin")).unwrap(), binary);
+    let mode = std::fs::metadata(repo.root.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "{mode:o}");
+    assert_eq!(
+        std::fs::read_link(repo.root.join("lib-link")).unwrap(),
+        Path::new("src/lib.rs")
+    );
+    trees.clean_up().unwrap();
+}
+
+#[test]
+fn a_user_edit_made_while_the_task_ran_is_kept() {
+    let repo = Repo::new();
+    let trees = Worktrees::new(&repo.root, "m4").unwrap();
+    let t = trees.start("task_1").unwrap();
+    edit(&t, "src/lib.rs", "    3\n", "    33\n");
+    // The user edits the same file elsewhere, and another file.
+    let lib = repo.read("src/lib.rs").replace("    1\n", "    111\n");
+    repo.write("src/lib.rs", &lib);
+    repo.write("README.md", "# mine\n");
+    assert!(matches!(
+        trees.land("task_1", &t).unwrap(),
+        Landing::Landed(_)
+    ));
+    let lib = repo.read("src/lib.rs");
+    assert!(
+        lib.contains("    111\n") && lib.contains("    33\n"),
+        "{lib}"
+    );
+    assert_eq!(repo.read("README.md"), "# mine\n");
+    trees.clean_up().unwrap();
+}
+
+#[test]
+fn a_repository_without_commits_works() {
+    let repo = Repo::empty();
+    repo.write("a.txt", "first\n");
+    let trees = Worktrees::new(&repo.root, "m5").unwrap();
+    let t = trees.start("task_1").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.path.join("a.txt")).unwrap(),
+        "first\n"
+    );
+    std::fs::write(t.path.join("a.txt"), "second\n").unwrap();
+    assert_eq!(
+        trees.land("task_1", &t).unwrap(),
+        Landing::Landed(vec!["a.txt".into()])
+    );
+    assert_eq!(repo.read("a.txt"), "second\n");
+    // Still no commit on the user's side.
+    assert!(
+        Command::new("git")
+            .current_dir(&repo.root)
+            .args(["rev-parse", "--verify", "-q", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty()
+    );
+    trees.clean_up().unwrap();
+    assert!(!repo.root.join("hook-ran").exists());
+}
+
+#[test]
+fn a_task_that_changed_nothing_lands_nothing_and_a_found_worktree_is_reused() {
+    let repo = Repo::new();
+    let trees = Worktrees::new(&repo.root, "m6").unwrap();
+    let t = trees.start("task_1").unwrap();
+    std::fs::write(t.path.join("wip.txt"), "half done\n").unwrap();
+    // An interrupted run comes back to the same worktree and its work.
+    let again = trees.start("task_1").unwrap();
+    assert_eq!(again.path, t.path);
+    assert_eq!(again.base, t.base);
+    assert!(again.path.join("wip.txt").exists());
+    std::fs::remove_file(t.path.join("wip.txt")).unwrap();
+    assert_eq!(trees.land("task_1", &t).unwrap(), Landing::Nothing);
+    trees.clean_up().unwrap();
+    assert!(!t.path.exists());
+}
