@@ -273,6 +273,22 @@ pub enum Event {
         /// Whether the session came from the pool.
         reused: bool,
         pool: PoolStats,
+        /// The task's own worktree, relative to the project root (writing
+        /// tasks in a git repository).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<String>,
+    },
+    /// A writing task's change was merged into the project: the files
+    /// that changed there, or the files it conflicts in (then nothing
+    /// landed, and `item` is the plan item made to resolve it).
+    TaskLanded {
+        task: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        conflicts: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<String>,
     },
     TaskFinished {
         task: String,

@@ -135,6 +135,7 @@ async fn start_mission(
         goal,
         &wired.mission.verify,
         wired.mission.config.max_iterations,
+        wired.mission.tasks.worktrees().is_some(),
     );
     if let Some(progress) = existing.filter(|_| keep_plan) {
         first.push_str(&format!(
@@ -228,6 +229,16 @@ fn wire(
         config.max_depth,
         stop.token().clone(),
     );
+    let mission_id = paths
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if ctx.config.worktrees != Some(false)
+        && let Some(worktrees) = crate::worktree::Worktrees::new(&ctx.root, &mission_id)
+    {
+        tasks.isolate(worktrees, todo.clone());
+    }
     let verify = gate::verify_commands(&ctx.root, ctx.config.verify.as_deref());
     Ok(MissionSetup {
         mission: Mission {
@@ -314,7 +325,7 @@ impl SessionDefaults {
 
 /// The Commander's first message. Volatile details (the iteration budget)
 /// go last; the system prompt before it never changes.
-fn first_message(goal: &str, verify: &[String], max_iterations: u32) -> String {
+fn first_message(goal: &str, verify: &[String], max_iterations: u32, worktrees: bool) -> String {
     let checks = if verify.is_empty() {
         "no verification commands are configured or detected".to_string()
     } else {
@@ -327,11 +338,22 @@ fn first_message(goal: &str, verify: &[String], max_iterations: u32) -> String {
                 .join(", ")
         )
     };
+    let workers = if worktrees {
+        "Each Worker task runs in a git worktree of its own; when it completes the engine merges \
+         its change into the project (the Reviewer and the checks see the merged result). A change \
+         that conflicts with work merged first lands nothing and comes back as a plan item: \
+         delegate it to a Worker, naming the item."
+    } else {
+        "Workers share the project's tree: a write to a file another Worker changed since it read \
+         it is refused (it reads again and redoes its change), so give parallel Workers different \
+         files where you can."
+    };
     format!(
         "Mission goal: {goal}\n\n\
          The plan lives in .opencode/todo.md (read_todo). When you end your turn the engine checks \
          completion: every plan item is [x] at every depth, no sync issue is open, and {checks}. \
          If anything fails you get a message saying what.\n\n\
+         {workers}\n\n\
          You have up to {max_iterations} iterations."
     )
 }

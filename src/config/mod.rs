@@ -115,6 +115,9 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// What the processes orch starts may see (`docs/security.md`).
     pub sandbox: SandboxConfig,
+    /// In a git repository, each writing task works in a worktree of its
+    /// own, merged back when it completes (unset: on; `docs/worktrees.md`).
+    pub worktrees: Option<bool>,
     /// Whether the project's own settings and files apply (not a key).
     #[serde(skip)]
     pub trust: ProjectTrust,

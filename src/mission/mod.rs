@@ -165,6 +165,17 @@ impl Mission {
         // background jobs stop now.
         self.tasks.shutdown().await;
         self.jobs.kill_all().await;
+        // A complete mission's worktrees and refs go; an unfinished one
+        // keeps them for `orch resume`.
+        if outcome == MissionOutcome::Complete
+            && let Some(worktrees) = self.tasks.worktrees()
+            && let Err(err) = worktrees.clean_up()
+        {
+            self.events.emit(Event::Warning {
+                session: None,
+                message: format!("removing the mission's worktrees: {err}"),
+            });
+        }
         // The state folds the records: everything emitted so far first.
         self.events.flush().await;
         let snapshot = self.state.snapshot();

@@ -290,6 +290,7 @@ impl MissionState {
                     state.reported = true;
                 }
             }
+            Event::TaskLanded { .. } => {}
             Event::SessionStarted {
                 session,
                 agent,

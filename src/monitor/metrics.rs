@@ -205,7 +205,8 @@ impl Metrics {
             | Event::MemoryEvicted { .. }
             | Event::BackgroundStarted { .. }
             | Event::BackgroundFinished { .. }
-            | Event::TaskReported { .. } => {}
+            | Event::TaskReported { .. }
+            | Event::TaskLanded { .. } => {}
         }
     }
 

@@ -441,6 +441,28 @@ impl<W: Write + Send> EventSink for Plain<W> {
             | Event::MemoryEvicted { .. }
             | Event::TaskReported { .. }
             | Event::PluginMetric { .. } => {}
+            Event::TaskLanded {
+                task,
+                files,
+                conflicts,
+                item,
+            } => {
+                if !quiet {
+                    let text = if conflicts.is_empty() {
+                        format!("⇣ {task} landed: {}", files.join(", "))
+                    } else {
+                        format!(
+                            "⇣ {task} conflicts in {}; nothing landed ({})",
+                            conflicts.join(", "),
+                            item.as_deref()
+                                .map_or("no plan item".to_string(), |item| format!(
+                                    "plan item {item}"
+                                ))
+                        )
+                    };
+                    line(&mut state, strip_controls(&text));
+                }
+            }
         }
         let _ = state.out.flush();
     }

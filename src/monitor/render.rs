@@ -595,6 +595,7 @@ mod tests {
                 evictions: 0,
                 idle: 0,
             },
+            worktree: None,
         }
     }
 

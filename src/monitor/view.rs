@@ -555,6 +555,31 @@ impl View {
                 self.log(at, Level::Info, text);
             }
             Event::TaskReported { .. } => {}
+            Event::TaskLanded {
+                task,
+                files,
+                conflicts,
+                item,
+            } => {
+                let text = if conflicts.is_empty() {
+                    format!("⇣ {task} landed: {}", files.join(", "))
+                } else {
+                    format!(
+                        "⇣ {task} conflicts in {}; nothing landed ({})",
+                        conflicts.join(", "),
+                        item.as_deref()
+                            .map_or("no plan item".to_string(), |item| format!(
+                                "plan item {item}"
+                            ))
+                    )
+                };
+                let level = if conflicts.is_empty() {
+                    Level::Info
+                } else {
+                    Level::Warn
+                };
+                self.log(at, level, text);
+            }
             Event::MemoryEvicted { entries } => {
                 let text = format!("memory: forgot {}", entries.join(", "));
                 self.log(at, Level::Info, text);

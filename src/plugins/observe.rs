@@ -140,6 +140,7 @@ fn observed(event: &Event) -> Option<(&'static str, Value)> {
         | Event::TaskStarted { .. }
         | Event::TaskFinished { .. }
         | Event::TaskReported { .. }
+        | Event::TaskLanded { .. }
         | Event::ContextCompacted { .. }
         | Event::MemoryEvicted { .. }
         | Event::BackgroundStarted { .. }

@@ -130,6 +130,8 @@ pub struct Session {
     learned: Option<ModelLimits>,
     /// What this session last saw of each file.
     seen: Arc<crate::tools::seen::Seen>,
+    /// Where its tools work: the project root, or its task's worktree.
+    root: Arc<PathBuf>,
 }
 
 impl Session {
@@ -195,6 +197,7 @@ impl Session {
             model: setup.model.clone(),
         });
         let repeats = RepeatGuard::new(setup.repeat_limit);
+        let root = runtime.root.clone();
         Session {
             id,
             setup,
@@ -203,12 +206,19 @@ impl Session {
             messages: Arc::new(messages),
             transcript,
             seen: Arc::default(),
+            root,
             turns: 0,
             usage: Usage::default(),
             repeats,
             estimator: Estimator::default(),
             learned: None,
         }
+    }
+
+    /// Work in `root` from now on (a task's worktree, or the project root
+    /// again).
+    pub fn set_root(&mut self, root: Arc<PathBuf>) {
+        self.root = root;
     }
 
     pub fn id(&self) -> &str {
@@ -430,7 +440,7 @@ impl Session {
 
     fn tool_context(&self, call: &ToolCall, cancel: &CancellationToken) -> ToolContext {
         ToolContext {
-            root: self.runtime.root.clone(),
+            root: self.root.clone(),
             session: self.id.clone(),
             agent: self.setup.agent.name.clone(),
             role: self.setup.agent.role,

@@ -23,8 +23,10 @@ use crate::config::{ConcurrencyConfig, PoolConfig};
 use crate::events::PoolStats;
 use crate::events::{Event, SessionOutcome, TaskStatus};
 use crate::provider::Usage;
+use crate::todo::TodoStore;
 use crate::tools::ToolContext;
 use crate::tools::delegate::{DelegateRequest, Delegator};
+use crate::worktree::{Landing, TaskTree, Worktrees};
 
 /// How a session is set up for an agent (model, caps) — decided by the caller.
 pub type SetupFor = Arc<dyn Fn(&Agent) -> SessionSetup + Send + Sync>;
@@ -76,6 +78,14 @@ pub struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
     changed: Notify,
+    /// Worktrees for writing tasks, once the mission sets them up.
+    isolation: std::sync::OnceLock<Isolation>,
+}
+
+/// A worktree per writing task, and the plan conflicts become items of.
+struct Isolation {
+    worktrees: Arc<Worktrees>,
+    todo: Arc<TodoStore>,
 }
 
 impl Tasks {
@@ -110,8 +120,24 @@ impl Tasks {
                 tracker: TaskTracker::new(),
                 cancel,
                 changed: Notify::new(),
+                isolation: std::sync::OnceLock::new(),
             }
         })
+    }
+
+    /// Run each task of an agent that may write in a worktree of its own,
+    /// merged back into the project when it completes; a conflict becomes
+    /// an item of `todo`.
+    pub fn isolate(&self, worktrees: Worktrees, todo: Arc<TodoStore>) {
+        let _ = self.isolation.set(Isolation {
+            worktrees: Arc::new(worktrees),
+            todo,
+        });
+    }
+
+    /// The mission's worktrees, when its writing tasks have them.
+    pub fn worktrees(&self) -> Option<&Worktrees> {
+        self.isolation.get().map(|isolation| &*isolation.worktrees)
     }
 
     /// The runtime with the delegation tools in its registry.
@@ -334,10 +360,14 @@ impl Tasks {
         start: Start,
         cancel: CancellationToken,
     ) {
-        let (id, prompt) = {
+        let (id, prompt, description) = {
             let tasks = self.tasks.lock().expect("task table lock");
             let record = &tasks[&number];
-            (record.summary.id.clone(), record.prompt.clone())
+            (
+                record.summary.id.clone(),
+                record.prompt.clone(),
+                record.summary.description.clone(),
+            )
         };
         let agent = setup.agent.name.clone();
         let events = &self.runtime.events;
@@ -362,6 +392,10 @@ impl Tasks {
             }
         };
         let session_id = session.id().to_string();
+        let tree = self.worktree_for(&id, &prompt, &setup.agent).await;
+        if let Some(tree) = &tree {
+            session.set_root(Arc::new(tree.path.clone()));
+        }
         self.depths
             .lock()
             .expect("depth table lock")
@@ -376,6 +410,13 @@ impl Tasks {
             session: session_id.clone(),
             reused,
             pool: self.pool.stats(),
+            worktree: tree.as_ref().map(|tree| {
+                tree.path
+                    .strip_prefix(&*self.runtime.root)
+                    .unwrap_or(&tree.path)
+                    .display()
+                    .to_string()
+            }),
         });
         // A session killed before its first message reached the transcript
         // reopens empty: it starts over from the task's prompt.
@@ -387,7 +428,7 @@ impl Tasks {
             record.turns = report.turns;
             record.usage = report.usage;
         });
-        let status = match report.outcome {
+        let mut status = match report.outcome {
             SessionOutcome::Completed => TaskStatus::Completed,
             SessionOutcome::Cancelled => TaskStatus::Cancelled,
             SessionOutcome::MaxTurns
@@ -395,20 +436,171 @@ impl Tasks {
             | SessionOutcome::Repeating
             | SessionOutcome::Failed => TaskStatus::Failed,
         };
+        session.set_root(self.runtime.root.clone());
         if status == TaskStatus::Completed {
             self.pool.release(session);
         }
+        let (mut result, mut error) = (report.final_text, report.error);
+        if let Some(tree) = tree {
+            match self.merge_back(&id, &description, tree, status).await {
+                Ok(Some(note)) => result = format!("{result}\n\n{note}"),
+                Ok(None) => {}
+                Err(why) => {
+                    status = TaskStatus::Failed;
+                    error = Some(why);
+                }
+            }
+        }
         // On record as finished before its slot goes to the next task, so
         // no task is seen starting in a slot that is still taken.
-        self.finish(
-            number,
-            &id,
-            &agent,
-            status,
-            Some(report.final_text),
-            report.error,
-        );
+        self.finish(number, &id, &agent, status, Some(result), error);
         drop(admitted);
+    }
+
+    /// The worktree task `id` runs in: one of its own when the mission
+    /// isolates writing tasks and its agent may write. A worktree that
+    /// cannot be made is a warning, and the task shares the project's tree.
+    async fn worktree_for(&self, id: &str, prompt: &str, agent: &Agent) -> Option<TaskTree> {
+        let isolation = self.isolation.get()?;
+        if crate::sandbox::Profile::of(agent) != crate::sandbox::Profile::Write {
+            return None;
+        }
+        let worktrees = isolation.worktrees.clone();
+        let (task, brief) = (id.to_string(), prompt.to_string());
+        let made = tokio::task::spawn_blocking(move || worktrees.start(&task, &brief))
+            .await
+            .map_err(|err| err.to_string())
+            .and_then(|made| made);
+        match made {
+            Ok(tree) => Some(tree),
+            Err(err) => {
+                self.runtime.events.emit(Event::Warning {
+                    session: None,
+                    message: format!(
+                        "{id} works in the project's own tree: its worktree could not be made ({err})"
+                    ),
+                });
+                None
+            }
+        }
+    }
+
+    /// After task `id` ended with `status`: a completed task's change is
+    /// merged into the project (what the delegating agent is told about it
+    /// comes back); a failed one's never lands; a cancelled one keeps its
+    /// worktree, so a resumed mission picks it up again.
+    async fn merge_back(
+        &self,
+        id: &str,
+        description: &str,
+        tree: TaskTree,
+        status: TaskStatus,
+    ) -> Result<Option<String>, String> {
+        let Some(isolation) = self.isolation.get() else {
+            return Ok(None);
+        };
+        let worktrees = isolation.worktrees.clone();
+        let blocking = |f: Box<dyn FnOnce(&Worktrees) -> Result<Landing, String> + Send>| {
+            let worktrees = worktrees.clone();
+            async move {
+                tokio::task::spawn_blocking(move || f(&worktrees))
+                    .await
+                    .map_err(|err| err.to_string())
+                    .and_then(|landed| landed)
+            }
+        };
+        match status {
+            TaskStatus::Cancelled => return Ok(None),
+            TaskStatus::Completed => {}
+            _ => {
+                let _ = blocking(Box::new(move |w| {
+                    w.remove(&tree).map(|()| Landing::Nothing)
+                }))
+                .await;
+                return Ok(None);
+            }
+        }
+        let task = id.to_string();
+        let kept = tree.clone();
+        let landing = blocking(Box::new(move |w| {
+            let landing = w.land(&task, &kept)?;
+            if !matches!(landing, Landing::Refused(_)) {
+                w.remove(&kept)?;
+            }
+            Ok(landing)
+        }))
+        .await?;
+        let events = &self.runtime.events;
+        match landing {
+            Landing::Nothing => Ok(Some("[orch: the task changed no file]".into())),
+            Landing::Landed(files) => {
+                events.emit(Event::TaskLanded {
+                    task: id.to_string(),
+                    files: files.clone(),
+                    conflicts: Vec::new(),
+                    item: None,
+                });
+                Ok(Some(format!(
+                    "[orch: its change landed in the project: {}]",
+                    files.join(", ")
+                )))
+            }
+            Landing::Refused(why) => {
+                let _ = blocking(Box::new(move |w| {
+                    w.remove(&tree).map(|()| Landing::Nothing)
+                }))
+                .await;
+                Err(why)
+            }
+            Landing::Conflict { files, commit } => {
+                let shown: Vec<String> = files
+                    .iter()
+                    .map(|file| {
+                        let hunks: Vec<String> = file
+                            .hunks
+                            .iter()
+                            .map(|(from, to)| format!("{from}-{to}"))
+                            .collect();
+                        format!("{} (lines {})", file.path, hunks.join(", "))
+                    })
+                    .collect();
+                let paths: Vec<String> = files.iter().map(|file| file.path.clone()).collect();
+                let added = isolation
+                    .todo
+                    .add(crate::todo::NewItem {
+                        parent: None,
+                        id: None,
+                        text: format!(
+                            "Resolve the merge conflict of {id} ({description}) in {}",
+                            shown.join("; ")
+                        ),
+                        meta: Default::default(),
+                    })
+                    .await;
+                let item = added.ok().and_then(|added| added.item.id);
+                if let Some(item) = &item {
+                    isolation
+                        .worktrees
+                        .await_resolution(item, &commit, paths.clone());
+                }
+                events.emit(Event::TaskLanded {
+                    task: id.to_string(),
+                    files: Vec::new(),
+                    conflicts: paths,
+                    item: item.clone(),
+                });
+                let next = match &item {
+                    Some(item) => format!(
+                        "plan item {item} was added for it: delegate it to a Worker naming {item}; its worktree will hold both sides with conflict markers to resolve"
+                    ),
+                    None => "the plan item for it could not be added".to_string(),
+                };
+                Ok(Some(format!(
+                    "[orch: its change conflicts with work that landed first, in {}; nothing of it landed; {next}]",
+                    shown.join("; ")
+                )))
+            }
+        }
     }
 
     fn finish(

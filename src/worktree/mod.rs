@@ -38,6 +38,16 @@ pub struct Worktrees {
     mission: String,
     /// One merge-back at a time.
     merging: Mutex<()>,
+    /// Conflicts waiting for a Worker, by the plan item made for each.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// A conflict waiting for the task that resolves it.
+#[derive(Debug, Clone)]
+struct Pending {
+    item: String,
+    commit: String,
+    files: Vec<String>,
 }
 
 /// A task's worktree.
@@ -46,6 +56,9 @@ pub struct TaskTree {
     pub path: PathBuf,
     /// The snapshot it started from.
     pub base: String,
+    /// When it resolves a conflict: the files that held conflict markers,
+    /// and the plan item the conflict was given.
+    pub resolves: Option<(String, Vec<String>)>,
 }
 
 /// What became of a completed task's change.
@@ -55,6 +68,8 @@ pub enum Landing {
     Nothing,
     /// These files changed in the user's tree.
     Landed(Vec<String>),
+    /// Nothing landed: a conflict it was to resolve still has its markers.
+    Refused(String),
     /// Nothing landed: the change conflicts in these files.
     Conflict {
         files: Vec<Conflicted>,
@@ -86,6 +101,7 @@ impl Worktrees {
             root: root.to_path_buf(),
             mission: mission.to_string(),
             merging: Mutex::new(()),
+            pending: Mutex::default(),
         })
     }
 
@@ -101,28 +117,75 @@ impl Worktrees {
         format!("refs/orch/{}/{task}/{what}", self.mission)
     }
 
-    /// The worktree of `task`: made from a new snapshot of the user's tree,
-    /// or found again when an interrupted run left it.
-    pub fn start(&self, task: &str) -> Result<TaskTree, String> {
+    /// Give the conflict kept in `commit` (files `files`) to the plan item
+    /// `item`: the task whose brief names that item starts from both sides.
+    pub fn await_resolution(&self, item: &str, commit: &str, files: Vec<String>) {
+        self.pending
+            .lock()
+            .expect("pending conflicts lock")
+            .push(Pending {
+                item: item.to_string(),
+                commit: commit.to_string(),
+                files,
+            });
+    }
+
+    /// The worktree of `task` (whose brief is `brief`): made from a new
+    /// snapshot of the user's tree — or from a conflict's two sides when the
+    /// brief names the plan item of one — or found again when an
+    /// interrupted run left it.
+    pub fn start(&self, task: &str, brief: &str) -> Result<TaskTree, String> {
         let path = self.dir().join(task);
+        let resolving = self
+            .pending
+            .lock()
+            .expect("pending conflicts lock")
+            .iter()
+            .find(|pending| names_item(brief, &pending.item))
+            .cloned();
+        let resolves = resolving
+            .as_ref()
+            .map(|pending| (pending.item.clone(), pending.files.clone()));
         if path.join(".git").exists()
             && let Some(base) = self.git.get_ref(&self.ref_name(task, "base"))
         {
-            return Ok(TaskTree { path, base });
+            return Ok(TaskTree {
+                path,
+                base,
+                resolves,
+            });
         }
         self.exclude()?;
-        let base = self.git.snapshot(
-            None,
-            &format!("orch {}: the tree {task} starts from", self.mission),
-        )?;
+        let (base, start) = match &resolving {
+            // The tree as it was when the conflict came up, and both sides
+            // merged into it with markers.
+            Some(pending) => (
+                self.git
+                    .run(&["rev-parse", &format!("{}^1", pending.commit)])?
+                    .trim()
+                    .to_string(),
+                pending.commit.clone(),
+            ),
+            None => {
+                let base = self.git.snapshot(
+                    None,
+                    &format!("orch {}: the tree {task} starts from", self.mission),
+                )?;
+                (base.clone(), base)
+            }
+        };
         self.git.set_ref(&self.ref_name(task, "base"), &base)?;
         if path.exists() {
             self.git.remove_worktree(&path)?;
         }
         std::fs::create_dir_all(self.dir())
             .map_err(|err| format!("creating {}: {err}", self.dir().display()))?;
-        self.git.add_worktree(&path, &base)?;
-        Ok(TaskTree { path, base })
+        self.git.add_worktree(&path, &start)?;
+        Ok(TaskTree {
+            path,
+            base,
+            resolves,
+        })
     }
 
     /// Keep the worktrees out of the user's `git status` and `git add -A`.
@@ -150,6 +213,22 @@ impl Worktrees {
     /// Merge a completed task's change into the user's tree.
     pub fn land(&self, task: &str, tree: &TaskTree) -> Result<Landing, String> {
         let _merging = self.merging.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((item, files)) = &tree.resolves {
+            let marked: Vec<&String> = files
+                .iter()
+                .filter(|file| {
+                    std::fs::read_to_string(tree.path.join(file))
+                        .is_ok_and(|text| has_conflict_markers(&text))
+                })
+                .collect();
+            if !marked.is_empty() {
+                let marked: Vec<&str> = marked.iter().map(|file| file.as_str()).collect();
+                return Ok(Landing::Refused(format!(
+                    "{task} was to resolve the conflict of plan item {item}, but {} still hold conflict markers (<<<<<<< … >>>>>>>); nothing landed",
+                    marked.join(", ")
+                )));
+            }
+        }
         let worktree = self.git.in_dir(&tree.path);
         let result = worktree.snapshot(
             Some(&tree.base),
@@ -175,6 +254,12 @@ impl Worktrees {
                         .filter(|change| !engine_path(&change.path))
                         .collect();
                     if write_changes(&self.git, &self.root, &changes)? {
+                        if let Some((item, _)) = &tree.resolves {
+                            self.pending
+                                .lock()
+                                .expect("pending conflicts lock")
+                                .retain(|pending| pending.item != *item);
+                        }
                         return Ok(Landing::Landed(
                             changes.into_iter().map(|change| change.path).collect(),
                         ));
@@ -234,6 +319,20 @@ impl Worktrees {
         self.git
             .delete_refs(&format!("refs/orch/{}/", self.mission))
     }
+}
+
+/// Whether `brief` names plan item `item` as a whole ID (`T3` is neither
+/// `T31` nor `T3.1`).
+fn names_item(brief: &str, item: &str) -> bool {
+    brief.match_indices(item).any(|(at, _)| {
+        let before = brief[..at].chars().next_back();
+        let mut after = brief[at + item.len()..].chars();
+        let next = after.next();
+        let child = next == Some('.') && after.next().is_some_and(char::is_alphanumeric);
+        !before.is_some_and(char::is_alphanumeric)
+            && !next.is_some_and(char::is_alphanumeric)
+            && !child
+    })
 }
 
 /// The line ranges of conflict hunks in a file with conflict markers.
@@ -382,5 +481,8 @@ mod tests {
         assert!(engine_path(".opencode/todo.md"));
         assert!(engine_path(".GIT/config"));
         assert!(!engine_path("src/.opencode.rs"));
+        assert!(names_item("Resolve T3: the conflict", "T3"));
+        assert!(names_item("T3.", "T3"));
+        assert!(!names_item("T31 and T3.1", "T3"));
     }
 }

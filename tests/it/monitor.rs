@@ -606,6 +606,13 @@ fn one_of_each() -> Vec<Event> {
                 evictions: 3,
                 idle: 4,
             },
+            worktree: Some(".opencode/worktrees/m/t".into()),
+        },
+        Event::TaskLanded {
+            task: "t".into(),
+            files: vec!["src/lib.rs".into()],
+            conflicts: vec![],
+            item: None,
         },
         Event::TaskFinished {
             task: "t".into(),
@@ -682,6 +689,7 @@ fn one_of_each() -> Vec<Event> {
             | Event::TaskStarted { .. }
             | Event::TaskFinished { .. }
             | Event::TaskReported { .. }
+            | Event::TaskLanded { .. }
             | Event::SessionFinished { .. }
             | Event::ContextCompacted { .. }
             | Event::MemoryEvicted { .. }

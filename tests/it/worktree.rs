@@ -118,8 +118,8 @@ fn two_tasks_on_one_file_both_land_and_the_users_git_is_untouched() {
     repo.write("target/big.bin", "ignored build output\n");
     let before = repo.state();
     let trees = Worktrees::new(&repo.root, "m1").expect("a git repository");
-    let a = trees.start("task_1").unwrap();
-    let b = trees.start("task_2").unwrap();
+    let a = trees.start("task_1", "").unwrap();
+    let b = trees.start("task_2", "").unwrap();
     assert_eq!(
         std::fs::read_to_string(a.path.join("README.md")).unwrap(),
         "# demo\n\nuser's note\n"
@@ -164,8 +164,8 @@ fn two_tasks_on_one_file_both_land_and_the_users_git_is_untouched() {
 fn the_same_lines_conflict_and_nothing_of_the_second_lands() {
     let repo = Repo::new();
     let trees = Worktrees::new(&repo.root, "m2").unwrap();
-    let a = trees.start("task_1").unwrap();
-    let b = trees.start("task_2").unwrap();
+    let a = trees.start("task_1", "").unwrap();
+    let b = trees.start("task_2", "").unwrap();
     edit(&a, "src/lib.rs", "    2\n", "    20\n");
     edit(&b, "src/lib.rs", "    2\n", "    22\n");
     std::fs::write(b.path.join("extra.rs"), "// b's other file\n").unwrap();
@@ -190,6 +190,44 @@ fn the_same_lines_conflict_and_nothing_of_the_second_lands() {
         "{both}"
     );
     assert!(orch::worktree::has_conflict_markers(&both));
+    // A Worker resolves it, from both sides: markers left in are refused.
+    trees.await_resolution("T9", &commit, vec!["src/lib.rs".into()]);
+    let fix = trees
+        .start("task_3", "Resolve plan item T9: the conflict")
+        .unwrap();
+    let text = std::fs::read_to_string(fix.path.join("src/lib.rs")).unwrap();
+    assert!(text.contains("<<<<<<<"), "{text}");
+    let Landing::Refused(why) = trees.land("task_3", &fix).unwrap() else {
+        panic!("markers were accepted");
+    };
+    assert!(
+        why.contains("src/lib.rs still hold conflict markers"),
+        "{why}"
+    );
+    assert_eq!(repo.read("src/lib.rs"), landed);
+    let resolved: String = text
+        .lines()
+        .filter(|line| {
+            !line.starts_with("<<<<<<<")
+                && !line.starts_with("=======")
+                && !line.starts_with(">>>>>>>")
+                && !line.contains("    20")
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(fix.path.join("src/lib.rs"), &resolved).unwrap();
+    let Landing::Landed(files) = trees.land("task_3", &fix).unwrap() else {
+        panic!("the resolution did not land");
+    };
+    assert!(files.contains(&"src/lib.rs".to_string()), "{files:?}");
+    let lib = repo.read("src/lib.rs");
+    assert!(
+        lib.contains("    22\n") && !lib.contains("    20\n"),
+        "{lib}"
+    );
+    // b's other file came with the resolution: nothing of b was dropped.
+    assert_eq!(repo.read("extra.rs"), "// b's other file\n");
+    trees.clean_up().unwrap();
 }
 
 #[test]
@@ -210,7 +248,7 @@ fn deletions_renames_binaries_modes_and_links_survive_the_merge() {
         ],
     );
     let trees = Worktrees::new(&repo.root, "m3").unwrap();
-    let t = trees.start("task_1").unwrap();
+    let t = trees.start("task_1", "").unwrap();
     std::fs::create_dir_all(t.path.join("new")).unwrap();
     std::fs::rename(t.path.join("old/name.txt"), t.path.join("new/name.txt")).unwrap();
     std::fs::remove_file(t.path.join("gone.txt")).unwrap();
@@ -258,7 +296,7 @@ fn deletions_renames_binaries_modes_and_links_survive_the_merge() {
 fn a_user_edit_made_while_the_task_ran_is_kept() {
     let repo = Repo::new();
     let trees = Worktrees::new(&repo.root, "m4").unwrap();
-    let t = trees.start("task_1").unwrap();
+    let t = trees.start("task_1", "").unwrap();
     edit(&t, "src/lib.rs", "    3\n", "    33\n");
     // The user edits the same file elsewhere, and another file.
     let lib = repo.read("src/lib.rs").replace("    1\n", "    111\n");
@@ -282,7 +320,7 @@ fn a_repository_without_commits_works() {
     let repo = Repo::empty();
     repo.write("a.txt", "first\n");
     let trees = Worktrees::new(&repo.root, "m5").unwrap();
-    let t = trees.start("task_1").unwrap();
+    let t = trees.start("task_1", "").unwrap();
     assert_eq!(
         std::fs::read_to_string(t.path.join("a.txt")).unwrap(),
         "first\n"
@@ -311,10 +349,10 @@ fn a_repository_without_commits_works() {
 fn a_task_that_changed_nothing_lands_nothing_and_a_found_worktree_is_reused() {
     let repo = Repo::new();
     let trees = Worktrees::new(&repo.root, "m6").unwrap();
-    let t = trees.start("task_1").unwrap();
+    let t = trees.start("task_1", "").unwrap();
     std::fs::write(t.path.join("wip.txt"), "half done\n").unwrap();
     // An interrupted run comes back to the same worktree and its work.
-    let again = trees.start("task_1").unwrap();
+    let again = trees.start("task_1", "").unwrap();
     assert_eq!(again.path, t.path);
     assert_eq!(again.base, t.base);
     assert!(again.path.join("wip.txt").exists());
