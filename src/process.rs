@@ -278,6 +278,11 @@ fn spawn_one(
         .envs(env.iter().map(|(name, value)| (name, value)))
         .process_group(0)
         .kill_on_drop(true);
+    // A task's worktree builds into a folder of its own: worktrees of one
+    // crate would otherwise overwrite each other's artifacts.
+    if let Some(dir) = crate::worktree::build_dir(root) {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
     let child = cmd.spawn()?;
     // The command keeps our copies of the pipe's write end until dropped;
     // without this the read side would never see end of file.

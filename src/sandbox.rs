@@ -273,6 +273,10 @@ impl Sandbox {
             if writer {
                 writable.push(root.to_path_buf());
                 writable_again.push(root.to_path_buf());
+                if let Some(build) = crate::worktree::build_dir(root) {
+                    writable.push(build.clone());
+                    writable_again.push(build);
+                }
             }
             read_only.push(root.join(".git"));
             read_only.push(root.join(".opencode"));

@@ -499,36 +499,33 @@ impl Tasks {
         let Some(isolation) = self.isolation.get() else {
             return Ok(None);
         };
-        let worktrees = isolation.worktrees.clone();
-        let blocking = |f: Box<dyn FnOnce(&Worktrees) -> Result<Landing, String> + Send>| {
-            let worktrees = worktrees.clone();
+        let blocking = |f: fn(&Worktrees, &str, &TaskTree) -> Result<Landing, String>| {
+            let worktrees = isolation.worktrees.clone();
+            let (task, tree) = (id.to_string(), tree.clone());
             async move {
-                tokio::task::spawn_blocking(move || f(&worktrees))
+                tokio::task::spawn_blocking(move || f(&worktrees, &task, &tree))
                     .await
                     .map_err(|err| err.to_string())
                     .and_then(|landed| landed)
             }
         };
+        let remove: fn(&Worktrees, &str, &TaskTree) -> Result<Landing, String> =
+            |w, _, tree| w.remove(tree).map(|()| Landing::Nothing);
         match status {
             TaskStatus::Cancelled => return Ok(None),
             TaskStatus::Completed => {}
             _ => {
-                let _ = blocking(Box::new(move |w| {
-                    w.remove(&tree).map(|()| Landing::Nothing)
-                }))
-                .await;
+                let _ = blocking(remove).await;
                 return Ok(None);
             }
         }
-        let task = id.to_string();
-        let kept = tree.clone();
-        let landing = blocking(Box::new(move |w| {
-            let landing = w.land(&task, &kept)?;
+        let landing = blocking(|w, task, tree| {
+            let landing = w.land(task, tree)?;
             if !matches!(landing, Landing::Refused(_)) {
-                w.remove(&kept)?;
+                w.remove(tree)?;
             }
             Ok(landing)
-        }))
+        })
         .await?;
         let events = &self.runtime.events;
         match landing {
@@ -546,10 +543,7 @@ impl Tasks {
                 )))
             }
             Landing::Refused(why) => {
-                let _ = blocking(Box::new(move |w| {
-                    w.remove(&tree).map(|()| Landing::Nothing)
-                }))
-                .await;
+                let _ = blocking(remove).await;
                 Err(why)
             }
             Landing::Conflict { files, commit } => {

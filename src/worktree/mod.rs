@@ -38,6 +38,9 @@ pub struct Worktrees {
     mission: String,
     /// One merge-back at a time.
     merging: Mutex<()>,
+    /// One `git worktree` change at a time: git's own bookkeeping of
+    /// worktrees is not safe against a concurrent add or remove.
+    admin: Mutex<()>,
     /// Conflicts waiting for a Worker, by the plan item made for each.
     pending: Mutex<Vec<Pending>>,
 }
@@ -86,6 +89,72 @@ pub struct Conflicted {
     pub hunks: Vec<(usize, usize)>,
 }
 
+/// Where processes working in `root` build (`CARGO_TARGET_DIR`), when
+/// `root` is a task's worktree (`.opencode/worktrees/<mission>/<task>`):
+/// `<task>.target` beside it, outside what its snapshots see.
+pub fn build_dir(root: &Path) -> Option<PathBuf> {
+    let mission = root.parent()?;
+    let worktrees = mission.parent()?;
+    let engine = worktrees.parent()?;
+    if worktrees.file_name()? != "worktrees" || engine.file_name()? != ".opencode" {
+        return None;
+    }
+    let mut name = root.file_name()?.to_os_string();
+    name.push(".target");
+    Some(mission.join(name))
+}
+
+/// Seed a worktree's build folder from the project's: the compiled
+/// dependencies and their fingerprints (copies, never links: cargo
+/// rewrites fingerprint files in place), so its first build does not start
+/// from nothing. The project's own crates rebuild, their sources being
+/// newer. Best effort: without a project build there is nothing to copy.
+fn seed_build(project: &Path, build: &Path) {
+    let source = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project.join("target"));
+    for profile in ["debug", "release"] {
+        let from = source.join(profile);
+        if !from.is_dir() {
+            continue;
+        }
+        let to = build.join(profile);
+        if std::fs::create_dir_all(&to).is_err() {
+            return;
+        }
+        for part in ["deps", "build", ".fingerprint"] {
+            if from.join(part).is_dir() {
+                let _ = std::process::Command::new("cp")
+                    .args(["-a", "--reflink=auto"])
+                    .arg(from.join(part))
+                    .arg(&to)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// The bytes under `path`, links not followed.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| disk_usage(&entry.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// A path the engine never lands: its own folder and git's.
 fn engine_path(path: &str) -> bool {
     let first = path.split('/').next().unwrap_or_default();
@@ -101,6 +170,7 @@ impl Worktrees {
             root: root.to_path_buf(),
             mission: mission.to_string(),
             merging: Mutex::new(()),
+            admin: Mutex::new(()),
             pending: Mutex::default(),
         })
     }
@@ -174,13 +244,23 @@ impl Worktrees {
                 (base.clone(), base)
             }
         };
-        self.git.set_ref(&self.ref_name(task, "base"), &base)?;
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        // A worktree without its base ref was being made when orch was
+        // killed: it may be half checked out, so it is made again.
         if path.exists() {
             self.git.remove_worktree(&path)?;
         }
         std::fs::create_dir_all(self.dir())
             .map_err(|err| format!("creating {}: {err}", self.dir().display()))?;
         self.git.add_worktree(&path, &start)?;
+        if let Some(build) = build_dir(&path) {
+            let _ = std::fs::create_dir_all(&build);
+            if path.join("Cargo.toml").is_file() {
+                seed_build(&self.root, &build);
+            }
+        }
+        // Last: the ref says the worktree is whole.
+        self.git.set_ref(&self.ref_name(task, "base"), &base)?;
         Ok(TaskTree {
             path,
             base,
@@ -302,17 +382,28 @@ impl Worktrees {
         ))
     }
 
-    /// Remove `task`'s worktree (its refs stay until the mission ends).
+    /// Remove `task`'s worktree and its build folder (its refs stay until
+    /// the mission ends).
     pub fn remove(&self, tree: &TaskTree) -> Result<(), String> {
+        if let Some(build) = build_dir(&tree.path) {
+            let _ = std::fs::remove_dir_all(build);
+        }
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         self.git.remove_worktree(&tree.path)
     }
 
     /// The mission is over: every worktree and ref of it goes.
     pub fn clean_up(&self) -> Result<(), String> {
         let dir = self.dir();
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
-                self.git.remove_worktree(&entry.path())?;
+                let path = entry.path();
+                if path.extension().is_some_and(|ext| ext == "target") {
+                    let _ = std::fs::remove_dir_all(&path);
+                } else {
+                    self.git.remove_worktree(&path)?;
+                }
             }
         }
         let _ = std::fs::remove_dir(&dir);

@@ -70,12 +70,7 @@ async fn seed(seed: u64) {
     let plan = project.read(".opencode/todo.md");
     assert_eq!(plan.matches("- [x] ").count(), 3, "seed {seed}: {plan}");
     // Each task's side effect ran once.
-    let mut effects: Vec<String> = project
-        .read("effects.log")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    effects.sort();
+    let effects = crate::support::missions::effects(&project);
     assert_eq!(effects, ["T1", "T2", "T3"], "seed {seed}");
     // Never a request with a tool call and no result.
     assert!(tally.invalid.is_empty(), "seed {seed}: {:?}", tally.invalid);
@@ -254,12 +249,7 @@ async fn killed_twice(wire: Wire, first: usize, second: usize) {
         assert_eq!(project.read(item.file), item.content, "{}", item.file);
     }
     // A completed task's side effect never ran twice.
-    let mut effects: Vec<String> = project
-        .read("effects.log")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    effects.sort();
+    let effects = crate::support::missions::effects(&project);
     assert_eq!(
         effects,
         ["T1", "T2", "T3"],

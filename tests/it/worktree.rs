@@ -361,3 +361,235 @@ fn a_task_that_changed_nothing_lands_nothing_and_a_found_worktree_is_reused() {
     trees.clean_up().unwrap();
     assert!(!t.path.exists());
 }
+
+// Missions in a git repository, with scripted agents.
+
+use crate::support::project::{Project, call, events, run};
+use serde_json::{Value, json};
+
+/// A trusted project that is a git repository with `src/lib.rs` committed.
+fn repository() -> Project {
+    let project = Project::trusted();
+    project.write(".opencode/orch.json", r#"{"verify": []}"#);
+    project.write("src/lib.rs", LIB);
+    git(project.path(), &["init", "-q", "-b", "main"]);
+    git(project.path(), &["add", "src"]);
+    git(
+        project.path(),
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "start",
+        ],
+    );
+    project
+}
+
+/// `orch task` with `script`, stopping after the first gate: exit code and
+/// events.
+fn mission(project: &Project, script: &Value) -> (Option<i32>, Vec<Value>, String) {
+    project.write("run.json", &script.to_string());
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "1",
+        "task",
+        "Two changes",
+    ]));
+    (output.status.code(), events(&stdout), stderr)
+}
+
+fn commander() -> Value {
+    json!([
+        {"when": "Mission goal", "tool_calls": [
+            call("delegate_task", json!({"agent": "Worker", "description": "first", "prompt": "Job one", "background": true})),
+            call("delegate_task", json!({"agent": "Worker", "description": "second", "prompt": "Job two", "background": true}))]},
+        {"when": "started task_2", "text": "Waiting."},
+        {"when": "Background task", "text": "Noted."},
+        {"when": "Background task", "text": "Noted."},
+        {"when": "not complete", "text": "Stopping."}
+    ])
+}
+
+/// A Worker's command that waits until both tasks have started (so both
+/// worktrees exist before either change lands), then says `word`.
+fn both_started(project: &Project, word: &str) -> Value {
+    let journal = project.path().join(".opencode/missions");
+    call(
+        "bash",
+        json!({"command": format!(
+            "for i in $(seq 1 1200); do [ \"$(cat {}/*/events.jsonl 2>/dev/null | grep -c '\"task_started\"')\" -ge 2 ] && echo {word} && break; sleep 0.05; done",
+            journal.display()
+        )}),
+    )
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+#[test]
+fn two_parallel_workers_editing_one_file_both_land() {
+    let project = repository();
+    let head = git(project.path(), &["rev-parse", "HEAD"]);
+    let script = json!({"agents": {
+        "Commander": commander(),
+        "Worker": [
+            {"when": "Job one", "tool_calls": [call("read", json!({"path": "src/lib.rs", "limit": 3}))]},
+            {"when": "Job two", "tool_calls": [call("read", json!({"path": "src/lib.rs", "offset": 9}))]},
+            {"when": "lines 1-3", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "    1\n", "new": "    10\n"}))]},
+            {"when": "pub fn three", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "    3\n", "new": "    30\n"}))]},
+            {"when": "at line 2", "tool_calls": [both_started(&project, "one-waited")]},
+            {"when": "at line 10", "tool_calls": [both_started(&project, "two-waited")]},
+            {"when": "one-waited", "text": "One done."},
+            {"when": "two-waited", "text": "Two done."}
+        ]
+    }});
+    let (code, events, stderr) = mission(&project, &script);
+    assert_eq!(code, Some(1), "{stderr}");
+    // Each Worker worked in a worktree of its own...
+    let started: Vec<&Value> = of_type(&events, "task_started");
+    assert_eq!(started.len(), 2);
+    for start in &started {
+        let tree = start["worktree"].as_str().unwrap_or_default();
+        assert!(tree.starts_with(".opencode/worktrees/"), "{start}");
+    }
+    // ...and both changes landed in the project.
+    let landed = of_type(&events, "task_landed");
+    assert_eq!(landed.len(), 2, "{events:?}");
+    for land in landed {
+        assert_eq!(land["files"], json!(["src/lib.rs"]), "{land}");
+    }
+    let lib = project.read("src/lib.rs");
+    assert!(
+        lib.contains("    10\n") && lib.contains("    30\n"),
+        "{lib}"
+    );
+    // The Workers' results say so.
+    let finished = of_type(&events, "task_finished");
+    assert!(
+        finished.iter().all(|f| f["result"]
+            .as_str()
+            .unwrap()
+            .contains("landed in the project: src/lib.rs")),
+        "{finished:?}"
+    );
+    // The user's HEAD, index and branches are as they were; no worktree is
+    // left behind.
+    assert_eq!(git(project.path(), &["rev-parse", "HEAD"]), head);
+    assert_eq!(
+        git(project.path(), &["diff", "--cached", "--name-only"]),
+        ""
+    );
+    assert_eq!(git(project.path(), &["branch", "--list"]), "* main\n");
+    assert_eq!(
+        git(project.path(), &["worktree", "list"]).lines().count(),
+        1
+    );
+    let status = git(project.path(), &["status", "--porcelain", "-uall"]);
+    assert!(!status.contains("worktrees"), "{status}");
+}
+
+#[test]
+fn workers_on_the_same_lines_conflict_and_the_conflict_becomes_a_plan_item() {
+    let project = repository();
+    let script = json!({"agents": {
+        "Commander": commander(),
+        "Worker": [
+            {"when": "Job one", "tool_calls": [call("read", json!({"path": "src/lib.rs", "limit": 6}))]},
+            {"when": "Job two", "tool_calls": [call("read", json!({"path": "src/lib.rs", "offset": 5}))]},
+            {"when": "lines 1-6", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "    2\n", "new": "    20\n"}))]},
+            {"when": "pub fn three", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "pub fn two() -> i32 {\n    2\n", "new": "pub fn two() -> i32 {\n    22\n"}))]},
+            {"when": "at line 6", "tool_calls": [both_started(&project, "one-waited")]},
+            {"when": "at line 5", "tool_calls": [both_started(&project, "two-waited")]},
+            {"when": "one-waited", "text": "One done."},
+            {"when": "two-waited", "text": "Two done."}
+        ]
+    }});
+    let (code, events, stderr) = mission(&project, &script);
+    assert_eq!(code, Some(1), "{stderr}");
+    let landed = of_type(&events, "task_landed");
+    assert_eq!(landed.len(), 2, "{events:?}");
+    let conflict = landed
+        .iter()
+        .find(|l| l["conflicts"].is_array())
+        .expect("one task conflicts");
+    assert_eq!(conflict["conflicts"], json!(["src/lib.rs"]));
+    let item = conflict["item"].as_str().expect("a plan item for it");
+    // Exactly one side is in the project; the other waits in the plan.
+    let lib = project.read("src/lib.rs");
+    assert!(
+        lib.contains("    20\n") != lib.contains("    22\n"),
+        "{lib}"
+    );
+    assert!(!lib.contains("<<<<<<<"), "{lib}");
+    let plan = project.read(".opencode/todo.md");
+    assert!(
+        plan.contains(item) && plan.contains("Resolve the merge conflict of task_"),
+        "{plan}"
+    );
+    let told = of_type(&events, "task_finished")
+        .into_iter()
+        .filter_map(|f| f["result"].as_str())
+        .find(|r| r.contains("conflicts with work that landed first"))
+        .expect("the Commander is told")
+        .to_string();
+    assert!(told.contains("src/lib.rs (lines "), "{told}");
+    assert!(
+        told.contains(&format!("plan item {item} was added")),
+        "{told}"
+    );
+}
+
+#[test]
+fn a_failed_worker_leaves_the_users_tree_byte_identical() {
+    let project = repository();
+    // The user's own uncommitted change is there at the start.
+    project.write("src/lib.rs", &LIB.replace("    2\n", "    2 // mine\n"));
+    project.write("run.json", "{}");
+    // What the user's git shows, orch's own records aside.
+    let status = || {
+        git(project.path(), &["status", "--porcelain", "-uall"])
+            .lines()
+            .filter(|line| !line.contains(".opencode/"))
+            .map(|line| format!("{line}\n"))
+            .collect::<String>()
+    };
+    let before = status();
+    let lib_before = project.read("src/lib.rs");
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "doomed", "prompt": "Job one", "background": false}))]},
+            {"when": "doomed", "text": "It failed."},
+            {"when": "not complete", "text": "Stopping."}
+        ],
+        // Sees the user's change, writes, then has nothing left to say: the
+        // turn fails and so does the task.
+        "Worker": [
+            {"when": "Job one", "tool_calls": [call("read", json!({"path": "src/lib.rs"}))]},
+            {"when": "mine", "tool_calls": [
+                call("write", json!({"path": "src/lib.rs", "content": "broken\n"})),
+                call("write", json!({"path": "new.txt", "content": "stray\n"}))]}
+        ]
+    }});
+    let (code, events, stderr) = mission(&project, &script);
+    assert_eq!(code, Some(1), "{stderr}");
+    let finished = of_type(&events, "task_finished");
+    assert_eq!(finished[0]["status"], "failed", "{finished:?}");
+    assert!(of_type(&events, "task_landed").is_empty());
+    assert_eq!(project.read("src/lib.rs"), lib_before);
+    assert!(!project.file("new.txt").exists());
+    assert_eq!(status(), before);
+    assert_eq!(
+        git(project.path(), &["worktree", "list"]).lines().count(),
+        1
+    );
+}

@@ -5,7 +5,6 @@
 //! (`benches/sim.rs`).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
@@ -38,6 +37,8 @@ pub fn rust_project(project: &Project) -> Work {
         "src/stats.rs",
         &stub("pub fn mean(values: &[f64]) -> Option<f64>", STATS_TEST),
     );
+    project.write(".gitignore", "/target\n");
+    commit_all(project);
     Work {
         items: vec![
             Item {
@@ -104,6 +105,8 @@ pub fn python_project(project: &Project) -> Work {
         "tests/test_stats.py",
         "from calc.stats import mean\n\n\ndef test_mean():\n    assert mean([]) is None\n    assert mean([1.0, 2.0, 6.0]) == 3.0\n",
     );
+    project.write(".gitignore", "__pycache__/\n.pytest_cache/\n");
+    commit_all(project);
     Work {
         items: vec![
             Item {
@@ -131,6 +134,55 @@ pub fn python_project(project: &Project) -> Work {
         test_all: "python3 -m pytest -q 2>&1 | tail -n 3",
         overview: "calc/__init__.py",
     }
+}
+
+/// Make the project a git repository with everything committed, as a
+/// user's checkout is: the team's writing tasks then work in worktrees of
+/// their own.
+fn commit_all(project: &Project) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A", "--", ".", ":(exclude).opencode"],
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "start",
+        ],
+    ] {
+        let output = std::process::Command::new("git")
+            .current_dir(project.path())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "user")
+            .env("GIT_AUTHOR_EMAIL", "user@example.com")
+            .env("GIT_COMMITTER_NAME", "user")
+            .env("GIT_COMMITTER_EMAIL", "user@example.com")
+            .output()
+            .expect("git");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+    }
+}
+
+/// Each task's side effect: the lines of `effects/<item>.log`, sorted.
+pub fn effects(project: &Project) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_dir(project.file("effects"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .flat_map(|entry| {
+                    std::fs::read_to_string(entry.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.sort();
+    lines
 }
 
 /// The faults of `seed`: none for the first two (the baseline), then a
@@ -165,12 +217,6 @@ pub fn sim_config() -> Value {
     })
 }
 
-/// Where the simulated Rust missions build: shared, so each mission's
-/// cargo runs are incremental.
-fn cargo_target() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sim-projects")
-}
-
 /// The result of one simulated mission.
 pub struct Outcome {
     pub code: Option<i32>,
@@ -182,7 +228,10 @@ pub struct Outcome {
 /// `orch <args>` in `project`, pointed at `sim` speaking `wire`.
 pub fn orch(project: &Project, sim: &Sim, wire: Wire, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::from(project.orch());
-    command.env("CARGO_TARGET_DIR", cargo_target());
+    // Each project builds in its own `target/`: cargo names the artifacts
+    // of a crate the same wherever it lives, so projects sharing one build
+    // folder would run each other's stale builds.
+    command.env("CARGO_TARGET_DIR", project.path().join("target"));
     match wire {
         Wire::OpenAi => {
             command

@@ -547,8 +547,11 @@ impl State {
                 let output = result_for(messages, &call.id).unwrap_or_default();
                 let job = job_of(messages);
                 let command = call.args["command"].as_str().unwrap_or_default();
-                let effect = format!("echo {} >> effects.log", item.id);
-                let check = format!("grep -c '^{}$' effects.log || true", item.id);
+                let effect = format!("mkdir -p effects && echo {0} >> effects/{0}.log", item.id);
+                let check = format!(
+                    "grep -c '^{0}$' effects/{0}.log 2>/dev/null || true",
+                    item.id
+                );
                 if command == effect && !output.starts_with("interrupted") {
                     return Turn::say(format!(
                         "{} done: {} is implemented and its tests pass.",
