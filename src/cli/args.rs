@@ -81,6 +81,12 @@ pub enum Command {
     Status,
     /// Stop the mission running in this project, cleanly.
     Cancel,
+    /// What the last mission changed in the project (git repositories):
+    /// its start checkpoint against its end, or against now.
+    Diff(DiffArgs),
+    /// Put back every file the last mission changed as it was when it
+    /// started; refuses, naming them, if any changed since it ended.
+    Undo,
     /// Watch the mission running in this project, read-only (from another terminal).
     Monitor,
     /// Latency, success rate, tokens and cost of the last mission.
@@ -97,6 +103,13 @@ pub enum Command {
     /// Show what this project's own settings, agents and plugins would make
     /// orch do, and trust them (recorded in your config directory).
     Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Only the files and how much changed in each.
+    #[arg(long)]
+    pub stat: bool,
 }
 
 #[derive(Debug, Args)]

@@ -116,6 +116,12 @@ async fn start_mission(
         MissionState::new(&id, goal, 0, ""),
     )?;
     let commander = wired.commander(None)?;
+    // What `orch diff` and `orch undo` compare against.
+    if let Err(err) = crate::worktree::checkpoint(&ctx.root, &id, "start") {
+        ctx.warn([format!(
+            "no start checkpoint ({err}); orch diff and orch undo will not know this mission"
+        )]);
+    }
     state::set_latest(&ctx.root, &id).context("recording the latest mission")?;
     ctx.events.emit(Event::MissionStarted {
         mission: id.clone(),

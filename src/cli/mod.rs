@@ -5,6 +5,7 @@
 
 mod agents;
 mod args;
+mod changes;
 mod demo;
 mod init;
 mod mission;
@@ -116,6 +117,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Resume => mission::resume(&cli).await,
         Command::Status => status::status(&cli),
         Command::Cancel => status::cancel(&cli).await,
+        Command::Diff(args) => changes::diff(&cli, args.stat),
+        Command::Undo => changes::undo(&cli),
         Command::Monitor => monitor::monitor(&cli).await,
         Command::Metrics => monitor::metrics(&cli),
         Command::Agents => agents::agents(&cli),

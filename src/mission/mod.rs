@@ -165,6 +165,12 @@ impl Mission {
         // background jobs stop now.
         self.tasks.shutdown().await;
         self.jobs.kill_all().await;
+        if let Err(err) = crate::worktree::checkpoint(&self.root, &self.id, "end") {
+            self.events.emit(Event::Warning {
+                session: None,
+                message: format!("no end checkpoint for orch diff and orch undo: {err}"),
+            });
+        }
         // A complete mission's worktrees and refs go; an unfinished one
         // keeps them for `orch resume`.
         if outcome == MissionOutcome::Complete

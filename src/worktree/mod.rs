@@ -333,7 +333,7 @@ impl Worktrees {
                         .into_iter()
                         .filter(|change| !engine_path(&change.path))
                         .collect();
-                    if write_changes(&self.git, &self.root, &changes)? {
+                    if write_changes(&self.git, &self.root, &changes)?.is_empty() {
                         if let Some((item, _)) = &tree.resolves {
                             self.pending
                                 .lock()
@@ -426,6 +426,97 @@ fn names_item(brief: &str, item: &str) -> bool {
     })
 }
 
+/// The ref of checkpoint `name` (`start`, `end`) of `mission`: snapshots of
+/// the user's tree that `orch diff` and `orch undo` compare.
+fn checkpoint_ref(mission: &str, name: &str) -> String {
+    format!("refs/orch/checkpoints/{mission}/{name}")
+}
+
+/// Record the user's tree as checkpoint `name` of `mission`, in a git
+/// repository (`Ok(None)` elsewhere).
+pub fn checkpoint(root: &Path, mission: &str, name: &str) -> Result<Option<String>, String> {
+    let Some(git) = Git::at_top(root) else {
+        return Ok(None);
+    };
+    let commit = git.snapshot(None, &format!("orch {mission}: the tree at its {name}"))?;
+    git.set_ref(&checkpoint_ref(mission, name), &commit)?;
+    Ok(Some(commit))
+}
+
+/// What a mission changed: from its start checkpoint to its end one (or to
+/// the tree as it is, for a mission that has not ended).
+pub struct MissionChange {
+    git: Git,
+    root: PathBuf,
+    pub start: String,
+    pub end: String,
+    /// Whether `end` is the mission's own end checkpoint.
+    pub ended: bool,
+}
+
+impl MissionChange {
+    pub fn of(root: &Path, mission: &str) -> Result<MissionChange, String> {
+        let git = Git::at_top(root).ok_or_else(|| {
+            format!(
+                "{} is not the top of a git repository: orch keeps no checkpoints here",
+                root.display()
+            )
+        })?;
+        let start = git.get_ref(&checkpoint_ref(mission, "start")).ok_or_else(|| {
+            format!("mission {mission} has no start checkpoint (it ran before orch kept them, or outside git)")
+        })?;
+        let (end, ended) = match git.get_ref(&checkpoint_ref(mission, "end")) {
+            Some(end) => (end, true),
+            None => (
+                git.snapshot(None, &format!("orch {mission}: the tree now"))?,
+                false,
+            ),
+        };
+        Ok(MissionChange {
+            git,
+            root: root.to_path_buf(),
+            start,
+            end,
+            ended,
+        })
+    }
+
+    /// The patch (or its summary).
+    pub fn diff(&self, stat: bool) -> Result<String, String> {
+        self.git.diff(&self.start, &self.end, stat)
+    }
+
+    /// The files the mission changed.
+    pub fn files(&self) -> Result<Vec<String>, String> {
+        Ok(self
+            .git
+            .changes(&self.start, &self.end)?
+            .into_iter()
+            .map(|change| change.path)
+            .collect())
+    }
+
+    /// Put every file the mission changed back as it was at its start —
+    /// all or nothing: `Err` names the files changed since the mission
+    /// ended, and then nothing is written.
+    pub fn undo(&self) -> Result<Vec<String>, String> {
+        let back: Vec<Change> = self
+            .git
+            .changes(&self.end, &self.start)?
+            .into_iter()
+            .filter(|change| !engine_path(&change.path))
+            .collect();
+        let differing = write_changes(&self.git, &self.root, &back)?;
+        if !differing.is_empty() {
+            return Err(format!(
+                "changed since the mission ended, so nothing was undone: {}",
+                differing.join(", ")
+            ));
+        }
+        Ok(back.into_iter().map(|change| change.path).collect())
+    }
+}
+
 /// The line ranges of conflict hunks in a file with conflict markers.
 fn hunks(text: &str) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
@@ -474,8 +565,9 @@ fn on_disk(path: &Path) -> Result<Option<(bool, Vec<u8>)>, String> {
 }
 
 /// Apply `changes` to the files under `root` if every one of them is still
-/// what the change starts from; `false` (nothing written) when one is not.
-fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<bool, String> {
+/// what the change starts from; otherwise nothing is written and the paths
+/// that are not come back.
+fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<String>, String> {
     use std::os::unix::fs::PermissionsExt;
     // Submodule pointers are not files to write.
     let changes: Vec<&Change> = changes
@@ -493,6 +585,7 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<bool, Str
         .collect();
     let guards: Vec<_> = locks.iter().map(|lock| lock.hold()).collect();
     let mut writes = Vec::new();
+    let mut differing = Vec::new();
     for change in &changes {
         let path = root.join(&change.path);
         let expected = if change.old_mode == git::NO_MODE {
@@ -501,7 +594,8 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<bool, Str
             Some((change.old_mode == "120000", git.blob(&change.old_oid)?))
         };
         if on_disk(&path)? != expected {
-            return Ok(false);
+            differing.push(change.path.clone());
+            continue;
         }
         let new = if change.new_mode == git::NO_MODE {
             None
@@ -509,6 +603,9 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<bool, Str
             Some(git.blob(&change.new_oid)?)
         };
         writes.push((path, change.new_mode.as_str(), new));
+    }
+    if !differing.is_empty() {
+        return Ok(differing);
     }
     for (path, mode, bytes) in writes {
         let shown = path.display().to_string();
@@ -543,7 +640,7 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<bool, Str
         }
     }
     drop(guards);
-    Ok(true)
+    Ok(Vec::new())
 }
 
 use std::os::unix::ffi::OsStringExt;

@@ -495,6 +495,68 @@ fn two_parallel_workers_editing_one_file_both_land() {
     );
     let status = git(project.path(), &["status", "--porcelain", "-uall"]);
     assert!(!status.contains("worktrees"), "{status}");
+    // `orch diff` shows what the mission changed; `orch undo` takes it back.
+    let (output, diff, _) = run(project.orch().arg("diff"));
+    assert!(output.status.success());
+    assert!(diff.contains("-    1\n+    10\n"), "{diff}");
+    assert!(diff.contains("+    30\n"), "{diff}");
+    let (output, stdout, stderr) = run(project.orch().arg("undo"));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("restored 1 file(s)"), "{stdout}");
+    assert_eq!(project.read("src/lib.rs"), LIB);
+}
+
+#[test]
+fn undo_refuses_when_the_user_changed_a_file_since() {
+    let project = repository();
+    project.write("notes.md", "mine\n");
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "one", "prompt": "Job one", "background": false}))]},
+            {"when": "one", "text": "Done."},
+            {"when": "not complete", "text": "Stopping."}
+        ],
+        "Worker": [
+            {"when": "Job one", "tool_calls": [
+                call("read", json!({"path": "src/lib.rs"})),
+                call("write", json!({"path": "src/new.rs", "content": "pub fn new() {}\n"}))]},
+            {"when": "created src/new.rs", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "    2\n", "new": "    2000\n"}))]},
+            {"when": "edited", "text": "Done."}
+        ]
+    }});
+    let (code, _, stderr) = mission(&project, &script);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(project.read("src/lib.rs").contains("2000"));
+    assert!(project.file("src/new.rs").exists());
+    let (_, stat, _) = run(project.orch().args(["diff", "--stat"]));
+    assert!(
+        stat.contains("src/lib.rs") && stat.contains("src/new.rs"),
+        "{stat}"
+    );
+    assert!(!stat.contains("notes.md"), "{stat}");
+    // The user edits a file the mission changed: undo refuses, names it,
+    // and writes nothing.
+    let edited = project
+        .read("src/lib.rs")
+        .replace("    3\n", "    3 // mine\n");
+    project.write("src/lib.rs", &edited);
+    let (output, _, stderr) = run(project.orch().arg("undo"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("changed since the mission ended"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("src/lib.rs"), "{stderr}");
+    assert_eq!(project.read("src/lib.rs"), edited);
+    assert!(project.file("src/new.rs").exists());
+    // Their edit undone by hand, undo takes the mission back, and only it.
+    project.write("src/lib.rs", &edited.replace("    3 // mine\n", "    3\n"));
+    let (output, stdout, stderr) = run(project.orch().arg("undo"));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert_eq!(project.read("src/lib.rs"), LIB);
+    assert!(!project.file("src/new.rs").exists());
+    assert_eq!(project.read("notes.md"), "mine\n");
 }
 
 #[test]
