@@ -87,6 +87,10 @@ pub enum Command {
     /// Put back every file the last mission changed as it was when it
     /// started; refuses, naming them, if any changed since it ended.
     Undo,
+    /// Give up the last unfinished mission: delete its worktrees (saying
+    /// whose unmerged work goes with them) and refs; `orch resume` then
+    /// refuses it.
+    Abandon,
     /// Watch the mission running in this project, read-only (from another terminal).
     Monitor,
     /// Latency, success rate, tokens and cost of the last mission.

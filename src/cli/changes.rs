@@ -81,3 +81,49 @@ pub fn undo(cli: &Cli) -> anyhow::Result<u8> {
         }
     }
 }
+
+/// The marker of a mission the user abandoned: `orch resume` refuses it.
+pub(super) fn abandoned(root: &std::path::Path, id: &str) -> bool {
+    state::MissionPaths::new(root, id)
+        .dir
+        .join("abandoned")
+        .exists()
+}
+
+/// Delete what the last unfinished mission left: its worktrees, with the
+/// work in them that never landed, and its refs.
+pub fn abandon(cli: &Cli) -> anyhow::Result<u8> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    if let Some(running) = super::status::running_mission(&root) {
+        eprintln!(
+            "mission {} is running; cancel it first (orch cancel)",
+            running.id
+        );
+        return Ok(exit::UNFINISHED);
+    }
+    let Some(id) = state::latest_mission(&root) else {
+        println!("no mission has run in {}", root.display());
+        return Ok(exit::COMPLETE);
+    };
+    let tasks = abandon_mission(&root, &id)?;
+    if tasks.is_empty() {
+        println!("abandoned mission {id}; it had no unmerged work");
+    } else {
+        println!(
+            "abandoned mission {id}; deleted the unmerged work of {}",
+            tasks.join(", ")
+        );
+    }
+    Ok(exit::COMPLETE)
+}
+
+/// Abandon mission `id`: its worktrees and refs go, and it is marked so
+/// `orch resume` leaves it alone. The tasks whose work was deleted.
+pub(super) fn abandon_mission(root: &std::path::Path, id: &str) -> anyhow::Result<Vec<String>> {
+    let tasks = crate::worktree::abandon(root, id).map_err(|err| anyhow!(err))?;
+    let dir = state::MissionPaths::new(root, id).dir;
+    if dir.is_dir() {
+        std::fs::write(dir.join("abandoned"), "abandoned by `orch abandon`\n")?;
+    }
+    Ok(tasks)
+}

@@ -45,10 +45,42 @@ async fn run_new_mission(
         );
     }
     reap_leftovers(ctx);
+    settle_unmerged(ctx)?;
     let id = new_mission_id();
     start_mission(cli, ctx, client, goal, &id)
         .await
         .map_err(|err| err.context(AfterStart(id)))
+}
+
+/// A new mission does not silently delete an interrupted one's unmerged
+/// work: on a terminal the user is asked; headless it refuses, naming the
+/// two ways on.
+fn settle_unmerged(ctx: &Project) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, Write as _};
+    let Some(id) = state::latest_mission(&ctx.root) else {
+        return Ok(());
+    };
+    let tasks = crate::worktree::unmerged(&ctx.root, &id);
+    if tasks.is_empty() || super::changes::abandoned(&ctx.root, &id) {
+        return Ok(());
+    }
+    let what = format!(
+        "mission {id} stopped with unmerged work in the worktrees of {}",
+        tasks.join(", ")
+    );
+    if !ctx.interactive {
+        bail!("{what}; `orch resume` continues it, `orch abandon` deletes it");
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{what}.\nDelete it and start a new mission? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        bail!("kept; `orch resume` continues mission {id}");
+    }
+    super::changes::abandon_mission(&ctx.root, &id)?;
+    Ok(())
 }
 
 /// Kill what a killed run of the latest mission left running: the process
@@ -457,6 +489,9 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     let saved = state::read_state(&ctx.root, &id).map_err(|err| anyhow!(err))?;
     if saved.status == MissionStatus::Complete {
         bail!("mission {id} is complete; start a new one with `orch task`");
+    }
+    if super::changes::abandoned(&ctx.root, &id) {
+        bail!("mission {id} was abandoned; start a new one with `orch task`");
     }
     if saved.status == MissionStatus::Running && alive(saved.pid) && saved.pid != std::process::id()
     {

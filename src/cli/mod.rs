@@ -119,6 +119,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Cancel => status::cancel(&cli).await,
         Command::Diff(args) => changes::diff(&cli, args.stat),
         Command::Undo => changes::undo(&cli),
+        Command::Abandon => changes::abandon(&cli),
         Command::Monitor => monitor::monitor(&cli).await,
         Command::Metrics => monitor::metrics(&cli),
         Command::Agents => agents::agents(&cli),

@@ -426,6 +426,33 @@ fn names_item(brief: &str, item: &str) -> bool {
     })
 }
 
+/// The tasks of `mission` whose worktrees hold work that has not landed
+/// (an interrupted or abandoned run left them).
+pub fn unmerged(root: &Path, mission: &str) -> Vec<String> {
+    let dir = root.join(".opencode").join("worktrees").join(mission);
+    let mut tasks: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.path().join(".git").exists())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    tasks.sort();
+    tasks
+}
+
+/// Delete every worktree and task ref of `mission`; the tasks whose
+/// unmerged work went with them.
+pub fn abandon(root: &Path, mission: &str) -> Result<Vec<String>, String> {
+    let tasks = unmerged(root, mission);
+    if let Some(worktrees) = Worktrees::new(root, mission) {
+        worktrees.clean_up()?;
+    }
+    Ok(tasks)
+}
+
 /// The ref of checkpoint `name` (`start`, `end`) of `mission`: snapshots of
 /// the user's tree that `orch diff` and `orch undo` compare.
 fn checkpoint_ref(mission: &str, name: &str) -> String {

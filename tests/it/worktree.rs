@@ -655,3 +655,102 @@ fn a_failed_worker_leaves_the_users_tree_byte_identical() {
         1
     );
 }
+
+#[test]
+fn a_killed_missions_unmerged_work_is_never_deleted_without_asking() {
+    let project = repository();
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "slow", "prompt": "Job one", "background": false}))]},
+            {"text": "Done."}
+        ],
+        "Worker": [
+            {"when": "Job one", "tool_calls": [call("write", json!({"path": "half.rs", "content": "// half done\n"}))]},
+            {"when": "created half.rs", "tool_calls": [call("bash", json!({"command": "sleep 60"}))]},
+            {"text": "Done."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let mut child = project
+        .orch()
+        .args([
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "task",
+            "Slow",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = || {
+        std::fs::read_dir(project.file(".opencode/missions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| {
+                std::fs::read_to_string(entry.path().join("events.jsonl")).unwrap_or_default()
+            })
+            .collect::<String>()
+    };
+    let started = std::time::Instant::now();
+    while !journal().contains("sleep 60") {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the Worker never got to its command"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The half-done work is in its worktree, not in the project.
+    assert!(!project.file("half.rs").exists());
+    let mission = project.read(".opencode/missions/latest").trim().to_string();
+    let tree = project.file(&format!(".opencode/worktrees/{mission}/task_1"));
+    assert_eq!(
+        std::fs::read_to_string(tree.join("half.rs")).unwrap(),
+        "// half done\n"
+    );
+    // Headless, a new mission refuses to delete it, and says what to do.
+    let (output, _, stderr) = run(project.orch().args([
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "task",
+        "Other",
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("unmerged work in the worktrees of task_1")
+            && stderr.contains("orch resume")
+            && stderr.contains("orch abandon"),
+        "{stderr}"
+    );
+    assert!(tree.join("half.rs").exists());
+    // `orch abandon` says what it deletes, and leaves git clean.
+    let (output, stdout, stderr) = run(project.orch().arg("abandon"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("deleted the unmerged work of task_1"),
+        "{stdout}"
+    );
+    assert!(!tree.exists());
+    assert_eq!(
+        git(project.path(), &["worktree", "list"]).lines().count(),
+        1
+    );
+    assert_eq!(
+        git(
+            project.path(),
+            &["for-each-ref", &format!("refs/orch/{mission}/")]
+        ),
+        ""
+    );
+    let (output, _, stderr) = run(project.orch().arg("resume"));
+    assert!(!output.status.success());
+    assert!(stderr.contains("was abandoned"), "{stderr}");
+}
