@@ -138,6 +138,21 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
                 if task.background { " (background)" } else { "" },
                 task.description
             ));
+            if !task.landed.is_empty() {
+                out.push_str(&format!("      landed: {}\n", task.landed.join(", ")));
+            }
+            if !task.conflicts.is_empty() {
+                out.push_str(&format!(
+                    "      conflicts in {}; nothing landed{}\n",
+                    task.conflicts.join(", "),
+                    task.conflict_item
+                        .as_deref()
+                        .map_or(String::new(), |item| format!(" (plan item {item})"))
+                ));
+            }
+            if let Some(tree) = task.worktree.as_deref().filter(|_| !task.status.is_finished()) {
+                out.push_str(&format!("      worktree: {tree}\n"));
+            }
         }
     }
     if !saved.jobs.is_empty() {

@@ -54,6 +54,18 @@ pub struct TaskState {
     /// A finished background task's result reached the delegating agent.
     #[serde(default)]
     pub reported: bool,
+    /// Its own worktree, relative to the project root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    /// The files its change landed in the project.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landed: Vec<String>,
+    /// The files its change conflicts in (nothing landed), and the plan
+    /// item made to resolve them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_item: Option<String>,
 }
 
 /// A background job as the state file keeps it.
@@ -255,6 +267,10 @@ impl MissionState {
                         result: None,
                         turns: 0,
                         reported: false,
+                        worktree: None,
+                        landed: Vec::new(),
+                        conflicts: Vec::new(),
+                        conflict_item: None,
                     },
                 );
             }
@@ -262,12 +278,14 @@ impl MissionState {
                 task,
                 session,
                 pool,
+                worktree,
                 ..
             } => {
                 self.pool = *pool;
                 if let Some(state) = self.tasks.get_mut(task) {
                     state.status = TaskStatus::Running;
                     state.session = Some(session.clone());
+                    state.worktree = worktree.clone();
                 }
             }
             Event::TaskFinished {
@@ -290,7 +308,18 @@ impl MissionState {
                     state.reported = true;
                 }
             }
-            Event::TaskLanded { .. } => {}
+            Event::TaskLanded {
+                task,
+                files,
+                conflicts,
+                item,
+            } => {
+                if let Some(state) = self.tasks.get_mut(task) {
+                    state.landed = files.clone();
+                    state.conflicts = conflicts.clone();
+                    state.conflict_item = item.clone();
+                }
+            }
             Event::SessionStarted {
                 session,
                 agent,

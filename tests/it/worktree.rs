@@ -608,6 +608,15 @@ fn workers_on_the_same_lines_conflict_and_the_conflict_becomes_a_plan_item() {
         told.contains(&format!("plan item {item} was added")),
         "{told}"
     );
+    // `orch status` says what landed and what conflicts.
+    let (_, status, _) = run(project.orch().arg("status"));
+    assert!(status.contains("landed: src/lib.rs"), "{status}");
+    assert!(
+        status.contains(&format!(
+            "conflicts in src/lib.rs; nothing landed (plan item {item})"
+        )),
+        "{status}"
+    );
 }
 
 #[test]
