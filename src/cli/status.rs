@@ -150,7 +150,11 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
                         .map_or(String::new(), |item| format!(" (plan item {item})"))
                 ));
             }
-            if let Some(tree) = task.worktree.as_deref().filter(|_| !task.status.is_finished()) {
+            if let Some(tree) = task
+                .worktree
+                .as_deref()
+                .filter(|_| !task.status.is_finished())
+            {
                 out.push_str(&format!("      worktree: {tree}\n"));
             }
         }
