@@ -253,6 +253,7 @@ impl Worktrees {
         std::fs::create_dir_all(self.dir())
             .map_err(|err| format!("creating {}: {err}", self.dir().display()))?;
         self.git.add_worktree(&path, &start)?;
+        self.include_ignored(&path)?;
         if let Some(build) = build_dir(&path) {
             let _ = std::fs::create_dir_all(&build);
             if path.join("Cargo.toml").is_file() {
@@ -266,6 +267,42 @@ impl Worktrees {
             base,
             resolves,
         })
+    }
+
+    /// Copy into the worktree at `path` the files the project's
+    /// `.worktreeinclude` names (gitignore patterns) that are not part of a
+    /// snapshot: ignored files a task needs, such as a `.env` or generated
+    /// sources. They stay ignored, so they never land back.
+    fn include_ignored(&self, path: &Path) -> Result<(), String> {
+        if !self.root.join(".worktreeinclude").is_file() {
+            return Ok(());
+        }
+        let listed = self.git.run(&[
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--exclude-from=.worktreeinclude",
+            "--",
+            ".",
+            ":(top,exclude).opencode",
+        ])?;
+        for file in listed.split('\0').filter(|file| !file.is_empty()) {
+            let (from, to) = (self.root.join(file), path.join(file));
+            if engine_path(file) || to.exists() {
+                continue;
+            }
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|err| format!("creating {}: {err}", parent.display()))?;
+            }
+            let copied = match std::fs::read_link(&from) {
+                Ok(target) => std::os::unix::fs::symlink(target, &to),
+                Err(_) => std::fs::copy(&from, &to).map(drop),
+            };
+            copied.map_err(|err| format!("copying {file} into the worktree: {err}"))?;
+        }
+        Ok(())
     }
 
     /// Keep the worktrees out of the user's `git status` and `git add -A`.

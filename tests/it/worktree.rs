@@ -362,6 +362,30 @@ fn a_task_that_changed_nothing_lands_nothing_and_a_found_worktree_is_reused() {
     assert!(!t.path.exists());
 }
 
+#[test]
+fn ignored_files_named_in_worktreeinclude_are_copied_and_never_land() {
+    let repo = Repo::new();
+    repo.write(".gitignore", "target/\n.env\ngenerated/\n");
+    repo.write(".worktreeinclude", ".env\n");
+    repo.write(".env", "TOKEN=local\n");
+    repo.write("generated/big.rs", "// not asked for\n");
+    let trees = Worktrees::new(&repo.root, "m7").unwrap();
+    let t = trees.start("task_1", "").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.path.join(".env")).unwrap(),
+        "TOKEN=local\n"
+    );
+    assert!(!t.path.join("generated").exists());
+    std::fs::write(t.path.join(".env"), "TOKEN=changed by the task\n").unwrap();
+    edit(&t, "src/lib.rs", "    1\n", "    11\n");
+    assert_eq!(
+        trees.land("task_1", &t).unwrap(),
+        Landing::Landed(vec!["src/lib.rs".into()])
+    );
+    assert_eq!(repo.read(".env"), "TOKEN=local\n");
+    trees.clean_up().unwrap();
+}
+
 // Missions in a git repository, with scripted agents.
 
 use crate::support::project::{Project, call, events, run};
