@@ -46,7 +46,7 @@ pub struct Worktrees {
 }
 
 /// A conflict waiting for the task that resolves it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pending {
     item: String,
     commit: String,
@@ -165,14 +165,21 @@ impl Worktrees {
     /// The worktrees of `mission` in the project at `root`, when `root` is
     /// the top of a git working tree.
     pub fn new(root: &Path, mission: &str) -> Option<Worktrees> {
-        Some(Worktrees {
+        let worktrees = Worktrees {
             git: Git::at_top(root)?,
             root: root.to_path_buf(),
             mission: mission.to_string(),
             merging: Mutex::new(()),
             admin: Mutex::new(()),
             pending: Mutex::default(),
-        })
+        };
+        // A resumed mission's conflicts still wait for their Workers.
+        if let Ok(text) = std::fs::read_to_string(worktrees.pending_path())
+            && let Ok(pending) = serde_json::from_str::<Vec<Pending>>(&text)
+        {
+            *worktrees.pending.lock().expect("pending conflicts lock") = pending;
+        }
+        Some(worktrees)
     }
 
     /// The folder of the mission's worktrees.
@@ -190,14 +197,33 @@ impl Worktrees {
     /// Give the conflict kept in `commit` (files `files`) to the plan item
     /// `item`: the task whose brief names that item starts from both sides.
     pub fn await_resolution(&self, item: &str, commit: &str, files: Vec<String>) {
-        self.pending
-            .lock()
-            .expect("pending conflicts lock")
-            .push(Pending {
-                item: item.to_string(),
-                commit: commit.to_string(),
-                files,
-            });
+        let mut pending = self.pending.lock().expect("pending conflicts lock");
+        pending.push(Pending {
+            item: item.to_string(),
+            commit: commit.to_string(),
+            files,
+        });
+        self.keep_pending(&pending);
+    }
+
+    /// Where the conflicts waiting for a Worker are kept, so a resumed
+    /// mission still starts their Workers from both sides.
+    fn pending_path(&self) -> PathBuf {
+        self.root
+            .join(".opencode")
+            .join("missions")
+            .join(&self.mission)
+            .join("conflicts.json")
+    }
+
+    fn keep_pending(&self, pending: &[Pending]) {
+        let path = self.pending_path();
+        if let Some(parent) = path.parent()
+            && parent.is_dir()
+        {
+            let text = serde_json::to_string(pending).unwrap_or_default();
+            let _ = files::replace(&path, text.as_bytes(), Durability::Crash);
+        }
     }
 
     /// The worktree of `task` (whose brief is `brief`): made from a new
@@ -372,10 +398,9 @@ impl Worktrees {
                         .collect();
                     if write_changes(&self.git, &self.root, &changes)?.is_empty() {
                         if let Some((item, _)) = &tree.resolves {
-                            self.pending
-                                .lock()
-                                .expect("pending conflicts lock")
-                                .retain(|pending| pending.item != *item);
+                            let mut pending = self.pending.lock().expect("pending conflicts lock");
+                            pending.retain(|pending| pending.item != *item);
+                            self.keep_pending(&pending);
                         }
                         return Ok(Landing::Landed(
                             changes.into_iter().map(|change| change.path).collect(),

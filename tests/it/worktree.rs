@@ -191,7 +191,10 @@ fn the_same_lines_conflict_and_nothing_of_the_second_lands() {
     );
     assert!(orch::worktree::has_conflict_markers(&both));
     // A Worker resolves it, from both sides: markers left in are refused.
+    std::fs::create_dir_all(repo.root.join(".opencode/missions/m2")).unwrap();
     trees.await_resolution("T9", &commit, vec!["src/lib.rs".into()]);
+    // As after `orch resume`: the conflict is still known.
+    let trees = Worktrees::new(&repo.root, "m2").unwrap();
     let fix = trees
         .start("task_3", "Resolve plan item T9: the conflict")
         .unwrap();
