@@ -389,6 +389,54 @@ fn ignored_files_named_in_worktreeinclude_are_copied_and_never_land() {
     trees.clean_up().unwrap();
 }
 
+#[test]
+fn a_repository_with_a_submodule_works_and_the_submodule_is_left_alone() {
+    let lib = Repo::new();
+    let repo = Repo::new();
+    git(
+        &repo.root,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            lib.root.to_str().unwrap(),
+            "vendor/lib",
+        ],
+    );
+    git(
+        &repo.root,
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "submodule",
+        ],
+    );
+    let sub_head = git(&repo.root.join("vendor/lib"), &["rev-parse", "HEAD"]);
+    let trees = Worktrees::new(&repo.root, "m8").unwrap();
+    let t = trees.start("task_1", "").unwrap();
+    edit(&t, "src/lib.rs", "    2\n", "    222\n");
+    assert_eq!(
+        trees.land("task_1", &t).unwrap(),
+        Landing::Landed(vec!["src/lib.rs".into()])
+    );
+    assert!(repo.read("src/lib.rs").contains("    222\n"));
+    assert_eq!(
+        git(&repo.root.join("vendor/lib"), &["rev-parse", "HEAD"]),
+        sub_head
+    );
+    assert!(repo.root.join("vendor/lib/src/lib.rs").exists());
+    trees.clean_up().unwrap();
+    assert_eq!(
+        git(&repo.root, &["status", "--porcelain"]),
+        " M src/lib.rs\n"
+    );
+}
+
 // Missions in a git repository, with scripted agents.
 
 use crate::support::project::{Project, call, events, run};
