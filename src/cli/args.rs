@@ -62,6 +62,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub trust_project: bool,
 
+    /// Missions: keep the worktree of a task that failed (its change, under
+    /// the task's ref, never lands) instead of removing it.
+    #[arg(long, global = true)]
+    pub keep_worktrees: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

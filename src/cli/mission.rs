@@ -275,7 +275,7 @@ fn wire(
     if ctx.config.worktrees != Some(false)
         && let Some(worktrees) = crate::worktree::Worktrees::new(&ctx.root, &mission_id)
     {
-        tasks.isolate(worktrees, todo.clone());
+        tasks.isolate(worktrees, todo.clone(), cli.keep_worktrees);
     }
     let verify = gate::verify_commands(&ctx.root, ctx.config.verify.as_deref());
     Ok(MissionSetup {
@@ -615,6 +615,7 @@ pub async fn demo(cli: &Cli) -> anyhow::Result<u8> {
         sandbox: cli.sandbox,
         // orch wrote this project, settings and all.
         trust_project: true,
+        keep_worktrees: cli.keep_worktrees,
         command: super::Command::Demo,
     };
     let ctx = Project::load(&cli_for_demo)?;

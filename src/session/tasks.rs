@@ -86,6 +86,8 @@ pub struct Tasks {
 struct Isolation {
     worktrees: Arc<Worktrees>,
     todo: Arc<TodoStore>,
+    /// Keep a failed task's worktree (`--keep-worktrees`).
+    keep_failed: bool,
 }
 
 impl Tasks {
@@ -128,10 +130,11 @@ impl Tasks {
     /// Run each task of an agent that may write in a worktree of its own,
     /// merged back into the project when it completes; a conflict becomes
     /// an item of `todo`.
-    pub fn isolate(&self, worktrees: Worktrees, todo: Arc<TodoStore>) {
+    pub fn isolate(&self, worktrees: Worktrees, todo: Arc<TodoStore>, keep_failed: bool) {
         let _ = self.isolation.set(Isolation {
             worktrees: Arc::new(worktrees),
             todo,
+            keep_failed,
         });
     }
 
@@ -514,6 +517,13 @@ impl Tasks {
         match status {
             TaskStatus::Cancelled => return Ok(None),
             TaskStatus::Completed => {}
+            _ if isolation.keep_failed => {
+                let kept =
+                    blocking(|w, task, tree| w.keep(task, tree).map(|()| Landing::Nothing)).await;
+                return Ok(kept
+                    .err()
+                    .map(|err| format!("[orch: its worktree could not be kept: {err}]")));
+            }
             _ => {
                 let _ = blocking(remove).await;
                 return Ok(None);

@@ -444,6 +444,19 @@ impl Worktrees {
         ))
     }
 
+    /// Keep a failed `task`'s worktree as it is, its change recorded under
+    /// the task's `result` ref; it never lands.
+    pub fn keep(&self, task: &str, tree: &TaskTree) -> Result<(), String> {
+        let result = self.git.in_dir(&tree.path).snapshot(
+            Some(&tree.base),
+            &format!(
+                "orch {}: what {task} changed before it failed",
+                self.mission
+            ),
+        )?;
+        self.git.set_ref(&self.ref_name(task, "result"), &result)
+    }
+
     /// Remove `task`'s worktree and its build folder (its refs stay until
     /// the mission ends).
     pub fn remove(&self, tree: &TaskTree) -> Result<(), String> {

@@ -738,6 +738,41 @@ fn a_failed_worker_leaves_the_users_tree_byte_identical() {
         git(project.path(), &["worktree", "list"]).lines().count(),
         1
     );
+    // With --keep-worktrees the failed task's worktree stays, its change
+    // recorded under its ref, and still nothing lands.
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--keep-worktrees",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "1",
+        "task",
+        "Again",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let mission = crate::support::project::events(&stdout)
+        .iter()
+        .find(|e| e["type"] == "mission_started")
+        .map(|e| e["mission"].as_str().unwrap().to_string())
+        .unwrap();
+    let kept = project.file(&format!(".opencode/worktrees/{mission}/task_1"));
+    assert_eq!(
+        std::fs::read_to_string(kept.join("new.txt")).unwrap(),
+        "stray\n"
+    );
+    let result = git(
+        project.path(),
+        &[
+            "show",
+            &format!("refs/orch/{mission}/task_1/result:new.txt"),
+        ],
+    );
+    assert_eq!(result, "stray\n");
+    assert!(!project.file("new.txt").exists());
+    assert_eq!(project.read("src/lib.rs"), lib_before);
 }
 
 #[test]
