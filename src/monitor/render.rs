@@ -305,7 +305,11 @@ fn render_agents(frame: &mut Frame, area: Rect, view: &View, ui: &Ui) {
     let task_text = |task: &Option<String>| {
         task.as_ref()
             .and_then(|id| view.tasks.iter().find(|t| &t.id == id))
-            .map_or_else(String::new, |t| t.description.clone())
+            .map_or_else(String::new, |t| match (&t.merge, t.worktree) {
+                (Some(merge), _) => format!("{} · {merge}", t.description),
+                (None, true) => format!("{} · worktree", t.description),
+                (None, false) => t.description.clone(),
+            })
     };
     let mut active = Vec::new();
     let mut ended = Vec::new();
@@ -783,6 +787,35 @@ mod tests {
                 .replace("[-]", "[x]"),
         ));
         insta::assert_snapshot!(draw(&view, &ui(), 110, 30));
+    }
+
+    #[test]
+    fn a_tasks_worktree_and_merge_show_beside_it() {
+        let mut view = busy();
+        let worker = view
+            .tasks
+            .iter()
+            .find(|t| t.status == TaskStatus::Running)
+            .map(|t| t.id.clone())
+            .expect("a running task");
+        let frame = draw(&view, &ui(), 110, 30);
+        assert!(!frame.contains("· landed"), "{frame}");
+        view.apply(&Envelope {
+            seq: 500,
+            ts_ms: START + 50_000,
+            event: Event::TaskLanded {
+                task: worker.clone(),
+                files: vec!["src/auth.rs".into(), "src/lib.rs".into()],
+                conflicts: vec![],
+                item: None,
+            },
+        });
+        let frame = draw(&view, &ui(), 180, 30);
+        assert!(frame.contains("· landed 2 file(s)"), "{frame}");
+        assert!(
+            frame.contains(&format!("{worker} landed: src/auth.rs, src/lib.rs")),
+            "{frame}"
+        );
     }
 
     #[test]

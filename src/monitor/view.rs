@@ -61,6 +61,10 @@ pub struct TaskView {
     pub description: String,
     pub status: TaskStatus,
     pub session: Option<String>,
+    /// Whether it works in a worktree of its own.
+    pub worktree: bool,
+    /// What became of its change: `landed N files`, `conflict in …`.
+    pub merge: Option<String>,
 }
 
 /// How much a log line matters, for its colour.
@@ -469,6 +473,8 @@ impl View {
                     description: description.clone(),
                     status: TaskStatus::Queued,
                     session: None,
+                    worktree: false,
+                    merge: None,
                 });
                 let mode = if *background { " (background)" } else { "" };
                 self.log(
@@ -481,12 +487,14 @@ impl View {
                 task,
                 session,
                 pool,
+                worktree,
                 ..
             } => {
                 self.pool = *pool;
                 if let Some(t) = self.task_mut(task) {
                     t.status = TaskStatus::Running;
                     t.session = Some(session.clone());
+                    t.worktree = worktree.is_some();
                 }
                 if let Some(s) = self.session_mut(session) {
                     s.task = Some(task.clone());
@@ -578,6 +586,13 @@ impl View {
                 } else {
                     Level::Warn
                 };
+                if let Some(t) = self.task_mut(task) {
+                    t.merge = Some(if conflicts.is_empty() {
+                        format!("landed {} file(s)", files.len())
+                    } else {
+                        format!("conflict in {}", conflicts.join(", "))
+                    });
+                }
                 self.log(at, level, text);
             }
             Event::MemoryEvicted { entries } => {
