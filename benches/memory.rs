@@ -262,7 +262,6 @@ async fn run(memory_on: bool, window: u32) -> Run {
     .expect("commander session");
     // The mission's agents start no background jobs here.
     let jobs = BackgroundJobs::new(
-        root.clone(),
         JobLimits {
             max_running: 1,
             output_bytes: 1000,

@@ -247,8 +247,16 @@ impl Sandbox {
         writable.push(std::env::temp_dir());
         writable.push(PathBuf::from("/tmp"));
         writable.push(PathBuf::from("/var/tmp"));
-        writable.extend(self.caches.iter().cloned());
-        writable.extend(self.writable_roots.iter().cloned());
+        // A folder inside the project may have become a link (an agent can
+        // make `target` point anywhere): such a one is left out, or a rule
+        // on it would open wherever it points.
+        let caches: Vec<&PathBuf> = self
+            .caches
+            .iter()
+            .chain(&self.writable_roots)
+            .filter(|path| !linked_inside(&self.root, path))
+            .collect();
+        writable.extend(caches.iter().map(|path| (*path).clone()));
         let mut read_only = self.read_only.clone();
         let mut writable_again = Vec::new();
         let writer = profile == Profile::Write && self.mode == Mode::WorkspaceWrite;
@@ -259,11 +267,10 @@ impl Sandbox {
             // mounted read-only, its caches writable again.
             read_only.insert(0, self.root.clone());
             writable_again.extend(
-                self.caches
+                caches
                     .iter()
-                    .chain(&self.writable_roots)
-                    .filter(|path| path.starts_with(&self.root) && **path != self.root)
-                    .cloned(),
+                    .filter(|path| path.starts_with(&self.root) && **path != &self.root)
+                    .map(|path| (*path).clone()),
             );
         }
         if root != self.root {
@@ -334,6 +341,18 @@ impl Sandbox {
             "{BLOCKED} this command may write in {writes}, the temp directory and toolchain caches; {network}]"
         )
     }
+}
+
+/// Whether `path`, inside `root`, is or goes through a symbolic link.
+fn linked_inside(root: &Path, path: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut current = root.to_path_buf();
+    relative.components().any(|part| {
+        current.push(part);
+        std::fs::symlink_metadata(&current).is_ok_and(|meta| meta.file_type().is_symlink())
+    })
 }
 
 /// How the note on a command the sandbox refused begins.

@@ -14,7 +14,22 @@ fn last_change(cli: &Cli) -> anyhow::Result<Option<(String, MissionChange)>> {
         println!("no mission has run in {}", root.display());
         return Ok(None);
     };
-    let change = MissionChange::of(&root, &id).map_err(|err| anyhow!(err))?;
+    // With worktrees the mission knows the files its tasks landed: only
+    // those are its doing (the user may have edited others meanwhile).
+    let only = state::read_state(&root, &id).ok().and_then(|saved| {
+        saved
+            .tasks
+            .values()
+            .any(|task| task.worktree.is_some())
+            .then(|| {
+                saved
+                    .tasks
+                    .values()
+                    .flat_map(|task| task.landed.iter().cloned())
+                    .collect()
+            })
+    });
+    let change = MissionChange::of(&root, &id, only).map_err(|err| anyhow!(err))?;
     Ok(Some((id, change)))
 }
 

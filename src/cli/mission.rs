@@ -273,9 +273,20 @@ fn wire(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if ctx.config.worktrees != Some(false)
+        && let Some(why) = crate::worktree::old_git()
+        && crate::worktree::Git::at_top(&ctx.root).is_some()
+    {
+        ctx.warn([why]);
+    }
+    if ctx.config.worktrees != Some(false)
         && let Some(worktrees) = crate::worktree::Worktrees::new(&ctx.root, &mission_id)
     {
-        tasks.isolate(worktrees, todo.clone(), cli.keep_worktrees);
+        tasks.isolate(
+            worktrees,
+            todo.clone(),
+            cli.keep_worktrees,
+            ctx.jobs.clone(),
+        );
     }
     let verify = gate::verify_commands(&ctx.root, ctx.config.verify.as_deref());
     Ok(MissionSetup {
@@ -493,6 +504,8 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     if super::changes::abandoned(&ctx.root, &id) {
         bail!("mission {id} was abandoned; start a new one with `orch task`");
     }
+    // The mission goes on: the end it had is no longer its end.
+    crate::worktree::forget_checkpoint(&ctx.root, &id, "end");
     if saved.status == MissionStatus::Running && alive(saved.pid) && saved.pid != std::process::id()
     {
         bail!(

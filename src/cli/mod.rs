@@ -243,7 +243,6 @@ impl Project {
             }
         }
         let jobs = BackgroundJobs::new(
-            root.clone(),
             JobLimits {
                 max_running: config.tools.background_max,
                 output_bytes: config.tools.background_output_bytes,
@@ -408,7 +407,6 @@ impl Project {
         }
         tools.insert(Arc::new(ShowMetrics(self.metrics.clone())));
         tools.set_checker(Arc::new(crate::tools::diagnostics::Checker::new(
-            self.root.clone(),
             self.config.diagnostics.clone(),
         )));
         for tool in self.jobs.tools() {

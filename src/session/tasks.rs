@@ -88,6 +88,9 @@ struct Isolation {
     todo: Arc<TodoStore>,
     /// Keep a failed task's worktree (`--keep-worktrees`).
     keep_failed: bool,
+    /// The background jobs, so a task's own stop before its worktree is
+    /// merged or removed.
+    jobs: Arc<crate::tools::background::BackgroundJobs>,
 }
 
 impl Tasks {
@@ -130,11 +133,18 @@ impl Tasks {
     /// Run each task of an agent that may write in a worktree of its own,
     /// merged back into the project when it completes; a conflict becomes
     /// an item of `todo`.
-    pub fn isolate(&self, worktrees: Worktrees, todo: Arc<TodoStore>, keep_failed: bool) {
+    pub fn isolate(
+        &self,
+        worktrees: Worktrees,
+        todo: Arc<TodoStore>,
+        keep_failed: bool,
+        jobs: Arc<crate::tools::background::BackgroundJobs>,
+    ) {
         let _ = self.isolation.set(Isolation {
             worktrees: Arc::new(worktrees),
             todo,
             keep_failed,
+            jobs,
         });
     }
 
@@ -445,6 +455,10 @@ impl Tasks {
         }
         let (mut result, mut error) = (report.final_text, report.error);
         if let Some(tree) = tree {
+            // Nothing the task started goes on writing its worktree.
+            if let Some(isolation) = self.isolation.get() {
+                isolation.jobs.kill_session(&session_id).await;
+            }
             match self.merge_back(&id, &description, tree, status).await {
                 Ok(Some(note)) => result = format!("{result}\n\n{note}"),
                 Ok(None) => {}
@@ -525,7 +539,12 @@ impl Tasks {
                     .map(|err| format!("[orch: its worktree could not be kept: {err}]")));
             }
             _ => {
-                let _ = blocking(remove).await;
+                // What it did is kept under its ref until the mission ends.
+                let _ = blocking(|w, task, tree| {
+                    let _ = w.keep(task, tree);
+                    w.remove(tree).map(|()| Landing::Nothing)
+                })
+                .await;
                 return Ok(None);
             }
         }

@@ -65,11 +65,15 @@ struct JobEntry {
     cancel: CancellationToken,
     /// The sandbox profile of the agent that started it.
     profile: Option<crate::sandbox::Profile>,
+    /// Where it runs: the starting session's root (a task's worktree, or
+    /// the project).
+    root: PathBuf,
+    /// The session that started it.
+    session: String,
 }
 
 /// Every background job of one owner.
 pub struct BackgroundJobs {
-    root: PathBuf,
     limits: JobLimits,
     events: Arc<EventBus>,
     jobs: Mutex<BTreeMap<u64, Arc<JobEntry>>>,
@@ -79,9 +83,8 @@ pub struct BackgroundJobs {
 }
 
 impl BackgroundJobs {
-    pub fn new(root: PathBuf, limits: JobLimits, events: Arc<EventBus>) -> Arc<Self> {
+    pub fn new(limits: JobLimits, events: Arc<EventBus>) -> Arc<Self> {
         Arc::new(BackgroundJobs {
-            root,
             limits,
             events,
             jobs: Mutex::default(),
@@ -102,6 +105,27 @@ impl BackgroundJobs {
     }
 
     /// Kill every job (whole process groups) and wait until all are reaped.
+    /// Kill the jobs `session` started (its task is ending: nothing of it
+    /// may go on writing its worktree), and wait for them to end.
+    pub async fn kill_session(&self, session: &str) {
+        let jobs: Vec<Arc<JobEntry>> = self
+            .jobs
+            .lock()
+            .expect("job table lock")
+            .values()
+            .filter(|job| job.session == session)
+            .cloned()
+            .collect();
+        for job in &jobs {
+            job.cancel.cancel();
+        }
+        for job in jobs {
+            while job.ended.lock().expect("job end lock").is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     pub async fn kill_all(&self) {
         self.cancel.cancel();
         self.tracker.close();
@@ -131,6 +155,7 @@ impl BackgroundJobs {
         label: String,
         session: &str,
         profile: Option<crate::sandbox::Profile>,
+        root: &std::path::Path,
     ) -> Result<String, String> {
         if self.cancel.is_cancelled() {
             return Err("orch is shutting down; no new background jobs start".into());
@@ -152,6 +177,8 @@ impl BackgroundJobs {
             ended: Mutex::new(None),
             cancel: self.cancel.child_token(),
             profile,
+            root: root.to_path_buf(),
+            session: session.to_string(),
         });
         self.jobs
             .lock()
@@ -168,7 +195,7 @@ impl BackgroundJobs {
         self.tracker.spawn(async move {
             let outcome = process::run(Job {
                 program: Program::Shell(Shell::Bash, &job.command),
-                root: &jobs.root,
+                root: &job.root,
                 timeout,
                 cancel: &job.cancel,
                 keep: Keep::Tail(jobs.limits.output_bytes),
@@ -292,6 +319,7 @@ impl Tool for RunBackground {
             args.label.unwrap_or_default(),
             &ctx.session,
             ctx.sandbox,
+            &ctx.root,
         ) {
             Ok(id) => ToolOutput::ok(format!(
                 "started {id} (timeout {} s); check_background(\"{id}\") shows its output",

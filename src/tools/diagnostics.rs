@@ -10,13 +10,12 @@
 //! installed (Python), `go vet` (Go) — or configured in orch.json. A checker
 //! that is not installed is skipped with a one-line note, never an error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::path::{relative, resolve};
 use super::{Tool, ToolContext, ToolOutput, parse_args};
@@ -35,13 +34,12 @@ struct Check {
 
 /// Runs the project's checkers for touched files.
 pub struct Checker {
-    root: PathBuf,
     config: DiagnosticsConfig,
 }
 
 impl Checker {
-    pub fn new(root: PathBuf, config: DiagnosticsConfig) -> Self {
-        Checker { root, config }
+    pub fn new(config: DiagnosticsConfig) -> Self {
+        Checker { config }
     }
 
     /// Whether edits are followed by a check.
@@ -49,22 +47,24 @@ impl Checker {
         self.config.after_edits
     }
 
-    /// Check the project for `touched` (relative paths); the report to show
-    /// the model, or `None` when nothing applies to these files.
-    pub async fn check(&self, touched: &[String], cancel: &CancellationToken) -> Option<String> {
-        let (checks, notes) = self.plan(touched);
+    /// Check the tree the calling session works in (`ctx.root`: the project,
+    /// or its task's worktree) for `touched` (relative paths), in the
+    /// caller's sandbox profile; the report to show the model, or `None`
+    /// when nothing applies to these files.
+    pub async fn check(&self, ctx: &super::ToolContext, touched: &[String]) -> Option<String> {
+        let (checks, notes) = self.plan(&ctx.root, touched);
         if checks.is_empty() && notes.is_empty() {
             return None;
         }
         let mut report = notes;
         for check in checks {
-            report.push(self.run(&check, touched, cancel).await);
+            report.push(self.run(ctx, &check, touched).await);
         }
         Some(report.join("\n"))
     }
 
     /// The checks for these files, and notes for checkers that are missing.
-    fn plan(&self, touched: &[String]) -> (Vec<Check>, Vec<String>) {
+    fn plan(&self, root: &Path, touched: &[String]) -> (Vec<Check>, Vec<String>) {
         if let Some(commands) = &self.config.commands {
             let checks = commands
                 .iter()
@@ -82,7 +82,7 @@ impl Checker {
                     .is_some_and(|e| ext.iter().any(|x| e == *x))
             })
         };
-        let exists = |name: &str| self.root.join(name).exists();
+        let exists = |name: &str| root.join(name).exists();
         let mut checks = Vec::new();
         let mut notes = Vec::new();
         // A check that needs `tool` on PATH; a note when it is missing.
@@ -103,7 +103,7 @@ impl Checker {
             );
         }
         if has(&["ts", "tsx", "js", "jsx", "mts", "cts"]) && exists("tsconfig.json") {
-            if self.root.join("node_modules/.bin/tsc").exists() {
+            if root.join("node_modules/.bin/tsc").exists() {
                 need(
                     None,
                     "tsc",
@@ -139,7 +139,7 @@ impl Checker {
         (checks, notes)
     }
 
-    async fn run(&self, check: &Check, touched: &[String], cancel: &CancellationToken) -> String {
+    async fn run(&self, ctx: &super::ToolContext, check: &Check, touched: &[String]) -> String {
         if let Some(why) = super::permissions::destructive(&check.command) {
             return format!(
                 "[diagnostics: {} not run: it {why} (orch's built-in deny list)]",
@@ -147,14 +147,15 @@ impl Checker {
             );
         }
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let job = Job::shell(
+        let mut job = Job::shell(
             Shell::Sh,
             &check.command,
-            &self.root,
+            &ctx.root,
             timeout,
-            cancel,
+            &ctx.cancel,
             64 * 1024,
         );
+        job.sandbox = ctx.sandbox;
         let run = match process::run(job).await {
             Ok(run) => run,
             Err(err) => return format!("[diagnostics: {} could not start: {err}]", check.name),
@@ -292,7 +293,7 @@ impl Tool for Diagnostics {
             },
             None => project_sources(&ctx.root),
         };
-        match self.0.check(&touched, &ctx.cancel).await {
+        match self.0.check(ctx, &touched).await {
             Some(report) => ToolOutput::ok(report),
             None => ToolOutput::ok(
                 "no checker applies to this project (configure `diagnostics.commands` in orch.json)",
@@ -369,21 +370,18 @@ mod tests {
     fn checks_follow_the_touched_files_and_the_project() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Cargo.toml"), "[package]\n").unwrap();
-        let checker = Checker::new(dir.path().to_path_buf(), DiagnosticsConfig::default());
-        let (checks, _) = checker.plan(&touched(&["src/lib.rs"]));
+        let checker = Checker::new(DiagnosticsConfig::default());
+        let (checks, _) = checker.plan(dir.path(), &touched(&["src/lib.rs"]));
         assert_eq!(checks[0].name, "cargo check");
-        let (checks, _) = checker.plan(&touched(&["README.md"]));
+        let (checks, _) = checker.plan(dir.path(), &touched(&["README.md"]));
         assert!(checks.is_empty());
-        let (checks, _) = checker.plan(&touched(&["it's.py"]));
+        let (checks, _) = checker.plan(dir.path(), &touched(&["it's.py"]));
         assert_eq!(checks[0].command, "python3 -m py_compile 'it'\\''s.py'");
-        let configured = Checker::new(
-            dir.path().to_path_buf(),
-            DiagnosticsConfig {
-                commands: Some(vec!["make lint".into()]),
-                ..DiagnosticsConfig::default()
-            },
-        );
-        let (checks, _) = configured.plan(&touched(&["README.md"]));
+        let configured = Checker::new(DiagnosticsConfig {
+            commands: Some(vec!["make lint".into()]),
+            ..DiagnosticsConfig::default()
+        });
+        let (checks, _) = configured.plan(dir.path(), &touched(&["README.md"]));
         assert_eq!(
             checks,
             [Check {

@@ -277,7 +277,7 @@ impl ToolRouter {
         let Some(last) = last else {
             return;
         };
-        if let Some(report) = checker.check(&touched, &ctx.cancel).await {
+        if let Some(report) = checker.check(ctx, &touched).await {
             let output = &mut outputs[last];
             output.content.push_str("\n\n");
             output.content.push_str(&crate::secrets::redact(&report));
@@ -409,7 +409,7 @@ impl ToolRouter {
             return ToolOutput::error("cancelled before the tool ran");
         }
         let mut output = tool.call(args.clone(), ctx).await;
-        if call.name == "bash" && output.content.contains(crate::sandbox::BLOCKED) {
+        if call.name == "bash" && refused_by_sandbox(&output.content) {
             output = self
                 .outside_sandbox(tool.as_ref(), &args, output, ctx)
                 .await;
@@ -433,10 +433,10 @@ impl ToolRouter {
         if !self.permissions.interactive() || ctx.sandbox.is_none() {
             return refused;
         }
+        // The whole command, as it would run: never a summary of it.
         let command = args["command"].as_str().unwrap_or_default();
         let detail = format!(
-            "orch's sandbox refused this command; run it once more outside the sandbox? {}",
-            crate::text::one_line(command)
+            "orch's sandbox refused this command; run it once more outside the sandbox?\n{command}"
         );
         match self
             .permissions
@@ -506,6 +506,16 @@ impl ToolRouter {
     }
 }
 
+/// Whether `bash` output ends with the note the bash tool itself adds after
+/// the exit code when the sandbox refused something — never text a command
+/// printed, which always comes before that exit code line.
+fn refused_by_sandbox(content: &str) -> bool {
+    let mut lines = content.trim_end().rsplit('\n');
+    let note = lines.next().unwrap_or_default();
+    let exit = lines.next().unwrap_or_default();
+    note.starts_with(crate::sandbox::BLOCKED) && exit.starts_with("exit code ")
+}
+
 /// Tool arguments as JSON. An empty string means "no arguments" (some models
 /// send nothing for parameterless tools).
 fn parse_arguments(raw: &str) -> Result<Value, String> {
@@ -517,4 +527,22 @@ fn parse_arguments(raw: &str) -> Result<Value, String> {
 
 fn preview(content: &str) -> String {
     crate::text::preview(content, 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_bash_tools_own_note_counts_as_a_sandbox_refusal() {
+        let note = format!("{} this command may write in …]", crate::sandbox::BLOCKED);
+        assert!(refused_by_sandbox(&format!(
+            "touch: cannot touch '/x': Permission denied\nexit code 1\n{note}"
+        )));
+        // A command that prints the note itself is followed by its exit code.
+        assert!(!refused_by_sandbox(&format!("{note}\nexit code 0")));
+        assert!(!refused_by_sandbox(&format!(
+            "exit code 1\n{note}\nexit code 1"
+        )));
+    }
 }

@@ -159,8 +159,16 @@ impl Git {
             {
                 self.run_with(&["read-tree", head], &env)?;
             }
-            // orch's own folder is never part of a snapshot.
-            self.run_with(&["add", "-A", "--", ".", ":(top,exclude).opencode"], &env)?;
+            // orch's own folder is never part of a snapshot (naming it
+            // when the user ignores it already would make `add` fail).
+            let ignored = self
+                .output(&["check-ignore", "-q", ".opencode"], &[])
+                .is_ok_and(|output| output.status.success());
+            let mut add = vec!["add", "-A", "--", "."];
+            if !ignored {
+                add.push(":(top,exclude).opencode");
+            }
+            self.run_with(&add, &env)?;
             let tree = self.run_with(&["write-tree"], &env)?;
             let tree = tree.trim();
             let parent = parent.map(str::to_string).or(head);
@@ -234,25 +242,36 @@ impl Git {
     /// Merge `theirs` into `ours` against `base` (all commits or trees).
     pub fn merge(&self, base: &str, ours: &str, theirs: &str) -> Result<Merge, String> {
         let base_arg = format!("--merge-base={base}");
+        // NUL-separated: names as they are, never quoted.
         let args = [
             "merge-tree",
             "--write-tree",
             "--name-only",
+            "-z",
             &base_arg,
             ours,
             theirs,
         ];
         let output = self.output(&args, &[])?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let mut sections = text.splitn(2, "\n\n");
-        let head = sections.next().unwrap_or_default();
-        let messages = sections.next().unwrap_or_default().trim().to_string();
-        let mut lines = head.lines();
-        let tree = lines.next().unwrap_or_default().trim().to_string();
+        // The tree, the conflicted names, an empty field, then messages.
+        let mut fields = text.split('\0');
+        let tree = fields.next().unwrap_or_default().trim().to_string();
+        let mut names = Vec::new();
+        for field in fields.by_ref() {
+            if field.is_empty() {
+                break;
+            }
+            names.push(field.to_string());
+        }
+        let messages = fields
+            .filter(|field| !field.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         match output.status.code() {
             Some(0) => Ok(Merge::Clean { tree }),
             Some(1) => {
-                let mut files: Vec<String> = lines.map(str::to_string).collect();
+                let mut files = names;
                 files.dedup();
                 Ok(Merge::Conflict {
                     tree,
@@ -303,15 +322,5 @@ impl Git {
             ));
         }
         Ok(output.stdout)
-    }
-
-    /// The patch from `from` to `to` (commits or trees), for people.
-    pub fn diff(&self, from: &str, to: &str, stat: bool) -> Result<String, String> {
-        let mut args = vec!["diff", "--no-color", "--no-ext-diff", "--binary"];
-        if stat {
-            args.push("--stat");
-        }
-        args.extend([from, to]);
-        self.run(&args)
     }
 }

@@ -89,6 +89,24 @@ pub struct Conflicted {
     pub hunks: Vec<(usize, usize)>,
 }
 
+/// Why this machine's git cannot merge tasks back (older than 2.40, which
+/// brought `git merge-tree --write-tree --merge-base`), if it cannot.
+pub fn old_git() -> Option<String> {
+    static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let output = std::process::Command::new("git").arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let version = text.split_whitespace().nth(2)?.to_string();
+            let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+            let (major, minor) = (parts.next()?, parts.next().unwrap_or(0));
+            ((major, minor) < (2, 40)).then(|| {
+                format!("git {version} is older than 2.40: writing tasks share the project's tree (no worktrees)")
+            })
+        })
+        .clone()
+}
+
 /// Where processes working in `root` build (`CARGO_TARGET_DIR`), when
 /// `root` is a task's worktree (`.opencode/worktrees/<mission>/<task>`):
 /// `<task>.target` beside it, outside what its snapshots see.
@@ -113,26 +131,20 @@ fn seed_build(project: &Path, build: &Path) {
     let source = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| project.join("target"));
-    for profile in ["debug", "release"] {
-        let from = source.join(profile);
-        if !from.is_dir() {
-            continue;
-        }
-        let to = build.join(profile);
-        if std::fs::create_dir_all(&to).is_err() {
-            return;
-        }
-        for part in ["deps", "build", ".fingerprint"] {
-            if from.join(part).is_dir() {
-                let _ = std::process::Command::new("cp")
-                    .args(["-a", "--reflink=auto"])
-                    .arg(from.join(part))
-                    .arg(&to)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
+    let (from, to) = (source.join("debug"), build.join("debug"));
+    if !from.is_dir() || std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    for part in ["deps", "build", ".fingerprint"] {
+        if from.join(part).is_dir() {
+            let _ = std::process::Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(from.join(part))
+                .arg(&to)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
@@ -165,6 +177,9 @@ impl Worktrees {
     /// The worktrees of `mission` in the project at `root`, when `root` is
     /// the top of a git working tree.
     pub fn new(root: &Path, mission: &str) -> Option<Worktrees> {
+        if old_git().is_some() {
+            return None;
+        }
         let worktrees = Worktrees {
             git: Git::at_top(root)?,
             root: root.to_path_buf(),
@@ -270,15 +285,17 @@ impl Worktrees {
                 (base.clone(), base)
             }
         };
-        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        // A worktree without its base ref was being made when orch was
-        // killed: it may be half checked out, so it is made again.
-        if path.exists() {
-            self.git.remove_worktree(&path)?;
+        {
+            let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+            // A worktree without its base ref was being made when orch was
+            // killed: it may be half checked out, so it is made again.
+            if path.exists() {
+                self.git.remove_worktree(&path)?;
+            }
+            std::fs::create_dir_all(self.dir())
+                .map_err(|err| format!("creating {}: {err}", self.dir().display()))?;
+            self.git.add_worktree(&path, &start)?;
         }
-        std::fs::create_dir_all(self.dir())
-            .map_err(|err| format!("creating {}: {err}", self.dir().display()))?;
-        self.git.add_worktree(&path, &start)?;
         self.include_ignored(&path)?;
         if let Some(build) = build_dir(&path) {
             let _ = std::fs::create_dir_all(&build);
@@ -534,6 +551,13 @@ fn checkpoint_ref(mission: &str, name: &str) -> String {
     format!("refs/orch/checkpoints/{mission}/{name}")
 }
 
+/// Forget checkpoint `name` of `mission` (a resumed mission's old end).
+pub fn forget_checkpoint(root: &Path, mission: &str, name: &str) {
+    if let Some(git) = Git::at_top(root) {
+        let _ = git.run(&["update-ref", "-d", &checkpoint_ref(mission, name)]);
+    }
+}
+
 /// Record the user's tree as checkpoint `name` of `mission`, in a git
 /// repository (`Ok(None)` elsewhere).
 pub fn checkpoint(root: &Path, mission: &str, name: &str) -> Result<Option<String>, String> {
@@ -554,10 +578,18 @@ pub struct MissionChange {
     pub end: String,
     /// Whether `end` is the mission's own end checkpoint.
     pub ended: bool,
+    /// The only paths that count, when the mission knows which files its
+    /// tasks landed (its writing tasks ran in worktrees): what else
+    /// changed between the checkpoints was not the mission's doing.
+    only: Option<std::collections::BTreeSet<String>>,
 }
 
 impl MissionChange {
-    pub fn of(root: &Path, mission: &str) -> Result<MissionChange, String> {
+    pub fn of(
+        root: &Path,
+        mission: &str,
+        only: Option<std::collections::BTreeSet<String>>,
+    ) -> Result<MissionChange, String> {
         let git = Git::at_top(root).ok_or_else(|| {
             format!(
                 "{} is not the top of a git repository: orch keeps no checkpoints here",
@@ -580,12 +612,31 @@ impl MissionChange {
             start,
             end,
             ended,
+            only,
         })
+    }
+
+    fn counts(&self, path: &str) -> bool {
+        !engine_path(path) && self.only.as_ref().is_none_or(|only| only.contains(path))
     }
 
     /// The patch (or its summary).
     pub fn diff(&self, stat: bool) -> Result<String, String> {
-        self.git.diff(&self.start, &self.end, stat)
+        let files = self.files()?;
+        if files.is_empty() {
+            return Ok(String::new());
+        }
+        let mut args = vec!["diff", "--no-color", "--no-ext-diff", "--binary"];
+        if stat {
+            args.push("--stat");
+        }
+        args.extend([self.start.as_str(), self.end.as_str(), "--"]);
+        let paths: Vec<String> = files
+            .iter()
+            .map(|file| format!(":(literal){file}"))
+            .collect();
+        args.extend(paths.iter().map(String::as_str));
+        self.git.run(&args)
     }
 
     /// The files the mission changed.
@@ -595,6 +646,7 @@ impl MissionChange {
             .changes(&self.start, &self.end)?
             .into_iter()
             .map(|change| change.path)
+            .filter(|path| self.counts(path))
             .collect())
     }
 
@@ -606,7 +658,7 @@ impl MissionChange {
             .git
             .changes(&self.end, &self.start)?
             .into_iter()
-            .filter(|change| !engine_path(&change.path))
+            .filter(|change| self.counts(&change.path))
             .collect();
         let differing = write_changes(&self.git, &self.root, &back)?;
         if !differing.is_empty() {
@@ -690,6 +742,7 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
     let mut differing = Vec::new();
     for change in &changes {
         let path = root.join(&change.path);
+        beneath_without_links(root, &change.path)?;
         let expected = if change.old_mode == git::NO_MODE {
             None
         } else {
@@ -733,11 +786,23 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
                 {
                     let _ = std::fs::remove_file(&path);
                 }
+                // The file keeps its permissions (a new one gets the
+                // umask's); git records only whether it is executable.
                 files::replace(&path, &bytes, Durability::Synced)
                     .map_err(|err| format!("writing {shown}: {err}"))?;
-                let bits = if mode == "100755" { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits))
-                    .map_err(|err| format!("{shown}: {err}"))?;
+                let current = std::fs::metadata(&path)
+                    .map_err(|err| format!("{shown}: {err}"))?
+                    .permissions()
+                    .mode();
+                let bits = if mode == "100755" {
+                    current | ((current & 0o444) >> 2)
+                } else {
+                    current & !0o111
+                };
+                if bits != current {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits))
+                        .map_err(|err| format!("{shown}: {err}"))?;
+                }
             }
         }
     }
@@ -746,6 +811,31 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
 }
 
 use std::os::unix::ffi::OsStringExt;
+
+/// Refuse a path whose folders below `root` include a symbolic link (or
+/// `..`): writing through it could reach outside the project.
+fn beneath_without_links(root: &Path, relative: &str) -> Result<(), String> {
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = relative.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        if part.is_empty() || *part == "." || *part == ".." {
+            return Err(format!(
+                "{relative:?} is not a plain path inside the project"
+            ));
+        }
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(format!(
+                    "{relative:?} goes through the link {}; nothing was written",
+                    dir.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// Remove the folders a deletion left empty, up to `root`.
 fn remove_empty_parents(root: &Path, path: &Path) {

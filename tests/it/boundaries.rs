@@ -629,3 +629,32 @@ fn a_custom_agent_without_can_write_cannot_write_through_bash() {
     assert!(!project.file("audited.txt").exists());
     assert_eq!(project.read("fixed.txt"), "fix\n");
 }
+
+/// A project's `target` that is a link (an agent can make one) does not
+/// open where it points to sandboxed commands.
+#[test]
+fn a_target_link_does_not_widen_the_sandbox() {
+    let project = Project::new();
+    if !sandbox_works("a_target_link_does_not_widen_the_sandbox", &project) {
+        return;
+    }
+    let outside = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(format!("orch-link-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&outside);
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, project.file("target")).unwrap();
+    let replies = json!([
+        {"tool_calls": [call("bash", json!({"command": "touch target/escaped"}))]},
+        {"text": "done"}
+    ]);
+    let (output, stdout, stderr) = run(worker(&project, replies)
+        .args(["--sandbox", "workspace-write"])
+        .env_remove("CARGO_TARGET_DIR"));
+    let escaped = outside.join("escaped").exists();
+    let _ = std::fs::remove_dir_all(&outside);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(!escaped, "a command wrote through the target link");
+    let results = project.tool_results();
+    assert!(results[0].contains("Permission denied"), "{}", results[0]);
+}

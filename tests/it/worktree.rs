@@ -437,6 +437,102 @@ fn a_repository_with_a_submodule_works_and_the_submodule_is_left_alone() {
     );
 }
 
+#[test]
+fn landing_never_writes_through_a_link_in_the_users_tree() {
+    let repo = Repo::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    repo.write(".gitignore", "target/\ndata\n");
+    std::os::unix::fs::symlink(elsewhere.path(), repo.root.join("data")).unwrap();
+    let trees = Worktrees::new(&repo.root, "m9").unwrap();
+    let t = trees.start("task_1", "").unwrap();
+    // The task un-ignores `data` and adds a file beneath it.
+    std::fs::write(t.path.join(".gitignore"), "target/\n").unwrap();
+    std::fs::create_dir_all(t.path.join("data")).unwrap();
+    std::fs::write(t.path.join("data/pwned.txt"), "x\n").unwrap();
+    let refused = trees.land("task_1", &t).unwrap_err();
+    assert!(refused.contains("goes through the link"), "{refused}");
+    assert!(!elsewhere.path().join("pwned.txt").exists());
+    assert_eq!(repo.read(".gitignore"), "target/\ndata\n");
+    trees.clean_up().unwrap();
+}
+
+#[test]
+fn unusual_names_modes_and_an_ignored_engine_folder() {
+    let repo = Repo::new();
+    repo.write("café.md", "a\nb\nc\n");
+    repo.write("secret.env", "KEY=1\n");
+    std::fs::set_permissions(
+        repo.root.join("secret.env"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    git(&repo.root, &["add", "-A"]);
+    git(
+        &repo.root,
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "more",
+        ],
+    );
+    // The user ignores orch's folder (here, or in a global excludes file).
+    repo.write(".gitignore", "target/\n.opencode/\n");
+    std::fs::create_dir_all(repo.root.join(".opencode")).unwrap();
+    let trees = Worktrees::new(&repo.root, "m10").unwrap();
+    let a = trees.start("task_1", "").unwrap();
+    let b = trees.start("task_2", "").unwrap();
+    edit(&a, "café.md", "b\n", "B1\n");
+    edit(&a, "secret.env", "KEY=1", "KEY=2");
+    edit(&b, "café.md", "b\n", "B2\n");
+    assert!(matches!(
+        trees.land("task_1", &a).unwrap(),
+        Landing::Landed(_)
+    ));
+    // A landed file keeps its permissions.
+    let mode = std::fs::metadata(repo.root.join("secret.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let Landing::Conflict { files, .. } = trees.land("task_2", &b).unwrap() else {
+        panic!("no conflict");
+    };
+    assert_eq!(files[0].path, "café.md");
+    assert_eq!(files[0].hunks.len(), 1, "{files:?}");
+    assert!(!repo.read("café.md").contains("<<<<<<<"));
+    trees.clean_up().unwrap();
+}
+
+#[test]
+fn undo_takes_back_only_what_the_missions_tasks_landed() {
+    let repo = Repo::new();
+    repo.write("notes.md", "v1\n");
+    std::fs::create_dir_all(repo.root.join(".opencode/missions/m11")).unwrap();
+    orch::worktree::checkpoint(&repo.root, "m11", "start").unwrap();
+    let trees = Worktrees::new(&repo.root, "m11").unwrap();
+    let t = trees.start("task_1", "").unwrap();
+    edit(&t, "src/lib.rs", "    1\n", "    100\n");
+    // The user works on other files while the mission runs.
+    repo.write("notes.md", "v2\n");
+    repo.write("mine.txt", "new\n");
+    let Landing::Landed(landed) = trees.land("task_1", &t).unwrap() else {
+        panic!("not landed");
+    };
+    orch::worktree::checkpoint(&repo.root, "m11", "end").unwrap();
+    let change =
+        orch::worktree::MissionChange::of(&repo.root, "m11", Some(landed.into_iter().collect()))
+            .unwrap();
+    assert_eq!(change.files().unwrap(), ["src/lib.rs"]);
+    assert_eq!(change.undo().unwrap(), ["src/lib.rs"]);
+    assert_eq!(repo.read("src/lib.rs"), LIB);
+    assert_eq!(repo.read("notes.md"), "v2\n");
+    assert_eq!(repo.read("mine.txt"), "new\n");
+    trees.clean_up().unwrap();
+}
+
 // Missions in a git repository, with scripted agents.
 
 use crate::support::project::{Project, call, events, run};
@@ -872,4 +968,84 @@ fn a_killed_missions_unmerged_work_is_never_deleted_without_asking() {
     let (output, _, stderr) = run(project.orch().arg("resume"));
     assert!(!output.status.success());
     assert!(stderr.contains("was abandoned"), "{stderr}");
+}
+
+#[test]
+fn a_workers_checks_and_background_jobs_work_in_its_worktree() {
+    let project = repository();
+    project.write(
+        "Cargo.toml",
+        "[package]\nname = \"wt\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    project.write(".gitignore", "/target\n");
+    git(
+        project.path(),
+        &["add", "-A", "--", ".", ":(exclude).opencode"],
+    );
+    git(
+        project.path(),
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "crate",
+        ],
+    );
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "one", "prompt": "Job one", "background": false}))]},
+            {"when": "one", "text": "Done."},
+            {"when": "not complete", "text": "Stopping."}
+        ],
+        "Worker": [
+            {"when": "Job one", "tool_calls": [call("read", json!({"path": "src/lib.rs"}))]},
+            {"when": "pub fn one", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "    1\n", "new": "    \"one\"\n"}))]},
+            {"when": "edited src/lib.rs", "tool_calls": [call("run_background", json!({"command": "echo from the job > from-bg.txt"}))]},
+            {"when": "started bg_", "tool_calls": [call("bash", json!({"command": "sleep 0.5; cat from-bg.txt"}))]},
+            {"when": "from the job", "text": "Done."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "1",
+        "task",
+        "Checks",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let events = events(&stdout);
+    // The edit's diagnostics checked the worktree, where the error is.
+    let worker = std::fs::read_dir(project.file(".opencode/sessions"))
+        .unwrap()
+        .flatten()
+        .find(|entry| entry.file_name().to_string_lossy().starts_with("worker-"))
+        .expect("the Worker's transcript");
+    let transcript = std::fs::read_to_string(worker.path()).unwrap();
+    let edit = transcript
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter_map(|line| line["message"]["content"].as_str().map(str::to_string))
+        .find(|content| content.starts_with("edited src/lib.rs"))
+        .expect("the edit's result");
+    assert!(
+        edit.contains("[diagnostics: cargo check") && edit.contains("src/lib.rs:2"),
+        "{edit}"
+    );
+    // The job wrote the worktree, and its file came with the landing.
+    let landed = of_type(&events, "task_landed");
+    assert_eq!(landed.len(), 1, "{events:?}");
+    let files = landed[0]["files"].to_string();
+    assert!(
+        files.contains("from-bg.txt") && files.contains("src/lib.rs"),
+        "{files}"
+    );
+    assert_eq!(project.read("from-bg.txt"), "from the job\n");
 }

@@ -15,7 +15,6 @@ use super::{Fixture, assert_error, assert_ok, call};
 
 fn jobs(fx: &Fixture, max_running: usize) -> (Arc<BackgroundJobs>, orch::tools::ToolRouter) {
     let jobs = BackgroundJobs::new(
-        fx.root.clone(),
         JobLimits {
             max_running,
             output_bytes: 4096,
