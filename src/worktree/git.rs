@@ -312,6 +312,61 @@ impl Git {
         Ok(changes)
     }
 
+    /// The object ids the files at `paths` (relative, in this working
+    /// tree) would get, through the clean filters and line-ending
+    /// conversion their attributes choose: comparable with a tree's ids.
+    pub fn hash_files(&self, paths: &[&str]) -> Result<Vec<String>, String> {
+        use std::io::Write as _;
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command = self.command();
+        command
+            .args(["hash-object", "--stdin-paths"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|err| format!("git hash-object: {err}"))?;
+        let mut input = String::new();
+        for path in paths {
+            input.push_str(path);
+            input.push('\n');
+        }
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let output = child
+            .wait_with_output()
+            .map_err(|err| format!("git hash-object: {err}"))?;
+        let _ = writer.join();
+        if !output.status.success() {
+            return Err(format!(
+                "git hash-object failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The bytes blob `oid` has as a file at `path` in the working tree:
+    /// through the smudge filters and line-ending conversion its
+    /// attributes choose.
+    pub fn checkout_bytes(&self, oid: &str, path: &str) -> Result<Vec<u8>, String> {
+        let at = format!("--path={path}");
+        let output = self.output(&["cat-file", "--filters", &at, oid], &[])?;
+        if !output.status.success() {
+            return Err(format!(
+                "git cat-file --filters {oid} ({path}): {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(output.stdout)
+    }
+
     /// The bytes of blob `oid`.
     pub fn blob(&self, oid: &str) -> Result<Vec<u8>, String> {
         let output = self.output(&["cat-file", "blob", oid], &[])?;

@@ -738,24 +738,42 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
         .map(|path| crate::tools::seen::lock(path))
         .collect();
     let guards: Vec<_> = locks.iter().map(|lock| lock.hold()).collect();
+    for change in &changes {
+        beneath_without_links(root, &change.path)?;
+    }
+    // Regular files are compared as git sees them (clean filters and
+    // line endings applied), all in one `git hash-object`.
+    let regular: Vec<&str> = changes
+        .iter()
+        .filter(|change| {
+            !matches!(change.old_mode.as_str(), git::NO_MODE | "120000")
+                && std::fs::symlink_metadata(root.join(&change.path))
+                    .is_ok_and(|meta| meta.is_file())
+        })
+        .map(|change| change.path.as_str())
+        .collect();
+    let hashed: std::collections::HashMap<&str, String> = regular
+        .iter()
+        .copied()
+        .zip(git.hash_files(&regular)?)
+        .collect();
     let mut writes = Vec::new();
     let mut differing = Vec::new();
     for change in &changes {
         let path = root.join(&change.path);
-        beneath_without_links(root, &change.path)?;
-        let expected = if change.old_mode == git::NO_MODE {
-            None
-        } else {
-            Some((change.old_mode == "120000", git.blob(&change.old_oid)?))
+        let same = match change.old_mode.as_str() {
+            git::NO_MODE => on_disk(&path)?.is_none(),
+            "120000" => on_disk(&path)? == Some((true, git.blob(&change.old_oid)?)),
+            _ => hashed.get(change.path.as_str()) == Some(&change.old_oid),
         };
-        if on_disk(&path)? != expected {
+        if !same {
             differing.push(change.path.clone());
             continue;
         }
-        let new = if change.new_mode == git::NO_MODE {
-            None
-        } else {
-            Some(git.blob(&change.new_oid)?)
+        let new = match change.new_mode.as_str() {
+            git::NO_MODE => None,
+            "120000" => Some(git.blob(&change.new_oid)?),
+            _ => Some(git.checkout_bytes(&change.new_oid, &change.path)?),
         };
         writes.push((path, change.new_mode.as_str(), new));
     }

@@ -533,6 +533,41 @@ fn undo_takes_back_only_what_the_missions_tasks_landed() {
     trees.clean_up().unwrap();
 }
 
+#[test]
+fn line_ending_attributes_are_kept_when_a_change_lands() {
+    let repo = Repo::new();
+    repo.write(".gitattributes", "*.bat text eol=crlf\n");
+    repo.write("run.bat", "@echo off\r\necho one\r\n");
+    git(&repo.root, &["add", "-A"]);
+    git(
+        &repo.root,
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            "bat",
+        ],
+    );
+    let trees = Worktrees::new(&repo.root, "m12").unwrap();
+    let t = trees.start("task_1", "").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.path.join("run.bat")).unwrap(),
+        "@echo off\r\necho one\r\n"
+    );
+    std::fs::write(t.path.join("run.bat"), "@echo off\r\necho two\r\n").unwrap();
+    std::fs::write(t.path.join("new.bat"), "echo new\n").unwrap();
+    let Landing::Landed(mut files) = trees.land("task_1", &t).unwrap() else {
+        panic!("not landed");
+    };
+    files.sort();
+    assert_eq!(files, ["new.bat", "run.bat"]);
+    assert_eq!(repo.read("run.bat"), "@echo off\r\necho two\r\n");
+    assert_eq!(repo.read("new.bat"), "echo new\r\n");
+    trees.clean_up().unwrap();
+}
+
 // Missions in a git repository, with scripted agents.
 
 use crate::support::project::{Project, call, events, run};
