@@ -740,6 +740,21 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
     let guards: Vec<_> = locks.iter().map(|lock| lock.hold()).collect();
     for change in &changes {
         beneath_without_links(root, &change.path)?;
+        // A folder where the change has a file (or a file on the way to
+        // one) is a change of kind orch does not land.
+        let at = root.join(&change.path);
+        if std::fs::symlink_metadata(&at).is_ok_and(|meta| meta.is_dir())
+            || at
+                .ancestors()
+                .skip(1)
+                .take_while(|dir| *dir != root)
+                .any(|dir| std::fs::symlink_metadata(dir).is_ok_and(|meta| !meta.is_dir()))
+        {
+            return Err(format!(
+                "{:?} changes between a file and a folder, which orch does not land; nothing was written",
+                change.path
+            ));
+        }
     }
     // Regular files are compared as git sees them (clean filters and
     // line endings applied), all in one `git hash-object`.

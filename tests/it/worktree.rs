@@ -1084,3 +1084,76 @@ fn a_workers_checks_and_background_jobs_work_in_its_worktree() {
     );
     assert_eq!(project.read("from-bg.txt"), "from the job\n");
 }
+
+/// The whole way: two Workers on the same lines, the conflict becomes a
+/// plan item, a Worker resolves it from both sides, the Reviewer verifies,
+/// the gate passes, and the mission leaves no worktree or task ref behind.
+#[test]
+fn a_conflict_is_resolved_by_a_worker_and_the_gate_passes() {
+    let project = repository();
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "first", "prompt": "Job one", "background": true})),
+                call("delegate_task", json!({"agent": "Worker", "description": "second", "prompt": "Job two", "background": true}))]},
+            {"when": "started task_2", "text": "Waiting."},
+            {"when": "conflicts with work that landed first", "tool_calls": [
+                call("delegate_task", json!({"agent": "Worker", "description": "resolve", "prompt": "Resolve plan item T1: keep the second change", "background": false}))]},
+            {"when": "Background task", "text": "Noted."},
+            {"when": "Resolved.", "tool_calls": [
+                call("delegate_task", json!({"agent": "Reviewer", "description": "review", "prompt": "Review T1", "background": false}))]},
+            {"when": "Verified.", "text": "All done."},
+            {"when": "Background task", "text": "Noted."}
+        ],
+        "Worker": [
+            {"when": "Job one", "tool_calls": [call("read", json!({"path": "src/lib.rs", "limit": 6}))]},
+            {"when": "Job two", "tool_calls": [call("read", json!({"path": "src/lib.rs", "offset": 5}))]},
+            {"when": "lines 1-6", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "    2\n", "new": "    20\n"}))]},
+            {"when": "pub fn three", "tool_calls": [call("edit", json!({"path": "src/lib.rs", "old": "pub fn two() -> i32 {\n    2\n", "new": "pub fn two() -> i32 {\n    22\n"}))]},
+            {"when": "at line 6", "tool_calls": [both_started(&project, "one-waited")]},
+            {"when": "at line 5", "tool_calls": [both_started(&project, "two-waited")]},
+            {"when": "one-waited", "text": "One done."},
+            {"when": "two-waited", "text": "Two done."},
+            {"when": "Resolve plan item T1", "tool_calls": [call("read", json!({"path": "src/lib.rs"}))]},
+            {"when": "<<<<<<<", "tool_calls": [call("write", json!({"path": "src/lib.rs", "content": LIB.replace("    2\n", "    22\n")}))]},
+            {"when": "overwrote src/lib.rs", "text": "Resolved."}
+        ],
+        "Reviewer": [
+            {"when": "Review T1", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"when": "T1", "text": "Verified."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "2",
+        "task",
+        "Two changes",
+    ]));
+    let events = events(&stdout);
+    assert_eq!(output.status.code(), Some(0), "{stderr}\n{events:?}");
+    let lib = project.read("src/lib.rs");
+    assert_eq!(lib, LIB.replace("    2\n", "    22\n"));
+    let landed = of_type(&events, "task_landed");
+    assert_eq!(landed.len(), 3, "{landed:?}");
+    assert_eq!(
+        git(project.path(), &["worktree", "list"]).lines().count(),
+        1
+    );
+    let mission = of_type(&events, "mission_started")[0]["mission"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        git(
+            project.path(),
+            &["for-each-ref", &format!("refs/orch/{mission}/")]
+        ),
+        ""
+    );
+}
