@@ -13,3 +13,23 @@ pub mod plain;
 pub mod render;
 pub mod terminal;
 pub mod view;
+
+/// The one line that says what became of a task's change (`task_landed`).
+pub fn landing_line(
+    task: &str,
+    files: &[String],
+    conflicts: &[String],
+    item: Option<&str>,
+) -> String {
+    if conflicts.is_empty() {
+        format!("⇣ {task} landed: {}", files.join(", "))
+    } else {
+        format!(
+            "⇣ {task} conflicts in {}; nothing landed ({})",
+            conflicts.join(", "),
+            item.map_or("no plan item".to_string(), |item| format!(
+                "plan item {item}"
+            ))
+        )
+    }
+}

@@ -448,18 +448,7 @@ impl<W: Write + Send> EventSink for Plain<W> {
                 item,
             } => {
                 if !quiet {
-                    let text = if conflicts.is_empty() {
-                        format!("⇣ {task} landed: {}", files.join(", "))
-                    } else {
-                        format!(
-                            "⇣ {task} conflicts in {}; nothing landed ({})",
-                            conflicts.join(", "),
-                            item.as_deref()
-                                .map_or("no plan item".to_string(), |item| format!(
-                                    "plan item {item}"
-                                ))
-                        )
-                    };
+                    let text = super::landing_line(task, files, conflicts, item.as_deref());
                     line(&mut state, strip_controls(&text));
                 }
             }

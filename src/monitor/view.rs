@@ -569,18 +569,7 @@ impl View {
                 conflicts,
                 item,
             } => {
-                let text = if conflicts.is_empty() {
-                    format!("⇣ {task} landed: {}", files.join(", "))
-                } else {
-                    format!(
-                        "⇣ {task} conflicts in {}; nothing landed ({})",
-                        conflicts.join(", "),
-                        item.as_deref()
-                            .map_or("no plan item".to_string(), |item| format!(
-                                "plan item {item}"
-                            ))
-                    )
-                };
+                let text = super::landing_line(task, files, conflicts, item.as_deref());
                 let level = if conflicts.is_empty() {
                     Level::Info
                 } else {
