@@ -168,6 +168,17 @@ impl Git {
             if !ignored {
                 add.push(":(top,exclude).opencode");
             }
+            // A worktree's links to the project's installed dependencies
+            // are not the task's work.
+            let shared: Vec<String> = super::SHARED
+                .iter()
+                .filter(|name| {
+                    std::fs::symlink_metadata(self.dir.join(name))
+                        .is_ok_and(|meta| meta.file_type().is_symlink())
+                })
+                .map(|name| format!(":(top,exclude){name}"))
+                .collect();
+            add.extend(shared.iter().map(String::as_str));
             self.run_with(&add, &env)?;
             let tree = self.run_with(&["write-tree"], &env)?;
             let tree = tree.trim();

@@ -89,6 +89,11 @@ pub struct Conflicted {
     pub hunks: Vec<(usize, usize)>,
 }
 
+/// Installed dependencies a worktree shares with the project, read-only,
+/// through a link: a Worker's tests find them; installing more there is
+/// refused by the sandbox (the project's tree is not the task's to write).
+pub const SHARED: [&str; 3] = ["node_modules", ".venv", "venv"];
+
 /// Why this machine's git cannot merge tasks back (older than 2.40, which
 /// brought `git merge-tree --write-tree --merge-base`), if it cannot.
 pub fn old_git() -> Option<String> {
@@ -297,6 +302,14 @@ impl Worktrees {
             self.git.add_worktree(&path, &start)?;
         }
         self.include_ignored(&path)?;
+        for name in SHARED {
+            let (project, here) = (self.root.join(name), path.join(name));
+            let installed = std::fs::symlink_metadata(&project).is_ok_and(|meta| meta.is_dir());
+            if installed && std::fs::symlink_metadata(&here).is_err() {
+                std::os::unix::fs::symlink(&project, &here)
+                    .map_err(|err| format!("linking {name} into the worktree: {err}"))?;
+            }
+        }
         if let Some(build) = build_dir(&path) {
             let _ = std::fs::create_dir_all(&build);
             if path.join("Cargo.toml").is_file() {

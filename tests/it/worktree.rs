@@ -540,6 +540,35 @@ fn line_ending_attributes_are_kept_when_a_change_lands() {
     trees.clean_up().unwrap();
 }
 
+#[test]
+fn installed_dependencies_are_shared_with_a_worktree_and_never_land() {
+    let repo = Repo::new();
+    repo.write(".gitignore", "target/\nnode_modules/\n.venv/\n");
+    repo.commit("ignore");
+    repo.write("node_modules/left-pad/index.js", "module.exports = 1;\n");
+    repo.write(".venv/pyvenv.cfg", "home = /usr/bin\n");
+    let trees = Worktrees::new(&repo.root, "m13").unwrap();
+    let t = trees.start("task_1", "").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.path.join("node_modules/left-pad/index.js")).unwrap(),
+        "module.exports = 1;\n"
+    );
+    assert!(t.path.join(".venv/pyvenv.cfg").exists());
+    edit(&t, "src/lib.rs", "    1\n", "    7\n");
+    assert_eq!(
+        trees.land("task_1", &t).unwrap(),
+        Landing::Landed(vec!["src/lib.rs".into()])
+    );
+    assert!(repo.root.join("node_modules/left-pad/index.js").is_file());
+    assert!(
+        !std::fs::symlink_metadata(repo.root.join("node_modules"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    trees.clean_up().unwrap();
+}
+
 // Missions in a git repository, with scripted agents.
 
 use crate::support::project::{Project, call, events, run};
