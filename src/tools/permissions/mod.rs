@@ -114,17 +114,21 @@ impl Permissions {
 
     pub fn decide(&self, tool: &str, args: &Value) -> Decision {
         let command = args.get("command").and_then(Value::as_str);
-        if let Some(why) = command.and_then(destructive_anywhere) {
+        // Read once: the deny list and the rules look at the same commands.
+        let read = command.map(shell::commands);
+        if let (Some(line), Some(read)) = (command, &read)
+            && let Some(why) = destructive_anywhere(line, read)
+        {
             return Decision::Deny(format!(
                 "command refused: it {why}; orch never runs commands on its built-in list of destructive commands, whatever the configuration says"
             ));
         }
         // `run_background` runs shell commands too: bash's rules apply to it.
         let shell = tool == "bash" || tool == "run_background";
-        if let (Some(command), true) = (command, shell)
+        if let (Some(command), Some(read), true) = (command, read, shell)
             && !self.rules.bash.is_empty()
         {
-            return self.decide_line(tool, args, command);
+            return self.decide_line(tool, args, command, read);
         }
         match self.tool_rule(tool) {
             Some((name, action)) => apply(action, tool, args, &format!("the rule for {name:?}")),
@@ -147,8 +151,7 @@ impl Permissions {
 
     /// The bash patterns on every simple command of `line`, the strictest
     /// answer winning.
-    fn decide_line(&self, tool: &str, args: &Value, line: &str) -> Decision {
-        let read = shell::commands(line);
+    fn decide_line(&self, tool: &str, args: &Value, line: &str, read: shell::Commands) -> Decision {
         let patterns: Vec<(String, Action)> = self
             .rules
             .bash
@@ -214,10 +217,9 @@ impl Permissions {
 
 /// [`destructive`] on the line and on every command nested in it
 /// (`sh -c '…'`, `eval …`, `find -exec …`).
-fn destructive_anywhere(line: &str) -> Option<&'static str> {
+fn destructive_anywhere(line: &str, read: &shell::Commands) -> Option<&'static str> {
     destructive(line).or_else(|| {
-        shell::commands(line)
-            .commands
+        read.commands
             .iter()
             .find_map(|command| destructive(&command.written))
     })
