@@ -526,8 +526,6 @@ impl Tasks {
                     .and_then(|landed| landed)
             }
         };
-        let remove: fn(&Worktrees, &str, &TaskTree) -> Result<Landing, String> =
-            |w, _, tree| w.remove(tree).map(|()| Landing::Nothing);
         match status {
             TaskStatus::Cancelled => return Ok(None),
             TaskStatus::Completed => {}
@@ -548,10 +546,13 @@ impl Tasks {
                 return Ok(None);
             }
         }
+        // Landed, conflicted (both sides are kept under the task's refs) or
+        // refused: the worktree has served either way.
         let landing = blocking(|w, task, tree| {
             let landing = w.land(task, tree)?;
-            if !matches!(landing, Landing::Refused(_)) {
-                w.remove(tree)?;
+            match landing {
+                Landing::Refused(_) => drop(w.remove(tree)),
+                _ => w.remove(tree)?,
             }
             Ok(landing)
         })
@@ -571,10 +572,7 @@ impl Tasks {
                     files.join(", ")
                 )))
             }
-            Landing::Refused(why) => {
-                let _ = blocking(remove).await;
-                Err(why)
-            }
+            Landing::Refused(why) => Err(why),
             Landing::Conflict { files, commit } => {
                 let shown: Vec<String> = files
                     .iter()

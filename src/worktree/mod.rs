@@ -89,6 +89,11 @@ pub struct Conflicted {
     pub hunks: Vec<(usize, usize)>,
 }
 
+/// The folder of `mission`'s worktrees (and their build folders).
+fn mission_dir(root: &Path, mission: &str) -> PathBuf {
+    root.join(".opencode").join("worktrees").join(mission)
+}
+
 /// Installed dependencies a worktree shares with the project, read-only,
 /// through a link: a Worker's tests find them; installing more there is
 /// refused by the sandbox (the project's tree is not the task's to write).
@@ -172,10 +177,10 @@ pub fn disk_usage(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A path the engine never lands: its own folder and git's.
+/// A path the engine never lands: the folders agents may not write either
+/// (its own and git's).
 fn engine_path(path: &str) -> bool {
-    let first = path.split('/').next().unwrap_or_default();
-    first.eq_ignore_ascii_case(".opencode") || first.eq_ignore_ascii_case(".git")
+    crate::tools::path::engine_owned(Path::new(path)).is_some()
 }
 
 impl Worktrees {
@@ -204,10 +209,7 @@ impl Worktrees {
 
     /// The folder of the mission's worktrees.
     pub fn dir(&self) -> PathBuf {
-        self.root
-            .join(".opencode")
-            .join("worktrees")
-            .join(&self.mission)
+        mission_dir(&self.root, &self.mission)
     }
 
     fn ref_name(&self, task: &str, what: &str) -> String {
@@ -229,10 +231,8 @@ impl Worktrees {
     /// Where the conflicts waiting for a Worker are kept, so a resumed
     /// mission still starts their Workers from both sides.
     fn pending_path(&self) -> PathBuf {
-        self.root
-            .join(".opencode")
-            .join("missions")
-            .join(&self.mission)
+        crate::mission::state::MissionPaths::new(&self.root, &self.mission)
+            .dir
             .join("conflicts.json")
     }
 
@@ -402,12 +402,7 @@ impl Worktrees {
                 )));
             }
         }
-        let worktree = self.git.in_dir(&tree.path);
-        let result = worktree.snapshot(
-            Some(&tree.base),
-            &format!("orch {}: what {task} changed", self.mission),
-        )?;
-        self.git.set_ref(&self.ref_name(task, "result"), &result)?;
+        let result = self.record(task, tree, "changed")?;
         if self.git.tree_of(&result)? == self.git.tree_of(&tree.base)? {
             return Ok(Landing::Nothing);
         }
@@ -477,14 +472,19 @@ impl Worktrees {
     /// Keep a failed `task`'s worktree as it is, its change recorded under
     /// the task's `result` ref; it never lands.
     pub fn keep(&self, task: &str, tree: &TaskTree) -> Result<(), String> {
+        self.record(task, tree, "changed before it failed")
+            .map(drop)
+    }
+
+    /// Commit what `task` changed in its worktree, under its `result` ref
+    /// (`what` ends the commit's message: "what task_3 changed").
+    fn record(&self, task: &str, tree: &TaskTree, what: &str) -> Result<String, String> {
         let result = self.git.in_dir(&tree.path).snapshot(
             Some(&tree.base),
-            &format!(
-                "orch {}: what {task} changed before it failed",
-                self.mission
-            ),
+            &format!("orch {}: what {task} {what}", self.mission),
         )?;
-        self.git.set_ref(&self.ref_name(task, "result"), &result)
+        self.git.set_ref(&self.ref_name(task, "result"), &result)?;
+        Ok(result)
     }
 
     /// Remove `task`'s worktree and its build folder (its refs stay until
@@ -534,8 +534,7 @@ fn names_item(brief: &str, item: &str) -> bool {
 /// The tasks of `mission` whose worktrees hold work that has not landed
 /// (an interrupted or abandoned run left them).
 pub fn unmerged(root: &Path, mission: &str) -> Vec<String> {
-    let dir = root.join(".opencode").join("worktrees").join(mission);
-    let mut tasks: Vec<String> = std::fs::read_dir(dir)
+    let mut tasks: Vec<String> = std::fs::read_dir(mission_dir(root, mission))
         .map(|entries| {
             entries
                 .flatten()

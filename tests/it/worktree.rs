@@ -598,18 +598,21 @@ fn repository() -> Project {
 /// `orch task` with `script`, stopping after the first gate: exit code and
 /// events.
 fn mission(project: &Project, script: &Value) -> (Option<i32>, Vec<Value>, String) {
+    mission_with(project, script, &["--max-iterations", "1"])
+}
+
+/// `orch task` with `script` and `flags`: exit code and events.
+fn mission_with(
+    project: &Project,
+    script: &Value,
+    flags: &[&str],
+) -> (Option<i32>, Vec<Value>, String) {
     project.write("run.json", &script.to_string());
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "--max-iterations",
-        "1",
-        "task",
-        "Two changes",
-    ]));
+    let (output, stdout, stderr) = run(project
+        .orch()
+        .args(["--json", "--provider", "scripted", "--script", "run.json"])
+        .args(flags)
+        .args(["task", "Two changes"]));
     (output.status.code(), events(&stdout), stderr)
 }
 
@@ -872,20 +875,13 @@ fn a_failed_worker_leaves_the_users_tree_byte_identical() {
     );
     // With --keep-worktrees the failed task's worktree stays, its change
     // recorded under its ref, and still nothing lands.
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--keep-worktrees",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "--max-iterations",
-        "1",
-        "task",
-        "Again",
-    ]));
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let mission = crate::support::project::events(&stdout)
+    let (code, events, stderr) = mission_with(
+        &project,
+        &script,
+        &["--keep-worktrees", "--max-iterations", "1"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let mission = events
         .iter()
         .find(|e| e["type"] == "mission_started")
         .map(|e| e["mission"].as_str().unwrap().to_string())
@@ -1044,20 +1040,8 @@ fn a_workers_checks_and_background_jobs_work_in_its_worktree() {
             {"when": "from the job", "text": "Done."}
         ]
     }});
-    project.write("run.json", &script.to_string());
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "--max-iterations",
-        "1",
-        "task",
-        "Checks",
-    ]));
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let events = events(&stdout);
+    let (code, events, stderr) = mission(&project, &script);
+    assert_eq!(code, Some(1), "{stderr}");
     // The edit's diagnostics checked the worktree, where the error is.
     let worker = std::fs::read_dir(project.file(".opencode/sessions"))
         .unwrap()
@@ -1124,20 +1108,8 @@ fn a_conflict_is_resolved_by_a_worker_and_the_gate_passes() {
             {"when": "T1", "text": "Verified."}
         ]
     }});
-    project.write("run.json", &script.to_string());
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "--max-iterations",
-        "2",
-        "task",
-        "Two changes",
-    ]));
-    let events = events(&stdout);
-    assert_eq!(output.status.code(), Some(0), "{stderr}\n{events:?}");
+    let (code, events, stderr) = mission_with(&project, &script, &["--max-iterations", "2"]);
+    assert_eq!(code, Some(0), "{stderr}\n{events:?}");
     let lib = project.read("src/lib.rs");
     assert_eq!(lib, LIB.replace("    2\n", "    22\n"));
     // One change landed, the other conflicted; the resolution lands what
