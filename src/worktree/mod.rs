@@ -638,10 +638,9 @@ impl MissionChange {
         if files.is_empty() {
             return Ok(String::new());
         }
-        let mut args = vec!["diff", "--no-color", "--no-ext-diff", "--binary"];
-        if stat {
-            args.push("--stat");
-        }
+        let mut args = vec!["diff", "--no-color", "--no-ext-diff"];
+        // `--binary` implies the patch: only without `--stat`.
+        args.push(if stat { "--stat" } else { "--binary" });
         args.extend([self.start.as_str(), self.end.as_str(), "--"]);
         let paths: Vec<String> = files
             .iter()

@@ -745,6 +745,7 @@ fn undo_refuses_when_the_user_changed_a_file_since() {
         "{stat}"
     );
     assert!(!stat.contains("notes.md"), "{stat}");
+    assert!(!stat.contains("@@"), "--stat printed the patch: {stat}");
     // The user edits a file the mission changed: undo refuses, names it,
     // and writes nothing.
     let edited = project
