@@ -1,40 +1,62 @@
-//! Memory benchmark (run with `cargo bench --bench memory`): one scripted
-//! mission of 40+ model turns run twice through the real mission loop —
-//! once with memory gating and compaction on, once with memory off (the
-//! naive baseline that sends the full history every turn) — summing the
-//! prompt tokens of every request (tiktoken `o200k_base`, the same counter
-//! for both runs; summary requests count too). The Commander reads a large
-//! source file per plan item, on a model with a 16 k window (a small local
-//! model) and again with 32 k. Every run must end with the same files, the
-//! same plan and the same mission result as the baseline.
+//! Memory and prompt-cache benchmark (run with `cargo bench --bench
+//! memory`): one scripted mission of 45 model turns through the real
+//! mission loop, billed by a provider prompt cache simulated as Anthropic
+//! documents it (`tests/it/support/prompt_cache.rs`: breakpoints, the
+//! 20-block lookback, the minimum cacheable length, the TTL), in dollars at
+//! Claude Sonnet 4.5's list prices ($3 per million input tokens, $0.30 read
+//! from the cache, $3.75 written to it, $15 output). Tokens are counted
+//! with tiktoken `o200k_base`; every request counts, summaries included.
+//!
+//! The Commander reads a large source file per plan item. Each window
+//! (16 k: a small local model; 200 k: the model's own) runs:
+//! - full history: memory off, the whole conversation every turn;
+//! - before: the request shape orch had before requests were built for the
+//!   cache, reproduced here: the memory block rendered afresh at the front
+//!   of every request, memory-gate's shortening of old tool outputs
+//!   applied to every request, one conversation breakpoint at the end;
+//! - now: what orch sends (append-only requests, the memory block carried
+//!   in the conversation, memory-gate at compaction, breakpoints at the
+//!   previous request's end and the new end);
+//!
+//! "before" and "now" each with memory-gate on (the real plugin for "now")
+//! and off. Every run must end with the same files, plan and mission
+//! result as the full-history run.
 //!
 //! Prints numbers; asserts only that the outcomes match.
 
+// The benchmark bills the Anthropic wire only; the OpenAI half and the
+// tests' helpers go unused here.
+#[allow(dead_code)]
+#[path = "../tests/it/support/prompt_cache.rs"]
+mod prompt_cache;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use orch::agents::AgentRegistry;
 use orch::config::{
     ConcurrencyConfig, MemoryConfig, MissionConfig, ModelLimits, PermissionConfig, PoolConfig,
     ToolsConfig,
 };
 use orch::events::{Event, EventBus, MissionOutcome};
-use orch::hooks::NoHooks;
-use orch::memory::{Memory, tokens};
+use orch::hooks::{Hooks, NoHooks};
+use orch::memory::{Memory, context, tokens};
 use orch::mission::guards::StopSignal;
 use orch::mission::state::{MissionPaths, MissionState, StateSink};
 use orch::mission::{Mission, Start};
 use orch::provider::scripted::{Script, ScriptedClient};
-use orch::provider::{EventStream, ModelClient, ModelRequest};
+use orch::provider::{EventStream, Message, ModelClient, ModelRequest, StreamEvent, Usage};
 use orch::session::tasks::{SetupFor, Tasks};
 use orch::session::{Runtime, Session, SessionSetup};
 use orch::todo::TodoStore;
 use orch::tools::ToolRegistry;
 use orch::tools::background::{BackgroundJobs, JobLimits};
 use orch::tools::permissions::Permissions;
+use prompt_cache::{CacheRules, PromptCache};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -42,38 +64,133 @@ use tokio_util::sync::CancellationToken;
 const ITEMS: usize = 8;
 /// Lines of each source file the Commander reads (about 12 tokens a line).
 const FILE_LINES: usize = 220;
-const MODEL: &str = "bench-model";
-/// The Commander's model window in the main run, and a roomier one.
-const WINDOWS: [u32; 2] = [16_384, 32_768];
+/// Priced and cached as Claude Sonnet 4.5; its window is set per run.
+const MODEL: &str = "claude-sonnet-4-5";
+/// The model's window in each run: a small local model's, and its own.
+const WINDOWS: [u32; 2] = [16_384, 200_000];
 
-/// Counts the prompt tokens of every request, then lets the script answer.
-struct Counting {
-    inner: ScriptedClient,
-    prompt_tokens: AtomicU64,
-    requests: AtomicUsize,
-    largest: AtomicU64,
-    by_agent: Mutex<BTreeMap<String, u64>>,
+/// How requests are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    FullHistory,
+    Before,
+    Now,
 }
 
-impl ModelClient for Counting {
+/// Bills every request through the simulated cache, then lets the script
+/// answer; "before" requests are reshaped as orch used to send them.
+struct Billing {
+    inner: ScriptedClient,
+    cache: PromptCache,
+    shape: Shape,
+    /// memory-gate's per-request shortening, for "before".
+    gate_before: bool,
+    memory: Arc<Memory>,
+    usage: Arc<Mutex<Usage>>,
+    requests: AtomicUsize,
+}
+
+/// memory-gate's shortening as it was applied to every request.
+const GATE_MAX_OLD_OUTPUT: usize = 2_000;
+const GATE_KEEP_TAIL: usize = 6;
+
+impl Billing {
+    /// The request as orch built it before: the memory block rendered for
+    /// this request at the front, old outputs shortened per request.
+    fn before(&self, mut request: ModelRequest) -> ModelRequest {
+        if request.agent == orch::session::COMPACTOR {
+            return request;
+        }
+        let mut messages: Vec<Message> = request
+            .messages
+            .iter()
+            .filter(|message| !context::is_block(message))
+            .cloned()
+            .collect();
+        if let Some(block) = self.memory.render(&request.session) {
+            messages.insert(0, Message::user(block));
+        }
+        if self.gate_before {
+            let old = messages.len().saturating_sub(GATE_KEEP_TAIL);
+            for message in messages.iter_mut().take(old) {
+                if let Message::Tool { content, .. } = message
+                    && content.len() > GATE_MAX_OLD_OUTPUT
+                {
+                    let mut cut = GATE_MAX_OLD_OUTPUT;
+                    while !content.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    *content = format!(
+                        "{}\n[memory-gate: {} more bytes of this old tool output dropped]",
+                        &content[..cut],
+                        content.len() - cut
+                    );
+                }
+            }
+        }
+        request.messages = Arc::new(messages);
+        request
+    }
+}
+
+/// The breakpoints orch placed before: the system block, the last tool and
+/// the conversation's last block.
+fn breakpoints_before(body: &mut Value) {
+    for message in body["messages"].as_array_mut().into_iter().flatten() {
+        for block in message["content"].as_array_mut().into_iter().flatten() {
+            if let Some(block) = block.as_object_mut() {
+                block.remove("cache_control");
+            }
+        }
+    }
+    let ephemeral = json!({"type": "ephemeral"});
+    if let Some(last) = body["messages"]
+        .as_array_mut()
+        .and_then(|messages| messages.last_mut())
+        .and_then(|message| message["content"].as_array_mut())
+        .and_then(|blocks| blocks.last_mut())
+    {
+        last["cache_control"] = ephemeral.clone();
+    }
+    if let Some(last) = body["tools"]
+        .as_array_mut()
+        .and_then(|tools| tools.last_mut())
+    {
+        last["cache_control"] = ephemeral;
+    }
+}
+
+impl ModelClient for Billing {
     fn provider(&self) -> &'static str {
         "scripted"
     }
 
     fn stream(&self, request: ModelRequest, cancel: CancellationToken) -> EventStream {
-        let prompt = tokens::count(&request.system)
-            + tokens::tools(&request.tools)
-            + request.messages.iter().map(tokens::message).sum::<u64>();
-        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
+        let request = if self.shape == Shape::Before {
+            self.before(request)
+        } else {
+            request
+        };
+        let mut body = orch::provider::anthropic::request_body(&request);
+        if self.shape == Shape::Before {
+            breakpoints_before(&mut body);
+        }
+        let billed = self.cache.anthropic(&body).expect("a valid request");
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.largest.fetch_max(prompt, Ordering::Relaxed);
-        *self
-            .by_agent
-            .lock()
-            .expect("lock")
-            .entry(request.agent.clone())
-            .or_default() += prompt;
-        self.inner.stream(request, cancel)
+        self.usage.lock().expect("usage").add(&Usage {
+            input: billed.input,
+            output: 0,
+            cached_input: billed.cache_read,
+            cache_write: billed.cache_write,
+            reasoning: 0,
+        });
+        let usage = self.usage.clone();
+        // The script's own usage says what the turn wrote.
+        Box::pin(self.inner.stream(request, cancel).inspect(move |event| {
+            if let Ok(StreamEvent::Usage(turn)) = event {
+                usage.lock().expect("usage").output += turn.output;
+            }
+        }))
     }
 }
 
@@ -148,14 +265,25 @@ fn project(root: &Path) {
 }
 
 struct Run {
-    prompt_tokens: u64,
+    usage: Usage,
     requests: usize,
-    largest: u64,
-    by_agent: BTreeMap<String, u64>,
     compactions: usize,
     outcome: MissionOutcome,
     files: BTreeMap<String, String>,
     plan: String,
+}
+
+impl Run {
+    fn cost(&self) -> f64 {
+        let price = orch::models::Prices::default()
+            .get(MODEL)
+            .expect("a list price");
+        self.usage.cost(&price)
+    }
+
+    fn cached_share(&self) -> f64 {
+        self.usage.cached_input as f64 / self.usage.input.max(1) as f64
+    }
 }
 
 fn files(root: &Path) -> BTreeMap<String, String> {
@@ -169,17 +297,10 @@ fn files(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-async fn run(memory_on: bool, window: u32) -> Run {
+async fn run(shape: Shape, gate: bool, window: u32) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().canonicalize().expect("root");
     project(&root);
-    let client = Arc::new(Counting {
-        inner: ScriptedClient::new(Script::parse(&script(), "bench").expect("script")),
-        prompt_tokens: AtomicU64::new(0),
-        requests: AtomicUsize::new(0),
-        largest: AtomicU64::new(0),
-        by_agent: Mutex::default(),
-    });
     let events = Arc::new(EventBus::new());
     let compactions = Arc::new(AtomicUsize::new(0));
     struct Count(Arc<AtomicUsize>);
@@ -195,7 +316,7 @@ async fn run(memory_on: bool, window: u32) -> Run {
         Memory::open(
             &root,
             MemoryConfig {
-                enabled: memory_on,
+                enabled: shape != Shape::FullHistory,
                 ..MemoryConfig::default()
             },
             BTreeMap::from([(
@@ -208,6 +329,23 @@ async fn run(memory_on: bool, window: u32) -> Run {
         )
         .expect("memory"),
     );
+    let client = Arc::new(Billing {
+        inner: ScriptedClient::new(Script::parse(&script(), "bench").expect("script")),
+        cache: PromptCache::new(CacheRules {
+            count: tokens::count,
+            ..CacheRules::default()
+        }),
+        shape,
+        gate_before: gate && shape == Shape::Before,
+        memory: memory.clone(),
+        usage: Arc::default(),
+        requests: AtomicUsize::new(0),
+    });
+    let hooks: Arc<dyn Hooks> = if gate && shape == Shape::Now {
+        memory_gate(&root, events.clone()).await
+    } else {
+        Arc::new(NoHooks)
+    };
     let todo = Arc::new(TodoStore::new(&root));
     let mut tools = ToolRegistry::builtins();
     for tool in orch::tools::todo::tools(todo.clone(), Some(events.clone())) {
@@ -224,7 +362,7 @@ async fn run(memory_on: bool, window: u32) -> Run {
         events: events.clone(),
         limits: Arc::new(ToolsConfig::default()),
         memory: memory.clone(),
-        hooks: Arc::new(NoHooks),
+        hooks,
     };
     let id = "m-bench";
     let paths = MissionPaths::new(&root, id);
@@ -297,15 +435,34 @@ async fn run(memory_on: bool, window: u32) -> Run {
         )
         .await;
     Run {
-        prompt_tokens: client.prompt_tokens.load(Ordering::Relaxed),
+        usage: *client.usage.lock().expect("usage"),
         requests: client.requests.load(Ordering::Relaxed),
-        largest: client.largest.load(Ordering::Relaxed),
-        by_agent: client.by_agent.lock().expect("lock").clone(),
         compactions: compactions.load(Ordering::Relaxed),
         outcome: report.outcome,
         files: files(&root),
         plan: std::fs::read_to_string(root.join(".opencode/todo.md")).expect("plan"),
     }
+}
+
+/// The bundled memory-gate, loaded as `orch init` installs it.
+async fn memory_gate(root: &Path, events: Arc<EventBus>) -> Arc<dyn Hooks> {
+    let (file, bytes) = orch::plugins::bundled::PLUGINS
+        .iter()
+        .find(|(file, _)| *file == "memory_gate.wasm")
+        .expect("memory-gate is bundled (rustup target add wasm32-wasip2)");
+    let plugins = root.join(".opencode/plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    std::fs::write(plugins.join(file), bytes).expect("plugin");
+    let config = orch::config::PluginsConfig {
+        user_dir: false,
+        ..Default::default()
+    };
+    let cache = orch::plugins::CodeCache::open(&root.join("code-cache")).expect("code cache");
+    let host = orch::plugins::PluginHost::with_cache(root, &config, events, None, Some(cache))
+        .expect("plugin host");
+    let problems = host.load_dirs(&[plugins]).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    Arc::new(host)
 }
 
 fn main() {
@@ -316,34 +473,55 @@ fn main() {
     let started = std::time::Instant::now();
     tokens::count("warm up the tables");
     println!(
-        "orch memory benchmark: one scripted mission, {ITEMS} plan items (tiktoken tables loaded in {:?})",
+        "orch memory benchmark: one scripted mission, {ITEMS} plan items, billed as {MODEL} with a prompt cache (tiktoken tables loaded in {:?})",
         started.elapsed()
     );
-    let naive = runtime.block_on(run(false, WINDOWS[0]));
-    print("naive (full history)", &naive);
+    println!(
+        "{:>34}  {:>8} {:>10} {:>7} {:>9} {:>7} {:>11} {:>9}",
+        "", "requests", "input", "cached", "written", "output", "compactions", "cost"
+    );
     for window in WINDOWS {
-        let gated = runtime.block_on(run(true, window));
-        print(&format!("memory, {window}-token window"), &gated);
-        let saving = 100.0 * (1.0 - gated.prompt_tokens as f64 / naive.prompt_tokens as f64);
-        let same = naive.files == gated.files
-            && naive.plan == gated.plan
-            && naive.outcome == gated.outcome;
-        println!(
-            "{:>30}  prompt tokens saved: {saving:.1} % (target >= 40 %); same outcome (files, plan, mission result): {}",
-            "",
-            if same { "yes" } else { "NO" }
-        );
-        assert!(
-            same,
-            "the runs ended differently:\nnaive plan:\n{}\ngated plan:\n{}",
-            naive.plan, gated.plan
-        );
+        println!("{window}-token window");
+        let full = runtime.block_on(run(Shape::FullHistory, false, window));
+        print("full history", &full);
+        for (shape, gate) in [
+            (Shape::Before, false),
+            (Shape::Before, true),
+            (Shape::Now, false),
+            (Shape::Now, true),
+        ] {
+            let run = runtime.block_on(run(shape, gate, window));
+            let name = format!(
+                "{} memory-gate {}",
+                if shape == Shape::Now {
+                    "now,"
+                } else {
+                    "before,"
+                },
+                if gate { "on" } else { "off" }
+            );
+            print(&name, &run);
+            let same =
+                full.files == run.files && full.plan == run.plan && full.outcome == run.outcome;
+            assert!(
+                same,
+                "{name}: the runs ended differently:\nfull history plan:\n{}\nthis plan:\n{}",
+                full.plan, run.plan
+            );
+        }
     }
 }
 
 fn print(name: &str, run: &Run) {
     println!(
-        "{name:>30}: {} prompt tokens over {} requests (largest {}, {} compactions), outcome {:?}, by agent {:?}",
-        run.prompt_tokens, run.requests, run.largest, run.compactions, run.outcome, run.by_agent
+        "{name:>34}  {:>8} {:>10} {:>6.1}% {:>9} {:>7} {:>11} {:>8.4}$",
+        run.requests,
+        run.usage.input,
+        100.0 * run.cached_share(),
+        run.usage.cache_write,
+        run.usage.output,
+        run.compactions,
+        run.cost(),
     );
+    assert_ne!(run.outcome, MissionOutcome::Cancelled);
 }

@@ -112,6 +112,37 @@ pub enum Command {
     /// Show what this project's own settings, agents and plugins would make
     /// orch do, and trust them (recorded in your config directory).
     Trust(TrustArgs),
+    /// The project's memory: list its entries (id, tier, score, origin, pin,
+    /// text), forget, pin or unpin one.
+    Memory(MemoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    #[command(subcommand)]
+    pub command: Option<MemoryCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Every stored entry: the System and Project tiers and the last
+    /// mission's Mission tier (the default).
+    List,
+    /// Remove an entry.
+    Forget {
+        /// The entry's id, e.g. m12.
+        id: String,
+    },
+    /// Pin an entry: never evicted, shown first within its tier's budget.
+    Pin {
+        /// The entry's id, e.g. m12.
+        id: String,
+    },
+    /// Unpin an entry: it fades again when unused.
+    Unpin {
+        /// The entry's id, e.g. m12.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

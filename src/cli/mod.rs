@@ -8,6 +8,7 @@ mod args;
 mod changes;
 mod demo;
 mod init;
+mod memory;
 mod mission;
 mod monitor;
 mod plugins;
@@ -26,7 +27,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-pub use args::{Cli, Command, PluginsCommand};
+pub use args::{Cli, Command, MemoryCommand, PluginsCommand};
 
 use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
@@ -127,6 +128,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Init => init::init(&cli),
         Command::Plugins(command) => plugins::command(&cli, command).await,
         Command::Trust(args) => trust::trust(&cli, args.revoke),
+        Command::Memory(args) => memory::command(&cli, args.command.as_ref()),
     };
     match result {
         Ok(code) => code,
@@ -736,4 +738,53 @@ fn cancel_on_signals() -> (CancellationToken, AbortOnDropHandle<()>) {
         std::process::exit(i32::from(interrupted_code()));
     });
     (cancel, AbortOnDropHandle::new(listener))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::provider::Usage;
+
+    #[test]
+    fn cache_prices_in_orch_json_reach_the_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join(".opencode/orch.json");
+        std::fs::create_dir_all(project.parent().unwrap()).unwrap();
+        let load = |pricing: &str| {
+            std::fs::write(&project, format!(r#"{{"pricing": {pricing}}}"#)).unwrap();
+            let trusted = Overrides {
+                trust_project: true,
+                ..Overrides::default()
+            };
+            let config = config::load_from(None, &project, &BTreeMap::new(), &trusted).unwrap();
+            prices(&config)
+        };
+        // 1M prompt tokens: 0.1M plain, 0.6M read from the cache, 0.3M
+        // written to it; 0.1M output.
+        let usage = Usage {
+            input: 1_000_000,
+            output: 100_000,
+            cached_input: 600_000,
+            cache_write: 300_000,
+            reasoning: 0,
+        };
+        let cost = |prices: Prices| usage.cost(&prices.get("claude-sonnet-4-5").unwrap());
+        let about = |cost: f64, expected: f64| assert!((cost - expected).abs() < 1e-9, "{cost}");
+        // The built-in list price: $3 input, $0.30 a cache read, $3.75 a
+        // cache write, $15 output.
+        about(cost(load("{}")), 0.3 + 0.18 + 1.125 + 1.5);
+        about(
+            cost(load(
+                r#"{"claude-sonnet*": {"input": 4, "output": 20, "cached_input": 0.5, "cache_write": 6}}"#,
+            )),
+            0.4 + 0.3 + 1.8 + 2.0,
+        );
+        // Without cache prices, cache reads and writes cost what input does.
+        about(
+            cost(load(r#"{"claude-sonnet*": {"input": 4, "output": 20}}"#)),
+            4.0 + 2.0,
+        );
+    }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context as _, anyhow};
 use super::{Cli, exit};
 use crate::mission::gate;
 use crate::mission::state::{self, MissionPaths, MissionState, MissionStatus};
+use crate::monitor::metrics::usage_text;
 
 /// Whether process `pid` is alive.
 pub(super) fn alive(pid: u32) -> bool {
@@ -85,12 +86,13 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
             if gate.passed { "passed" } else { "failed" }
         ));
     }
-    let cost = saved
-        .cost_usd
-        .map_or(String::new(), |c| format!(", ${c:.4}"));
+    let cost = saved.cost_usd.map_or_else(
+        || "unknown (no pricing)".to_string(),
+        |c| format!("${c:.4}"),
+    );
     out.push_str(&format!(
-        "tokens: {} in ({} cached), {} out{cost}\n",
-        saved.usage.input, saved.usage.cached_input, saved.usage.output
+        "tokens: {}; cost {cost}\n",
+        usage_text(&saved.usage, |n| n.to_string())
     ));
     if let Some(limit) = saved.budget_tokens {
         out.push_str(&format!(
@@ -105,9 +107,13 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
         out.push_str(&format!("dollar budget: {spent} of ${limit:.2} spent\n"));
     }
     for (agent, usage) in &saved.usage_by_agent {
+        let cost = saved
+            .cost_by_agent
+            .get(agent)
+            .map_or(String::new(), |c| format!("; cost ${c:.4}"));
         out.push_str(&format!(
-            "  {agent}: {} in ({} cached, {} cache writes), {} out\n",
-            usage.input, usage.cached_input, usage.cache_write, usage.output
+            "  {agent}: {}{cost}\n",
+            usage_text(usage, |n| n.to_string())
         ));
     }
     out.push_str(&format!(
@@ -223,5 +229,63 @@ fn status_word(status: MissionStatus) -> &'static str {
         MissionStatus::Complete => "complete",
         MissionStatus::Stopped => "stopped",
         MissionStatus::Cancelled => "cancelled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Usage;
+
+    fn usage(input: u64, cached_input: u64, cache_write: u64, output: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            cached_input,
+            cache_write,
+            reasoning: 0,
+        }
+    }
+
+    #[test]
+    fn status_shows_the_cache_share_and_the_cost_in_total_and_per_agent() {
+        let mut saved = MissionState::new("m-1", "goal", 5, "commander-1");
+        saved.status = MissionStatus::Complete;
+        saved.usage = usage(6600, 2500, 1000, 180);
+        saved.usage_by_agent = [
+            ("Commander".to_string(), usage(4400, 1500, 1000, 120)),
+            ("Reviewer".to_string(), usage(2200, 1000, 0, 60)),
+            ("Worker".to_string(), usage(0, 0, 0, 0)),
+        ]
+        .into();
+        saved.cost_usd = Some(0.011);
+        // The Worker's model has no price: its line says no cost.
+        saved.cost_by_agent = [
+            ("Commander".to_string(), 0.0078),
+            ("Reviewer".to_string(), 0.0032),
+        ]
+        .into();
+        let text = render_status(&saved, false);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("tokens") || line.contains(" in"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "tokens: 6600 in (38% cached, 1000 written), 180 out; cost $0.0110",
+                "  Commander: 4400 in (34% cached, 1000 written), 120 out; cost $0.0078",
+                "  Reviewer: 2200 in (45% cached), 60 out; cost $0.0032",
+                "  Worker: 0 in, 0 out",
+            ],
+            "{text}"
+        );
+
+        saved.cost_usd = None;
+        let text = render_status(&saved, false);
+        assert!(
+            text.contains("180 out; cost unknown (no pricing)\n"),
+            "{text}"
+        );
     }
 }

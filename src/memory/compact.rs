@@ -4,8 +4,9 @@
 //!
 //! Invariants (tested): an assistant message's tool calls and their results
 //! are never separated (a summarized range and the kept tail both start at
-//! a non-tool message); the first message (the task) and the recent tail
-//! are kept verbatim; nothing is planned when the estimate already fits.
+//! a non-tool message); the leading memory block, the first message after
+//! it (the task) and the recent tail are kept verbatim; nothing is planned
+//! when the estimate already fits.
 
 use std::ops::Range;
 
@@ -49,7 +50,11 @@ pub fn plan(
             ..Plan::default()
         };
     }
-    let head = usize::from(matches!(messages[0], Message::User { .. }));
+    let blocks = messages
+        .iter()
+        .take_while(|message| super::context::is_block(message))
+        .count();
+    let head = blocks + usize::from(matches!(messages.get(blocks), Some(Message::User { .. })));
     let tail_start = tail_start(messages, counts, tail).max(head);
     let mut estimate = total;
     let mut prune = Vec::new();
@@ -182,6 +187,17 @@ mod tests {
         // The tail starts at the last call (index 9), never at its result.
         assert_eq!(plan.summarize, Some(1..9));
         check_invariants(&messages, &plan);
+    }
+
+    #[test]
+    fn a_leading_memory_block_and_the_task_are_both_kept() {
+        let (mut messages, mut counts) = conversation(10);
+        messages.insert(0, user(&crate::memory::context::memory_block("- [m1] x\n")));
+        counts.insert(0, 30);
+        let plan = plan(&messages, &counts, 100, 30, 5);
+        let range = plan.summarize.expect("summarized");
+        assert_eq!(range.start, 2, "the block and the task stay: {range:?}");
+        assert!(plan.prune.iter().all(|&index| index >= 2));
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Context assembly: what one model request carries, inside the model's
 //! window. The system prompt and tool list come first and never change
-//! (provider prompt caches key on that prefix); the memory block follows as
-//! a leading user message, then the conversation.
+//! within a session (provider prompt caches key on that prefix); then the
+//! conversation, in which the memory block is a user message of its own.
 //!
-//! Why a leading message and not text appended to the latest user turn:
-//! the block is rendered in a stable order and only changes when the set of
-//! entries shown changes (a `remember`, an eviction), so on most turns the
-//! cached prefix runs through it and on into the conversation; appending to
-//! the latest turn would instead move with every turn, and putting it last
-//! would sit between a tool call's results and the model's answer.
+//! Where the block sits: a session's requests grow by appending (each is
+//! the previous one plus new messages), so the provider's cache reads all
+//! that was sent before. The block is therefore part of the conversation
+//! and changes only where the conversation is rewritten or grows anyway:
+//! when a run starts and the block differs from the one the conversation
+//! last showed, the new one is added there, at the end, invalidating
+//! nothing cached; a compaction, which rewrites the conversation, drops the
+//! older blocks and leads with the current one. Between those points
+//! `remember` and decay change what the next block will show, not what
+//! this request carries.
 
 use crate::config::ModelLimits;
 use crate::provider::Message;
@@ -25,15 +29,27 @@ pub fn memory_block(sections: &str) -> String {
     )
 }
 
-/// The messages of one request: the memory block (if any), then the
-/// conversation.
-pub fn assemble(memory: Option<String>, conversation: &[Message]) -> Vec<Message> {
-    let mut messages = Vec::with_capacity(conversation.len() + 1);
-    if let Some(block) = memory {
-        messages.push(Message::user(block));
+/// Whether `message` is a memory block.
+pub fn is_block(message: &Message) -> bool {
+    matches!(message, Message::User { text } if text.starts_with(MEMORY_OPEN))
+}
+
+/// The block the conversation showed last, if any.
+pub fn last_block(conversation: &[Message]) -> Option<&str> {
+    conversation
+        .iter()
+        .rev()
+        .find(|message| is_block(message))
+        .map(Message::text)
+}
+
+/// A rewritten conversation's memory: the older blocks go and `block`, the
+/// current one, leads.
+pub fn lead_with(conversation: &mut Vec<Message>, block: Option<String>) {
+    conversation.retain(|message| !is_block(message));
+    if let Some(block) = block {
+        conversation.insert(0, Message::user(block));
     }
-    messages.extend_from_slice(conversation);
-    messages
 }
 
 /// The token room of one request and when to compact.
@@ -93,16 +109,31 @@ mod tests {
     }
 
     #[test]
-    fn the_memory_block_leads_and_the_conversation_follows() {
-        let conversation = vec![Message::user("task")];
-        assert_eq!(assemble(None, &conversation), conversation);
-        let messages = assemble(
-            Some(memory_block("## Task memory\n- [m1] x\n")),
-            &conversation,
-        );
-        assert_eq!(messages.len(), 2);
-        assert!(messages[0].text().starts_with(MEMORY_OPEN));
-        assert!(messages[0].text().ends_with("</memory>"));
-        assert_eq!(messages[1], conversation[0]);
+    fn the_last_block_is_found_and_a_rewrite_leads_with_the_current_one() {
+        let old = memory_block("## Task memory\n- [m1] x\n");
+        let newer = memory_block("## Task memory\n- [m1] x\n- [m2] y\n");
+        let mut conversation = vec![
+            Message::user(&old),
+            Message::user("task"),
+            Message::Assistant {
+                text: "done".into(),
+                tool_calls: Vec::new(),
+            },
+            Message::user(&newer),
+            Message::user("next task"),
+        ];
+        assert!(is_block(&conversation[0]) && !is_block(&conversation[1]));
+        assert_eq!(last_block(&conversation), Some(newer.as_str()));
+        assert_eq!(last_block(&conversation[..3]), Some(old.as_str()));
+        assert_eq!(last_block(&conversation[1..3]), None);
+        let current = memory_block("## Task memory\n- [m2] y\n");
+        lead_with(&mut conversation, Some(current.clone()));
+        assert_eq!(conversation.len(), 4);
+        assert_eq!(conversation[0].text(), current);
+        assert_eq!(conversation[1].text(), "task");
+        assert_eq!(conversation[3].text(), "next task");
+        lead_with(&mut conversation, None);
+        assert_eq!(conversation.len(), 3);
+        assert_eq!(last_block(&conversation), None);
     }
 }

@@ -1,32 +1,32 @@
 //! The relevance rule of memory entries: a score kept as an exponential
-//! moving average (EMA) of per-iteration use signals, decayed every
-//! iteration, with eviction below a threshold. Pure functions; the constants
-//! below are the defaults `memory.ema_alpha` and `memory.evict_below` start
-//! from.
+//! moving average (EMA) of use signals, decayed at every step, with
+//! eviction below a threshold. Pure functions; the constants below are the
+//! defaults `memory.ema_alpha` and `memory.evict_below` start from.
 //!
-//! The rule, per iteration (one Commander turn ending idle plus its gate
-//! check; for a session outside a mission, one run):
+//! The rule, per step of the entry's tier (its pace: a model turn of the
+//! session for the Task tier, a mission iteration for the Mission tier, a
+//! mission for the Project tier; the System tier takes no steps):
 //!
 //! ```text
-//! signal = the strongest use signal the entry got this iteration (0 if none)
+//! signal = the strongest use signal the entry got since the last step (0 if none)
 //! score  = ALPHA * signal + (1 - ALPHA) * score
 //! evict when !pinned && score < EVICT_BELOW
 //! ```
 //!
 //! An unused entry therefore decays geometrically: with `ALPHA = 0.3` and a
-//! fresh entry at `INITIAL_SCORE = 1.0`, its score after `n` idle iterations
-//! is `0.7^n`, which crosses `EVICT_BELOW = 0.1` at the 7th (`0.7^6 ≈ 0.118`,
-//! `0.7^7 ≈ 0.082`). One use per iteration keeps an entry at its level; a
-//! signal of 1.0 lifts a decayed entry by 30 % of the distance to 1.
+//! fresh entry at `INITIAL_SCORE = 1.0`, its score after `n` idle steps is
+//! `0.7^n`, which crosses `EVICT_BELOW = 0.1` at the 7th (`0.7^6 ≈ 0.118`,
+//! `0.7^7 ≈ 0.082`). One use per step keeps an entry at its level; a signal
+//! of 1.0 lifts a decayed entry by 30 % of the distance to 1.
 
-/// Weight of this iteration's signal in the new score (the EMA's α).
+/// Weight of a step's signal in the new score (the EMA's α).
 pub const ALPHA: f64 = 0.3;
 /// Unpinned entries scoring below this after an update are evicted.
 pub const EVICT_BELOW: f64 = 0.1;
 /// A new entry's score: just remembered counts as just used.
 pub const INITIAL_SCORE: f64 = 1.0;
 
-/// How an entry was used; the strongest use in an iteration is its signal.
+/// How an entry was used; the strongest use in a step is its signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     /// `recall` returned it.
@@ -65,7 +65,7 @@ impl Default for Rule {
 }
 
 impl Rule {
-    /// One iteration's update of a score given the iteration's signal.
+    /// One step's update of a score given the step's signal.
     pub fn update(&self, score: f64, signal: f64) -> f64 {
         self.alpha * signal + (1.0 - self.alpha) * score
     }
@@ -80,12 +80,12 @@ impl Rule {
 pub trait Scored {
     fn score(&self) -> f64;
     fn set_score(&mut self, score: f64);
-    /// The strongest signal since the last iteration; cleared by `step`.
+    /// The strongest signal since the last step; cleared by `step`.
     fn take_signal(&mut self) -> f64;
     fn pinned(&self) -> bool;
 }
 
-/// End one iteration for `entries`: update every score with its signal,
+/// One step for `entries`: update every score with its signal,
 /// then remove and return the evicted entries (in their original order).
 pub fn step<T: Scored>(rule: &Rule, entries: &mut Vec<T>) -> Vec<T> {
     for entry in entries.iter_mut() {

@@ -5,14 +5,19 @@
 //!
 //! The Project and System tiers are persisted in
 //! `.opencode/memory/project.json` and survive missions; the Mission tier
-//! lives in the mission's directory; the Task tier belongs to one session.
-//! This module never calls a provider: the session runs summaries through
-//! its `ModelClient`.
+//! lives in the mission's directory; the Task tier belongs to one session
+//! (`store` reads and writes the files). Each tier decays at its own pace,
+//! by the one `ema::Rule`: the Task tier per model turn of its session, the
+//! Mission tier per mission iteration, the Project tier once per mission
+//! (when the next one starts, from the use signals kept in the file), the
+//! System tier never (it is the user's). This module never calls a
+//! provider: the session runs summaries through its `ModelClient`.
 
 pub mod budget;
 pub mod compact;
 pub mod context;
 pub mod ema;
+pub mod store;
 pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,8 +26,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MemoryConfig, ModelLimits};
-use crate::files::{self, Durability};
+use crate::config::{MemoryConfig, ModelLimits, TierBudgets};
 use crate::provider::ToolCall;
 use ema::{Rule, Scored, Use};
 
@@ -67,6 +71,9 @@ pub struct Entry {
     pub text: String,
     /// Who wrote it: the agent, or `user`.
     pub source: String,
+    /// The mission it was written in (its id); none outside a mission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mission: Option<String>,
     pub tier: Tier,
     /// A "stable core" entry: never evicted.
     #[serde(default)]
@@ -74,9 +81,15 @@ pub struct Entry {
     /// Relevance, an EMA of use signals (`ema`).
     pub score: f64,
     pub created_ms: u64,
-    /// The strongest use since the last iteration.
-    #[serde(skip)]
+    /// The strongest use since its tier's last step. Kept in the file, so
+    /// a Project entry used anytime during a mission counts as used when
+    /// the next mission starts.
+    #[serde(default, skip_serializing_if = "no_signal")]
     signal: f64,
+}
+
+fn no_signal(signal: &f64) -> bool {
+    *signal == 0.0
 }
 
 impl Scored for Entry {
@@ -95,8 +108,11 @@ impl Scored for Entry {
 }
 
 impl Entry {
+    /// Record a use; System entries never decay, so they keep no signal.
     fn mark(&mut self, used: Use) {
-        self.signal = self.signal.max(used.signal());
+        if self.tier != Tier::System {
+            self.signal = self.signal.max(used.signal());
+        }
     }
 
     fn tokens(&self) -> u64 {
@@ -112,18 +128,14 @@ impl Entry {
 /// Tokens of an entry's rendered line beyond its text (`- [m12, pinned] `).
 const ENTRY_OVERHEAD: u64 = 8;
 
-/// A memory problem: a tier file that cannot be read or written.
+/// A memory problem: a tier file that cannot be read or written, or a
+/// change refused (nothing was written).
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error("memory file {path}: {message}")]
     File { path: String, message: String },
-}
-
-/// How a tier file looks on disk.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct TierFile {
-    #[serde(default)]
-    entries: Vec<Entry>,
+    #[error("{message}")]
+    Refused { message: String },
 }
 
 #[derive(Debug, Default)]
@@ -133,13 +145,64 @@ struct Tiers {
     mission: Vec<Entry>,
     task: BTreeMap<String, Vec<Entry>>,
     next_id: u64,
+    /// Task entries evicted at a turn, reported at the next iteration.
+    evicted: Vec<Entry>,
+    /// The ids `project.json` held when this process last read or wrote it.
+    project_known: BTreeSet<String>,
+    /// The same for the mission's `memory.json`.
+    mission_known: BTreeSet<String>,
 }
 
 impl Tiers {
-    fn all_mut(&mut self) -> impl Iterator<Item = &mut Vec<Entry>> {
-        [&mut self.system, &mut self.project, &mut self.mission]
-            .into_iter()
-            .chain(self.task.values_mut())
+    /// The entries stored in `tier`'s file.
+    fn stored(&self, tier: Tier) -> Vec<Entry> {
+        match tier {
+            Tier::System | Tier::Project => {
+                self.system.iter().chain(&self.project).cloned().collect()
+            }
+            Tier::Mission => self.mission.clone(),
+            Tier::Task => Vec::new(),
+        }
+    }
+
+    fn known_mut(&mut self, tier: Tier) -> Option<&mut BTreeSet<String>> {
+        match tier {
+            Tier::System | Tier::Project => Some(&mut self.project_known),
+            Tier::Mission => Some(&mut self.mission_known),
+            Tier::Task => None,
+        }
+    }
+
+    /// Take in what someone else changed in `tier`'s file (`store::merge`).
+    fn merge(&mut self, tier: Tier, disk: Vec<Entry>) {
+        match tier {
+            Tier::System | Tier::Project => {
+                let mut held: Vec<Entry> = std::mem::take(&mut self.system)
+                    .into_iter()
+                    .chain(std::mem::take(&mut self.project))
+                    .collect();
+                store::merge(&mut held, &self.project_known, disk);
+                self.set_project_file(held);
+            }
+            Tier::Mission => store::merge(&mut self.mission, &self.mission_known, disk),
+            Tier::Task => {}
+        }
+        let next = next_id(self.system.iter().chain(&self.project).chain(&self.mission));
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// The System and Project tiers from `project.json`'s entries: every
+    /// entry not System is Project.
+    fn set_project_file(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            match entry.tier {
+                Tier::System => self.system.push(entry),
+                _ => self.project.push(Entry {
+                    tier: Tier::Project,
+                    ..entry
+                }),
+            }
+        }
     }
 
     fn visible_mut<'a>(&'a mut self, session: &str) -> impl Iterator<Item = &'a mut Entry> {
@@ -170,6 +233,13 @@ impl Tiers {
     }
 }
 
+/// The mission a memory is attached to.
+struct Attached {
+    id: String,
+    /// Its `memory.json`.
+    file: PathBuf,
+}
+
 /// The memory of one process: shared by every session, the mission loop and
 /// the `remember`/`recall` tools.
 pub struct Memory {
@@ -179,8 +249,11 @@ pub struct Memory {
     tiers: Mutex<Tiers>,
     /// `.opencode/memory/project.json` (System and Project tiers).
     project_file: Option<PathBuf>,
-    /// The mission's `memory.json`, once a mission is attached.
-    mission_file: Mutex<Option<PathBuf>>,
+    /// The mission whose Mission tier this is, once one is attached.
+    mission: Mutex<Option<Attached>>,
+    /// Held while a tier file is read, merged and replaced, so two writers
+    /// of this process never interleave (taken before `tiers`, never after).
+    writing: Mutex<()>,
     /// What this run already warned about (an unknown window, a server's
     /// smaller limits, a truncating provider), so each is said once.
     warned: Mutex<BTreeSet<String>>,
@@ -209,7 +282,8 @@ impl Memory {
             models: BTreeMap::new(),
             tiers: Mutex::new(Tiers::default()),
             project_file: None,
-            mission_file: Mutex::new(None),
+            mission: Mutex::new(None),
+            writing: Mutex::new(()),
             warned: Mutex::new(BTreeSet::new()),
         }
     }
@@ -227,20 +301,13 @@ impl Memory {
         config: MemoryConfig,
         models: BTreeMap<String, ModelLimits>,
     ) -> Result<Memory, MemoryError> {
-        let file = root.join(".opencode").join("memory").join("project.json");
-        let loaded = read_tier_file(&file)?;
+        let file = store::project_file(root);
+        let loaded = store::read(&file)?;
         let mut memory = Memory::in_memory(config).with_models(models);
         {
             let tiers = memory.tiers.get_mut().expect("memory lock");
-            for entry in loaded.entries {
-                match entry.tier {
-                    Tier::System => tiers.system.push(entry),
-                    _ => tiers.project.push(Entry {
-                        tier: Tier::Project,
-                        ..entry
-                    }),
-                }
-            }
+            tiers.project_known = loaded.iter().map(|e| e.id.clone()).collect();
+            tiers.set_project_file(loaded);
             tiers.next_id = next_id(tiers.system.iter().chain(&tiers.project));
         }
         memory.project_file = Some(file);
@@ -256,15 +323,21 @@ impl Memory {
     }
 
     /// Use the Mission tier stored in `dir/memory.json` (a resumed mission
-    /// gets its entries back; a new one starts empty).
+    /// gets its entries back; a new one starts empty). The directory's name
+    /// is the mission's id, recorded on every entry written from now on.
     pub fn attach_mission(&self, dir: &Path) -> Result<(), MemoryError> {
-        let file = dir.join("memory.json");
-        let loaded = read_tier_file(&file)?;
+        let file = store::mission_file(dir);
+        let loaded = store::read(&file)?;
         let mut tiers = self.tiers.lock().expect("memory lock");
-        tiers.mission = loaded.entries;
+        tiers.mission_known = loaded.iter().map(|e| e.id.clone()).collect();
+        tiers.mission = loaded;
         let next = next_id(tiers.mission.iter());
         tiers.next_id = tiers.next_id.max(next);
-        *self.mission_file.lock().expect("memory lock") = Some(file);
+        let id = dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        *self.mission.lock().expect("memory lock") = Some(Attached { id, file });
         Ok(())
     }
 
@@ -305,8 +378,17 @@ impl Memory {
         if text.is_empty() {
             return Err("remember: the text is empty".into());
         }
-        let attached = self.mission_file.lock().expect("memory lock").is_some();
-        let tier = tier.unwrap_or(if attached { Tier::Mission } else { Tier::Task });
+        let mission = self
+            .mission
+            .lock()
+            .expect("memory lock")
+            .as_ref()
+            .map(|attached| attached.id.clone());
+        let tier = tier.unwrap_or(if mission.is_some() {
+            Tier::Mission
+        } else {
+            Tier::Task
+        });
         let budget = self.budget(tier);
         let mut tiers = self.tiers.lock().expect("memory lock");
         tiers.next_id += 1;
@@ -314,6 +396,7 @@ impl Memory {
             id: format!("m{}", tiers.next_id),
             text: text.to_string(),
             source: source.to_string(),
+            mission,
             tier,
             pinned,
             score: ema::INITIAL_SCORE,
@@ -330,30 +413,13 @@ impl Memory {
             ));
         }
         let entries = tiers.tier_mut(tier, session);
-        let pinned_at_most: u64 = entries
-            .iter()
-            .filter(|e| e.pinned)
-            .map(Entry::tokens_at_most)
-            .sum::<u64>()
-            + entry.tokens_at_most();
-        let pinned_tokens = || {
-            entries
-                .iter()
-                .filter(|e| e.pinned)
-                .map(Entry::tokens)
-                .sum::<u64>()
-                + entry.tokens()
-        };
-        if pinned && pinned_at_most > budget && pinned_tokens() > budget {
-            return Err(format!(
-                "remember: pinned entries of the {} tier would take {} of its {budget} tokens; unpin or shorten one first",
-                tier.name(),
-                pinned_tokens()
-            ));
+        if pinned {
+            pinned_fit(entries.iter().filter(|e| e.pinned), &entry, budget)
+                .map_err(|message| format!("remember: {message}"))?;
         }
         entries.push(entry.clone());
         drop(tiers);
-        self.persist_tier(tier).map_err(|err| err.to_string())?;
+        self.persist(tier).map_err(|err| err.to_string())?;
         Ok(entry)
     }
 
@@ -397,43 +463,61 @@ impl Memory {
             .collect()
     }
 
-    /// Record use signals from one model turn: entries the reply cites, and
-    /// entries naming a file a tool call touches.
+    /// One model turn of `session` ended: record its use signals (entries
+    /// the reply cites, entries naming a file a tool call touches), then
+    /// step the session's Task tier, whose pace is the turn. What it evicts
+    /// is reported by the next `end_iteration`.
     pub fn observe(&self, session: &str, reply: &str, calls: &[ToolCall]) {
-        if !self.enabled() {
-            return;
-        }
-        let reply_words = words(reply);
         let mut tiers = self.tiers.lock().expect("memory lock");
-        for entry in tiers.visible_mut(session) {
-            if cites(reply, &reply_words, entry) {
-                entry.mark(Use::Cited);
+        if self.enabled() {
+            let reply_words = words(reply);
+            for entry in tiers.visible_mut(session) {
+                if cites(reply, &reply_words, entry) {
+                    entry.mark(Use::Cited);
+                }
+                let paths = paths(&entry.text);
+                if calls.iter().any(|call| {
+                    paths
+                        .iter()
+                        .any(|path| call.arguments.contains(path.as_str()))
+                }) {
+                    entry.mark(Use::FileTouched);
+                }
             }
-            let paths = paths(&entry.text);
-            if calls.iter().any(|call| {
-                paths
-                    .iter()
-                    .any(|path| call.arguments.contains(path.as_str()))
-            }) {
-                entry.mark(Use::FileTouched);
-            }
+        }
+        if let Some(entries) = tiers.task.get_mut(session) {
+            let evicted = ema::step(&self.rule, entries);
+            tiers.evicted.extend(evicted);
         }
     }
 
-    /// End one iteration: update every score with its signal (`ema`), evict
-    /// what fell below the threshold, persist. Returns the evicted entries.
+    /// End one mission iteration: step the Mission tier (`ema`), persist,
+    /// and return what was evicted since the last iteration (Task entries
+    /// at their turns included). The Project tier's signals are persisted
+    /// too, for the step when the next mission starts.
     pub fn end_iteration(&self) -> Vec<Entry> {
         let evicted: Vec<Entry> = {
             let mut tiers = self.tiers.lock().expect("memory lock");
-            tiers
-                .all_mut()
-                .flat_map(|entries| ema::step(&self.rule, entries))
-                .collect()
+            let mut evicted = std::mem::take(&mut tiers.evicted);
+            evicted.extend(ema::step(&self.rule, &mut tiers.mission));
+            evicted
         };
-        // Scores changed even when nothing was evicted.
-        let _ = self.persist_tier(Tier::Project);
-        let _ = self.persist_tier(Tier::Mission);
+        let _ = self.persist(Tier::Project);
+        let _ = self.persist(Tier::Mission);
         evicted
+    }
+
+    /// A new mission starts (not a resumed one): step the Project tier once
+    /// with the signals its entries got since the last mission started, and
+    /// persist. Stepping at the start rather than at the end counts a
+    /// mission that was killed. Returns the evicted entries.
+    pub fn begin_mission(&self) -> Result<Vec<Entry>, MemoryError> {
+        let evicted = {
+            let mut tiers = self.tiers.lock().expect("memory lock");
+            ema::step(&self.rule, &mut tiers.project)
+        };
+        self.persist(Tier::Project)?;
+        Ok(evicted)
     }
 
     /// The session is gone: its Task tier goes with it.
@@ -466,13 +550,7 @@ impl Memory {
     }
 
     fn budget(&self, tier: Tier) -> u64 {
-        let budgets = &self.config.budgets;
-        u64::from(match tier {
-            Tier::System => budgets.system,
-            Tier::Project => budgets.project,
-            Tier::Mission => budgets.mission,
-            Tier::Task => budgets.task,
-        })
+        tier_budget(&self.config.budgets, tier)
     }
 
     /// The memory block for `session`'s next request: each tier's entries
@@ -518,28 +596,75 @@ impl Memory {
         (!sections.is_empty()).then(|| context::memory_block(&sections.concat()))
     }
 
-    fn persist_tier(&self, tier: Tier) -> Result<(), MemoryError> {
-        match tier {
-            Tier::System | Tier::Project => {
-                let Some(file) = &self.project_file else {
-                    return Ok(());
-                };
-                let entries = {
-                    let tiers = self.tiers.lock().expect("memory lock");
-                    tiers.system.iter().chain(&tiers.project).cloned().collect()
-                };
-                write_tier_file(file, entries)
-            }
-            Tier::Mission => {
-                let Some(file) = self.mission_file.lock().expect("memory lock").clone() else {
-                    return Ok(());
-                };
-                let entries = self.tiers.lock().expect("memory lock").mission.clone();
-                write_tier_file(&file, entries)
-            }
-            Tier::Task => Ok(()),
+    /// Replace `tier`'s file with what this process holds, after taking in
+    /// what someone else changed in it since (`store::merge`: the user's
+    /// `orch memory forget` or `pin` stays done). A file that no longer
+    /// reads is left as it is.
+    fn persist(&self, tier: Tier) -> Result<(), MemoryError> {
+        let file = match tier {
+            Tier::System | Tier::Project => self.project_file.clone(),
+            Tier::Mission => self
+                .mission
+                .lock()
+                .expect("memory lock")
+                .as_ref()
+                .map(|attached| attached.file.clone()),
+            Tier::Task => None,
+        };
+        let Some(file) = file else {
+            return Ok(());
+        };
+        let _writing = self.writing.lock().expect("memory lock");
+        let disk = store::read(&file)?;
+        let was_empty = disk.is_empty();
+        let entries = {
+            let mut tiers = self.tiers.lock().expect("memory lock");
+            tiers.merge(tier, disk);
+            tiers.stored(tier)
+        };
+        // Nothing to keep and nothing kept: no file to create.
+        if !(entries.is_empty() && was_empty) {
+            store::write(&file, &entries)?;
         }
+        // Only what reached the file counts as known to it.
+        if let Some(known) = self.tiers.lock().expect("memory lock").known_mut(tier) {
+            *known = entries.into_iter().map(|e| e.id).collect();
+        }
+        Ok(())
     }
+}
+
+/// A tier's token budget.
+fn tier_budget(budgets: &TierBudgets, tier: Tier) -> u64 {
+    u64::from(match tier {
+        Tier::System => budgets.system,
+        Tier::Project => budgets.project,
+        Tier::Mission => budgets.mission,
+        Tier::Task => budgets.task,
+    })
+}
+
+/// Whether pinning `entry` keeps its tier's pinned entries (`pinned`,
+/// without it) within `budget`. Byte upper bounds settle it when they fit;
+/// only near the budget are tokens counted exactly.
+fn pinned_fit<'a>(
+    pinned: impl Iterator<Item = &'a Entry>,
+    entry: &Entry,
+    budget: u64,
+) -> Result<(), String> {
+    let pinned: Vec<&Entry> = pinned.collect();
+    let at_most = pinned.iter().map(|e| e.tokens_at_most()).sum::<u64>() + entry.tokens_at_most();
+    if at_most <= budget {
+        return Ok(());
+    }
+    let tokens = pinned.iter().map(|e| e.tokens()).sum::<u64>() + entry.tokens();
+    if tokens <= budget {
+        return Ok(());
+    }
+    Err(format!(
+        "pinned entries of the {} tier would take {tokens} of its {budget} tokens; unpin or shorten one first",
+        entry.tier.name()
+    ))
 }
 
 fn capitalized(name: &str) -> String {
@@ -555,35 +680,6 @@ fn next_id<'a>(entries: impl Iterator<Item = &'a Entry>) -> u64 {
         .filter_map(|e| e.id.strip_prefix('m')?.parse::<u64>().ok())
         .max()
         .unwrap_or(0)
-}
-
-fn read_tier_file(file: &Path) -> Result<TierFile, MemoryError> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(TierFile::default()),
-        Err(err) => {
-            return Err(MemoryError::File {
-                path: file.display().to_string(),
-                message: err.to_string(),
-            });
-        }
-    };
-    serde_json::from_str(&text).map_err(|err| MemoryError::File {
-        path: file.display().to_string(),
-        message: format!("not valid memory JSON: {err}"),
-    })
-}
-
-/// Replaced whole (`files::replace`), so a crash leaves the old or the new
-/// tier, never a torn one.
-fn write_tier_file(file: &Path, entries: Vec<Entry>) -> Result<(), MemoryError> {
-    let error = |message: String| MemoryError::File {
-        path: file.display().to_string(),
-        message,
-    };
-    let bytes =
-        serde_json::to_vec_pretty(&TierFile { entries }).map_err(|e| error(e.to_string()))?;
-    files::replace(file, &bytes, Durability::Synced).map_err(|e| error(e.to_string()))
 }
 
 /// Lowercase words of at least 4 characters: what "key words" means here.
@@ -709,7 +805,7 @@ mod tests {
                 "s",
                 "w",
                 "the parser lives in src/parse.rs",
-                Some(Tier::Project),
+                Some(Tier::Mission),
                 false,
             )
             .unwrap();
@@ -718,12 +814,12 @@ mod tests {
                 "s",
                 "w",
                 "retries stop after the first streamed token",
-                Some(Tier::Project),
+                Some(Tier::Mission),
                 false,
             )
             .unwrap();
         let c = memory
-            .remember("s", "w", "unrelated fact", Some(Tier::Project), false)
+            .remember("s", "w", "unrelated fact", Some(Tier::Mission), false)
             .unwrap();
         let call = ToolCall {
             id: "1".into(),
@@ -737,13 +833,281 @@ mod tests {
         );
         memory.end_iteration();
         let scores: BTreeMap<String, f64> = memory
-            .entries("s", Tier::Project)
+            .entries("s", Tier::Mission)
             .into_iter()
             .map(|e| (e.id, e.score))
             .collect();
         assert!((scores[&a.id] - (0.3 * 0.6 + 0.7)).abs() < 1e-12);
         assert!((scores[&b.id] - 1.0).abs() < 1e-12);
         assert!((scores[&c.id] - 0.7).abs() < 1e-12);
+    }
+
+    fn open(root: &Path) -> Memory {
+        Memory::open(root, MemoryConfig::default(), BTreeMap::new()).unwrap()
+    }
+
+    fn score(memory: &Memory, tier: Tier, id: &str) -> Option<f64> {
+        memory
+            .entries("s", tier)
+            .into_iter()
+            .find(|e| e.id == id)
+            .map(|e| e.score)
+    }
+
+    #[test]
+    fn a_project_entry_decays_once_per_mission_and_fades_after_seven_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = {
+            let memory = open(dir.path());
+            memory.attach_mission(&dir.path().join("m-1")).unwrap();
+            memory
+                .remember(
+                    "s",
+                    "Commander",
+                    "the HTTP layer is axum",
+                    Some(Tier::Project),
+                    false,
+                )
+                .unwrap()
+        };
+        // Each mission is a process of its own: open, start, iterate.
+        let mut expected = 1.0;
+        for mission in 2..=8 {
+            let memory = open(dir.path());
+            memory
+                .attach_mission(&dir.path().join(format!("m-{mission}")))
+                .unwrap();
+            let evicted = memory.begin_mission().unwrap();
+            expected *= 0.7;
+            // Iterations of the mission leave the Project tier alone.
+            for _ in 0..10 {
+                memory.end_iteration();
+            }
+            match score(&memory, Tier::Project, &written.id) {
+                Some(score) => {
+                    assert!(evicted.is_empty(), "mission {mission}");
+                    assert!(
+                        (score - expected).abs() < 1e-12,
+                        "mission {mission}: {score}"
+                    );
+                    // Three missions after it was written: 0.7^3 = 0.343.
+                    if mission == 4 {
+                        assert!((score - 0.343).abs() < 1e-12);
+                    }
+                }
+                None => {
+                    // 0.7^6 = 0.118 stays; 0.7^7 = 0.082 is under 0.1.
+                    assert_eq!(mission, 8, "evicted too early");
+                    assert_eq!(evicted.len(), 1);
+                    assert_eq!(evicted[0].id, written.id);
+                }
+            }
+        }
+        assert!(open(dir.path()).entries("s", Tier::Project).is_empty());
+    }
+
+    #[test]
+    fn a_project_entry_used_anytime_in_a_mission_counts_for_that_mission() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = open(dir.path());
+        let used = memory
+            .remember(
+                "s",
+                "w",
+                "tests live in tests/it",
+                Some(Tier::Project),
+                false,
+            )
+            .unwrap();
+        let idle = memory
+            .remember("s", "w", "unrelated fact", Some(Tier::Project), false)
+            .unwrap();
+        memory.begin_mission().unwrap();
+        memory.end_iteration();
+        // Cited in the first iteration; many iterations follow.
+        memory.observe("s", &format!("as {} says", used.id), &[]);
+        for _ in 0..5 {
+            memory.end_iteration();
+        }
+        drop(memory);
+        // The next mission (a new process) steps with that use.
+        let memory = open(dir.path());
+        memory.begin_mission().unwrap();
+        assert!((score(&memory, Tier::Project, &used.id).unwrap() - 0.79).abs() < 1e-12);
+        assert!((score(&memory, Tier::Project, &idle.id).unwrap() - 0.49).abs() < 1e-12);
+        // The use was consumed by that step.
+        memory.begin_mission().unwrap();
+        assert!((score(&memory, Tier::Project, &used.id).unwrap() - 0.553).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_mission_entry_decays_per_iteration() {
+        let memory = memory();
+        let entry = memory
+            .remember("s", "w", "T1 needs a migration", Some(Tier::Mission), false)
+            .unwrap();
+        // Turns and mission starts are not its pace.
+        memory.observe("s", "nothing", &[]);
+        memory.begin_mission().unwrap();
+        assert_eq!(score(&memory, Tier::Mission, &entry.id), Some(1.0));
+        let mut evicted = Vec::new();
+        for n in 1..=7 {
+            evicted = memory.end_iteration();
+            if n < 7 {
+                let want = 0.7f64.powi(n);
+                let got = score(&memory, Tier::Mission, &entry.id).unwrap();
+                assert!((got - want).abs() < 1e-12, "{n}: {got}");
+            }
+        }
+        assert_eq!(
+            evicted.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&entry.id]
+        );
+    }
+
+    #[test]
+    fn a_task_entry_decays_per_turn_of_its_own_session() {
+        let memory = memory();
+        let mine = memory
+            .remember(
+                "s",
+                "w",
+                "scratch: try the fast path",
+                Some(Tier::Task),
+                false,
+            )
+            .unwrap();
+        let other = memory
+            .remember(
+                "t",
+                "w",
+                "scratch of another session",
+                Some(Tier::Task),
+                false,
+            )
+            .unwrap();
+        // Iterations and mission starts are not its pace.
+        memory.end_iteration();
+        memory.begin_mission().unwrap();
+        assert_eq!(score(&memory, Tier::Task, &mine.id), Some(1.0));
+        for turn in 1..=6 {
+            memory.observe("s", "working", &[]);
+            let got = score(&memory, Tier::Task, &mine.id).unwrap();
+            assert!((got - 0.7f64.powi(turn)).abs() < 1e-12, "{turn}: {got}");
+        }
+        memory.observe("s", "working", &[]);
+        assert_eq!(score(&memory, Tier::Task, &mine.id), None);
+        let other_score = memory.entries("t", Tier::Task)[0].score;
+        assert_eq!(
+            (memory.entries("t", Tier::Task)[0].id.clone(), other_score),
+            (other.id, 1.0)
+        );
+        // The eviction at the turn is reported at the next iteration.
+        let evicted = memory.end_iteration();
+        assert_eq!(
+            evicted.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&mine.id]
+        );
+        assert!(memory.end_iteration().is_empty());
+    }
+
+    #[test]
+    fn the_system_tier_never_decays() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = open(dir.path());
+        let rule = memory
+            .remember("s", "user", "answer in English", Some(Tier::System), false)
+            .unwrap();
+        for _ in 0..20 {
+            memory.observe("s", "answer in English please", &[]);
+            memory.begin_mission().unwrap();
+            memory.end_iteration();
+        }
+        assert_eq!(score(&memory, Tier::System, &rule.id), Some(1.0));
+        // No signal is kept for it either.
+        let stored = std::fs::read_to_string(store::project_file(dir.path())).unwrap();
+        assert!(!stored.contains("signal"), "{stored}");
+    }
+
+    #[test]
+    fn an_entry_records_the_mission_it_was_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = open(dir.path());
+        let outside = memory
+            .remember(
+                "s",
+                "Worker",
+                "before any mission",
+                Some(Tier::Project),
+                false,
+            )
+            .unwrap();
+        assert_eq!(outside.mission, None);
+        memory
+            .attach_mission(&dir.path().join(".opencode/missions/m-abc"))
+            .unwrap();
+        let inside = memory
+            .remember(
+                "s",
+                "Reviewer",
+                "the API is versioned",
+                Some(Tier::Project),
+                false,
+            )
+            .unwrap();
+        assert_eq!(inside.mission.as_deref(), Some("m-abc"));
+        assert_eq!(inside.source, "Reviewer");
+        let stored = store::read(&store::project_file(dir.path())).unwrap();
+        assert_eq!(stored[0].mission, None);
+        assert_eq!(stored[1].mission.as_deref(), Some("m-abc"));
+    }
+
+    #[test]
+    fn a_running_process_keeps_what_the_user_forgot_or_pinned_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = open(dir.path());
+        let a = memory
+            .remember("s", "w", "note a", Some(Tier::Project), false)
+            .unwrap();
+        let b = memory
+            .remember("s", "w", "note b", Some(Tier::Project), false)
+            .unwrap();
+        let file = store::project_file(dir.path());
+        let budgets = TierBudgets::default();
+        store::edit(&file, &a.id, store::Edit::Forget, &budgets).unwrap();
+        store::edit(&file, &b.id, store::Edit::Pin, &budgets).unwrap();
+        // The process writes again (a new note, an iteration).
+        let c = memory
+            .remember("s", "w", "note c", Some(Tier::Project), false)
+            .unwrap();
+        memory.end_iteration();
+        let stored: Vec<(String, bool)> = store::read(&file)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.pinned))
+            .collect();
+        assert_eq!(stored, [(b.id.clone(), true), (c.id.clone(), false)]);
+        let held: Vec<String> = memory
+            .entries("s", Tier::Project)
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(held, [b.id, c.id]);
+    }
+
+    #[test]
+    fn a_tier_file_that_stopped_parsing_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = open(dir.path());
+        let file = store::project_file(dir.path());
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "not json").unwrap();
+        let err = memory
+            .remember("s", "w", "note", Some(Tier::Project), false)
+            .unwrap_err();
+        assert!(err.contains("expected orch's memory JSON"), "{err}");
+        memory.end_iteration();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "not json");
     }
 
     #[test]

@@ -78,7 +78,10 @@ impl Mission {
         let token = self.stop.token().clone();
         let mut progress = ProgressGuard::new(self.config.no_progress_iterations);
         let mut next = match start {
-            Start::Message(text) => Some(text),
+            Start::Message(text) => {
+                self.begin_memory().await;
+                Some(text)
+            }
             Start::Resume(note) => note,
         };
         let (outcome, reason) = loop {
@@ -209,14 +212,35 @@ impl Mission {
         }
     }
 
-    /// The iteration boundary for memory: scores take this iteration's use
-    /// signals, and entries that faded out are evicted.
+    /// The iteration boundary for memory: Mission scores take this
+    /// iteration's use signals, and entries that faded out are evicted.
     async fn decay_memory(&self) {
         // Persisting the tiers writes and syncs files: off the async workers.
         let memory = self.tasks.runtime().memory.clone();
         let evicted = tokio::task::spawn_blocking(move || memory.end_iteration())
             .await
             .unwrap_or_default();
+        self.report_evicted(&evicted);
+    }
+
+    /// A new mission's boundary for memory: Project scores take the use
+    /// signals recorded since the last mission started. Not on a resume: it
+    /// is the same mission.
+    async fn begin_memory(&self) {
+        let memory = self.tasks.runtime().memory.clone();
+        match tokio::task::spawn_blocking(move || memory.begin_mission()).await {
+            Ok(Ok(evicted)) => self.report_evicted(&evicted),
+            Ok(Err(err)) => self.events.emit(Event::Warning {
+                session: None,
+                message: format!(
+                    "{err}; the project memory's step at this mission's start is not saved"
+                ),
+            }),
+            Err(_) => {}
+        }
+    }
+
+    fn report_evicted(&self, evicted: &[crate::memory::Entry]) {
         if !evicted.is_empty() {
             self.events.emit(Event::MemoryEvicted {
                 entries: evicted

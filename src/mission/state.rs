@@ -124,6 +124,10 @@ pub struct MissionState {
     pub usage_by_agent: BTreeMap<String, Usage>,
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// Cost per agent, written beside `cost_usd`; an agent one of whose
+    /// models has no price is left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cost_by_agent: BTreeMap<String, f64>,
     #[serde(default)]
     pub plan: Option<PlanCounts>,
     #[serde(default)]
@@ -174,6 +178,7 @@ impl MissionState {
             usage_by_model: BTreeMap::new(),
             usage_by_agent: BTreeMap::new(),
             cost_usd: None,
+            cost_by_agent: BTreeMap::new(),
             plan: None,
             last_gate: None,
             budget_tokens: None,
@@ -427,6 +432,30 @@ impl MissionState {
         }
         Some(total)
     }
+
+    /// Cost in US dollars per agent, from its sessions' usage at their
+    /// models' prices; an agent one of whose models has no price is left out.
+    fn agent_costs(&self, pricing: &Prices) -> BTreeMap<String, f64> {
+        let mut costs: BTreeMap<&str, Option<f64>> = BTreeMap::new();
+        for session in self.sessions.values() {
+            let cost = pricing
+                .get(&session.model)
+                .map(|price| session.usage.cost(&price));
+            let entry = costs.entry(&session.agent).or_insert(Some(0.0));
+            *entry = entry.zip(cost).map(|(sum, cost)| sum + cost);
+        }
+        costs
+            .into_iter()
+            .filter_map(|(agent, cost)| Some((agent.to_string(), cost?)))
+            .collect()
+    }
+
+    /// Write the costs at `pricing` into the state (`cost_usd`,
+    /// `cost_by_agent`).
+    fn price(&mut self, pricing: &Prices) {
+        self.cost_usd = self.cost(pricing);
+        self.cost_by_agent = self.agent_costs(pricing);
+    }
 }
 
 /// Paths of one mission.
@@ -588,15 +617,15 @@ impl StateSink {
     pub fn snapshot(&self) -> MissionState {
         let inner = self.inner.lock().expect("state lock");
         let mut state = inner.state.clone();
-        state.cost_usd = state.cost(&inner.pricing);
+        state.price(&inner.pricing);
         state
     }
 
     /// Write the current state now.
     pub fn persist(&self) -> std::io::Result<()> {
         let mut inner = self.inner.lock().expect("state lock");
-        let cost = inner.state.cost(&inner.pricing);
-        inner.state.cost_usd = cost;
+        let StateInner { state, pricing, .. } = &mut *inner;
+        state.price(pricing);
         inner.dirty = false;
         inner.last_write = Some(Instant::now());
         self.write(&mut inner.state)
@@ -647,7 +676,7 @@ impl EventSink for StateSink {
         );
         let due = last_write.is_none_or(|at| at.elapsed() >= WRITE_INTERVAL);
         if *dirty && (important || due) {
-            state.cost_usd = state.cost(pricing);
+            state.price(pricing);
             // A failed state write must not stop the mission (the journal
             // still has every event); it is said once.
             if let Err(err) = self.write(state)
@@ -880,5 +909,132 @@ mod journal_tests {
         assert_eq!(all.len(), 19_990);
         assert_eq!(all.first(), Some(&11));
         assert!(seqs(20_000).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::*;
+    use crate::config::Price;
+
+    /// `model` at $10 (input, output), $1 a cache read and $12.50 a cache
+    /// write per million tokens; every other model unpriced.
+    fn pricing(model: &str) -> Prices {
+        Prices::new(
+            BTreeMap::from([(
+                model.to_string(),
+                Price {
+                    input: 10.0,
+                    output: 10.0,
+                    cached_input: Some(1.0),
+                    cache_write: Some(12.5),
+                },
+            )]),
+            false,
+        )
+    }
+
+    fn usage(input: u64, cached_input: u64, cache_write: u64) -> Usage {
+        Usage {
+            input,
+            output: 0,
+            cached_input,
+            cache_write,
+            reasoning: 0,
+        }
+    }
+
+    fn events(sink: &dyn EventSink, events: Vec<Event>) {
+        for (i, event) in events.into_iter().enumerate() {
+            sink.write(&Envelope {
+                seq: i as u64 + 1,
+                ts_ms: 1,
+                event,
+            });
+        }
+    }
+
+    fn started(session: &str, agent: &str, model: &str) -> Event {
+        Event::SessionStarted {
+            session: session.into(),
+            agent: agent.into(),
+            provider: "openai".into(),
+            model: model.into(),
+        }
+    }
+
+    fn used(session: &str, agent: &str, usage: Usage) -> Event {
+        Event::Usage {
+            session: session.into(),
+            agent: agent.into(),
+            usage,
+        }
+    }
+
+    fn sink(dir: &Path, pricing: Prices) -> StateSink {
+        let paths = MissionPaths::new(dir, "m-1");
+        std::fs::create_dir_all(&paths.dir).unwrap();
+        StateSink::new(
+            &paths,
+            MissionState::new("m-1", "g", 5, "commander-1"),
+            pricing,
+        )
+    }
+
+    #[test]
+    fn costs_per_agent_price_cache_reads_and_writes_and_leave_out_unpriced_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path(), pricing("big"));
+        events(
+            &sink,
+            vec![
+                started("c1", "Commander", "big"),
+                started("w1", "Worker", "big"),
+                started("r1", "Reviewer", "mystery"),
+                used("c1", "Commander", usage(1_000_000, 0, 1_000_000)),
+                used("c1", "Commander", usage(1_000_000, 1_000_000, 0)),
+                used("w1", "Worker", usage(1_000_000, 500_000, 0)),
+                used("r1", "Reviewer", usage(10, 0, 0)),
+            ],
+        );
+        let state = sink.snapshot();
+        // Commander: 1M written at 12.5 and 1M read at 1; Worker: 0.5M read
+        // at 1 and 0.5M plain at 10.
+        assert_eq!(
+            state.cost_by_agent,
+            BTreeMap::from([("Commander".to_string(), 13.5), ("Worker".to_string(), 5.5)])
+        );
+        // The mission's total is unknown while one model has no price.
+        assert_eq!(state.cost_usd, None);
+        sink.persist().unwrap();
+        let saved = read_state(dir.path(), "m-1").unwrap();
+        assert_eq!(saved.cost_by_agent, state.cost_by_agent);
+    }
+
+    #[test]
+    fn a_dollar_budget_counts_cache_reads_and_writes_at_their_prices() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(StopSignal::new());
+        let sink = sink(dir.path(), pricing("big")).with_budget(None, Some(0.05), stop.clone());
+        // 40 000 tokens read from the cache: $0.04 (at the input price it
+        // would be $0.40, past the budget).
+        events(
+            &sink,
+            vec![
+                started("c1", "Commander", "big"),
+                used("c1", "Commander", usage(40_000, 40_000, 0)),
+            ],
+        );
+        assert!(stop.reason().is_none());
+        // 900 tokens written to it: $0.01125 more, past $0.05 (at the input
+        // price, $0.009 more would still be within it).
+        events(&sink, vec![used("c1", "Commander", usage(900, 0, 900))]);
+        let (outcome, reason) = stop.reason().expect("the budget stopped the mission");
+        assert_eq!(outcome, MissionOutcome::Stopped);
+        assert!(
+            reason.starts_with("dollar budget spent: $0.051"),
+            "{reason}"
+        );
+        assert!(reason.ends_with(" of $0.0500"), "{reason}");
     }
 }

@@ -1,7 +1,7 @@
 //! The metrics fold: model latency and tool success per agent, latency and
-//! success per tool, tokens and cost per session, what plugins recorded —
-//! all folded from events,
-//! so the live view, `orch metrics` (from a mission's journal) and the
+//! success per tool, tokens (with the share read from prompt caches) and
+//! cost per session, what plugins recorded — all folded from events, so
+//! the live view, `orch metrics` (from a mission's journal) and the
 //! `show_metrics` tool (from the live bus) show the same numbers.
 
 use std::collections::BTreeMap;
@@ -422,6 +422,43 @@ pub fn dollars(cost: Option<f64>) -> String {
     cost.map_or_else(|| "no price".to_string(), |c| format!("${c:.4}"))
 }
 
+/// Tokens for people, said the same way in every view:
+/// `120400 in (92% cached, 3100 written), 5200 out`. `count` writes each
+/// number in the view's style (exact, or short with [`tokens`] where room
+/// is scarce). Without prompt tokens there is no cache share to show.
+pub fn usage_text(usage: &Usage, count: impl Fn(u64) -> String) -> String {
+    let mut text = format!("{} in", count(usage.input));
+    if let Some(ratio) = usage.cache_hit_ratio() {
+        text.push_str(&format!(" ({} cached", cached_percent(ratio)));
+        if usage.cache_write > 0 {
+            text.push_str(&format!(", {} written", count(usage.cache_write)));
+        }
+        text.push(')');
+    }
+    text.push_str(&format!(", {} out", count(usage.output)));
+    text
+}
+
+/// A cache hit ratio as a whole percent (`92%`). A partial share never
+/// reads `0%` or `100%`: those mean none and all.
+fn cached_percent(ratio: f64) -> String {
+    let percent = (ratio * 100.0).round();
+    if ratio > 0.0 && percent < 1.0 {
+        "<1%".to_string()
+    } else if ratio < 1.0 && percent > 99.0 {
+        ">99%".to_string()
+    } else {
+        format!("{percent:.0}%")
+    }
+}
+
+/// A cache hit ratio in a table cell: `-` without prompt tokens.
+fn cached_cell(usage: &Usage) -> String {
+    usage
+        .cache_hit_ratio()
+        .map_or_else(|| "-".to_string(), cached_percent)
+}
+
 fn percent(rate: Option<f64>) -> String {
     rate.map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
 }
@@ -502,8 +539,8 @@ pub fn render_text(report: &MetricsReport) -> String {
         (None, true) => "unknown".into(),
     };
     out.push_str(&format!(
-        "tokens: {} in ({} cached), {} out; cost {cost}\n",
-        report.usage.input, report.usage.cached_input, report.usage.output
+        "tokens: {}; cost {cost}\n",
+        usage_text(&report.usage, |n| n.to_string())
     ));
     if !report.agents.is_empty() {
         out.push('\n');
@@ -521,6 +558,7 @@ pub fn render_text(report: &MetricsReport) -> String {
                     a.tool_calls.to_string(),
                     percent(a.tool_success_rate),
                     a.usage.input.to_string(),
+                    cached_cell(&a.usage),
                     a.usage.output.to_string(),
                     dollars(a.cost_usd),
                 ]
@@ -529,7 +567,7 @@ pub fn render_text(report: &MetricsReport) -> String {
         out.push_str(&table(
             &[
                 "agent", "sessions", "requests", "p50 ms", "p95 ms", "tools", "tools ok", "in",
-                "out", "cost",
+                "cached", "out", "cost",
             ],
             1,
             &rows,
@@ -573,13 +611,16 @@ pub fn render_text(report: &MetricsReport) -> String {
                     s.model.clone().unwrap_or_else(|| "-".into()),
                     s.turns.to_string(),
                     s.usage.input.to_string(),
+                    cached_cell(&s.usage),
                     s.usage.output.to_string(),
                     dollars(s.cost_usd),
                 ]
             })
             .collect();
         out.push_str(&table(
-            &["session", "agent", "model", "turns", "in", "out", "cost"],
+            &[
+                "session", "agent", "model", "turns", "in", "cached", "out", "cost",
+            ],
             3,
             &rows,
         ));
@@ -880,18 +921,145 @@ mod tests {
 no mission in these events
 model: 1 requests, 1 responses, 0 retries; latency p50 20 ms, p95 20 ms, max 20 ms
 tools: 1 calls, 0 failed, 100.0% ok; latency p50 2 ms, p95 2 ms, max 2 ms
-tokens: 0 in (0 cached), 0 out; cost $0.0000
+tokens: 0 in, 0 out; cost $0.0000
 
-agent   sessions  requests  p50 ms  p95 ms  tools  tools ok  in  out     cost
-Worker         1         1      20      20      1    100.0%   0    0  $0.0000
+agent   sessions  requests  p50 ms  p95 ms  tools  tools ok  in  cached  out     cost
+Worker         1         1      20      20      1    100.0%   0       -    0  $0.0000
 
 tool  calls  failed      ok  p50 ms  p95 ms  max ms
 read      1       0  100.0%       2       2       2
 
-session  agent   model  turns  in  out     cost
-w1       Worker  small      1   0    0  $0.0000
+session  agent   model  turns  in  cached  out     cost
+w1       Worker  small      1   0       -    0  $0.0000
 ";
         assert_eq!(text, expected);
+    }
+
+    fn cached(input: u64, cached_input: u64, cache_write: u64, output: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            cached_input,
+            cache_write,
+            reasoning: 0,
+        }
+    }
+
+    #[test]
+    fn the_cache_hit_ratio_is_the_share_of_prompt_tokens_read_from_the_cache() {
+        let cases = [
+            (cached(0, 0, 0, 0), None),
+            // Nothing to divide by, whatever else was said.
+            (cached(0, 5, 5, 10), None),
+            (cached(100, 0, 100, 0), Some(0.0)),
+            (cached(200, 50, 0, 0), Some(0.25)),
+            (cached(100, 100, 0, 0), Some(1.0)),
+            // More cached than sent counts as all of it, as `cost` does.
+            (cached(100, 150, 0, 0), Some(1.0)),
+        ];
+        for (usage, expected) in cases {
+            assert_eq!(usage.cache_hit_ratio(), expected, "{usage:?}");
+        }
+    }
+
+    #[test]
+    fn usage_reads_the_same_way_in_every_view() {
+        let exact = |n: u64| n.to_string();
+        let cases = [
+            (cached(0, 0, 0, 0), "0 in, 0 out", "0 in, 0 out"),
+            (
+                cached(1000, 0, 0, 10),
+                "1000 in (0% cached), 10 out",
+                "1.0k in (0% cached), 10 out",
+            ),
+            (
+                cached(120_400, 110_768, 3_100, 5_200),
+                "120400 in (92% cached, 3100 written), 5200 out",
+                "120.4k in (92% cached, 3.1k written), 5.2k out",
+            ),
+            (
+                cached(1000, 0, 1000, 7),
+                "1000 in (0% cached, 1000 written), 7 out",
+                "1.0k in (0% cached, 1.0k written), 7 out",
+            ),
+            // A sliver of a hit is not "0%", nearly all is not "100%".
+            (
+                cached(1000, 4, 0, 0),
+                "1000 in (<1% cached), 0 out",
+                "1.0k in (<1% cached), 0 out",
+            ),
+            (
+                cached(1000, 999, 0, 0),
+                "1000 in (>99% cached), 0 out",
+                "1.0k in (>99% cached), 0 out",
+            ),
+            (
+                cached(10, 20, 0, 1),
+                "10 in (100% cached), 1 out",
+                "10 in (100% cached), 1 out",
+            ),
+        ];
+        for (usage, long, short) in cases {
+            assert_eq!(usage_text(&usage, exact), long, "{usage:?}");
+            assert_eq!(usage_text(&usage, tokens), short, "{usage:?}");
+        }
+    }
+
+    #[test]
+    fn the_report_shows_cache_hits_and_what_they_cost_per_agent_and_session() {
+        let mut events = vec![
+            started("c1", "Commander", "cached"),
+            started("w1", "Worker", "cached"),
+            started("w2", "Worker", "cached"),
+        ];
+        for (session, agent, usage) in [
+            ("c1", "Commander", cached(1_000_000, 0, 1_000_000, 0)),
+            ("c1", "Commander", cached(1_000_000, 900_000, 0, 100_000)),
+            ("w1", "Worker", cached(500_000, 250_000, 0, 0)),
+            ("w2", "Worker", cached(500_000, 0, 0, 0)),
+        ] {
+            events.push(Event::Usage {
+                session: session.into(),
+                agent: agent.into(),
+                usage,
+            });
+        }
+        let pricing = BTreeMap::from([(
+            "cached".to_string(),
+            crate::config::Price {
+                input: 2.0,
+                output: 10.0,
+                cached_input: Some(0.5),
+                cache_write: Some(2.5),
+            },
+        )]);
+        let report = fold(events, Prices::new(pricing, false));
+        // Commander: 1M written at 2.5, 0.9M read at 0.5, 0.1M plain at 2,
+        // 0.1M out at 10. Workers: 0.25M read at 0.5, 0.75M plain at 2.
+        let about = |cost: Option<f64>, expected: f64| {
+            assert!((cost.unwrap() - expected).abs() < 1e-9, "{cost:?}");
+        };
+        let commander = &report.agents[0];
+        assert_eq!(commander.usage.cache_hit_ratio(), Some(0.45));
+        about(commander.cost_usd, 2.5 + 0.45 + 0.2 + 1.0);
+        let worker = &report.agents[1];
+        assert_eq!(worker.usage.cache_hit_ratio(), Some(0.25));
+        about(worker.cost_usd, 0.125 + 1.5);
+        about(report.cost_usd, 4.15 + 1.625);
+        let text = render_text(&report);
+        let expected = "\
+tokens: 3000000 in (38% cached, 1000000 written), 100000 out; cost $5.7750
+
+agent      sessions  requests  p50 ms  p95 ms  tools  tools ok       in  cached     out     cost
+Commander         1         0       -       -      0         -  2000000     45%  100000  $4.1500
+Worker            2         0       -       -      0         -  1000000     25%       0  $1.6250
+
+session  agent      model   turns       in  cached     out     cost
+c1       Commander  cached      0  2000000     45%  100000  $4.1500
+w1       Worker     cached      0   500000     50%       0  $0.6250
+w2       Worker     cached      0   500000      0%       0  $1.0000
+";
+        assert!(text.ends_with(expected), "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Plain progress lines for terminals and pipes: the model's text as it
-//! streams, one line per tool call, a summary when a session ends.
+//! streams, one line per tool call, a summary when a session or the
+//! mission ends (tokens, the share read from prompt caches, cost).
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
+use super::metrics::usage_text;
 use crate::events::{Envelope, Event, EventSink, SessionOutcome};
 use crate::text::strip_controls;
 
@@ -286,15 +288,23 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     crate::events::MissionOutcome::Stopped => "stopped",
                     crate::events::MissionOutcome::Cancelled => "cancelled",
                 };
-                let cost = cost_usd.map_or(String::new(), |c| format!(", ${c:.4}"));
                 line(
                     &mut state,
                     strip_controls(&format!(
-                        "◆ mission {mission} {what} after {iterations} iteration{}: {reason} ({} tokens in, {} out{cost})",
+                        "◆ mission {mission} {what} after {iterations} iteration{}: {reason}",
                         if *iterations == 1 { "" } else { "s" },
-                        usage.input,
-                        usage.output
                     )),
+                );
+                let cost = cost_usd.map_or_else(
+                    || "unknown (no pricing)".to_string(),
+                    |c| format!("${c:.4}"),
+                );
+                line(
+                    &mut state,
+                    format!(
+                        "  tokens: {}; cost {cost}",
+                        usage_text(usage, |n| n.to_string())
+                    ),
                 );
             }
             Event::TaskQueued {
@@ -364,15 +374,14 @@ impl<W: Write + Send> EventSink for Plain<W> {
                     SessionOutcome::Cancelled => "cancelled",
                 };
                 let mut text = format!(
-                    "{} {agent} {what} after {turns} turn{} ({} tokens in, {} out)",
+                    "{} {agent} {what} after {turns} turn{}; tokens {}",
                     if *outcome == SessionOutcome::Completed {
                         "✓"
                     } else {
                         "✗"
                     },
                     if *turns == 1 { "" } else { "s" },
-                    usage.input,
-                    usage.output
+                    usage_text(usage, |n| n.to_string())
                 );
                 if let Some(error) = error {
                     text.push_str(&format!(": {error}"));
@@ -485,4 +494,82 @@ fn summarize(tool: &str, arguments: &Value) -> String {
         return format!("{shown}…");
     }
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::events::MissionOutcome;
+    use crate::provider::Usage;
+
+    /// A writer the test reads back after the sink wrote to it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn printed(events: Vec<Event>) -> String {
+        let out = Shared::default();
+        let plain = Plain::new(out.clone(), Verbosity::Quiet, false);
+        for (i, event) in events.into_iter().enumerate() {
+            plain.write(&Envelope {
+                seq: i as u64 + 1,
+                ts_ms: 1,
+                event,
+            });
+        }
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn session_and_mission_ends_say_tokens_cache_share_and_cost() {
+        let usage = Usage {
+            input: 6600,
+            output: 180,
+            cached_input: 2500,
+            cache_write: 1000,
+            reasoning: 0,
+        };
+        let finished = |cost_usd| Event::MissionFinished {
+            mission: "m-1".into(),
+            outcome: MissionOutcome::Complete,
+            reason: "all done".into(),
+            iterations: 2,
+            usage,
+            cost_usd,
+        };
+        let text = printed(vec![
+            Event::SessionFinished {
+                session: "w1".into(),
+                agent: "Worker".into(),
+                outcome: SessionOutcome::Failed,
+                turns: 1,
+                usage,
+                error: Some("provider gone".into()),
+            },
+            finished(Some(0.011)),
+            finished(None),
+        ]);
+        assert_eq!(
+            text,
+            "\
+✗ Worker failed after 1 turn; tokens 6600 in (38% cached, 1000 written), 180 out: provider gone
+◆ mission m-1 complete after 2 iterations: all done
+  tokens: 6600 in (38% cached, 1000 written), 180 out; cost $0.0110
+◆ mission m-1 complete after 2 iterations: all done
+  tokens: 6600 in (38% cached, 1000 written), 180 out; cost unknown (no pricing)
+"
+        );
+    }
 }

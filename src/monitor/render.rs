@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row, Table};
 
-use super::metrics::{dollars, tokens};
+use super::metrics::{dollars, tokens, usage_text};
 use super::view::{Activity, Level, View, outcome_word};
 use crate::events::{MissionOutcome, TaskStatus};
 use crate::todo::{Plan, Status};
@@ -154,9 +154,8 @@ fn render_header(frame: &mut Frame, area: Rect, view: &View, ui: &Ui, now_ms: u6
         }
     }
     let mut spent = format!(
-        "tokens {} in · {} out · {}",
-        tokens(metrics.usage.input),
-        tokens(metrics.usage.output),
+        "tokens {} · {}",
+        usage_text(&metrics.usage, tokens),
         cost(metrics.cost_usd)
     );
     if let Some(limit) = view.budget_tokens {
@@ -547,7 +546,14 @@ mod tests {
         }
     }
 
-    fn turn(session: &str, latency_ms: u64, input: u64, output: u64) -> Vec<Event> {
+    /// One model turn that used `input` prompt tokens, `cached` of them
+    /// read from the prompt cache and `written` written to it.
+    fn turn(
+        session: &str,
+        latency_ms: u64,
+        (input, cached, written): (u64, u64, u64),
+        output: u64,
+    ) -> Vec<Event> {
         vec![
             Event::ModelRequest {
                 session: session.into(),
@@ -561,8 +567,8 @@ mod tests {
                 usage: Usage {
                     input,
                     output,
-                    cached_input: 0,
-                    cache_write: 0,
+                    cached_input: cached,
+                    cache_write: written,
                     reasoning: 0,
                 },
             },
@@ -635,7 +641,7 @@ mod tests {
     /// Mid-mission: two Workers busy, one task queued, a failed gate.
     fn busy() -> View {
         let mut events = vec![mission_started(), session("commander-1", "Commander")];
-        events.extend(turn("commander-1", 420, 3000, 200));
+        events.extend(turn("commander-1", 420, (3000, 0, 2400), 200));
         events.push(queued("t1", "Worker", "T1.2 unit tests"));
         events.push(queued("t2", "Worker", "T2.1 reject requests"));
         events.push(queued("t3", "Reviewer", "review T1"));
@@ -643,8 +649,8 @@ mod tests {
         events.push(started("t1", "Worker", "worker-1", 1));
         events.push(session("worker-2", "Worker"));
         events.push(started("t2", "Worker", "worker-2", 2));
-        events.extend(turn("worker-1", 250, 1500, 100));
-        events.extend(turn("worker-2", 310, 1400, 90));
+        events.extend(turn("worker-1", 250, (1500, 1200, 0), 100));
+        events.extend(turn("worker-2", 310, (1400, 1200, 0), 90));
         events.extend(tool("worker-2", "write", true, "wrote src/mw.rs"));
         events.extend(tool(
             "worker-2",
@@ -723,6 +729,11 @@ mod tests {
         assert!(frame.contains("running bash"), "{frame}");
         assert!(frame.contains("queue 1"), "{frame}");
         assert!(frame.contains("p50 310 ms"), "{frame}");
+        // 2 400 of 5 900 prompt tokens read from the cache, 2 400 written.
+        assert!(
+            frame.contains("tokens 5.9k in (41% cached, 2.4k written), 390 out · cost $0.0075"),
+            "{frame}"
+        );
         insta::assert_snapshot!(frame);
     }
 
@@ -733,7 +744,7 @@ mod tests {
             session("reviewer-1", "Reviewer"),
             started("t3", "Reviewer", "reviewer-1", 3),
         ];
-        events.extend(turn("reviewer-1", 180, 900, 40));
+        events.extend(turn("reviewer-1", 180, (900, 600, 0), 40));
         for (task, agent, session) in [
             ("t1", "Worker", "worker-1"),
             ("t2", "Worker", "worker-2"),

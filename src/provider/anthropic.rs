@@ -107,8 +107,15 @@ fn ephemeral() -> Value {
     json!({ "type": "ephemeral" })
 }
 
-/// The Messages request for one turn.
-fn request_body(request: &ModelRequest) -> Value {
+/// The Messages request for one turn, with its prompt-cache breakpoints
+/// (see `messages` for the conversation's).
+///
+/// A cached prefix runs tools → system → messages, so the system block's
+/// breakpoint caches the tool list too, shared by every session of an
+/// agent and kept by a session the pool hands out again; without a system
+/// prompt, the last tool carries it. Public so benchmarks bill exactly
+/// what is sent.
+pub fn request_body(request: &ModelRequest) -> Value {
     let mut body = json!({
         "model": request.model,
         "max_tokens": request.max_output_tokens,
@@ -135,7 +142,9 @@ fn request_body(request: &ModelRequest) -> Value {
                 json!({ "name": tool.name, "description": tool.description, "input_schema": schema })
             })
             .collect();
-        if let Some(last) = tools.last_mut() {
+        if request.system.is_empty()
+            && let Some(last) = tools.last_mut()
+        {
             last["cache_control"] = ephemeral();
         }
         body["tools"] = tools.into();
@@ -147,9 +156,20 @@ fn request_body(request: &ModelRequest) -> Value {
 /// same-role content merges into one message (all results of one tool round
 /// become one `user` message, tool results first); empty text is left out,
 /// since the API rejects empty text blocks.
+///
+/// Two breakpoints: the end of the conversation (written for the next
+/// request), and the end of what the request that produced the latest
+/// assistant message carried — the session's previous request, whose end
+/// was cached then. Reading at that exact block, not by the server's
+/// lookback of about 20 blocks, hits however many tool results the last
+/// round added. With the system block that makes three of the four
+/// breakpoints a request may carry.
 fn messages(list: &[Message]) -> Vec<Value> {
+    let previous_end = list
+        .iter()
+        .rposition(|message| matches!(message, Message::Assistant { .. }));
     let mut merged: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for message in list {
+    for (index, message) in list.iter().enumerate() {
         let (role, blocks) = match message {
             Message::User { text } => ("user", text_block(text).into_iter().collect()),
             Message::Assistant { text, tool_calls } => {
@@ -181,12 +201,16 @@ fn messages(list: &[Message]) -> Vec<Value> {
                 ("user", vec![block])
             }
         };
-        if blocks.is_empty() {
-            continue;
+        if !blocks.is_empty() {
+            match merged.last_mut() {
+                Some((last_role, last)) if *last_role == role => last.extend(blocks),
+                _ => merged.push((role, blocks)),
+            }
         }
-        match merged.last_mut() {
-            Some((last_role, last)) if *last_role == role => last.extend(blocks),
-            _ => merged.push((role, blocks)),
+        if Some(index + 1) == previous_end
+            && let Some(last) = merged.last_mut().and_then(|(_, blocks)| blocks.last_mut())
+        {
+            last["cache_control"] = ephemeral();
         }
     }
     for (role, blocks) in &mut merged {
@@ -772,6 +796,7 @@ mod tests {
     fn request() -> ModelRequest {
         ModelRequest {
             agent: "Worker".into(),
+            session: "s1".into(),
             model: "claude-sonnet-4-5".into(),
             system: "You are a coding agent.".into(),
             messages: vec![
@@ -834,10 +859,11 @@ mod tests {
                 "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
                 "tools": [
                     {"name": "read", "description": "Read a file", "input_schema": {"type":"object","properties":{"path":{"type":"string"}}}},
-                    {"name": "read_todo", "description": "Read the plan", "input_schema": {"type":"object","properties":{}}, "cache_control": {"type": "ephemeral"}},
+                    {"name": "read_todo", "description": "Read the plan", "input_schema": {"type":"object","properties":{}}},
                 ],
                 "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "Open two files"}]},
+                    // The previous request ended here: it is read back.
+                    {"role": "user", "content": [{"type": "text", "text": "Open two files", "cache_control": {"type": "ephemeral"}}]},
                     {"role": "assistant", "content": [
                         {"type": "text", "text": "Reading."},
                         {"type": "tool_use", "id": "toolu_01", "name": "read", "input": {"path": "a.rs"}},
@@ -883,9 +909,90 @@ mod tests {
         assert_eq!(
             out[2]["content"],
             json!([
-                {"type": "tool_result", "tool_use_id": "t1", "is_error": false},
+                // The request that produced the last assistant message ended here.
+                {"type": "tool_result", "tool_use_id": "t1", "is_error": false, "cache_control": {"type": "ephemeral"}},
                 {"type": "text", "text": "also this", "cache_control": {"type": "ephemeral"}},
             ])
         );
+    }
+
+    /// Where the breakpoints of a request are: (top-level key, index) for
+    /// `system` and `tools`, (message, block) for the conversation.
+    fn breakpoints(body: &Value) -> Vec<String> {
+        let mut found = Vec::new();
+        for key in ["system", "tools"] {
+            for (at, block) in body[key].as_array().into_iter().flatten().enumerate() {
+                if block.get("cache_control").is_some() {
+                    found.push(format!("{key}[{at}]"));
+                }
+            }
+        }
+        for (at, message) in body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (block_at, block) in message["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if block.get("cache_control").is_some() {
+                    found.push(format!("messages[{at}][{block_at}]"));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_round_of_many_tool_results_still_reads_the_previous_end() {
+        // Thirty parallel reads: more blocks than the server looks back
+        // from the last breakpoint.
+        let calls: Vec<ToolCall> = (0..30)
+            .map(|k| ToolCall {
+                id: format!("t{k}"),
+                name: "read".into(),
+                arguments: format!("{{\"path\":\"f{k}.rs\"}}"),
+            })
+            .collect();
+        let mut list = vec![
+            Message::user("task"),
+            Message::Assistant {
+                text: "Reading everything.".into(),
+                tool_calls: calls.clone(),
+            },
+        ];
+        list.extend(calls.iter().map(|call| Message::Tool {
+            call_id: call.id.clone(),
+            name: "read".into(),
+            content: format!("contents of {}", call.id),
+            is_error: false,
+        }));
+        let mut request = request();
+        request.messages = list.clone().into();
+        let body = request_body(&request);
+        assert_eq!(
+            breakpoints(&body),
+            ["system[0]", "messages[0][0]", "messages[2][29]"],
+            "the system (tools included), the previous request's end, the new end"
+        );
+        // The next turn answers: the breakpoint moves to the end of this
+        // request, still at most four in all.
+        list.push(Message::Assistant {
+            text: "Done.".into(),
+            tool_calls: vec![],
+        });
+        list.push(Message::user("next"));
+        request.messages = list.into();
+        assert_eq!(
+            breakpoints(&request_body(&request)),
+            ["system[0]", "messages[2][29]", "messages[4][0]"]
+        );
+        // Without a system prompt the last tool holds the prefix.
+        request.system.clear();
+        assert_eq!(breakpoints(&request_body(&request))[0], "tools[1]");
     }
 }

@@ -80,6 +80,9 @@ pub struct ToolSpec {
 pub struct ModelRequest {
     /// The agent this turn is for (the scripted provider keys replies by it).
     pub agent: String,
+    /// The session it belongs to: OpenAI's `prompt_cache_key`, so one
+    /// session's requests reach the machine holding its cached prefix.
+    pub session: String,
     pub model: String,
     /// The stable system prefix. Providers that support prompt caching mark it.
     pub system: String,
@@ -124,6 +127,13 @@ impl Usage {
 
     pub fn total(&self) -> u64 {
         self.input + self.output
+    }
+
+    /// The share of prompt tokens read from a prompt cache, 0..=1 (cached
+    /// tokens beyond `input` count as `input`, as `cost` prices them);
+    /// `None` without prompt tokens.
+    pub fn cache_hit_ratio(&self) -> Option<f64> {
+        (self.input > 0).then(|| self.cached_input.min(self.input) as f64 / self.input as f64)
     }
 
     /// What these tokens cost at `price`, in US dollars.

@@ -28,9 +28,11 @@ const PROVIDER: &str = "openai";
 pub struct OpenAiClient {
     transport: Transport,
     url: String,
-    /// OpenAI's own API wants `max_completion_tokens` (reasoning models reject
-    /// `max_tokens`); the compatible servers only know `max_tokens`.
-    max_tokens_field: &'static str,
+    /// OpenAI's own API: it wants `max_completion_tokens` (reasoning models
+    /// reject `max_tokens`) and takes a `prompt_cache_key`; the compatible
+    /// servers only know `max_tokens`, and some refuse fields they do not
+    /// know.
+    own_api: bool,
 }
 
 impl fmt::Debug for OpenAiClient {
@@ -53,11 +55,7 @@ impl OpenAiClient {
             .unwrap_or(false);
         OpenAiClient {
             url: format!("{base}/chat/completions"),
-            max_tokens_field: if is_openai {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            },
+            own_api: is_openai,
             transport: Transport::new(PROVIDER, &settings),
         }
     }
@@ -92,13 +90,14 @@ impl ModelClient for OpenAiClient {
 
     fn stream(&self, request: ModelRequest, cancel: CancellationToken) -> EventStream {
         let prepared = self.headers().and_then(|headers| {
-            let body = serde_json::to_vec(&request_body(&request, self.max_tokens_field)).map_err(
-                |err| ProviderError::Fatal {
-                    provider: PROVIDER,
-                    status: None,
-                    message: format!("cannot encode the request: {err}"),
-                },
-            )?;
+            let body =
+                serde_json::to_vec(&request_body(&request, self.own_api)).map_err(|err| {
+                    ProviderError::Fatal {
+                        provider: PROVIDER,
+                        status: None,
+                        message: format!("cannot encode the request: {err}"),
+                    }
+                })?;
             Ok(Prepared {
                 url: self.url.clone(),
                 headers,
@@ -115,8 +114,9 @@ impl ModelClient for OpenAiClient {
     }
 }
 
-/// The Chat Completions request for one turn.
-fn request_body(request: &ModelRequest, max_tokens_field: &str) -> Value {
+/// The Chat Completions request for one turn; `own_api` for OpenAI's own
+/// API.
+fn request_body(request: &ModelRequest, own_api: bool) -> Value {
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
     if !request.system.is_empty() {
         messages.push(json!({ "role": "system", "content": request.system }));
@@ -156,7 +156,14 @@ fn request_body(request: &ModelRequest, max_tokens_field: &str) -> Value {
         "stream": true,
         "stream_options": { "include_usage": true },
     });
-    body[max_tokens_field] = request.max_output_tokens.into();
+    if own_api {
+        body["max_completion_tokens"] = request.max_output_tokens.into();
+        // One key per session, as Codex sends: its requests are routed to
+        // where its prefix is cached.
+        body["prompt_cache_key"] = request.session.as_str().into();
+    } else {
+        body["max_tokens"] = request.max_output_tokens.into();
+    }
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools
@@ -776,6 +783,7 @@ mod tests {
     fn request() -> ModelRequest {
         ModelRequest {
             agent: "Worker".into(),
+            session: "s1".into(),
             model: "gpt-4o".into(),
             system: "You are a coding agent.".into(),
             messages: vec![
@@ -818,7 +826,7 @@ mod tests {
 
     #[test]
     fn request_body_shape() {
-        let body = request_body(&request(), "max_tokens");
+        let body = request_body(&request(), false);
         assert_eq!(
             body,
             json!({
@@ -850,10 +858,12 @@ mod tests {
         let mut request = request();
         request.system.clear();
         request.tools = Vec::new().into();
-        let body = request_body(&request, "max_completion_tokens");
+        let body = request_body(&request, true);
         assert_eq!(body["messages"][0]["role"], "user");
         assert!(body.get("tools").is_none());
         assert_eq!(body["max_completion_tokens"], 4096);
+        assert!(body.get("max_tokens").is_none());
+        assert_eq!(body["prompt_cache_key"], "s1", "one cache key per session");
     }
 
     #[test]
@@ -867,9 +877,9 @@ mod tests {
             connect_timeout: std::time::Duration::from_secs(1),
         };
         let openai = OpenAiClient::new(settings("https://api.openai.com/v1/"));
-        assert_eq!(openai.max_tokens_field, "max_completion_tokens");
+        assert!(openai.own_api);
         assert_eq!(openai.url, "https://api.openai.com/v1/chat/completions");
         let ollama = OpenAiClient::new(settings("http://localhost:11434/v1"));
-        assert_eq!(ollama.max_tokens_field, "max_tokens");
+        assert!(!ollama.own_api);
     }
 }

@@ -6,6 +6,12 @@
 //! only when the messages since the model's last turn contain that substring;
 //! the first unused reply that fits is taken. A script that has no fitting
 //! reply left fails the turn with an error naming the agent — never a hang.
+//!
+//! A turn reports tokens estimated from sizes (4 bytes a token). A reply's
+//! `"usage"` (`{"input"?, "output"?, "cached_input"?, "cache_write"?,
+//! "reasoning"?}`) reports those counts instead, each missing count
+//! estimated (`input`, `output`) or 0 (the rest): a script can show prompt
+//! cache hits.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +47,21 @@ pub struct Reply {
     pub tool_calls: Vec<ScriptedCall>,
     #[serde(default)]
     pub latency_ms: Option<u64>,
+    /// Token counts to report instead of the estimate.
+    #[serde(default)]
+    pub usage: Option<ScriptedUsage>,
+}
+
+/// What a reply reports as its usage; `input` and `output` default to the
+/// estimate.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptedUsage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+    pub cached_input: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,10 +270,13 @@ impl ModelClient for ScriptedClient {
                     arguments,
                 }));
             }
+            let told = reply.usage.unwrap_or_default();
             yield Ok(StreamEvent::Usage(Usage {
-                input: estimate_tokens(prompt_bytes),
-                output: estimate_tokens(output_bytes),
-                ..Usage::default()
+                input: told.input.unwrap_or_else(|| estimate_tokens(prompt_bytes)),
+                output: told.output.unwrap_or_else(|| estimate_tokens(output_bytes)),
+                cached_input: told.cached_input,
+                cache_write: told.cache_write,
+                reasoning: told.reasoning,
             }));
             yield Ok(StreamEvent::Finish(if reply.tool_calls.is_empty() {
                 FinishReason::Stop
@@ -271,6 +295,7 @@ mod tests {
     fn request(agent: &str, messages: Vec<Message>) -> ModelRequest {
         ModelRequest {
             agent: agent.into(),
+            session: "s1".into(),
             model: "scripted".into(),
             system: String::new(),
             messages: messages.into(),
@@ -352,6 +377,50 @@ mod tests {
         assert_eq!(
             events.last(),
             Some(&Ok(StreamEvent::Finish(FinishReason::ToolCalls)))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_reports_its_scripted_usage_and_estimates_what_it_leaves_out() {
+        let client = script(
+            r#"{"agents":{"Worker":[
+                {"text":"one","usage":{"input":2000,"output":30,"cached_input":1500,"cache_write":400}},
+                {"text":"hello","usage":{"cached_input":1}},
+                {"text":"three"}]}}"#,
+        );
+        let mut reported = Vec::new();
+        for _ in 0..3 {
+            let events = collect(&client, request("Worker", vec![Message::user("go")])).await;
+            reported.extend(events.into_iter().filter_map(|e| match e {
+                Ok(StreamEvent::Usage(usage)) => Some(usage),
+                _ => None,
+            }));
+        }
+        let usage = |input, output, cached_input, cache_write| Usage {
+            input,
+            output,
+            cached_input,
+            cache_write,
+            reasoning: 0,
+        };
+        // "go" is one token, "hello" two, "three" two (4 bytes a token).
+        assert_eq!(
+            reported,
+            [
+                usage(2000, 30, 1500, 400),
+                usage(1, 2, 1, 0),
+                usage(1, 2, 0, 0)
+            ]
+        );
+        let err = Script::parse(
+            r#"{"agents":{"Worker":[{"usage":{"cached":1}}]}}"#,
+            "run.json",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.starts_with("script run.json: key \"agents.Worker[0].usage"),
+            "{err}"
         );
     }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Session;
 use crate::events::Event;
 use crate::hooks::{Decision, HookPoint};
-use crate::memory::context::Window;
+use crate::memory::context::{self, Window};
 use crate::memory::tokens::{self, Measure};
 use crate::memory::{Entry, compact};
 use crate::provider::{Message, ModelRequest, StreamEvent};
@@ -60,9 +60,18 @@ impl Session {
         reason: CompactReason,
         cancel: &CancellationToken,
     ) {
+        let original = self.messages.clone();
+        let before = self.estimate(Measure::Tokens);
+        // The rewrite is where the memory block catches up: the current one
+        // leads, the older ones go (before the hook, which may gate it).
         let block = self.runtime.memory.render(&self.id);
-        let before = self.estimate(Measure::Tokens, block.as_deref());
-        let overhead = self.estimator.prefix_tokens() + block.as_deref().map_or(0, tokens::count);
+        context::lead_with(self.conversation(), block);
+        let Some(instruction) = self.pre_compact(reason, before, window).await else {
+            self.messages = original;
+            return;
+        };
+        self.estimator.forget_conversation();
+        let overhead = self.estimator.prefix_tokens();
         let counts = self.estimator.counts(&self.messages);
         let conversation: u64 = counts.iter().sum();
         let mut target = window.target.saturating_sub(overhead);
@@ -73,9 +82,6 @@ impl Session {
             target = target.min(conversation / 2);
             tail = tail.min(target / 2);
         }
-        let Some(instruction) = self.compact_instruction(reason, before, window).await else {
-            return;
-        };
         // One tool output taking more than half of the room (a huge file, a
         // long log) cannot be kept whole on a small model: cut its middle.
         let cut = cut_oversized_outputs(self.conversation(), &counts, window.usable / 2);
@@ -87,9 +93,6 @@ impl Session {
         };
         let pruned_tokens = tokens::count(compact::PRUNED) + tokens::PER_MESSAGE;
         let plan = compact::plan(&self.messages, &counts, target, tail, pruned_tokens);
-        if plan.is_empty() && cut == 0 {
-            return;
-        }
         for &index in &plan.prune {
             if let Message::Tool { content, .. } = &mut self.conversation()[index] {
                 *content = compact::PRUNED.to_string();
@@ -115,8 +118,11 @@ impl Session {
             self.conversation().splice(range, [Message::user(note)]);
         }
         self.estimator.forget_conversation();
+        if self.messages == original {
+            return;
+        }
         self.rewrite_transcript();
-        let after = self.estimate(Measure::Tokens, block.as_deref());
+        let after = self.estimate(Measure::Tokens);
         self.runtime.events.emit(Event::ContextCompacted {
             session: self.id.clone(),
             agent: self.setup.agent.name.clone(),
@@ -129,10 +135,13 @@ impl Session {
         });
     }
 
-    /// The summary instruction after the `pre-compact` hook; `None` when a
-    /// hook blocked the compaction.
-    async fn compact_instruction(
-        &self,
+    /// The `pre-compact` hook: it may replace the summary instruction and
+    /// rewrite the text of messages (memory-gate shortens old tool outputs
+    /// and gates the memory block here, once, where the conversation is
+    /// rewritten anyway). The instruction, or `None` when a hook blocked
+    /// the compaction.
+    async fn pre_compact(
+        &mut self,
         reason: CompactReason,
         before: u64,
         window: &Window,
@@ -148,12 +157,21 @@ impl Session {
             "reason": reason.name(),
             "tokens": before,
             "window": window.usable,
+            "messages": *self.messages,
         });
         match hooks.call(HookPoint::PreCompact, payload).await {
             Decision::Continue => {}
             Decision::Modify(value) => {
                 if let Some(text) = value["instruction"].as_str() {
                     instruction = text.to_string();
+                }
+                if let Some(list) = value.get("messages") {
+                    match rewritten(&self.messages, list) {
+                        Ok(messages) => *self.conversation() = messages,
+                        Err(why) => self.warn(format!(
+                            "hook pre-compact: ignored the rewritten messages: {why}"
+                        )),
+                    }
                 }
             }
             Decision::Block(why) => {
@@ -179,6 +197,7 @@ impl Session {
         let max_chars = (window.usable as usize).saturating_mul(2);
         let request = ModelRequest {
             agent: COMPACTOR.into(),
+            session: format!("{}-compactor", self.id),
             model: self.setup.model.clone(),
             system: instruction.to_string(),
             messages: vec![Message::user(summary_input(&pinned, head, max_chars))].into(),
@@ -232,6 +251,51 @@ impl Session {
             self.warn(format!("transcript {path}: {err}"));
         }
     }
+}
+
+/// A hook's rewrite of `messages`: the same messages, calls and results in
+/// the same order, only their text changed (anything else could separate a
+/// call from its result); why not, otherwise.
+fn rewritten(messages: &[Message], list: &serde_json::Value) -> Result<Vec<Message>, String> {
+    let list: Vec<Message> =
+        serde_json::from_value(list.clone()).map_err(|err| format!("not a message list: {err}"))?;
+    if list.len() != messages.len() {
+        return Err(format!(
+            "{} messages where the conversation has {}; a hook may change their text, not add or drop messages",
+            list.len(),
+            messages.len()
+        ));
+    }
+    for (at, (new, old)) in list.iter().zip(messages).enumerate() {
+        let same = match (new, old) {
+            (Message::User { .. }, Message::User { .. }) => true,
+            (
+                Message::Assistant { tool_calls: a, .. },
+                Message::Assistant { tool_calls: b, .. },
+            ) => a == b,
+            (
+                Message::Tool {
+                    call_id: a,
+                    name: x,
+                    is_error: e,
+                    ..
+                },
+                Message::Tool {
+                    call_id: b,
+                    name: y,
+                    is_error: f,
+                    ..
+                },
+            ) => a == b && x == y && e == f,
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "message {at} changed its role, tool calls or call id; a hook may change only text"
+            ));
+        }
+    }
+    Ok(list)
 }
 
 /// Cut the middle out of tool outputs over `limit` tokens (their count in

@@ -1,5 +1,5 @@
 //! The prompt estimate of a session's next request: its fixed prefix (system
-//! prompt and tool list), the memory block and the conversation, measured
+//! prompt and tool list) and the conversation (memory block included), measured
 //! either as exact tokens or as the byte bound that needs no token tables.
 //! The provider's own count of the last request, plus what was added since,
 //! is trusted when it is larger.
@@ -41,15 +41,8 @@ impl Default for Estimator {
 }
 
 impl Estimator {
-    /// The estimate of a request with `block` as its memory block and
-    /// `messages` as its conversation.
-    pub fn prompt(
-        &mut self,
-        measure: Measure,
-        prefix: &Prefix<'_>,
-        block: Option<&str>,
-        messages: &[Message],
-    ) -> u64 {
+    /// The estimate of a request with `messages` as its conversation.
+    pub fn prompt(&mut self, measure: Measure, prefix: &Prefix<'_>, messages: &[Message]) -> u64 {
         let slot = match measure {
             Measure::Tokens => &mut self.prefix_tokens,
             Measure::Bound => &mut self.prefix_bound,
@@ -60,8 +53,7 @@ impl Estimator {
             Measure::Tokens => self.counts.of(messages),
             Measure::Bound => self.bounds.of(messages),
         };
-        let counted =
-            fixed + block.map_or(0, |b| measure.text(b)) + per_message.iter().sum::<u64>();
+        let counted = fixed + per_message.iter().sum::<u64>();
         let reported = self
             .reported
             .filter(|&(_, sent)| sent <= per_message.len())
@@ -122,12 +114,11 @@ mod tests {
         };
         let messages = conversation();
         let mut estimator = Estimator::default();
-        let exact = estimator.prompt(Measure::Tokens, &prefix, Some("<memory/>"), &messages);
-        let bound = estimator.prompt(Measure::Bound, &prefix, Some("<memory/>"), &messages);
+        let exact = estimator.prompt(Measure::Tokens, &prefix, &messages);
+        let bound = estimator.prompt(Measure::Bound, &prefix, &messages);
         assert!(bound >= exact, "{bound} < {exact}");
         let expected = tokens::count(prefix.system)
             + tokens::tools(&tools)
-            + tokens::count("<memory/>")
             + messages.iter().map(tokens::message).sum::<u64>();
         assert_eq!(exact, expected);
         assert_eq!(
@@ -144,18 +135,18 @@ mod tests {
         };
         let mut messages = conversation();
         let mut estimator = Estimator::default();
-        let counted = estimator.prompt(Measure::Tokens, &prefix, None, &messages);
+        let counted = estimator.prompt(Measure::Tokens, &prefix, &messages);
         // The provider saw the first message only and counted far more.
         estimator.reported(10_000, 1);
         let second = tokens::message(&messages[1]);
         assert_eq!(
-            estimator.prompt(Measure::Tokens, &prefix, None, &messages),
+            estimator.prompt(Measure::Tokens, &prefix, &messages),
             10_000 + second
         );
         // A smaller provider count does not lower the estimate.
         estimator.reported(1, 2);
         assert_eq!(
-            estimator.prompt(Measure::Tokens, &prefix, None, &messages),
+            estimator.prompt(Measure::Tokens, &prefix, &messages),
             counted
         );
         // A count for more messages than the conversation now has is ignored.
@@ -163,6 +154,6 @@ mod tests {
         messages.truncate(1);
         estimator.forget_conversation();
         estimator.reported(10_000, 5);
-        assert!(estimator.prompt(Measure::Tokens, &prefix, None, &messages) < 10_000);
+        assert!(estimator.prompt(Measure::Tokens, &prefix, &messages) < 10_000);
     }
 }

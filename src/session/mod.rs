@@ -24,7 +24,7 @@ use crate::agents::Agent;
 use crate::config::{ModelLimits, ToolsConfig};
 use crate::events::{Event, EventBus, SessionOutcome};
 use crate::hooks::Hooks;
-use crate::memory::Memory;
+use crate::memory::{Memory, context};
 use crate::provider::{Message, ModelClient, ProviderError, ToolCall, Usage};
 use crate::tools::permissions::Permissions;
 use crate::tools::{ToolContext, ToolOutput, ToolRegistry, ToolRouter};
@@ -254,8 +254,22 @@ impl Session {
     /// Caps (`max_turns`, `token_budget`) apply to each run; the report's
     /// turns and usage are this run's.
     pub async fn run(&mut self, prompt: &str, cancel: &CancellationToken) -> SessionReport {
+        self.show_memory();
         self.push(Message::user(prompt));
         self.proceed(cancel).await
+    }
+
+    /// Between runs the memory block catches up: when the block the session
+    /// would show now differs from the one its conversation last showed,
+    /// the new one goes at the end, before the run's message, where it
+    /// changes nothing an earlier request carried (`memory::context`).
+    fn show_memory(&mut self) {
+        let Some(block) = self.runtime.memory.render(&self.id) else {
+            return;
+        };
+        if context::last_block(&self.messages) != Some(block.as_str()) {
+            self.push(Message::user(block));
+        }
     }
 
     /// Run turns from where the conversation stands (after `restore`). A

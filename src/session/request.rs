@@ -25,7 +25,7 @@ use super::estimate::Prefix;
 use crate::config::ModelLimits;
 use crate::events::Event;
 use crate::hooks::{Decision, HookPoint};
-use crate::memory::context::{self, Window};
+use crate::memory::context::Window;
 use crate::memory::tokens::{self, Measure};
 use crate::provider::{
     FinishReason, Fit, Message, ModelRequest, ProviderError, StreamEvent, ToolCall,
@@ -73,12 +73,12 @@ impl Session {
         loop {
             let limits = self.limits();
             let window = self.window(&limits);
-            let (messages, block) = if memory_on {
+            let messages = if memory_on {
                 self.request_messages(&window, !compacted, cancel).await?
             } else {
-                (self.messages.clone(), None)
+                self.messages.clone()
             };
-            let max_tokens = match self.output_budget(&limits, block.as_deref(), boost).await {
+            let max_tokens = match self.output_budget(&limits, boost).await {
                 Some(max_tokens) => max_tokens,
                 None if memory_on && !compacted => {
                     self.compact(&window, CompactReason::Threshold, cancel)
@@ -119,7 +119,7 @@ impl Session {
                 Err(err) => return Err(err),
                 Ok((turn, reported_input)) => {
                     if let Some(input) = reported_input {
-                        self.check_truncation(input, block.as_deref());
+                        self.check_truncation(input);
                         // The conversation the provider just counted
                         // (compactions included; the reply is not pushed yet).
                         self.estimator.reported(input, sent);
@@ -171,12 +171,7 @@ impl Session {
 
     /// `max_tokens` for the next request, or `None` when the prompt leaves
     /// less than the output reserve.
-    async fn output_budget(
-        &mut self,
-        limits: &ModelLimits,
-        block: Option<&str>,
-        boost: bool,
-    ) -> Option<u32> {
+    async fn output_budget(&mut self, limits: &ModelLimits, boost: bool) -> Option<u32> {
         let configured = if boost {
             self.setup.max_output_tokens.saturating_mul(2)
         } else {
@@ -186,14 +181,14 @@ impl Session {
         let window = u64::from(limits.context_window);
         // The bound needs no token tables: when it leaves room, nothing is
         // counted.
-        let bound = self.estimate(Measure::Bound, block);
+        let bound = self.estimate(Measure::Bound);
         if window.saturating_sub(bound) >= u64::from(cap) {
             return Some(cap);
         }
         if !tokens::loaded() {
             let _ = tokio::task::spawn_blocking(tokens::load).await;
         }
-        let counted = self.estimate(Measure::Tokens, block);
+        let counted = self.estimate(Measure::Tokens);
         let prompt = counted + counted * TOKENIZER_MARGIN_PERCENT / 100;
         let room = window.saturating_sub(prompt);
         let reserve = u64::from(self.output_reserve(limits));
@@ -240,10 +235,10 @@ impl Session {
     /// byte length of the request decides, without token tables: no text
     /// takes more than `BYTES_PER_TOKEN_MAX` bytes a token, so a count that
     /// far below the bytes is a cut prompt.
-    fn check_truncation(&mut self, reported: u64, block: Option<&str>) {
+    fn check_truncation(&mut self, reported: u64) {
         const BYTES_PER_TOKEN_MAX: u64 = 6;
         const SMALL: u64 = 4096;
-        let bytes = self.estimate(Measure::Bound, block);
+        let bytes = self.estimate(Measure::Bound);
         if bytes <= reported.saturating_mul(BYTES_PER_TOKEN_MAX) + SMALL {
             return;
         }
@@ -261,46 +256,42 @@ impl Session {
         }
     }
 
-    /// The prompt estimate of the next request with `block` as its memory
-    /// block: exact tokens or the table-free bound, or the provider's own
-    /// count of the last request plus what was added since, if larger.
-    pub(super) fn estimate(&mut self, measure: Measure, block: Option<&str>) -> u64 {
+    /// The prompt estimate of the next request: exact tokens or the
+    /// table-free bound, or the provider's own count of the last request
+    /// plus what was added since, if larger.
+    pub(super) fn estimate(&mut self, measure: Measure) -> u64 {
         let tools = self.router.registry.specs();
         let prefix = Prefix {
             system: &self.setup.agent.prompt,
             tools: &tools,
         };
-        self.estimator
-            .prompt(measure, &prefix, block, &self.messages)
+        self.estimator.prompt(measure, &prefix, &self.messages)
     }
 
-    /// The messages of the next request and its memory block: memory block,
-    /// then conversation; compacted first if `may_compact` and the estimate
-    /// passes the threshold; then offered to the `pre-model-request` hook.
+    /// The messages of the next request: the conversation (its memory
+    /// block included), compacted first if `may_compact` and the estimate
+    /// passes the threshold, then offered to the `pre-model-request` hook.
+    /// Without a hook that reshapes, the request shares the conversation:
+    /// it is the previous request plus what was added since.
     async fn request_messages(
         &mut self,
         window: &Window,
         may_compact: bool,
         cancel: &CancellationToken,
-    ) -> Result<(Arc<Vec<Message>>, Option<String>), ProviderError> {
-        let mut block = self.runtime.memory.render(&self.id);
+    ) -> Result<Arc<Vec<Message>>, ProviderError> {
         // The bound needs no token tables: when it fits, nothing is counted.
-        if may_compact
-            && window.needs_compaction(self.estimate(Measure::Bound, block.as_deref()))
-            && {
-                if !tokens::loaded() {
-                    let _ = tokio::task::spawn_blocking(tokens::load).await;
-                }
-                window.needs_compaction(self.estimate(Measure::Tokens, block.as_deref()))
+        if may_compact && window.needs_compaction(self.estimate(Measure::Bound)) && {
+            if !tokens::loaded() {
+                let _ = tokio::task::spawn_blocking(tokens::load).await;
             }
-        {
+            window.needs_compaction(self.estimate(Measure::Tokens))
+        } {
             self.compact(window, CompactReason::Threshold, cancel).await;
-            block = self.runtime.memory.render(&self.id);
         }
-        let messages = Arc::new(context::assemble(block.clone(), &self.messages));
+        let messages = self.messages.clone();
         let hooks = self.runtime.hooks.clone();
         if !hooks.wants(HookPoint::PreModelRequest) {
-            return Ok((messages, block));
+            return Ok(messages);
         }
         let payload = serde_json::json!({
             "session": self.id,
@@ -309,15 +300,18 @@ impl Session {
             "messages": *messages,
         });
         match hooks.call(HookPoint::PreModelRequest, payload).await {
-            Decision::Continue => Ok((messages, block)),
+            Decision::Continue => Ok(messages),
             Decision::Modify(value) => {
                 match serde_json::from_value::<Vec<Message>>(value["messages"].clone()) {
-                    Ok(reshaped) => Ok((Arc::new(reshaped), block)),
+                    Ok(reshaped) => {
+                        self.warn_uncached_reshape(&messages, &reshaped);
+                        Ok(Arc::new(reshaped))
+                    }
                     Err(err) => {
                         self.warn(format!(
                             "hook pre-model-request: ignored a reshaped context that is not a message list: {err}"
                         ));
-                        Ok((messages, block))
+                        Ok(messages)
                     }
                 }
             }
@@ -326,6 +320,31 @@ impl Session {
                 status: None,
                 message: format!("blocked by hook pre-model-request: {reason}"),
             }),
+        }
+    }
+
+    /// A `pre-model-request` answer that changed what an earlier request
+    /// already carried makes the provider read that part afresh, on every
+    /// request it does so: said once per run (plugins that shorten the
+    /// conversation do it at `pre-compact`, where it holds).
+    fn warn_uncached_reshape(&self, sent: &[Message], reshaped: &[Message]) {
+        let carried = sent
+            .iter()
+            .rposition(|message| matches!(message, Message::Assistant { .. }))
+            .unwrap_or(0);
+        if reshaped.get(..carried) == Some(&sent[..carried]) {
+            return;
+        }
+        let message = "a plugin's pre-model-request hook changed messages an earlier request carried: \
+                       each such request is read without the provider's prompt cache (a plugin that \
+                       shortens the conversation should do it at pre-compact, where it holds)"
+            .to_string();
+        if let Some(message) = self
+            .runtime
+            .memory
+            .warn_once("pre-model-request reshape", message)
+        {
+            self.warn(message);
         }
     }
 
@@ -349,6 +368,7 @@ impl Session {
         });
         let request = ModelRequest {
             agent: self.setup.agent.name.clone(),
+            session: self.id.clone(),
             model: self.setup.model.clone(),
             system: self.setup.agent.prompt.clone(),
             messages,

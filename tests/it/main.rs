@@ -5,14 +5,17 @@
 mod support;
 
 mod boundaries;
+mod caching;
 mod cli;
 mod diagnostics;
 mod fit;
 mod lifecycle;
 mod memory;
+mod memory_cli;
 mod mission;
 mod monitor;
 mod plugins;
+mod prompt_cache;
 mod provider_anthropic;
 mod provider_openai;
 mod session;

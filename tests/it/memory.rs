@@ -492,10 +492,11 @@ async fn remember_and_recall_through_the_tools_and_an_unknown_model_is_warned_on
         json!({"tool_calls": [{"name": "remember", "arguments": {"text": "the parser lives in src/parse.rs", "tier": "task"}}]}),
         json!({"tool_calls": [{"name": "recall", "arguments": {"query": "parser"}}]}),
         json!({"text": "done"}),
+        json!({"text": "next run"}),
         json!({"text": "second session"}),
     ];
     let h = harness(&script(worker, None), &[], false, Arc::new(NoHooks));
-    let (session, report) = run(&h, "mystery-7b").await;
+    let (mut session, report) = run(&h, "mystery-7b").await;
     assert_eq!(report.outcome, SessionOutcome::Completed, "{report:?}");
     let recalled = session
         .messages()
@@ -508,7 +509,30 @@ async fn remember_and_recall_through_the_tools_and_an_unknown_model_is_warned_on
         recalled.text()
     );
     let requests = h.client.agent_requests();
-    assert!(requests[2].messages[0].text().contains("## Task memory"));
+    // Remembered mid-run: the requests of this run stay as they were sent
+    // (each the previous one plus new messages); the block shows at the
+    // next run, appended before its message.
+    assert!(
+        requests
+            .iter()
+            .flat_map(|request| request.messages.iter())
+            .all(|message| !message.text().contains("## Task memory"))
+    );
+    session.run("and now?", &CancellationToken::new()).await;
+    let requests = h.client.agent_requests();
+    let (before, next) = (&requests[2], &requests[3]);
+    assert_eq!(next.messages[..before.messages.len()], before.messages[..]);
+    let added: Vec<&str> = next.messages[before.messages.len()..]
+        .iter()
+        .map(Message::text)
+        .collect();
+    assert_eq!(added.len(), 3, "{added:?}");
+    assert_eq!(added[0], "done");
+    assert!(
+        added[1].starts_with("<memory>") && added[1].contains("## Task memory"),
+        "{added:?}"
+    );
+    assert_eq!(added[2], "and now?");
     // A second session of the same unknown model is not warned again.
     let mut other = Session::new(h.runtime.clone(), setup("mystery-7b")).unwrap();
     other.run("again", &CancellationToken::new()).await;
@@ -519,7 +543,7 @@ async fn remember_and_recall_through_the_tools_and_an_unknown_model_is_warned_on
     assert_eq!(unknown.len(), 1, "{unknown:?}");
     assert!(unknown[0].contains("assuming 32768 tokens"), "{unknown:?}");
     // Its Task tier is its own.
-    assert_eq!(requests.len(), 3);
+    assert_eq!(requests.len(), 4);
     let last = h.client.agent_requests().pop().unwrap();
     assert!(!last.messages[0].text().contains("<memory>"));
 }
@@ -570,29 +594,32 @@ fn project_memory_survives_a_restart_and_mission_memory_a_resume() {
     assert_eq!(project.len(), 2);
     assert!(project[0].pinned);
     assert_eq!(project[0].text, "use axum for HTTP");
-    // The decayed score was persisted: 0.3 * 0 + 0.7 * 1.0.
-    assert!((project[1].score - 0.7).abs() < 1e-12);
+    // An iteration is not the Project tier's pace: its score is as written.
+    assert!((project[1].score - 1.0).abs() < 1e-12);
     // A new mission starts with an empty Mission tier; the same one resumes.
     assert!(memory.entries("s", Tier::Mission).is_empty());
     assert!(memory.entries("s", Tier::Task).is_empty());
     memory.attach_mission(&mission_dir).unwrap();
-    assert_eq!(
-        memory.entries("s", Tier::Mission)[0].text,
-        "T1 needs a migration"
-    );
+    let mission = memory.entries("s", Tier::Mission);
+    assert_eq!(mission[0].text, "T1 needs a migration");
+    // The Mission tier's decay at that iteration was persisted.
+    assert!((mission[0].score - 0.7).abs() < 1e-12);
     // Ids go on from the highest stored one (the Task entry m4 was not stored).
     let next = memory
         .remember("s", "u", "another", Some(Tier::Project), false)
         .unwrap();
     assert_eq!(next.id, "m4");
-    // Idle iterations evict the unpinned entries; the pinned one stays.
+    // Idle missions of one iteration each evict the unpinned entries; the
+    // pinned one stays.
     let mut evicted = Vec::new();
     for _ in 0..7 {
+        evicted.extend(memory.begin_mission().unwrap());
         evicted.extend(memory.end_iteration());
     }
-    // m2 and m3 were at 0.7 already (evicted at the 6th), m4 started at 1.0.
+    // m3 was at 0.7 already (evicted at the 6th iteration), the Project
+    // entries m2 and m4 at 1.0 (evicted when the 7th mission starts).
     let ids: Vec<String> = evicted.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(ids, vec!["m2", "m3", "m4"]);
+    assert_eq!(ids, vec!["m3", "m2", "m4"]);
     let left: Vec<String> = memory
         .entries("s", Tier::Project)
         .into_iter()

@@ -1010,6 +1010,86 @@ fn status_shows_the_budgets_beside_what_was_spent() {
 }
 
 #[test]
+fn status_and_metrics_show_the_cache_share_and_what_the_cache_cost() {
+    let project = Project::trusted();
+    project.write(
+        ".opencode/orch.json",
+        &json!({"verify": [], "pricing": {"scripted": {
+            "input": 2.0, "output": 10.0, "cached_input": 0.2, "cache_write": 2.5
+        }}})
+        .to_string(),
+    );
+    // Every turn reports its tokens: the Commander writes its prompt to the
+    // cache, then reads from it; so does the Reviewer.
+    let usage = |input: u64, cached_input: u64, cache_write: u64, output: u64| json!({"input": input, "cached_input": cached_input, "cache_write": cache_write, "output": output});
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "usage": usage(2000, 0, 1000, 100), "tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "nothing to do"})),
+                call("delegate_task", json!({"agent": "Reviewer", "description": "T1", "prompt": "Approve T1", "background": false}))]},
+            {"when": "Approved", "usage": usage(2400, 1500, 0, 20), "text": "Done."}
+        ],
+        "Reviewer": [
+            {"usage": usage(1000, 0, 0, 50), "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"usage": usage(1200, 1000, 0, 10), "text": "Approved T1."}
+        ]
+    }});
+    let (code, events, stderr) = task(&project, &script, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Commander: 1 900 plain at $2, 1 500 cached at $0.20, 1 000 written
+    // at $2.50, 120 out at $10 per million: $0.0078. Reviewer: 1 200 plain,
+    // 1 000 cached, 60 out: $0.0032. At the input price the cache would
+    // have cost $0.0150 in all.
+    let cost = finished(&events)["cost_usd"].as_f64().unwrap();
+    assert!((cost - 0.011).abs() < 1e-9, "{cost}");
+
+    let (output, stdout, _) = run(project.orch().arg("status"));
+    assert!(output.status.success());
+    for line in [
+        "tokens: 6600 in (38% cached, 1000 written), 180 out; cost $0.0110\n",
+        "  Commander: 4400 in (34% cached, 1000 written), 120 out; cost $0.0078\n",
+        "  Reviewer: 2200 in (45% cached), 60 out; cost $0.0032\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+
+    let (output, stdout, _) = run(project.orch().arg("metrics"));
+    assert!(output.status.success());
+    assert!(
+        stdout.contains("tokens: 6600 in (38% cached, 1000 written), 180 out; cost $0.0110\n"),
+        "{stdout}"
+    );
+    // The agent table's last columns: in, cached, out, cost.
+    let row = |agent: &str| -> Vec<&str> {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{agent} ")))
+            .unwrap_or_else(|| panic!("no {agent} row in:\n{stdout}"))
+            .split_whitespace()
+            .collect()
+    };
+    assert!(
+        row("agent").ends_with(&["in", "cached", "out", "cost"]),
+        "{stdout}"
+    );
+    assert!(
+        row("Commander").ends_with(&["4400", "34%", "120", "$0.0078"]),
+        "{stdout}"
+    );
+    assert!(
+        row("Reviewer").ends_with(&["2200", "45%", "60", "$0.0032"]),
+        "{stdout}"
+    );
+
+    let (_, stdout, _) = run(project.orch().args(["metrics", "--json"]));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report["usage"],
+        json!({"input": 6600, "output": 180, "cached_input": 2500, "cache_write": 1000})
+    );
+}
+
+#[test]
 fn a_json_reader_that_stalls_never_holds_the_mission_back() {
     let project = Project::trusted();
     project.write(

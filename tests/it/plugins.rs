@@ -14,7 +14,7 @@ use orch::config::{PluginGrant, PluginsConfig, ProjectAccess};
 use orch::events::{Envelope, Event, EventBus, EventSink};
 use orch::hooks::Decision;
 use orch::plugins::{PluginHost, sha256_hex};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::project::{Project, events, run};
 
@@ -48,7 +48,7 @@ fn guests() -> &'static Path {
     })
 }
 
-fn guest(name: &str) -> PathBuf {
+pub(crate) fn guest(name: &str) -> PathBuf {
     guests().join(format!("{name}.wasm"))
 }
 
@@ -190,19 +190,28 @@ async fn example_plugins_load_with_their_tools_hooks_and_agents() {
             .exists()
     );
 
-    // memory-gate shortens an old, long tool output and leaves the tail.
+    // memory-gate shortens an old, long tool output and leaves the tail,
+    // when the conversation is compacted; never before a request.
     let long = "y".repeat(10_000);
     let mut messages = vec![json!({"role": "user", "text": "go"})];
     messages.push(json!({"role": "tool", "call_id": "c1", "name": "read", "content": long}));
     for i in 0..6 {
         messages.push(json!({"role": "user", "text": format!("m{i}")}));
     }
-    let decision = host
+    let before_request = host
         .hook(
             "pre-model-request",
             json!({"session": "s1", "messages": messages}),
         )
         .await;
+    assert!(
+        matches!(before_request, Decision::Continue),
+        "{before_request:?}"
+    );
+    let compacting = |messages: &Value| -> Value {
+        json!({"session": "s1", "agent": "Worker", "reason": "threshold", "tokens": 9000, "window": 8000, "messages": messages})
+    };
+    let decision = host.hook("pre-compact", compacting(&json!(messages))).await;
     let Decision::Modify(reshaped) = decision else {
         panic!("memory-gate did not reshape: {decision:?}");
     };
@@ -210,6 +219,15 @@ async fn example_plugins_load_with_their_tools_hooks_and_agents() {
     assert!(content.len() < 2_200, "{}", content.len());
     assert!(content.contains("memory-gate: 8000 more bytes"));
     assert_eq!(reshaped["messages"].as_array().unwrap().len(), 8);
+    assert!(
+        reshaped.get("instruction").is_none(),
+        "the engine keeps its summary instruction"
+    );
+    // Shortened once: the next compaction leaves it as it is.
+    let again = host
+        .hook("pre-compact", compacting(&reshaped["messages"]))
+        .await;
+    assert!(matches!(again, Decision::Continue), "{again:?}");
 }
 
 #[tokio::test]

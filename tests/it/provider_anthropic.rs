@@ -37,6 +37,7 @@ fn settings(server: &Server) -> HttpSettings {
 fn request() -> ModelRequest {
     ModelRequest {
         agent: "Worker".into(),
+        session: "s1".into(),
         model: "claude-test".into(),
         system: "You are a coding agent.".into(),
         messages: vec![Message::user("Say hello")].into(),
@@ -391,14 +392,19 @@ async fn parallel_tool_use_and_the_history_sent_back() {
             {"name": "read", "description": "Read a file",
              "input_schema": {"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}},
             {"name": "bash", "description": "Run a command",
-             "input_schema": {"type":"object","properties":{"command":{"type":"string"}}},
-             "cache_control": {"type": "ephemeral"}},
+             "input_schema": {"type":"object","properties":{"command":{"type":"string"}}}},
         ])
+    );
+    // Breakpoints: the system block (tools included), the end of the
+    // request that produced the last assistant message, and the new end.
+    assert_eq!(
+        sent["system"][0]["cache_control"],
+        json!({"type": "ephemeral"})
     );
     assert_eq!(
         sent["messages"],
         json!([
-            {"role": "user", "content": [{"type": "text", "text": "Fix the build"}]},
+            {"role": "user", "content": [{"type": "text", "text": "Fix the build", "cache_control": {"type": "ephemeral"}}]},
             {"role": "assistant", "content": [
                 {"type": "text", "text": "Looking."},
                 {"type": "tool_use", "id": "toolu_a", "name": "read", "input": {"path": "Cargo.toml"}},

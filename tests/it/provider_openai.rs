@@ -52,6 +52,7 @@ fn tools() -> Vec<ToolSpec> {
 fn request() -> ModelRequest {
     ModelRequest {
         agent: "Worker".into(),
+        session: "s1".into(),
         model: "gpt-test".into(),
         system: "You are a coding agent.".into(),
         messages: vec![Message::user("Say hello")].into(),

@@ -74,6 +74,28 @@ async fn seed(seed: u64) {
     assert_eq!(effects, ["T1", "T2", "T3"], "seed {seed}");
     // Never a request with a tool call and no result.
     assert!(tally.invalid.is_empty(), "seed {seed}: {:?}", tally.invalid);
+    // Each session's request was its previous request plus new messages,
+    // except where the conversation was compacted.
+    let cache = sim.cache();
+    let compactions = outcome
+        .events
+        .iter()
+        .filter(|event| event["type"] == "context_compacted")
+        .count();
+    println!(
+        "seed {seed} {wire:?}: {} requests, {:.1} % of {} prompt tokens read from the cache, {} written, {} compactions, rewrites {:?}",
+        cache.requests,
+        100.0 * cache.hit_ratio(),
+        cache.input,
+        cache.cache_write,
+        compactions,
+        cache.rewrites
+    );
+    assert!(
+        cache.rewrites.len() <= compactions,
+        "seed {seed}: requests that rewrote their session's earlier ones: {:?}",
+        cache.rewrites
+    );
     // A seed with faults really had some.
     if !play.faults.is_empty() {
         assert!(!tally.faults.is_empty(), "seed {seed}: no fault happened");

@@ -1,11 +1,16 @@
 //! memory-gate: decides what memory and old output reach the model, and
 //! keeps what a mission learned about verifying the project.
 //!
-//! Before each model request (`pre-model-request`):
+//! When a conversation is compacted (`pre-compact`), where the engine
+//! rewrites it anyway:
 //! - when the memory block is large, only pinned entries and the entries
 //!   that share words with the recent conversation stay in it (the rest are
 //!   counted, and `recall` still finds them);
 //! - old tool outputs beyond a size are shortened (the recent tail stays).
+//!
+//! Doing it there and not before every request keeps each request the
+//! previous one plus new messages, so the provider's prompt cache reads
+//! everything sent before; the shortened outputs stay shortened.
 //!
 //! After each tool call (`post-tool-use`): a build or test command that
 //! passed is remembered in the project tier ("Verified with `cargo test`"),
@@ -57,9 +62,9 @@ const VERIFY_COMMANDS: &[&str] = &[
 
 impl Plugin for MemoryGate {
     fn manifest() -> Manifest {
-        Manifest::new("memory-gate", "0.2.0")
-            .description("Gates memory and old tool outputs before model requests; remembers how the project verifies itself")
-            .hook(HookPoint::PreModelRequest)
+        Manifest::new("memory-gate", "0.3.0")
+            .description("Gates memory and old tool outputs when a conversation is compacted; remembers how the project verifies itself")
+            .hook(HookPoint::PreCompact)
             .hook(HookPoint::PostToolUse)
     }
 
@@ -67,7 +72,7 @@ impl Plugin for MemoryGate {
         let payload: Value = serde_json::from_str(&event.payload)
             .map_err(|err| format!("hook payload is not JSON: {err}"))?;
         match event.point {
-            HookPoint::PreModelRequest => Ok(gate(payload)),
+            HookPoint::PreCompact => Ok(gate(payload)),
             HookPoint::PostToolUse => {
                 let size = payload["output"].as_str().map_or(0, str::len);
                 if size > MAX_OLD_OUTPUT {
@@ -120,7 +125,11 @@ fn keep_verified(command: &str) {
     }
 }
 
-/// Gate the memory block and shorten old tool outputs.
+/// Marks an output this plugin shortened: never shortened twice.
+const SHORTENED: &str = "[memory-gate: ";
+
+/// Gate the memory block and shorten old tool outputs; the answer carries
+/// only `messages` (the engine keeps its summary instruction).
 fn gate(mut payload: Value) -> Decision {
     let Some(messages) = payload["messages"].as_array_mut() else {
         return Decision::Continue;
@@ -152,13 +161,14 @@ fn gate(mut payload: Value) -> Decision {
         for field in ["content", "text", "output"] {
             if let Some(text) = message[field].as_str()
                 && text.len() > MAX_OLD_OUTPUT
+                && !text.contains(SHORTENED)
             {
                 let mut cut = MAX_OLD_OUTPUT;
                 while !text.is_char_boundary(cut) {
                     cut -= 1;
                 }
                 let short = format!(
-                    "{}\n[memory-gate: {} more bytes of this old tool output dropped]",
+                    "{}\n{SHORTENED}{} more bytes of this old tool output dropped]",
                     &text[..cut],
                     text.len() - cut
                 );

@@ -350,8 +350,8 @@ async fn memory_gate_hides_unrelated_memory_from_a_large_block() {
     ]);
     let decision = host
         .hook(
-            "pre-model-request",
-            json!({"session": "s", "messages": messages}),
+            "pre-compact",
+            json!({"session": "s", "reason": "threshold", "messages": messages}),
         )
         .await;
     let Decision::Modify(reshaped) = decision else {
@@ -381,8 +381,8 @@ async fn memory_gate_hides_unrelated_memory_from_a_large_block() {
     let small = json!([{"role": "user", "text": "<memory>\n- [m1] one\n</memory>"}]);
     assert_eq!(
         host.hook(
-            "pre-model-request",
-            json!({"session": "s", "messages": small})
+            "pre-compact",
+            json!({"session": "s", "reason": "threshold", "messages": small})
         )
         .await,
         Decision::Continue

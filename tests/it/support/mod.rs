@@ -4,6 +4,7 @@ pub mod http;
 pub mod log;
 pub mod missions;
 pub mod project;
+pub mod prompt_cache;
 pub mod pty;
 pub mod sim;
 

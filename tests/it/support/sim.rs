@@ -15,8 +15,12 @@
 //! comments and nothing else. It is strict as api.openai.com is: a tool call
 //! without a result in the request is answered 400.
 //!
-//! Faults are the only state: which request (by its content) already got
-//! its fault, so a retried request goes through.
+//! Faults are the only state that decides what it answers: which request
+//! (by its content) already got its fault, so a retried request goes
+//! through. Beside them it keeps the provider's prompt cache
+//! (`prompt_cache.rs`) and reports each request's cached tokens the way
+//! the wire format does; a request with more cache breakpoints than
+//! Anthropic allows is refused as the API refuses it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::http::{End, Recorded, Reply, Server};
+use super::prompt_cache::{Billed, CacheRules, CacheStats, PromptCache};
 
 /// Which wire format the simulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +112,7 @@ struct State {
     attempts: Mutex<HashMap<u64, u32>>,
     storm: Mutex<Option<Instant>>,
     tally: Mutex<Tally>,
+    cache: PromptCache,
 }
 
 /// A running simulator.
@@ -123,6 +129,7 @@ impl Sim {
             attempts: Mutex::default(),
             storm: Mutex::default(),
             tally: Mutex::default(),
+            cache: PromptCache::new(CacheRules::default()),
         });
         let shared = state.clone();
         let server = Server::responding(move |request| shared.answer(request)).await;
@@ -139,6 +146,11 @@ impl Sim {
 
     pub fn tally(&self) -> Tally {
         self.state.tally.lock().unwrap().clone()
+    }
+
+    /// What the provider's prompt cache saw.
+    pub fn cache(&self) -> CacheStats {
+        self.state.cache.stats()
     }
 }
 
@@ -206,6 +218,19 @@ impl State {
             self.tally.lock().unwrap().invalid.push(missing.clone());
             return self.invalid(&missing);
         }
+        let billed = match self.play.wire {
+            Wire::OpenAi => self.cache.openai(&request.body),
+            Wire::Anthropic => match self.cache.anthropic(&request.body) {
+                Ok(billed) => billed,
+                Err(message) => {
+                    self.tally.lock().unwrap().invalid.push(message.clone());
+                    return Reply::json(
+                        400,
+                        &json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}}),
+                    );
+                }
+            },
+        };
         let agent = agent_of(&system);
         let fingerprint = hash_of(&(format!("{agent:?}"), format!("{messages:?}")));
         let attempt = {
@@ -240,14 +265,12 @@ impl State {
             .as_u64()
             .or_else(|| request.body["max_completion_tokens"].as_u64())
             .unwrap_or(4096);
-        // About what a tokenizer would count for the whole request.
-        let prompt_tokens = request.body.to_string().len() as u64 / 4;
         self.encode(
             &turn,
             fault,
             fingerprint,
             Usage {
-                prompt_tokens,
+                prompt: billed,
                 max_tokens,
             },
         )
@@ -712,6 +735,44 @@ impl State {
     }
 }
 
+/// A whole turn in `wire`'s format: `text`, then `calls` (name and
+/// arguments), ending as a model ends such a turn.
+pub fn turn_reply(
+    wire: Wire,
+    text: &str,
+    calls: &[(String, Value)],
+    usage: Usage,
+    salt: u64,
+) -> Reply {
+    let turn = Turn {
+        text: text.to_string(),
+        calls: calls.to_vec(),
+    };
+    let body = match wire {
+        Wire::OpenAi => openai_body(
+            &turn,
+            salt,
+            if calls.is_empty() {
+                "stop"
+            } else {
+                "tool_calls"
+            },
+            usage,
+        ),
+        Wire::Anthropic => anthropic_body(
+            &turn,
+            salt,
+            if calls.is_empty() {
+                "end_turn"
+            } else {
+                "tool_use"
+            },
+            usage,
+        ),
+    };
+    Reply::sse(&body, 64)
+}
+
 /// Where the first event carrying content (a text delta) ends.
 fn first_content_end(body: &str) -> usize {
     let mut at = 0;
@@ -733,10 +794,12 @@ fn call_id(salt: u64, index: usize) -> String {
 
 /// What a response reports as used.
 #[derive(Clone, Copy)]
-struct Usage {
-    prompt_tokens: u64,
+/// A turn's usage as the simulated provider reports it.
+pub struct Usage {
+    /// The request's prompt tokens, as the cache billed them.
+    pub prompt: Billed,
     /// The request's `max_tokens`: what a turn cut at the limit used.
-    max_tokens: u64,
+    pub max_tokens: u64,
 }
 
 fn openai_body(turn: &Turn, salt: u64, finish: &str, usage: Usage) -> String {
@@ -762,8 +825,9 @@ fn openai_body(turn: &Turn, salt: u64, finish: &str, usage: Usage) -> String {
     } else {
         output_tokens(turn)
     };
-    let prompt = usage.prompt_tokens;
-    events.push(json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}}));
+    let prompt = usage.prompt.input;
+    let cached = usage.prompt.cache_read;
+    events.push(json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output, "prompt_tokens_details": {"cached_tokens": cached}}}));
     let mut body: String = events
         .iter()
         .map(|event| format!("data: {event}\n\n"))
@@ -775,7 +839,12 @@ fn openai_body(turn: &Turn, salt: u64, finish: &str, usage: Usage) -> String {
 fn anthropic_body(turn: &Turn, salt: u64, stop: &str, usage: Usage) -> String {
     let mut events: Vec<(&str, Value)> = vec![(
         "message_start",
-        json!({"type": "message_start", "message": {"id": "msg_sim", "type": "message", "role": "assistant", "content": [], "model": "sim", "stop_reason": null, "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": 1}}}),
+        json!({"type": "message_start", "message": {"id": "msg_sim", "type": "message", "role": "assistant", "content": [], "model": "sim", "stop_reason": null, "usage": {
+            // Anthropic counts cache reads and writes beside the input.
+            "input_tokens": usage.prompt.input - usage.prompt.cache_read - usage.prompt.cache_write,
+            "cache_read_input_tokens": usage.prompt.cache_read,
+            "cache_creation_input_tokens": usage.prompt.cache_write,
+            "output_tokens": 1}}}),
     )];
     let mut index = 0;
     if !turn.text.is_empty() {
