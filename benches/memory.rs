@@ -8,7 +8,7 @@
 //! with tiktoken `o200k_base`; every request counts, summaries included.
 //!
 //! The Commander reads a large source file per plan item. Each window
-//! (16 k: a small local model; 200 k: the model's own) runs:
+//! (16 k and 32 k: small local models; 200 k: the model's own) runs:
 //! - full history: memory off, the whole conversation every turn;
 //! - before: the request shape orch had before requests were built for the
 //!   cache, reproduced here: the memory block rendered afresh at the front
@@ -66,8 +66,8 @@ const ITEMS: usize = 8;
 const FILE_LINES: usize = 220;
 /// Priced and cached as Claude Sonnet 4.5; its window is set per run.
 const MODEL: &str = "claude-sonnet-4-5";
-/// The model's window in each run: a small local model's, and its own.
-const WINDOWS: [u32; 2] = [16_384, 200_000];
+/// The model's window in each run: small local models', and its own.
+const WINDOWS: [u32; 3] = [16_384, 32_768, 200_000];
 
 /// How requests are shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,7 @@ struct Billing {
     memory: Arc<Memory>,
     usage: Arc<Mutex<Usage>>,
     requests: AtomicUsize,
+    window: u32,
 }
 
 /// memory-gate's shortening as it was applied to every request.
@@ -97,9 +98,9 @@ const GATE_KEEP_TAIL: usize = 6;
 impl Billing {
     /// The request as orch built it before: the memory block rendered for
     /// this request at the front, old outputs shortened per request.
-    fn before(&self, mut request: ModelRequest) -> ModelRequest {
+    fn before(&self, mut request: ModelRequest, window: u32) -> ModelRequest {
         if request.agent == orch::session::COMPACTOR {
-            return request;
+            return summary_before(request, window);
         }
         let mut messages: Vec<Message> = request
             .messages
@@ -130,6 +131,67 @@ impl Billing {
         }
         request.messages = Arc::new(messages);
         request
+    }
+}
+
+/// A summary request as orch sent it before: apart from the session, its
+/// instruction as the system prompt and the older part of the conversation
+/// (all but the kept tail, a quarter of the usable window) rendered as one
+/// transcript message of at most twice the usable window in characters,
+/// tool outputs cut to 2 000 characters.
+fn summary_before(request: ModelRequest, window: u32) -> ModelRequest {
+    let Some((ask, conversation)) = request.messages.split_last() else {
+        return request;
+    };
+    let Some(at) = ask.text().find("\n\n") else {
+        return request;
+    };
+    let instruction = ask.text()[at + 2..].to_string();
+    let usable = u64::from(window) - 2_048;
+    let mut kept = 0;
+    let mut head = conversation.len();
+    while head > 1 && kept < usable / 4 {
+        head -= 1;
+        kept += tokens::message(&conversation[head]);
+    }
+    while head > 1 && matches!(conversation[head], Message::Tool { .. }) {
+        head -= 1;
+    }
+    let mut text = String::from("The conversation to summarize:\n");
+    for message in &conversation[..head] {
+        match message {
+            Message::User { text: said } => text.push_str(&format!("user: {said}\n")),
+            Message::Assistant {
+                text: said,
+                tool_calls,
+            } => {
+                text.push_str(&format!("assistant: {said}\n"));
+                for call in tool_calls {
+                    text.push_str(&format!("  called {} {}\n", call.name, call.arguments));
+                }
+            }
+            Message::Tool { name, content, .. } => {
+                let cut: String = content.chars().take(2_000).collect();
+                text.push_str(&format!("{name} result: {cut}\n"));
+            }
+        }
+    }
+    let max_chars = usable as usize * 2;
+    if text.len() > max_chars {
+        let mut from = text.len() - max_chars;
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        text = format!("[…]\n{}", &text[from..]);
+    }
+    ModelRequest {
+        session: format!("{}-compactor", request.session),
+        system: instruction,
+        messages: Arc::new(vec![Message::user(text)]),
+        tools: Vec::new().into(),
+        // It marked its end like any request.
+        continued: true,
+        ..request
     }
 }
 
@@ -167,7 +229,7 @@ impl ModelClient for Billing {
 
     fn stream(&self, request: ModelRequest, cancel: CancellationToken) -> EventStream {
         let request = if self.shape == Shape::Before {
-            self.before(request)
+            self.before(request, self.window)
         } else {
             request
         };
@@ -227,8 +289,13 @@ fn script() -> String {
     commander.push(json!({"text": "Mission complete: all modules ported and reviewed."}));
     let mut worker = Vec::new();
     for k in 1..=ITEMS {
+        // Each Worker writes its port and remembers what it learned, as
+        // agents do: the memory every session shows changes mid-mission.
         worker.push(json!({
-            "tool_calls": [call("write", json!({"path": format!("src/out_{k}.rs"), "content": format!("//! Ported module {k}.\npub fn run_{k}() -> u32 {{ {k} }}\n")}))]
+            "tool_calls": [
+                call("write", json!({"path": format!("src/out_{k}.rs"), "content": format!("//! Ported module {k}.\npub fn run_{k}() -> u32 {{ {k} }}\n")})),
+                call("remember", json!({"text": format!("module {k} is ported to src/out_{k}.rs; run_{k} returns {k}"), "tier": "mission"}))
+            ]
         }));
         worker.push(json!({"text": format!("src/out_{k}.rs written.")}));
     }
@@ -340,6 +407,7 @@ async fn run(shape: Shape, gate: bool, window: u32) -> Run {
         memory: memory.clone(),
         usage: Arc::default(),
         requests: AtomicUsize::new(0),
+        window,
     });
     let hooks: Arc<dyn Hooks> = if gate && shape == Shape::Now {
         memory_gate(&root, events.clone()).await

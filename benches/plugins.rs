@@ -3,8 +3,9 @@
 //! call (a new Store and instance per call, as the engine does), loading
 //! from the compiled-code cache and compiling cold.
 //!
-//! - memory-gate (Rust, wasm32-wasip2): `pre-model-request` with a ~1 KB
-//!   payload. Built first if needed (needs `rustup target add wasm32-wasip2`).
+//! - memory-gate (Rust, wasm32-wasip2): `pre-compact` with a ~1 KB
+//!   payload of messages. Built first if needed (needs `rustup target add
+//!   wasm32-wasip2`).
 //! - word-stats (Python, componentize-py) and slugify (JavaScript, jco with
 //!   the QuickJS backend): their tool with a ~1 KB argument, and their
 //!   `pre-compact` hook with the payload the engine sends. Built with the
@@ -268,12 +269,15 @@ fn slug(title: &str) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // pre-model-request: ~1 KB of messages, none long enough for the gate
-    // to change anything.
+    // pre-compact with ~1 KB of messages, none long enough for the gate to
+    // change anything.
     let messages: Vec<_> = (0..8)
         .map(|i| json!({"role": "user", "text": format!("message {i}: {}", "x".repeat(100))}))
         .collect();
-    let request = json!({"session": "s1", "agent": "Worker", "model": "m", "messages": messages});
+    let gated = json!({
+        "session": "s1", "agent": "Worker", "reason": "threshold", "tokens": 14_000, "window": 16_000,
+        "messages": messages
+    });
     // pre-compact: what the engine sends.
     let compact = json!({
         "session": "s1", "agent": "Worker", "reason": "window", "tokens": 14_000, "window": 16_000
@@ -291,7 +295,7 @@ async fn main() {
     hook_calls(
         &host,
         "memory_gate.wasm",
-        ("pre-model-request", &request),
+        ("pre-compact", &gated),
         "continue",
         &n,
     )

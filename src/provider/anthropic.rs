@@ -120,7 +120,7 @@ pub fn request_body(request: &ModelRequest) -> Value {
         "model": request.model,
         "max_tokens": request.max_output_tokens,
         "stream": true,
-        "messages": messages(&request.messages),
+        "messages": messages(&request.messages, request.continued),
     });
     if !request.system.is_empty() {
         body["system"] = json!([{
@@ -163,11 +163,19 @@ pub fn request_body(request: &ModelRequest) -> Value {
 /// was cached then. Reading at that exact block, not by the server's
 /// lookback of about 20 blocks, hits however many tool results the last
 /// round added. With the system block that makes three of the four
-/// breakpoints a request may carry.
-fn messages(list: &[Message]) -> Vec<Value> {
+/// breakpoints a request may carry. A request nothing will extend
+/// (`continued` false: a summary asked of the conversation) marks the end
+/// of all but its last message instead — what the session sent before —
+/// and writes nothing: its own end is never read again.
+fn messages(list: &[Message], continued: bool) -> Vec<Value> {
     let previous_end = list
         .iter()
         .rposition(|message| matches!(message, Message::Assistant { .. }));
+    let read_end = if continued {
+        None
+    } else {
+        list.len().checked_sub(1)
+    };
     let mut merged: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (index, message) in list.iter().enumerate() {
         let (role, blocks) = match message {
@@ -207,7 +215,7 @@ fn messages(list: &[Message]) -> Vec<Value> {
                 _ => merged.push((role, blocks)),
             }
         }
-        if Some(index + 1) == previous_end
+        if (Some(index + 1) == previous_end || Some(index + 1) == read_end)
             && let Some(last) = merged.last_mut().and_then(|(_, blocks)| blocks.last_mut())
         {
             last["cache_control"] = ephemeral();
@@ -219,7 +227,7 @@ fn messages(list: &[Message]) -> Vec<Value> {
             blocks.sort_by_key(|block| block["type"] != "tool_result");
         }
     }
-    if let Some(last) = merged.last_mut().and_then(|(_, blocks)| blocks.last_mut()) {
+    if continued && let Some(last) = merged.last_mut().and_then(|(_, blocks)| blocks.last_mut()) {
         last["cache_control"] = ephemeral();
     }
     merged
@@ -845,6 +853,7 @@ mod tests {
             ]
             .into(),
             max_output_tokens: 2048,
+            continued: true,
         }
     }
 
@@ -903,7 +912,7 @@ mod tests {
                 tool_calls: vec![],
             },
         ];
-        let out = messages(&list);
+        let out = messages(&list, true);
         assert_eq!(out.len(), 3);
         assert_eq!(out[1]["content"].as_array().map(Vec::len), Some(1));
         assert_eq!(
@@ -991,6 +1000,14 @@ mod tests {
             breakpoints(&request_body(&request)),
             ["system[0]", "messages[2][29]", "messages[4][0]"]
         );
+        // A summary asked of the conversation reads all but its last
+        // message and writes nothing.
+        request.continued = false;
+        assert_eq!(
+            breakpoints(&request_body(&request)),
+            ["system[0]", "messages[2][29]", "messages[3][0]"]
+        );
+        request.continued = true;
         // Without a system prompt the last tool holds the prefix.
         request.system.clear();
         assert_eq!(breakpoints(&request_body(&request))[0], "tools[1]");

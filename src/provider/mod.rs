@@ -92,6 +92,10 @@ pub struct ModelRequest {
     /// Shared by every request of a session.
     pub tools: std::sync::Arc<[ToolSpec]>,
     pub max_output_tokens: u32,
+    /// Whether the session goes on from this request (its next request
+    /// extends it), so its end is worth writing to the provider's cache; a
+    /// one-off request (a summary) only reads what is cached.
+    pub continued: bool,
 }
 
 /// Token usage of one model turn, normalized across providers.

@@ -821,6 +821,7 @@ mod tests {
                 parameters: json!({"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}),
             }].into(),
             max_output_tokens: 4096,
+            continued: true,
         }
     }
 

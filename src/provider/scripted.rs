@@ -301,6 +301,7 @@ mod tests {
             messages: messages.into(),
             tools: vec![].into(),
             max_output_tokens: 100,
+            continued: true,
         }
     }
 

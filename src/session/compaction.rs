@@ -6,6 +6,8 @@
 //! part is dropped with a note instead. The transcript restarts with the
 //! compacted conversation, so `orch resume` restores what the model saw.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +21,10 @@ use crate::provider::{Message, ModelRequest, StreamEvent};
 
 /// The agent name summary requests are sent as.
 pub const COMPACTOR: &str = "Compactor";
+
+/// Opens the message that asks a session's own conversation for its
+/// summary (simulated models recognize it).
+pub const SUMMARY_REQUEST: &str = "Compact this conversation:";
 
 /// The most output tokens a summary may take.
 const SUMMARY_MAX_TOKENS: u32 = 2048;
@@ -62,6 +68,10 @@ impl Session {
     ) {
         let original = self.messages.clone();
         let before = self.estimate(Measure::Tokens);
+        // A conversation that still fits asks for its own summary: that
+        // request is the last one plus a message, read from the cache.
+        let in_place = reason == CompactReason::Threshold
+            && before + u64::from(SUMMARY_MAX_TOKENS) <= window.usable;
         // The rewrite is where the memory block catches up: the current one
         // leads, the older ones go (before the hook, which may gate it).
         let block = self.runtime.memory.render(&self.id);
@@ -102,9 +112,12 @@ impl Session {
         let mut summary = false;
         if let Some(range) = plan.summarize.clone() {
             summarized = range.len();
-            let written = self
-                .summarize(&self.messages[range.clone()], &instruction, window, cancel)
-                .await;
+            let request = if in_place {
+                self.summary_in_place(original.clone(), &instruction)
+            } else {
+                self.summary_apart(&self.messages[range.clone()], &instruction, window)
+            };
+            let written = self.summarize(request, cancel).await;
             summary = written.is_some();
             let note = match written {
                 Some(text) => format!(
@@ -182,20 +195,49 @@ impl Session {
         Some(instruction)
     }
 
-    /// Ask the model for a summary of `head` through the same client, as
-    /// the agent `Compactor` (scripts answer it under that name). `None`
-    /// (with a warning) when no summary comes back.
-    async fn summarize(
-        &self,
-        head: &[Message],
-        instruction: &str,
-        window: &Window,
-        cancel: &CancellationToken,
-    ) -> Option<String> {
+    /// The summary request of a conversation that still fits: the session's
+    /// own last request (system, tools, the conversation up to the latest
+    /// assistant message, as it was sent) plus one message asking for the
+    /// summary, so the provider reads all but that message from its cache.
+    /// What came after is in the kept tail, which always starts at or
+    /// before the latest assistant message; the compaction replaces only
+    /// the older part with the summary.
+    fn summary_in_place(&self, conversation: Arc<Vec<Message>>, instruction: &str) -> ModelRequest {
         let pinned = self.runtime.memory.pinned(&self.id);
-        // The summary request must fit the window too.
+        let mut ask = format!(
+            "{SUMMARY_REQUEST} write its summary now, as text, without calling tools. It replaces \
+             the older messages; the most recent ones stay as they are.\n\n{instruction}"
+        );
+        if !pinned.is_empty() {
+            ask.push_str("\n\nDecisions that must survive (pinned memory):\n");
+            for entry in &pinned {
+                ask.push_str(&format!("- [{}] {}\n", entry.id, entry.text));
+            }
+        }
+        let sent = conversation
+            .iter()
+            .rposition(|message| matches!(message, Message::Assistant { .. }))
+            .unwrap_or(conversation.len());
+        let mut messages = conversation[..sent].to_vec();
+        messages.push(Message::user(ask));
+        ModelRequest {
+            agent: COMPACTOR.into(),
+            session: self.id.clone(),
+            model: self.setup.model.clone(),
+            system: self.setup.agent.prompt.clone(),
+            messages: Arc::new(messages),
+            tools: self.router.registry.specs(),
+            max_output_tokens: self.setup.max_output_tokens.min(SUMMARY_MAX_TOKENS),
+            continued: false,
+        }
+    }
+
+    /// The summary request of `head` alone, rendered as a transcript that
+    /// fits the window (the conversation no longer does).
+    fn summary_apart(&self, head: &[Message], instruction: &str, window: &Window) -> ModelRequest {
+        let pinned = self.runtime.memory.pinned(&self.id);
         let max_chars = (window.usable as usize).saturating_mul(2);
-        let request = ModelRequest {
+        ModelRequest {
             agent: COMPACTOR.into(),
             session: format!("{}-compactor", self.id),
             model: self.setup.model.clone(),
@@ -203,7 +245,14 @@ impl Session {
             messages: vec![Message::user(summary_input(&pinned, head, max_chars))].into(),
             tools: Vec::new().into(),
             max_output_tokens: self.setup.max_output_tokens.min(SUMMARY_MAX_TOKENS),
-        };
+            continued: false,
+        }
+    }
+
+    /// Ask the model for a summary through the same client, as the agent
+    /// `Compactor` (scripts answer it under that name); tool calls are
+    /// ignored. `None` (with a warning) when no summary comes back.
+    async fn summarize(&self, request: ModelRequest, cancel: &CancellationToken) -> Option<String> {
         let mut stream = self.runtime.client.stream(request, cancel.child_token());
         let mut summary = String::new();
         let mut failure = None;

@@ -28,7 +28,7 @@ use crate::memory::{Memory, context};
 use crate::provider::{Message, ModelClient, ProviderError, ToolCall, Usage};
 use crate::tools::permissions::Permissions;
 use crate::tools::{ToolContext, ToolOutput, ToolRegistry, ToolRouter};
-pub use compaction::COMPACTOR;
+pub use compaction::{COMPACTOR, SUMMARY_REQUEST};
 use estimate::Estimator;
 use repeats::RepeatGuard;
 pub use transcript::Transcript;

@@ -374,6 +374,7 @@ impl Session {
             messages,
             tools,
             max_output_tokens: max_tokens,
+            continued: true,
         };
         let started = Instant::now();
         let mut stream = self.runtime.client.stream(request, cancel.child_token());

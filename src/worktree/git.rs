@@ -152,6 +152,13 @@ impl Git {
             if index.exists() {
                 std::fs::copy(&index, &private)
                     .map_err(|err| format!("copying the index: {err}"))?;
+                // Git trusts an entry's stat data only when the file is
+                // older than the index; a file changed in the same clock
+                // tick as the index was written keeps its size and time.
+                // The copy keeps the index's time, so such "racily clean"
+                // files are read again as git would.
+                keep_mtime(&index, &private)
+                    .map_err(|err| format!("copying the index's time: {err}"))?;
             }
             let env = [("GIT_INDEX_FILE", private.as_os_str())];
             if !index.exists()
@@ -389,4 +396,13 @@ impl Git {
         }
         Ok(output.stdout)
     }
+}
+
+/// Give `copy` the modification time of `original`.
+fn keep_mtime(original: &Path, copy: &Path) -> std::io::Result<()> {
+    let modified = std::fs::metadata(original)?.modified()?;
+    std::fs::File::options()
+        .write(true)
+        .open(copy)?
+        .set_modified(modified)
 }

@@ -62,7 +62,12 @@ impl Player {
                 .unwrap_or_default()
                 .to_string(),
         };
-        if system.starts_with("You compact a coding agent's conversation") {
+        if system.starts_with("You compact a coding agent's conversation")
+            || request
+                .body
+                .to_string()
+                .contains(orch::session::SUMMARY_REQUEST)
+        {
             return turn_reply(
                 self.wire,
                 "Summary: the files were read; nothing changed yet.",

@@ -43,6 +43,7 @@ fn request() -> ModelRequest {
         messages: vec![Message::user("Say hello")].into(),
         tools: vec![].into(),
         max_output_tokens: 2048,
+        continued: true,
     }
 }
 

@@ -58,6 +58,7 @@ fn request() -> ModelRequest {
         messages: vec![Message::user("Say hello")].into(),
         tools: vec![].into(),
         max_output_tokens: 1024,
+        continued: true,
     }
 }
 

@@ -91,6 +91,16 @@ async fn seed(seed: u64) {
         compactions,
         cache.rewrites
     );
+    // A new session of an agent, or one the pool hands out again, reads
+    // the agent's cached prefix (system prompt and tools): only each
+    // agent's first session starts cold. The summary requests asked apart
+    // have no prefix of their own to read.
+    assert!(
+        cache.cold_starts.len() <= cache.systems,
+        "seed {seed}: sessions that read nothing from the cache: {:?} ({} agents)",
+        cache.cold_starts,
+        cache.systems
+    );
     assert!(
         cache.rewrites.len() <= compactions,
         "seed {seed}: requests that rewrote their session's earlier ones: {:?}",

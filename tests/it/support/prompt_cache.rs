@@ -85,6 +85,10 @@ pub struct CacheStats {
     pub rewrites: Vec<String>,
     /// Requests per session (by task).
     pub sessions: HashMap<String, usize>,
+    /// Sessions whose first request read nothing from the cache.
+    pub cold_starts: Vec<String>,
+    /// Distinct system prompts seen (one per agent).
+    pub systems: usize,
 }
 
 impl CacheStats {
@@ -112,6 +116,8 @@ struct Inner {
     entries: HashMap<u64, Instant>,
     /// Each session's previous request, as block hashes.
     sessions: HashMap<u64, Vec<u64>>,
+    /// The system prompts seen.
+    systems: std::collections::HashSet<u64>,
     stats: CacheStats,
     /// Simulated time beyond the real clock.
     skew: Duration,
@@ -130,6 +136,7 @@ impl PromptCache {
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 sessions: HashMap::new(),
+                systems: std::collections::HashSet::new(),
                 stats: CacheStats::default(),
                 skew: Duration::ZERO,
             }),
@@ -257,7 +264,7 @@ impl PromptCache {
     }
 
     /// The blocks of a Messages request and its session's task.
-    fn anthropic_blocks(&self, body: &Value) -> (Vec<Block>, String) {
+    fn anthropic_blocks(&self, body: &Value) -> (Vec<Block>, (String, String)) {
         let mut blocks = Vec::new();
         for tool in body["tools"].as_array().into_iter().flatten() {
             blocks.push(self.block("tool", tool));
@@ -296,12 +303,12 @@ impl PromptCache {
                 blocks.push(self.block(role, block));
             }
         }
-        (blocks, session_of(&system, task))
+        (blocks, (session_of(&system, task), system))
     }
 
     /// The blocks of a Chat Completions request (tools, then each message)
     /// and its session's task.
-    fn openai_blocks(&self, body: &Value) -> (Vec<Block>, String) {
+    fn openai_blocks(&self, body: &Value) -> (Vec<Block>, (String, String)) {
         let mut blocks = Vec::new();
         for tool in body["tools"].as_array().into_iter().flatten() {
             blocks.push(self.block("tool", tool));
@@ -318,7 +325,7 @@ impl PromptCache {
             }
             blocks.push(self.block(role, message));
         }
-        (blocks, session_of(&system, task))
+        (blocks, (session_of(&system, task), system))
     }
 }
 
@@ -329,9 +336,20 @@ fn session_of(system: &str, task: Option<String>) -> String {
 }
 
 /// Count the request and check it against its session's previous one.
-fn record(inner: &mut Inner, session: String, blocks: &[Block], billed: Billed) {
+fn record(
+    inner: &mut Inner,
+    (session, system): (String, String),
+    blocks: &[Block],
+    billed: Billed,
+) {
     let hashes: Vec<u64> = blocks.iter().map(|block| block.hash).collect();
     let key = hash_of(&session);
+    if !inner.sessions.contains_key(&key) && billed.cache_read == 0 {
+        inner.stats.cold_starts.push(session[17..].to_string());
+    }
+    if inner.systems.insert(hash_of(&system)) {
+        inner.stats.systems = inner.systems.len();
+    }
     if let Some(previous) = inner.sessions.get(&key)
         && !hashes.starts_with(previous)
     {

@@ -231,7 +231,14 @@ impl State {
                 }
             },
         };
-        let agent = agent_of(&system);
+        // A summary asked of a session's own conversation comes as its last
+        // message; one asked apart has a system prompt of its own.
+        let agent = match messages.last() {
+            Some(Msg::User(text)) if text.starts_with(orch::session::SUMMARY_REQUEST) => {
+                Agent::Compactor
+            }
+            _ => agent_of(&system),
+        };
         let fingerprint = hash_of(&(format!("{agent:?}"), format!("{messages:?}")));
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap();
