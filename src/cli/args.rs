@@ -128,6 +128,18 @@ pub enum MemoryCommand {
     /// Every stored entry: the System and Project tiers and the last
     /// mission's Mission tier (the default).
     List,
+    /// Write an entry yourself: what every agent should know (the System
+    /// tier never fades) or project knowledge (the Project tier).
+    Add {
+        /// The note, e.g. "Use tokio, not async-std".
+        text: String,
+        /// `project` (the default) or `system`.
+        #[arg(long, default_value = "project")]
+        tier: String,
+        /// Pin it: never evicted, shown first within its tier's budget.
+        #[arg(long)]
+        pin: bool,
+    },
     /// Remove an entry.
     Forget {
         /// The entry's id, e.g. m12.

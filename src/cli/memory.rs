@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 
 use super::{Cli, MemoryCommand, exit};
-use crate::memory::Entry;
 use crate::memory::store::{self, Edit};
+use crate::memory::{Entry, Tier};
 use crate::mission::state::{self, MissionPaths};
 use crate::text;
 
@@ -21,6 +21,7 @@ pub fn command(cli: &Cli, command: Option<&MemoryCommand>) -> anyhow::Result<u8>
     let root = super::project_root(cli.dir.as_deref())?;
     match command {
         None | Some(MemoryCommand::List) => list(cli, &root),
+        Some(MemoryCommand::Add { text, tier, pin }) => add(cli, &root, text, tier, *pin),
         Some(MemoryCommand::Forget { id }) => edit(cli, &root, id, Edit::Forget),
         Some(MemoryCommand::Pin { id }) => edit(cli, &root, id, Edit::Pin),
         Some(MemoryCommand::Unpin { id }) => edit(cli, &root, id, Edit::Unpin),
@@ -100,6 +101,44 @@ fn table(entries: &[Entry]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `orch memory add TEXT [--tier system|project] [--pin]`: an entry the
+/// user wrote, through the same path (budgets, lock, merge) as `remember`.
+fn add(cli: &Cli, root: &Path, text: &str, tier: &str, pin: bool) -> anyhow::Result<u8> {
+    let tier = match Tier::parse(tier.trim()) {
+        Some(tier @ (Tier::System | Tier::Project)) => tier,
+        _ => bail!(
+            "--tier {:?}: expected `project` or `system` (mission and task memory belong to running agents)",
+            text::one_line(tier)
+        ),
+    };
+    let config = crate::config::load(root, &cli.overrides())?.memory;
+    let memory = crate::memory::Memory::open(
+        root,
+        crate::config::MemoryConfig {
+            enabled: true,
+            ..config
+        },
+        Default::default(),
+    )?;
+    for file in files(root) {
+        memory.number_after(&store::read(&file)?);
+    }
+    let entry = memory
+        .remember("user", "user", text, Some(tier), pin)
+        .map_err(|message| anyhow::anyhow!(message))?;
+    println!(
+        "remembered {} ({} tier{}): {}",
+        entry.id,
+        tier.name(),
+        if pin { ", pinned" } else { "" },
+        text::preview(
+            &text::one_line(&text::squash_spaces(&entry.text)),
+            TEXT_CHARS
+        )
+    );
+    Ok(exit::COMPLETE)
 }
 
 /// `orch memory forget|pin|unpin ID`: the first file holding `id` is

@@ -21,17 +21,21 @@ use crate::provider::Message;
 /// the user's own words.
 pub const MEMORY_OPEN: &str = "<memory>";
 
+/// How every memory message begins: the mark and the first words, so a
+/// user's own message that starts with the tag is not taken for one.
+const MEMORY_HEAD: &str = "<memory>\nNotes kept by `remember` across turns and missions.";
+
 /// The memory message's text around the rendered tiers.
 pub fn memory_block(sections: &str) -> String {
     format!(
-        "{MEMORY_OPEN}\nNotes kept by `remember` across turns and missions. Cite an entry's id \
-         (e.g. [m3]) when you rely on it; `recall` searches them.\n\n{sections}</memory>"
+        "{MEMORY_HEAD} Cite an entry's id (e.g. [m3]) when you rely on it; `recall` searches \
+         them.\n\n{sections}</memory>"
     )
 }
 
 /// Whether `message` is a memory block.
 pub fn is_block(message: &Message) -> bool {
-    matches!(message, Message::User { text } if text.starts_with(MEMORY_OPEN))
+    matches!(message, Message::User { text } if text.starts_with(MEMORY_HEAD))
 }
 
 /// The block the conversation showed last, if any.
@@ -123,6 +127,10 @@ mod tests {
             Message::user("next task"),
         ];
         assert!(is_block(&conversation[0]) && !is_block(&conversation[1]));
+        // A user's own words that start with the tag are not a block.
+        assert!(!is_block(&Message::user(
+            "<memory> tags in templates/*.html must be renamed"
+        )));
         assert_eq!(last_block(&conversation), Some(newer.as_str()));
         assert_eq!(last_block(&conversation[..3]), Some(old.as_str()));
         assert_eq!(last_block(&conversation[1..3]), None);

@@ -341,6 +341,13 @@ impl Memory {
         Ok(())
     }
 
+    /// Number new entries after `entries` too (ids are unique within the
+    /// project, whichever file holds them).
+    pub fn number_after(&self, entries: &[Entry]) {
+        let mut tiers = self.tiers.lock().expect("memory lock");
+        tiers.next_id = tiers.next_id.max(next_id(entries.iter()));
+    }
+
     /// `message`, the first time `key` is warned about in this run.
     pub fn warn_once(&self, key: &str, message: String) -> Option<String> {
         self.warned
@@ -615,22 +622,24 @@ impl Memory {
             return Ok(());
         };
         let _writing = self.writing.lock().expect("memory lock");
-        let disk = store::read(&file)?;
-        let was_empty = disk.is_empty();
-        let entries = {
-            let mut tiers = self.tiers.lock().expect("memory lock");
-            tiers.merge(tier, disk);
-            tiers.stored(tier)
-        };
-        // Nothing to keep and nothing kept: no file to create.
-        if !(entries.is_empty() && was_empty) {
-            store::write(&file, &entries)?;
-        }
-        // Only what reached the file counts as known to it.
-        if let Some(known) = self.tiers.lock().expect("memory lock").known_mut(tier) {
-            *known = entries.into_iter().map(|e| e.id).collect();
-        }
-        Ok(())
+        store::locked(&file, || {
+            let disk = store::read(&file)?;
+            let was_empty = disk.is_empty();
+            let entries = {
+                let mut tiers = self.tiers.lock().expect("memory lock");
+                tiers.merge(tier, disk);
+                tiers.stored(tier)
+            };
+            // Nothing to keep and nothing kept: no file to create.
+            if !(entries.is_empty() && was_empty) {
+                store::write(&file, &entries)?;
+            }
+            // Only what reached the file counts as known to it.
+            if let Some(known) = self.tiers.lock().expect("memory lock").known_mut(tier) {
+                *known = entries.into_iter().map(|e| e.id).collect();
+            }
+            Ok(())
+        })
     }
 }
 

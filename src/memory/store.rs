@@ -81,7 +81,27 @@ fn file_error(file: &Path, message: String) -> MemoryError {
 /// - an entry in both keeps the file's pin flag (only the user changes a
 ///   pin after an entry is written) and this process's score and signal;
 /// - an id this process evicted stays gone.
+/// - an id both hold for different entries (two processes numbered on
+///   from the same file) is the other's: this process's entry takes the
+///   next free id.
 pub(super) fn merge(entries: &mut Vec<Entry>, known: &BTreeSet<String>, disk: Vec<Entry>) {
+    let number = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<u64>().ok());
+    let mut top = entries
+        .iter()
+        .chain(&disk)
+        .filter_map(|e| number(&e.id))
+        .max()
+        .unwrap_or(0);
+    for entry in entries.iter_mut() {
+        let taken = disk.iter().any(|other| {
+            other.id == entry.id
+                && (other.text != entry.text || other.created_ms != entry.created_ms)
+        });
+        if taken {
+            top += 1;
+            entry.id = format!("m{top}");
+        }
+    }
     let pins: BTreeMap<&str, bool> = disk.iter().map(|e| (e.id.as_str(), e.pinned)).collect();
     entries.retain_mut(|entry| match pins.get(entry.id.as_str()) {
         Some(&pinned) => {
@@ -95,6 +115,39 @@ pub(super) fn merge(entries: &mut Vec<Entry>, known: &BTreeSet<String>, disk: Ve
         disk.into_iter()
             .filter(|e| !known.contains(&e.id) && !held.contains(&e.id)),
     );
+}
+
+/// Run `f` holding the advisory lock of tier file `file` (`<file>.lock`
+/// beside it): every process's read, merge and replace of one file goes
+/// one at a time, so neither an engine nor `orch memory` undoes the other.
+pub(super) fn locked<T>(
+    file: &Path,
+    f: impl FnOnce() -> Result<T, MemoryError>,
+) -> Result<T, MemoryError> {
+    use std::os::fd::AsRawFd;
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|err| file_error(file, err.to_string()))?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| file_error(&path, err.to_string()))?;
+    // SAFETY: flock on a descriptor this function owns; it is released when
+    // `lock` is closed.
+    while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(file_error(&path, format!("cannot lock: {err}")));
+        }
+    }
+    let result = f();
+    drop(lock);
+    result
 }
 
 /// What the user does to one entry with `orch memory`.
@@ -111,6 +164,15 @@ pub enum Edit {
 /// it, when the tier's pinned entries would pass its budget; a file that
 /// cannot be read is an error and stays as it is.
 pub fn edit(
+    file: &Path,
+    id: &str,
+    edit: Edit,
+    budgets: &TierBudgets,
+) -> Result<Option<Entry>, MemoryError> {
+    locked(file, || edit_unlocked(file, id, edit, budgets))
+}
+
+fn edit_unlocked(
     file: &Path,
     id: &str,
     edit: Edit,

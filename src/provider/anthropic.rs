@@ -164,18 +164,13 @@ pub fn request_body(request: &ModelRequest) -> Value {
 /// lookback of about 20 blocks, hits however many tool results the last
 /// round added. With the system block that makes three of the four
 /// breakpoints a request may carry. A request nothing will extend
-/// (`continued` false: a summary asked of the conversation) marks the end
-/// of all but its last message instead — what the session sent before —
-/// and writes nothing: its own end is never read again.
+/// (`continued` false: a summary asked of the conversation) marks no end:
+/// it reads what the previous request cached and writes nothing, since its
+/// end is never read again.
 fn messages(list: &[Message], continued: bool) -> Vec<Value> {
     let previous_end = list
         .iter()
         .rposition(|message| matches!(message, Message::Assistant { .. }));
-    let read_end = if continued {
-        None
-    } else {
-        list.len().checked_sub(1)
-    };
     let mut merged: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (index, message) in list.iter().enumerate() {
         let (role, blocks) = match message {
@@ -215,7 +210,7 @@ fn messages(list: &[Message], continued: bool) -> Vec<Value> {
                 _ => merged.push((role, blocks)),
             }
         }
-        if (Some(index + 1) == previous_end || Some(index + 1) == read_end)
+        if Some(index + 1) == previous_end
             && let Some(last) = merged.last_mut().and_then(|(_, blocks)| blocks.last_mut())
         {
             last["cache_control"] = ephemeral();
@@ -1000,12 +995,12 @@ mod tests {
             breakpoints(&request_body(&request)),
             ["system[0]", "messages[2][29]", "messages[4][0]"]
         );
-        // A summary asked of the conversation reads all but its last
-        // message and writes nothing.
+        // A summary asked of the conversation reads what the previous
+        // request cached and writes nothing.
         request.continued = false;
         assert_eq!(
             breakpoints(&request_body(&request)),
-            ["system[0]", "messages[2][29]", "messages[3][0]"]
+            ["system[0]", "messages[2][29]"]
         );
         request.continued = true;
         // Without a system prompt the last tool holds the prefix.

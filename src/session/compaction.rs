@@ -12,6 +12,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
+use super::request::TOKENIZER_MARGIN_PERCENT;
 use crate::events::Event;
 use crate::hooks::{Decision, HookPoint};
 use crate::memory::context::{self, Window};
@@ -68,19 +69,29 @@ impl Session {
     ) {
         let original = self.messages.clone();
         let before = self.estimate(Measure::Tokens);
-        // A conversation that still fits asks for its own summary: that
-        // request is the last one plus a message, read from the cache.
-        let in_place = reason == CompactReason::Threshold
-            && before + u64::from(SUMMARY_MAX_TOKENS) <= window.usable;
         // The rewrite is where the memory block catches up: the current one
         // leads, the older ones go (before the hook, which may gate it).
         let block = self.runtime.memory.render(&self.id);
+        self.shown_block = block.clone();
         context::lead_with(self.conversation(), block);
         let Some(instruction) = self.pre_compact(reason, before, window).await else {
             self.messages = original;
+            self.shown_block = context::last_block(&self.messages).map(str::to_string);
             return;
         };
-        self.estimator.forget_conversation();
+        if self.messages != original {
+            self.estimator.forget_conversation();
+        }
+        // A conversation that still fits, with other tokenizers' margin and
+        // the request for the summary, asks for its own summary: that
+        // request is the last one plus a message, read from the cache.
+        let ask = self.summary_ask(&instruction);
+        let in_place = reason == CompactReason::Threshold
+            && before
+                + before * TOKENIZER_MARGIN_PERCENT / 100
+                + tokens::at_most(&ask)
+                + tokens::PER_MESSAGE
+                <= window.usable;
         let overhead = self.estimator.prefix_tokens();
         let counts = self.estimator.counts(&self.messages);
         let conversation: u64 = counts.iter().sum();
@@ -112,14 +123,39 @@ impl Session {
         let mut summary = false;
         if let Some(range) = plan.summarize.clone() {
             summarized = range.len();
-            let request = if in_place {
-                self.summary_in_place(original.clone(), &instruction)
-            } else {
-                self.summary_apart(&self.messages[range.clone()], &instruction, window)
-            };
-            let written = self.summarize(request, cancel).await;
-            summary = written.is_some();
-            let note = match written {
+            let mut written = Err(String::new());
+            if in_place {
+                // What the previous request sent is cached; the latest
+                // round is not, and is left out when the summarized part
+                // ends before it (it is in the kept tail).
+                let answered = |messages: &[Message]| {
+                    messages
+                        .iter()
+                        .rposition(|message| matches!(message, Message::Assistant { .. }))
+                };
+                let conversation = match (answered(&self.messages), answered(&original)) {
+                    (Some(kept_from), Some(sent)) if range.end <= kept_from => {
+                        Arc::new(original[..sent].to_vec())
+                    }
+                    _ => original.clone(),
+                };
+                let request = self.summary_in_place(conversation, ask);
+                written = self.summarize(request, cancel).await;
+            }
+            // Refused, cut, or answered with tool calls only: the older
+            // part alone, rendered to fit.
+            if written.is_err() && !cancel.is_cancelled() {
+                let request =
+                    self.summary_apart(&self.messages[range.clone()], &instruction, window);
+                written = self.summarize(request, cancel).await;
+            }
+            if let Err(err) = &written {
+                self.warn(format!(
+                    "compaction without a summary (older messages dropped): {err}"
+                ));
+            }
+            summary = written.is_ok();
+            let note = match written.ok() {
                 Some(text) => format!(
                     "[summary of {summarized} earlier messages, written to fit the context window]\n{text}"
                 ),
@@ -130,10 +166,10 @@ impl Session {
             };
             self.conversation().splice(range, [Message::user(note)]);
         }
-        self.estimator.forget_conversation();
         if self.messages == original {
             return;
         }
+        self.estimator.forget_conversation();
         self.rewrite_transcript();
         let after = self.estimate(Measure::Tokens);
         self.runtime.events.emit(Event::ContextCompacted {
@@ -195,14 +231,9 @@ impl Session {
         Some(instruction)
     }
 
-    /// The summary request of a conversation that still fits: the session's
-    /// own last request (system, tools, the conversation up to the latest
-    /// assistant message, as it was sent) plus one message asking for the
-    /// summary, so the provider reads all but that message from its cache.
-    /// What came after is in the kept tail, which always starts at or
-    /// before the latest assistant message; the compaction replaces only
-    /// the older part with the summary.
-    fn summary_in_place(&self, conversation: Arc<Vec<Message>>, instruction: &str) -> ModelRequest {
+    /// The message that asks a conversation for its summary: the
+    /// instruction, then the pinned decisions.
+    fn summary_ask(&self, instruction: &str) -> String {
         let pinned = self.runtime.memory.pinned(&self.id);
         let mut ask = format!(
             "{SUMMARY_REQUEST} write its summary now, as text, without calling tools. It replaces \
@@ -214,11 +245,18 @@ impl Session {
                 ask.push_str(&format!("- [{}] {}\n", entry.id, entry.text));
             }
         }
-        let sent = conversation
-            .iter()
-            .rposition(|message| matches!(message, Message::Assistant { .. }))
-            .unwrap_or(conversation.len());
-        let mut messages = conversation[..sent].to_vec();
+        ask
+    }
+
+    /// The summary request of a conversation that still fits: the session's
+    /// own request (system, tools, `conversation`: all of it, or what the
+    /// previous request sent when the summarized part ends before the
+    /// latest round) plus one message asking for the summary. The provider
+    /// reads what the previous request sent from its cache; nothing is
+    /// written, since no request extends this one. The compaction replaces
+    /// only the older part with the summary.
+    fn summary_in_place(&self, conversation: Arc<Vec<Message>>, ask: String) -> ModelRequest {
+        let mut messages = Arc::unwrap_or_clone(conversation);
         messages.push(Message::user(ask));
         ModelRequest {
             agent: COMPACTOR.into(),
@@ -251,8 +289,12 @@ impl Session {
 
     /// Ask the model for a summary through the same client, as the agent
     /// `Compactor` (scripts answer it under that name); tool calls are
-    /// ignored. `None` (with a warning) when no summary comes back.
-    async fn summarize(&self, request: ModelRequest, cancel: &CancellationToken) -> Option<String> {
+    /// ignored. Why not, when no summary comes back.
+    async fn summarize(
+        &self,
+        request: ModelRequest,
+        cancel: &CancellationToken,
+    ) -> Result<String, String> {
         let mut stream = self.runtime.client.stream(request, cancel.child_token());
         let mut summary = String::new();
         let mut failure = None;
@@ -275,13 +317,8 @@ impl Session {
             failure = Some("the model returned an empty summary".into());
         }
         match failure {
-            None => Some(summary.trim().to_string()),
-            Some(err) => {
-                self.warn(format!(
-                    "compaction without a summary (older messages dropped): {err}"
-                ));
-                None
-            }
+            None => Ok(summary.trim().to_string()),
+            Some(err) => Err(err),
         }
     }
 
@@ -317,7 +354,12 @@ fn rewritten(messages: &[Message], list: &serde_json::Value) -> Result<Vec<Messa
     }
     for (at, (new, old)) in list.iter().zip(messages).enumerate() {
         let same = match (new, old) {
-            (Message::User { .. }, Message::User { .. }) => true,
+            (Message::User { text }, Message::User { .. }) => {
+                if text.trim().is_empty() {
+                    return Err(format!("message {at} would be empty"));
+                }
+                context::is_block(new) == context::is_block(old)
+            }
             (
                 Message::Assistant { tool_calls: a, .. },
                 Message::Assistant { tool_calls: b, .. },
@@ -340,7 +382,7 @@ fn rewritten(messages: &[Message], list: &serde_json::Value) -> Result<Vec<Messa
         };
         if !same {
             return Err(format!(
-                "message {at} changed its role, tool calls or call id; a hook may change only text"
+                "message {at} changed its role, tool calls or call id, or became or stopped being the memory block; a hook may change only text"
             ));
         }
     }

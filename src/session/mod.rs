@@ -132,6 +132,9 @@ pub struct Session {
     seen: Arc<crate::tools::seen::Seen>,
     /// Where its tools work: the project root, or its task's worktree.
     root: Arc<PathBuf>,
+    /// The memory block as last rendered into the conversation (a plugin
+    /// may have gated what the conversation shows of it).
+    shown_block: Option<String>,
 }
 
 impl Session {
@@ -198,6 +201,7 @@ impl Session {
         });
         let repeats = RepeatGuard::new(setup.repeat_limit);
         let root = runtime.root.clone();
+        let shown_block = context::last_block(&messages).map(str::to_string);
         Session {
             id,
             setup,
@@ -212,6 +216,7 @@ impl Session {
             repeats,
             estimator: Estimator::default(),
             learned: None,
+            shown_block,
         }
     }
 
@@ -237,6 +242,7 @@ impl Session {
     /// turn count and usage start over; the transcript records the reset.
     pub fn reset(&mut self) {
         self.conversation().clear();
+        self.shown_block = None;
         self.turns = 0;
         self.usage = Usage::default();
         self.repeats.reset();
@@ -260,14 +266,16 @@ impl Session {
     }
 
     /// Between runs the memory block catches up: when the block the session
-    /// would show now differs from the one its conversation last showed,
-    /// the new one goes at the end, before the run's message, where it
-    /// changes nothing an earlier request carried (`memory::context`).
+    /// would show now differs from the one it last rendered into its
+    /// conversation, the new one goes at the end, before the run's message,
+    /// where it changes nothing an earlier request carried
+    /// (`memory::context`).
     fn show_memory(&mut self) {
         let Some(block) = self.runtime.memory.render(&self.id) else {
             return;
         };
-        if context::last_block(&self.messages) != Some(block.as_str()) {
+        if self.shown_block.as_deref() != Some(block.as_str()) {
+            self.shown_block = Some(block.clone());
             self.push(Message::user(block));
         }
     }

@@ -38,7 +38,7 @@ const MAX_REFITS: u32 = 2;
 /// Our token counts are OpenAI's tokenizer; other models' tokenizers count
 /// up to about a tenth more for the same text, so the room left for output
 /// is computed against the count plus this share.
-const TOKENIZER_MARGIN_PERCENT: u64 = 10;
+pub(super) const TOKENIZER_MARGIN_PERCENT: u64 = 10;
 
 /// One streamed model turn.
 pub(super) struct ModelTurn {

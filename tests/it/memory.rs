@@ -50,6 +50,9 @@ struct Recording {
     requests: Mutex<Vec<ModelRequest>>,
     fail_at: BTreeSet<usize>,
     fail_always: bool,
+    /// Refuse a summary asked of the session's own conversation as too
+    /// long (a provider whose tokenizer counts more).
+    refuse_in_place: std::sync::atomic::AtomicBool,
 }
 
 impl Recording {
@@ -79,7 +82,12 @@ impl ModelClient for Recording {
             .count();
         let summary = request.agent == COMPACTOR;
         self.requests.lock().unwrap().push(request.clone());
-        if !summary && (self.fail_always || self.fail_at.contains(&index)) {
+        let in_place = summary && !request.session.ends_with("-compactor");
+        let refused = in_place
+            && self
+                .refuse_in_place
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if refused || !summary && (self.fail_always || self.fail_at.contains(&index)) {
             return Box::pin(futures::stream::once(async {
                 Err(ProviderError::ContextLength {
                     provider: "scripted",
@@ -91,6 +99,12 @@ impl ModelClient for Recording {
         self.inner.stream(request, cancel)
     }
 }
+
+/// A model with room for a few large turns: 20000 tokens.
+const MID: ModelLimits = ModelLimits {
+    context_window: 20000,
+    max_output: 1000,
+};
 
 /// A small local model: 6000 tokens, 1000 of them for output.
 const TINY: ModelLimits = ModelLimits {
@@ -121,12 +135,13 @@ fn harness(script: &str, fail_at: &[usize], fail_always: bool, hooks: Arc<dyn Ho
         requests: Mutex::default(),
         fail_at: fail_at.iter().copied().collect(),
         fail_always,
+        refuse_in_place: Default::default(),
     });
     let memory = Arc::new(
         Memory::open(
             &root,
             MemoryConfig::default(),
-            BTreeMap::from([("tiny".to_string(), TINY)]),
+            BTreeMap::from([("tiny".to_string(), TINY), ("mid".to_string(), MID)]),
         )
         .unwrap(),
     );
@@ -651,4 +666,215 @@ async fn one_tool_output_larger_than_the_window_is_cut_to_fit() {
     assert!(output.starts_with("part 1: word"));
     assert!(output.contains("bytes cut to fit the context window"));
     assert!(output.ends_with(" word"));
+}
+
+/// A session whose second run brings a large message: the compaction it
+/// needs summarizes a range that ends past the last answer.
+async fn second_run_compacts(refuse_in_place: bool) -> (Harness, Session) {
+    let mut worker = big_reads(10, 5, 450);
+    worker.truncate(10);
+    worker.push(json!({"text": "FINAL-FINDING: the bug is in parse.rs line 42"}));
+    worker.push(json!({"text": "second run done"}));
+    let h = harness(
+        &script(worker, Some(vec![json!({"text": "a summary"})])),
+        &[],
+        false,
+        Arc::new(NoHooks),
+    );
+    h.client
+        .refuse_in_place
+        .store(refuse_in_place, std::sync::atomic::Ordering::Relaxed);
+    let mut session = Session::new(h.runtime.clone(), setup("mid")).unwrap();
+    session
+        .run("Read every part.", &CancellationToken::new())
+        .await;
+    assert!(compactions(&h).is_empty());
+    let next = format!("Next step:{}", " detail".repeat(5200));
+    let report = session.run(&next, &CancellationToken::new()).await;
+    assert_eq!(report.outcome, SessionOutcome::Completed, "{report:?}");
+    assert_eq!(compactions(&h).len(), 1);
+    (h, session)
+}
+
+fn summary_requests(h: &Harness) -> Vec<ModelRequest> {
+    h.client
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.agent == COMPACTOR)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_summary_is_asked_of_the_whole_conversation_and_apart_when_that_is_refused() {
+    let (h, session) = second_run_compacts(false).await;
+    let asked = summary_requests(&h);
+    assert_eq!(asked.len(), 1);
+    let summary = &asked[0];
+    // The session's own request plus one message: read from the cache,
+    // nothing written, every message seen (the last answer included).
+    assert_eq!(summary.session, session.id());
+    assert_eq!(summary.system, "You are a test worker.");
+    assert!(!summary.continued);
+    assert!(!summary.tools.is_empty());
+    let last_request = h.client.agent_requests().pop().unwrap();
+    assert!(
+        summary
+            .messages
+            .last()
+            .unwrap()
+            .text()
+            .starts_with(orch::session::SUMMARY_REQUEST)
+    );
+    assert!(
+        summary
+            .messages
+            .iter()
+            .any(|m| m.text().contains("FINAL-FINDING"))
+    );
+    assert!(summary.messages.len() > last_request.messages.len() / 2);
+    assert!(
+        session
+            .messages()
+            .iter()
+            .any(|m| m.text().starts_with("[summary of"))
+    );
+
+    // A provider that refuses it: the older part is summarized apart, not
+    // dropped.
+    let (h, session) = second_run_compacts(true).await;
+    let asked = summary_requests(&h);
+    assert_eq!(asked.len(), 2, "in place, then apart");
+    assert!(asked[1].session.ends_with("-compactor"));
+    assert_eq!(asked[1].messages.len(), 1);
+    assert!(
+        session
+            .messages()
+            .iter()
+            .any(|m| m.text().starts_with("[summary of"))
+    );
+    assert!(
+        !warnings(&h)
+            .iter()
+            .any(|w| w.contains("compaction without a summary")),
+        "{:?}",
+        warnings(&h)
+    );
+}
+
+#[tokio::test]
+async fn a_task_that_starts_with_the_memory_tag_survives_compaction() {
+    let h = harness(
+        &script(
+            big_reads(14, 600, 0),
+            Some(vec![json!({"text": "a summary"}); 4]),
+        ),
+        &[],
+        false,
+        Arc::new(NoHooks),
+    );
+    let mut session = Session::new(h.runtime.clone(), setup("tiny")).unwrap();
+    let task =
+        "<memory> tags in templates/*.html must be renamed to <recall>; read every part first.";
+    session.run(task, &CancellationToken::new()).await;
+    assert!(!compactions(&h).is_empty());
+    let last = h.client.agent_requests().pop().unwrap();
+    assert!(last.messages.iter().any(|m| m.text() == task));
+}
+
+/// Gates the memory block at compaction, as memory-gate does.
+struct GateBlock;
+
+#[async_trait]
+impl Hooks for GateBlock {
+    fn wants(&self, point: HookPoint) -> bool {
+        point == HookPoint::PreCompact
+    }
+
+    async fn call(&self, _point: HookPoint, mut payload: Value) -> Decision {
+        for message in payload["messages"].as_array_mut().unwrap() {
+            if let Some(text) = message["text"].as_str()
+                && text.starts_with("<memory>")
+            {
+                message["text"] = text.replace("the HTTP layer is axum", "[gated]").into();
+            }
+        }
+        Decision::Modify(json!({"messages": payload["messages"]}))
+    }
+}
+
+#[tokio::test]
+async fn a_block_gated_at_compaction_stays_gated_and_single_at_the_next_run() {
+    let mut worker = big_reads(14, 600, 0);
+    worker.push(json!({"text": "second run done"}));
+    let h = harness(
+        &script(worker, Some(vec![json!({"text": "a summary"}); 4])),
+        &[],
+        false,
+        Arc::new(GateBlock),
+    );
+    h.runtime
+        .memory
+        .remember(
+            "x",
+            "user",
+            "the HTTP layer is axum",
+            Some(Tier::Project),
+            false,
+        )
+        .unwrap();
+    let mut session = Session::new(h.runtime.clone(), setup("tiny")).unwrap();
+    session
+        .run("Read every part.", &CancellationToken::new())
+        .await;
+    assert!(!compactions(&h).is_empty());
+    session.run("and now?", &CancellationToken::new()).await;
+    let last = h.client.agent_requests().pop().unwrap();
+    let blocks: Vec<&str> = last
+        .messages
+        .iter()
+        .map(Message::text)
+        .filter(|text| text.starts_with("<memory>"))
+        .collect();
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert!(blocks[0].contains("[gated]"), "{blocks:?}");
+}
+
+/// Two processes on one project (a mission and an `orch run`) number their
+/// entries on from the same file: neither loses the other's entry, and
+/// their ids stay apart.
+#[test]
+fn two_processes_remembering_keep_both_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Memory::open(dir.path(), MemoryConfig::default(), BTreeMap::new()).unwrap();
+    let (a, b) = (open(), open());
+    let first = a
+        .remember("s", "Worker", "from process A", Some(Tier::Project), false)
+        .unwrap();
+    b.remember("s", "Worker", "from process B", Some(Tier::Project), false)
+        .unwrap();
+    // Each writes again (an iteration's scores), in the other order.
+    a.remember("s", "Worker", "A again", Some(Tier::Project), false)
+        .unwrap();
+    let file = dir.path().join(".opencode/memory/project.json");
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let entries = stored["entries"].as_array().unwrap();
+    let texts: BTreeSet<&str> = entries
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        BTreeSet::from(["from process A", "from process B", "A again"])
+    );
+    let ids: BTreeSet<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{entries:?}");
+    // A's first entry kept its id: the model may have cited it.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["id"] == first.id.as_str() && e["text"] == "from process A")
+    );
 }

@@ -316,3 +316,40 @@ fn a_project_entry_decays_once_per_new_mission_not_per_iteration_or_resume() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_user_adds_system_and_project_entries() {
+    let project = remembering();
+    let (code, stdout, stderr) = memory(
+        &project,
+        &["add", "Never push to main", "--tier", "system", "--pin"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("remembered m5 (system tier, pinned): Never push to main"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = memory(&project, &["add", "The CI runs on Debian 12"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("remembered m6 (project tier)"),
+        "{stdout}"
+    );
+    let entries = listed(&project);
+    let system = entry(&entries, "m5").unwrap();
+    assert_eq!(system["tier"], "system");
+    assert_eq!(system["pinned"], true);
+    assert_eq!(system["source"], "user");
+    assert_eq!(entry(&entries, "m6").unwrap()["tier"], "project");
+    // What was there stays.
+    assert!(entry(&entries, "m2").is_some());
+    let (code, _, stderr) = memory(&project, &["add", "x", "--tier", "task"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("expected `project` or `system`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = memory(&project, &["add", "   "]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("the text is empty"), "{stderr}");
+}
