@@ -170,6 +170,7 @@ impl Session {
             return;
         }
         self.estimator.forget_conversation();
+        self.previous = super::request::Previous::Nothing;
         self.rewrite_transcript();
         let after = self.estimate(Measure::Tokens);
         self.runtime.events.emit(Event::ContextCompacted {

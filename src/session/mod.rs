@@ -135,6 +135,8 @@ pub struct Session {
     /// The memory block as last rendered into the conversation (a plugin
     /// may have gated what the conversation shows of it).
     shown_block: Option<String>,
+    /// What the previous request sent.
+    previous: request::Previous,
 }
 
 impl Session {
@@ -217,6 +219,7 @@ impl Session {
             estimator: Estimator::default(),
             learned: None,
             shown_block,
+            previous: request::Previous::Nothing,
         }
     }
 
@@ -243,6 +246,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.conversation().clear();
         self.shown_block = None;
+        self.previous = request::Previous::Nothing;
         self.turns = 0;
         self.usage = Usage::default();
         self.repeats.reset();

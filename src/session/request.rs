@@ -40,6 +40,18 @@ const MAX_REFITS: u32 = 2;
 /// is computed against the count plus this share.
 pub(super) const TOKENIZER_MARGIN_PERCENT: u64 = 10;
 
+/// What the session's previous request sent, since its last compaction.
+#[derive(Debug, Default)]
+pub(super) enum Previous {
+    #[default]
+    Nothing,
+    /// The conversation's first `n` messages (held as a count, so the
+    /// conversation is not shared and never copied to grow).
+    Conversation(usize),
+    /// What a `pre-model-request` hook reshaped it into.
+    Reshaped(Arc<Vec<Message>>),
+}
+
 /// One streamed model turn.
 pub(super) struct ModelTurn {
     pub text: String,
@@ -291,6 +303,7 @@ impl Session {
         let messages = self.messages.clone();
         let hooks = self.runtime.hooks.clone();
         if !hooks.wants(HookPoint::PreModelRequest) {
+            self.previous = Previous::Conversation(messages.len());
             return Ok(messages);
         }
         let payload = serde_json::json!({
@@ -300,12 +313,17 @@ impl Session {
             "messages": *messages,
         });
         match hooks.call(HookPoint::PreModelRequest, payload).await {
-            Decision::Continue => Ok(messages),
+            Decision::Continue => {
+                self.previous = Previous::Conversation(messages.len());
+                Ok(messages)
+            }
             Decision::Modify(value) => {
                 match serde_json::from_value::<Vec<Message>>(value["messages"].clone()) {
                     Ok(reshaped) => {
-                        self.warn_uncached_reshape(&messages, &reshaped);
-                        Ok(Arc::new(reshaped))
+                        self.warn_uncached_reshape(&reshaped);
+                        let reshaped = Arc::new(reshaped);
+                        self.previous = Previous::Reshaped(reshaped.clone());
+                        Ok(reshaped)
                     }
                     Err(err) => {
                         self.warn(format!(
@@ -323,16 +341,21 @@ impl Session {
         }
     }
 
-    /// A `pre-model-request` answer that changed what an earlier request
-    /// already carried makes the provider read that part afresh, on every
-    /// request it does so: said once per run (plugins that shorten the
-    /// conversation do it at `pre-compact`, where it holds).
-    fn warn_uncached_reshape(&self, sent: &[Message], reshaped: &[Message]) {
-        let carried = sent
-            .iter()
-            .rposition(|message| matches!(message, Message::Assistant { .. }))
-            .unwrap_or(0);
-        if reshaped.get(..carried) == Some(&sent[..carried]) {
+    /// A `pre-model-request` answer whose request does not start with the
+    /// previous request (since the last compaction) makes the provider
+    /// read the rest afresh, on every request it does so: said once per
+    /// run (plugins that shorten the conversation do it at `pre-compact`,
+    /// where it holds).
+    fn warn_uncached_reshape(&self, reshaped: &[Message]) {
+        let extends = match &self.previous {
+            Previous::Nothing => true,
+            Previous::Conversation(sent) => self
+                .messages
+                .get(..*sent)
+                .is_none_or(|prefix| reshaped.starts_with(prefix)),
+            Previous::Reshaped(sent) => reshaped.starts_with(sent),
+        };
+        if extends {
             return;
         }
         let message = "a plugin's pre-model-request hook changed messages an earlier request carried: \

@@ -878,3 +878,59 @@ fn two_processes_remembering_keep_both_entries() {
             .any(|e| e["id"] == first.id.as_str() && e["text"] == "from process A")
     );
 }
+
+/// Rewrites the first message of every request: the same way each time,
+/// or numbered, so each request differs from the last at its start.
+struct Rewriter {
+    numbered: bool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Hooks for Rewriter {
+    fn wants(&self, point: HookPoint) -> bool {
+        point == HookPoint::PreModelRequest
+    }
+
+    async fn call(&self, _point: HookPoint, mut payload: Value) -> Decision {
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        payload["messages"][0]["text"] = if self.numbered {
+            format!("Read every part (request {call}).").into()
+        } else {
+            "Read every part, briefly.".into()
+        };
+        Decision::Modify(json!({ "messages": payload["messages"] }))
+    }
+}
+
+#[tokio::test]
+async fn a_request_hook_that_rewrites_what_was_sent_is_warned_about_once() {
+    for numbered in [false, true] {
+        let hook = Arc::new(Rewriter {
+            numbered,
+            calls: Default::default(),
+        });
+        let h = harness(&script(big_reads(3, 5, 0), None), &[], false, hook);
+        let (_, report) = run(&h, "gpt-4o").await;
+        assert_eq!(report.outcome, SessionOutcome::Completed, "{report:?}");
+        let requests = h.client.agent_requests();
+        assert!(requests.len() >= 3);
+        // The rewrite applies to each request; the same rewrite every
+        // time still extends the previous request, a changing one does
+        // not: said once.
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.messages[0].text().starts_with("Read every part"))
+        );
+        let warned = warnings(&h)
+            .into_iter()
+            .filter(|w| {
+                w.contains("pre-model-request hook changed messages an earlier request carried")
+            })
+            .count();
+        assert_eq!(warned, usize::from(numbered), "numbered: {numbered}");
+    }
+}
