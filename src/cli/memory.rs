@@ -73,10 +73,7 @@ fn table(entries: &[Entry]) -> String {
                     .mission
                     .as_deref()
                     .map_or("-".to_string(), text::one_line),
-                text::preview(
-                    &text::one_line(&text::squash_spaces(&entry.text)),
-                    TEXT_CHARS,
-                ),
+                shown(&entry.text),
             ]
         })
         .collect();
@@ -101,6 +98,15 @@ fn table(entries: &[Entry]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// An entry's text as the list and the messages show it: one line,
+/// control characters out, shortened.
+fn shown(entry_text: &str) -> String {
+    text::preview(
+        &text::one_line(&text::squash_spaces(entry_text)),
+        TEXT_CHARS,
+    )
 }
 
 /// `orch memory add TEXT [--tier system|project] [--pin]`: an entry the
@@ -133,10 +139,7 @@ fn add(cli: &Cli, root: &Path, text: &str, tier: &str, pin: bool) -> anyhow::Res
         entry.id,
         tier.name(),
         if pin { ", pinned" } else { "" },
-        text::preview(
-            &text::one_line(&text::squash_spaces(&entry.text)),
-            TEXT_CHARS
-        )
+        shown(&entry.text)
     );
     Ok(exit::COMPLETE)
 }
@@ -161,10 +164,7 @@ fn edit(cli: &Cli, root: &Path, id: &str, edit: Edit) -> anyhow::Result<u8> {
             println!(
                 "{done} {id} ({} tier): {}",
                 entry.tier.name(),
-                text::preview(
-                    &text::one_line(&text::squash_spaces(&entry.text)),
-                    TEXT_CHARS
-                )
+                shown(&entry.text)
             );
             return Ok(exit::COMPLETE);
         }

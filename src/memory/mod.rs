@@ -251,9 +251,6 @@ pub struct Memory {
     project_file: Option<PathBuf>,
     /// The mission whose Mission tier this is, once one is attached.
     mission: Mutex<Option<Attached>>,
-    /// Held while a tier file is read, merged and replaced, so two writers
-    /// of this process never interleave (taken before `tiers`, never after).
-    writing: Mutex<()>,
     /// What this run already warned about (an unknown window, a server's
     /// smaller limits, a truncating provider), so each is said once.
     warned: Mutex<BTreeSet<String>>,
@@ -283,7 +280,6 @@ impl Memory {
             tiers: Mutex::new(Tiers::default()),
             project_file: None,
             mission: Mutex::new(None),
-            writing: Mutex::new(()),
             warned: Mutex::new(BTreeSet::new()),
         }
     }
@@ -621,7 +617,8 @@ impl Memory {
         let Some(file) = file else {
             return Ok(());
         };
-        let _writing = self.writing.lock().expect("memory lock");
+        // The file's lock also keeps this process's own writers apart
+        // (each takes it through its own descriptor).
         store::locked(&file, || {
             let disk = store::read(&file)?;
             let was_empty = disk.is_empty();

@@ -118,8 +118,10 @@ pub(super) fn merge(entries: &mut Vec<Entry>, known: &BTreeSet<String>, disk: Ve
 }
 
 /// Run `f` holding the advisory lock of tier file `file` (`<file>.lock`
-/// beside it): every process's read, merge and replace of one file goes
-/// one at a time, so neither an engine nor `orch memory` undoes the other.
+/// beside it): every read, merge and replace of one file, by any process
+/// or thread (each opens the lock afresh, and `flock` excludes separate
+/// opens), goes one at a time, so neither an engine nor `orch memory`
+/// undoes the other. Taken before the memory's own locks, never after.
 pub(super) fn locked<T>(
     file: &Path,
     f: impl FnOnce() -> Result<T, MemoryError>,

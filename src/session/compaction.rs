@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
-use super::request::TOKENIZER_MARGIN_PERCENT;
+use super::request::with_tokenizer_margin;
 use crate::events::Event;
 use crate::hooks::{Decision, HookPoint};
 use crate::memory::context::{self, Window};
@@ -87,10 +87,7 @@ impl Session {
         // request is the last one plus a message, read from the cache.
         let ask = self.summary_ask(&instruction);
         let in_place = reason == CompactReason::Threshold
-            && before
-                + before * TOKENIZER_MARGIN_PERCENT / 100
-                + tokens::at_most(&ask)
-                + tokens::PER_MESSAGE
+            && with_tokenizer_margin(before) + tokens::at_most(&ask) + tokens::PER_MESSAGE
                 <= window.usable;
         let overhead = self.estimator.prefix_tokens();
         let counts = self.estimator.counts(&self.messages);
@@ -170,7 +167,7 @@ impl Session {
             return;
         }
         self.estimator.forget_conversation();
-        self.previous = super::request::Previous::Nothing;
+        self.previous = super::request::Previous::default();
         self.rewrite_transcript();
         let after = self.estimate(Measure::Tokens);
         self.runtime.events.emit(Event::ContextCompacted {
@@ -241,10 +238,8 @@ impl Session {
              the older messages; the most recent ones stay as they are.\n\n{instruction}"
         );
         if !pinned.is_empty() {
-            ask.push_str("\n\nDecisions that must survive (pinned memory):\n");
-            for entry in &pinned {
-                ask.push_str(&format!("- [{}] {}\n", entry.id, entry.text));
-            }
+            ask.push_str("\n\n");
+            ask.push_str(&pinned_decisions(&pinned));
         }
         ask
     }
@@ -410,15 +405,21 @@ fn cut_oversized_outputs(messages: &mut [Message], counts: &[u64], limit: u64) -
     cut
 }
 
+/// The pinned entries a summary must keep, one line each under a heading.
+fn pinned_decisions(pinned: &[Entry]) -> String {
+    let mut text = String::from("Decisions that must survive (pinned memory):\n");
+    for entry in pinned {
+        text.push_str(&format!("- [{}] {}\n", entry.id, entry.text));
+    }
+    text
+}
+
 /// What the summarizer reads: the pinned decisions, then the conversation
 /// one line per message; when longer than `max_chars`, its end is kept.
 fn summary_input(pinned: &[Entry], head: &[Message], max_chars: usize) -> String {
     let mut text = String::new();
     if !pinned.is_empty() {
-        text.push_str("Decisions that must survive (pinned memory):\n");
-        for entry in pinned {
-            text.push_str(&format!("- [{}] {}\n", entry.id, entry.text));
-        }
+        text.push_str(&pinned_decisions(pinned));
         text.push('\n');
     }
     text.push_str("The conversation to summarize:\n");

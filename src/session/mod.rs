@@ -219,7 +219,7 @@ impl Session {
             estimator: Estimator::default(),
             learned: None,
             shown_block,
-            previous: request::Previous::Nothing,
+            previous: request::Previous::default(),
         }
     }
 
@@ -246,7 +246,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.conversation().clear();
         self.shown_block = None;
-        self.previous = request::Previous::Nothing;
+        self.previous = request::Previous::default();
         self.turns = 0;
         self.usage = Usage::default();
         self.repeats.reset();

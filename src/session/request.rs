@@ -38,18 +38,29 @@ const MAX_REFITS: u32 = 2;
 /// Our token counts are OpenAI's tokenizer; other models' tokenizers count
 /// up to about a tenth more for the same text, so the room left for output
 /// is computed against the count plus this share.
-pub(super) const TOKENIZER_MARGIN_PERCENT: u64 = 10;
+const TOKENIZER_MARGIN_PERCENT: u64 = 10;
 
-/// What the session's previous request sent, since its last compaction.
-#[derive(Debug, Default)]
+/// `tokens` as counted here, plus the share other tokenizers may count
+/// beyond it.
+pub(super) fn with_tokenizer_margin(tokens: u64) -> u64 {
+    tokens + tokens * TOKENIZER_MARGIN_PERCENT / 100
+}
+
+/// What the session's previous request sent, since its last compaction
+/// (nothing yet: the conversation's first 0 messages).
+#[derive(Debug)]
 pub(super) enum Previous {
-    #[default]
-    Nothing,
     /// The conversation's first `n` messages (held as a count, so the
     /// conversation is not shared and never copied to grow).
     Conversation(usize),
     /// What a `pre-model-request` hook reshaped it into.
     Reshaped(Arc<Vec<Message>>),
+}
+
+impl Default for Previous {
+    fn default() -> Self {
+        Previous::Conversation(0)
+    }
 }
 
 /// One streamed model turn.
@@ -201,7 +212,7 @@ impl Session {
             let _ = tokio::task::spawn_blocking(tokens::load).await;
         }
         let counted = self.estimate(Measure::Tokens);
-        let prompt = counted + counted * TOKENIZER_MARGIN_PERCENT / 100;
+        let prompt = with_tokenizer_margin(counted);
         let room = window.saturating_sub(prompt);
         let reserve = u64::from(self.output_reserve(limits));
         (room >= reserve).then(|| room.min(u64::from(cap)) as u32)
@@ -301,9 +312,10 @@ impl Session {
             self.compact(window, CompactReason::Threshold, cancel).await;
         }
         let messages = self.messages.clone();
+        let previous =
+            std::mem::replace(&mut self.previous, Previous::Conversation(messages.len()));
         let hooks = self.runtime.hooks.clone();
         if !hooks.wants(HookPoint::PreModelRequest) {
-            self.previous = Previous::Conversation(messages.len());
             return Ok(messages);
         }
         let payload = serde_json::json!({
@@ -313,14 +325,11 @@ impl Session {
             "messages": *messages,
         });
         match hooks.call(HookPoint::PreModelRequest, payload).await {
-            Decision::Continue => {
-                self.previous = Previous::Conversation(messages.len());
-                Ok(messages)
-            }
+            Decision::Continue => Ok(messages),
             Decision::Modify(value) => {
                 match serde_json::from_value::<Vec<Message>>(value["messages"].clone()) {
                     Ok(reshaped) => {
-                        self.warn_uncached_reshape(&reshaped);
+                        self.warn_uncached_reshape(&previous, &reshaped);
                         let reshaped = Arc::new(reshaped);
                         self.previous = Previous::Reshaped(reshaped.clone());
                         Ok(reshaped)
@@ -346,9 +355,8 @@ impl Session {
     /// read the rest afresh, on every request it does so: said once per
     /// run (plugins that shorten the conversation do it at `pre-compact`,
     /// where it holds).
-    fn warn_uncached_reshape(&self, reshaped: &[Message]) {
-        let extends = match &self.previous {
-            Previous::Nothing => true,
+    fn warn_uncached_reshape(&self, previous: &Previous, reshaped: &[Message]) {
+        let extends = match previous {
             Previous::Conversation(sent) => self
                 .messages
                 .get(..*sent)

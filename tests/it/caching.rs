@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::support::http::{Recorded, Reply, Server};
 use crate::support::project::{Project, events};
 use crate::support::prompt_cache::{Billed, CacheRules, CacheStats, PromptCache};
-use crate::support::sim::{Usage, Wire, turn_reply};
+use crate::support::sim::{Usage, Wire, bill, turn_reply};
 
 /// Files read in one round of parallel calls.
 const PARALLEL: usize = 30;
@@ -36,17 +36,9 @@ struct Player {
 
 impl Player {
     fn answer(&self, request: &Recorded) -> Reply {
-        let billed = match self.wire {
-            Wire::OpenAi => self.cache.openai(&request.body),
-            Wire::Anthropic => match self.cache.anthropic(&request.body) {
-                Ok(billed) => billed,
-                Err(message) => {
-                    return Reply::json(
-                        400,
-                        &json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}}),
-                    );
-                }
-            },
+        let billed = match bill(&self.cache, self.wire, &request.body) {
+            Ok(billed) => billed,
+            Err((_, refused)) => return refused,
         };
         let usage = Usage {
             prompt: billed,

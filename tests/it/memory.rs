@@ -351,15 +351,7 @@ async fn long_assistant_turns_are_summarized_through_the_same_client() {
     );
     let (_, report) = run(&h, "tiny").await;
     assert_eq!(report.outcome, SessionOutcome::Completed, "{report:?}");
-    let summaries: Vec<ModelRequest> = h
-        .client
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.agent == COMPACTOR)
-        .cloned()
-        .collect();
+    let summaries = summary_requests(&h);
     assert!(!summaries.is_empty());
     assert!(summaries[0].tools.is_empty());
     assert!(summaries[0].messages[0].text().contains("reading part 0"));

@@ -218,18 +218,12 @@ impl State {
             self.tally.lock().unwrap().invalid.push(missing.clone());
             return self.invalid(&missing);
         }
-        let billed = match self.play.wire {
-            Wire::OpenAi => self.cache.openai(&request.body),
-            Wire::Anthropic => match self.cache.anthropic(&request.body) {
-                Ok(billed) => billed,
-                Err(message) => {
-                    self.tally.lock().unwrap().invalid.push(message.clone());
-                    return Reply::json(
-                        400,
-                        &json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}}),
-                    );
-                }
-            },
+        let billed = match bill(&self.cache, self.play.wire, &request.body) {
+            Ok(billed) => billed,
+            Err((message, refused)) => {
+                self.tally.lock().unwrap().invalid.push(message);
+                return refused;
+            }
         };
         // A summary asked of a session's own conversation comes as its last
         // message; one asked apart has a system prompt of its own.
@@ -739,6 +733,22 @@ impl State {
                 Reply::sse(": keep-alive\n\n", 64).end(End::KeepAlive(Duration::from_millis(100)))
             }
         }
+    }
+}
+
+/// Bill a request through `cache` as `wire`'s provider does; a request
+/// the provider refuses (too many breakpoints) is the reason and the 400
+/// it answers.
+pub fn bill(cache: &PromptCache, wire: Wire, body: &Value) -> Result<Billed, (String, Reply)> {
+    match wire {
+        Wire::OpenAi => Ok(cache.openai(body)),
+        Wire::Anthropic => cache.anthropic(body).map_err(|message| {
+            let refused = Reply::json(
+                400,
+                &json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}}),
+            );
+            (message, refused)
+        }),
     }
 }
 
