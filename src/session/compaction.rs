@@ -72,11 +72,11 @@ impl Session {
         // The rewrite is where the memory block catches up: the current one
         // leads, the older ones go (before the hook, which may gate it).
         let block = self.runtime.memory.render(&self.id);
-        self.shown_block = block.clone();
+        let shown = std::mem::replace(&mut self.shown_block, block.clone());
         context::lead_with(self.conversation(), block);
         let Some(instruction) = self.pre_compact(reason, before, window).await else {
             self.messages = original;
-            self.shown_block = context::last_block(&self.messages).map(str::to_string);
+            self.shown_block = shown;
             return;
         };
         if self.messages != original {
