@@ -52,7 +52,7 @@ impl Fetcher {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::provider::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "orch/",

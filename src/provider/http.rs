@@ -119,9 +119,20 @@ impl fmt::Debug for Transport {
     }
 }
 
+/// The one way orch starts building an HTTP client (models, plugin
+/// fetches, MCP servers): rustls with ring, the system's roots.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only when a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}
+
 impl Transport {
     pub fn new(provider: &'static str, settings: &HttpSettings) -> Self {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .connect_timeout(settings.connect_timeout)
             .build()
             .map_err(|err| format!("cannot build the http client: {}", chain(&err)));

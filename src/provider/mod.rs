@@ -10,6 +10,7 @@ pub mod openai;
 pub mod retry;
 pub mod scripted;
 pub mod sse;
+pub use http::client_builder;
 
 /// An error and its sources on one line (also for the plugins' fetches).
 pub(crate) use http::chain as error_chain;
