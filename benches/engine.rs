@@ -134,6 +134,7 @@ fn turn_overhead(root: &Path) {
         limits: Arc::new(ToolsConfig::default()),
         memory: Arc::default(),
         hooks: Arc::new(orch::hooks::NoHooks),
+        live: Default::default(),
     };
     let mut agent = AgentRegistry::builtin()
         .find("Worker")

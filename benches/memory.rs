@@ -431,6 +431,7 @@ async fn run(shape: Shape, gate: bool, window: u32) -> Run {
         limits: Arc::new(ToolsConfig::default()),
         memory: memory.clone(),
         hooks,
+        live: Default::default(),
     };
     let id = "m-bench";
     let paths = MissionPaths::new(&root, id);

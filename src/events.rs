@@ -254,6 +254,18 @@ pub enum Event {
         session: Option<String>,
         message: String,
     },
+    /// The live tools changed while orch ran: a plugin added, replaced or
+    /// removed, an MCP server's tool list changed, a skill or agent added.
+    ToolsChanged {
+        /// `plugins`, `mcp:<server>`, `skills`, `agents`.
+        source: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removed: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// A task was delegated and waits for admission.
     TaskQueued {
         task: String,

@@ -166,6 +166,7 @@ pub struct Project {
     plugin_watcher: std::sync::OnceLock<Option<crate::plugins::PluginWatcher>>,
     /// The observing hook points (mission, session, iteration, todo).
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
+    live_tools: std::sync::OnceLock<Arc<crate::tools::live::LiveTools>>,
     /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
     /// `--json`: the journal followed onto stdout.
@@ -280,6 +281,7 @@ impl Project {
             plugins: std::sync::OnceLock::new(),
             plugin_watcher: std::sync::OnceLock::new(),
             plugin_observer: std::sync::OnceLock::new(),
+            live_tools: std::sync::OnceLock::new(),
             _ctrl_c: ctrl_c,
             json,
             plain: plain_output,
@@ -419,19 +421,21 @@ impl Project {
             tools.insert(tool);
         }
         let mut hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(NoHooks);
+        let live = self.live_tools();
         if let Some(host) = self.plugin_host() {
             host.attach_memory(memory.clone());
-            // The delegation tools join later (`Tasks` adds them).
+            // The delegation tools join later (`Tasks` adds them); the
+            // session's own `call_tool` and `find_tools` are taken too.
             let taken: Vec<String> = tools
                 .names()
                 .chain(crate::agents::DELEGATION_TOOLS.iter().copied())
+                .chain([
+                    crate::tools::live::CALL_TOOL,
+                    crate::tools::live::FIND_TOOLS,
+                ])
                 .map(str::to_string)
                 .collect();
-            let (plugin_tools, problems) = host.tools(&taken);
-            self.warn(problems);
-            for tool in plugin_tools {
-                tools.insert(tool);
-            }
+            self.warn(host.attach_live(live.clone(), taken));
             if tokio::runtime::Handle::try_current().is_ok() {
                 self.plugin_watcher.get_or_init(|| {
                     let dirs = crate::plugins::PluginHost::dirs(
@@ -461,8 +465,21 @@ impl Project {
             limits: Arc::new(self.config.tools.clone()),
             memory,
             hooks,
+            live,
         };
         (runtime, todo)
+    }
+
+    /// The tools whose sources change while this run goes on (plugins, MCP
+    /// servers), one set for the run.
+    pub fn live_tools(&self) -> Arc<crate::tools::live::LiveTools> {
+        self.live_tools
+            .get_or_init(|| {
+                Arc::new(crate::tools::live::LiveTools::new(Some(
+                    self.events.clone(),
+                )))
+            })
+            .clone()
     }
 
     /// The plugin host with this project's plugins loaded, started once;

@@ -510,6 +510,10 @@ pub struct ToolsConfig {
     pub background_timeout_ms: u64,
     /// Upper bound on a requested background job timeout.
     pub background_max_timeout_ms: u64,
+    /// The share of a model's window the schemas of live tools (plugins,
+    /// MCP servers) may take in a session's tool list; past it they are
+    /// listed by name only and reached through `find_tools` and `call_tool`.
+    pub defer_share: f64,
 }
 
 impl Default for ToolsConfig {
@@ -526,6 +530,7 @@ impl Default for ToolsConfig {
             background_output_bytes: 64 * 1024,
             background_timeout_ms: 30 * 60 * 1000,
             background_max_timeout_ms: 4 * 60 * 60 * 1000,
+            defer_share: 0.02,
         }
     }
 }

@@ -170,6 +170,7 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
         ("memory.tail_share", config.memory.tail_share),
         ("memory.ema_alpha", config.memory.ema_alpha),
         ("memory.evict_below", config.memory.evict_below),
+        ("tools.defer_share", config.tools.defer_share),
     ] {
         if !(value > 0.0 && value <= 1.0) {
             return Err(ConfigError::Invalid {

@@ -353,6 +353,12 @@ impl Memory {
             .then_some(message)
     }
 
+    /// The limits of `model` (the table's guess for an unknown one, without
+    /// its warning).
+    pub fn limits_of(&self, model: &str) -> ModelLimits {
+        crate::models::limits(model, &self.models).0
+    }
+
     /// The limits of `model`, and a warning the first time an unknown
     /// model is seen.
     pub fn limits(&self, model: &str) -> (ModelLimits, Option<String>) {

@@ -385,6 +385,7 @@ impl MissionState {
             | Event::PluginLog { .. }
             | Event::PluginMetric { .. }
             | Event::Warning { .. }
+            | Event::ToolsChanged { .. }
             | Event::ContextCompacted { .. }
             | Event::MemoryEvicted { .. } => return false,
             Event::BackgroundStarted {

@@ -197,6 +197,7 @@ impl Metrics {
             | Event::ApprovalRequested { .. }
             | Event::ApprovalResolved { .. }
             | Event::Warning { .. }
+            | Event::ToolsChanged { .. }
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskFinished { .. }

@@ -14,6 +14,26 @@ pub mod render;
 pub mod terminal;
 pub mod view;
 
+/// The one line that says how the live tools changed (`tools_changed`).
+pub fn tools_line(
+    source: &str,
+    added: &[String],
+    removed: &[String],
+    note: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("added {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("removed {}", removed.join(", ")));
+    }
+    if let Some(note) = note {
+        parts.push(crate::text::preview(&crate::text::squash_spaces(note), 120));
+    }
+    format!("tools ({source}): {}", parts.join("; "))
+}
+
 /// The one line that says what became of a task's change (`task_landed`).
 pub fn landing_line(
     task: &str,

@@ -357,6 +357,15 @@ impl<W: Write + Send> EventSink for Plain<W> {
             Event::Warning { message, .. } => {
                 line(&mut state, self.red(&format!("warning: {message}")))
             }
+            Event::ToolsChanged {
+                source,
+                added,
+                removed,
+                note,
+            } => line(
+                &mut state,
+                strip_controls(&super::tools_line(source, added, removed, note.as_deref())),
+            ),
             Event::SessionFinished {
                 agent,
                 outcome,

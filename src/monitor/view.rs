@@ -453,6 +453,15 @@ impl View {
                 let level = if *approved { Level::Info } else { Level::Warn };
                 self.log(at, level, text);
             }
+            Event::ToolsChanged {
+                source,
+                added,
+                removed,
+                note,
+            } => {
+                let text = super::tools_line(source, added, removed, note.as_deref());
+                self.log(at, Level::Info, text);
+            }
             Event::Warning { session, message } => {
                 let text = match session {
                     Some(session) => format!("warning ({}): {message}", self.agent_of(session)),

@@ -37,6 +37,7 @@ use crate::config::{PluginGrant, PluginsConfig, ProjectAccess};
 use crate::events::EventBus;
 use crate::memory::Memory;
 use crate::provider::ToolSpec;
+use crate::tools::live::LiveTools;
 use bindings::{HookPoint, PluginPre};
 use state::{CallSetup, Services, StoreState};
 
@@ -130,6 +131,9 @@ struct Inner {
     /// Keyed by file name; replaced whole on (re)load, so a call in flight
     /// finishes on the version it started with.
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
+    /// Where the plugins' tools are offered, with the names they may not
+    /// take (the engine's own tools), once the engine's runtime exists.
+    live: std::sync::OnceLock<(Arc<LiveTools>, Vec<String>)>,
 }
 
 /// A call's outcome that is the plugin's fault.
@@ -193,6 +197,7 @@ impl PluginHost {
                 config: config.clone(),
                 cache,
                 plugins: RwLock::default(),
+                live: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -412,6 +417,25 @@ impl PluginHost {
     /// the first one attached stays.
     pub fn attach_memory(&self, memory: Arc<Memory>) {
         let _ = self.inner.services.memory.set(memory);
+    }
+
+    /// Offer the plugins' tools in `live` (names in `taken` are the engine's
+    /// own and refused), now and after every reload; the problems (clashes)
+    /// come back. The first one attached stays.
+    pub fn attach_live(&self, live: Arc<LiveTools>, taken: Vec<String>) -> Vec<String> {
+        let _ = self.inner.live.set((live, taken));
+        self.publish()
+    }
+
+    /// Offer the loaded plugins' tools as they are now (after a load or
+    /// unload): a tool writes when its plugin holds a read-write grant.
+    fn publish(&self) -> Vec<String> {
+        let Some((live, taken)) = self.inner.live.get() else {
+            return Vec::new();
+        };
+        let (tools, mut problems) = self.tools(taken);
+        problems.extend(live.set_source("plugins", tools));
+        problems
     }
 
     /// Forget a plugin (its file was deleted). Calls in flight finish.

@@ -134,6 +134,7 @@ fn observed(event: &Event) -> Option<(&'static str, Value)> {
         | Event::ApprovalRequested { .. }
         | Event::ApprovalResolved { .. }
         | Event::Warning { .. }
+        | Event::ToolsChanged { .. }
         | Event::PluginLog { .. }
         | Event::PluginMetric { .. }
         | Event::TaskQueued { .. }

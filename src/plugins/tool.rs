@@ -14,11 +14,12 @@ use crate::provider::ToolSpec;
 use crate::tools::{Tool, ToolContext, ToolOutput};
 
 impl PluginHost {
-    /// A `Tool` for each plugin tool. A name that clashes with `taken` (the
-    /// built-in tools) or with an earlier plugin's tool is refused with a
-    /// message naming both.
-    pub fn tools(&self, taken: &[String]) -> (Vec<Arc<dyn Tool>>, Vec<String>) {
-        let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
+    /// A `Tool` for each plugin tool, and whether it writes (its plugin is
+    /// granted `"project": "read-write"`). A name that clashes with `taken`
+    /// (the built-in tools) or with an earlier plugin's tool is refused with
+    /// a message naming both.
+    pub fn tools(&self, taken: &[String]) -> (Vec<(Arc<dyn Tool>, bool)>, Vec<String>) {
+        let mut tools: Vec<(Arc<dyn Tool>, bool)> = Vec::new();
         let mut problems = Vec::new();
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for plugin in self.read().values() {
@@ -35,11 +36,14 @@ impl PluginHost {
                     ));
                 } else {
                     owners.insert(spec.name.clone(), plugin.info.file.clone());
-                    tools.push(Arc::new(PluginTool {
+                    let writes =
+                        plugin.info.project == Some(crate::config::ProjectAccess::ReadWrite);
+                    let tool: Arc<dyn Tool> = Arc::new(PluginTool {
                         host: self.clone(),
                         file: plugin.info.file.clone(),
                         spec: spec.clone(),
-                    }));
+                    });
+                    tools.push((tool, writes));
                 }
             }
         }

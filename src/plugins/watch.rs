@@ -86,6 +86,9 @@ impl PluginHost {
                 services.warn(format!(
                     "plugin \"{file}\" was removed; its tools and hooks are gone"
                 ));
+                for problem in self.publish() {
+                    services.warn(problem);
+                }
             }
             return;
         };
@@ -100,13 +103,16 @@ impl PluginHost {
                 info.name, info.version
             )),
             Ok(info) => services.warn(format!(
-                "plugin \"{file}\" was added: {} {} (new tools reach agents in the next run; hooks apply now)",
+                "plugin \"{file}\" was added: {} {} (its tools reach running sessions now, its hooks apply now)",
                 info.name, info.version
             )),
             Err(err) if current.is_some() => {
                 services.warn(format!("{err}; the previous version stays active"));
             }
             Err(err) => services.warn(format!("{err}; skipped")),
+        }
+        for problem in self.publish() {
+            services.warn(problem);
         }
     }
 }

@@ -168,6 +168,8 @@ impl Session {
         }
         self.estimator.forget_conversation();
         self.previous = super::request::Previous::default();
+        // The request is rewritten anyway: the tool list catches up too.
+        self.refresh_tools();
         self.rewrite_transcript();
         let after = self.estimate(Measure::Tokens);
         self.runtime.events.emit(Event::ContextCompacted {

@@ -71,6 +71,13 @@ impl Estimator {
         self.prefix_tokens.unwrap_or(0)
     }
 
+    /// The tool list changed (a compaction rebuilt it): measure the prefix
+    /// again.
+    pub fn forget_prefix(&mut self) {
+        self.prefix_tokens = None;
+        self.prefix_bound = None;
+    }
+
     /// The provider counted `input` prompt tokens for a request that
     /// carried `sent` conversation messages.
     pub fn reported(&mut self, input: u64, sent: usize) {

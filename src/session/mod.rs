@@ -26,6 +26,7 @@ use crate::events::{Event, EventBus, SessionOutcome};
 use crate::hooks::Hooks;
 use crate::memory::{Memory, context};
 use crate::provider::{Message, ModelClient, ProviderError, ToolCall, Usage};
+use crate::tools::live::{self, LiveTools};
 use crate::tools::permissions::Permissions;
 use crate::tools::{ToolContext, ToolOutput, ToolRegistry, ToolRouter};
 pub use compaction::{COMPACTOR, SUMMARY_REQUEST};
@@ -49,6 +50,8 @@ pub struct Runtime {
     pub memory: Arc<Memory>,
     /// Plugin hooks (`hooks::NoHooks` until the plugin host exists).
     pub hooks: Arc<dyn Hooks>,
+    /// Tools whose sources change while orch runs (plugins, MCP servers).
+    pub live: Arc<LiveTools>,
 }
 
 impl Runtime {
@@ -137,6 +140,9 @@ pub struct Session {
     shown_block: Option<String>,
     /// What the previous request sent.
     previous: request::Previous,
+    /// The live tools' version its tool list (or its last notice of their
+    /// changes) is from.
+    live_version: u64,
 }
 
 impl Session {
@@ -187,14 +193,7 @@ impl Session {
         transcript: Transcript,
         messages: Vec<Message>,
     ) -> Session {
-        let router = ToolRouter::new(
-            runtime
-                .tools
-                .subset(setup.agent.tools.iter().map(String::as_str)),
-            runtime.permissions.clone(),
-            runtime.events.clone(),
-            runtime.hooks.clone(),
-        );
+        let (router, live_version) = tool_router(&runtime, &setup);
         runtime.events.emit(Event::SessionStarted {
             session: id.clone(),
             agent: setup.agent.name.clone(),
@@ -220,7 +219,32 @@ impl Session {
             learned: None,
             shown_block,
             previous: request::Previous::default(),
+            live_version,
         }
+    }
+
+    /// A new tool list, from the live tools as they are now: only where the
+    /// request is rewritten anyway (a compaction).
+    fn refresh_tools(&mut self) {
+        let (router, version) = tool_router(&self.runtime, &self.setup);
+        if router.registry.specs() != self.router.registry.specs() {
+            self.estimator.forget_prefix();
+        }
+        self.router = router;
+        self.live_version = version;
+    }
+
+    /// What changed among the live tools since the session last looked, as
+    /// text for its model (`None` when nothing it may use changed).
+    fn tool_changes(&mut self) -> Option<String> {
+        let live = &self.runtime.live;
+        let version = live.version();
+        if version == self.live_version {
+            return None;
+        }
+        let notice = live.notice_since(self.live_version, self.setup.agent.capabilities().write);
+        self.live_version = version;
+        notice
     }
 
     /// Work in `root` from now on (a task's worktree, or the project root
@@ -265,7 +289,10 @@ impl Session {
     /// turns and usage are this run's.
     pub async fn run(&mut self, prompt: &str, cancel: &CancellationToken) -> SessionReport {
         self.show_memory();
-        self.push(Message::user(prompt));
+        match self.tool_changes() {
+            Some(notice) => self.push(Message::user(format!("{notice}\n\n{prompt}"))),
+            None => self.push(Message::user(prompt)),
+        }
         self.proceed(cancel).await
     }
 
@@ -392,6 +419,14 @@ impl Session {
                 self.router.after_turn(&calls, &mut outputs, &ctx).await;
             }
             let results: Vec<String> = outputs.iter().map(|o| o.content.clone()).collect();
+            // Tools that came or went meanwhile are news after this turn's
+            // results: appended, so the request before stays its prefix.
+            if let Some(notice) = self.tool_changes()
+                && let Some(last) = outputs.last_mut()
+            {
+                last.content.push_str("\n\n");
+                last.content.push_str(&notice);
+            }
             // A task a result names is on record before the transcript has
             // it: a resume finds every task a conversation mentions.
             self.runtime.events.settle().await;
@@ -499,6 +534,40 @@ impl Session {
             message,
         });
     }
+}
+
+/// The router of a session of `setup.agent`: its own tools, the live tools
+/// it may use (by schema, or past `tools.defer_share` of its model's window
+/// by name only), and, when a source may offer tools in this run,
+/// `call_tool` and `find_tools`; with the live version read.
+fn tool_router(runtime: &Runtime, setup: &SessionSetup) -> (ToolRouter, u64) {
+    let may_write = setup.agent.capabilities().write;
+    let limits = runtime.memory.limits_of(&setup.model);
+    let budget = (runtime.limits.defer_share * f64::from(limits.context_window) * 4.0) as usize;
+    let offer = live::Offer::of(&runtime.live, may_write, budget);
+    let mut registry = runtime
+        .tools
+        .subset(setup.agent.tools.iter().map(String::as_str));
+    for tool in offer.direct {
+        if registry.get(&tool.spec().name).is_none() {
+            registry.insert(tool);
+        }
+    }
+    if runtime.live.is_open() {
+        registry.insert(Arc::new(live::CallTool::new(&offer.deferred)));
+        registry.insert(Arc::new(live::FindTools {
+            live: runtime.live.clone(),
+            may_write,
+        }));
+    }
+    let router = ToolRouter::new(
+        registry,
+        runtime.permissions.clone(),
+        runtime.events.clone(),
+        runtime.hooks.clone(),
+    )
+    .with_live(runtime.live.clone(), may_write);
+    (router, offer.version)
 }
 
 /// `worker-m3k9q1-7f2a`: agent, time in base 36, a random suffix. Sortable

@@ -10,6 +10,7 @@ pub mod delegate;
 pub mod diagnostics;
 pub mod fs;
 pub mod git;
+pub mod live;
 pub mod memory;
 pub mod metrics;
 pub mod path;
@@ -18,6 +19,7 @@ pub mod search;
 pub mod seen;
 pub mod todo;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -208,6 +210,9 @@ pub struct ToolRouter {
     /// turn's `after_turn` (diagnostics look at the paths that were
     /// really edited).
     rewritten: std::sync::Mutex<BTreeMap<String, Value>>,
+    /// The live tools (plugins, MCP servers) this session may call beyond
+    /// its registry, and whether its agent may write.
+    live: Option<(Arc<live::LiveTools>, bool)>,
 }
 
 impl ToolRouter {
@@ -223,13 +228,46 @@ impl ToolRouter {
             events,
             hooks,
             rewritten: Default::default(),
+            live: None,
         }
+    }
+
+    /// Reach the live tools an agent that may (or may not) write may use,
+    /// by their own names or through `call_tool`.
+    pub fn with_live(mut self, live: Arc<live::LiveTools>, may_write: bool) -> ToolRouter {
+        self.live = Some((live, may_write));
+        self
+    }
+
+    /// The tool `name` this session may call: its own, else a live one.
+    fn tool(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        if let Some(tool) = self.registry.get(name) {
+            return Some(tool.clone());
+        }
+        let (live, may_write) = self.live.as_ref()?;
+        live.get(name, *may_write).map(|live| live.tool)
+    }
+
+    /// The call a `call_tool` call names (its id kept), or the call itself.
+    fn unwrapped<'a>(&self, call: &'a ToolCall) -> Result<Cow<'a, ToolCall>, String> {
+        if call.name != live::CALL_TOOL || self.registry.get(live::CALL_TOOL).is_none() {
+            return Ok(Cow::Borrowed(call));
+        }
+        let (name, arguments) = parse_arguments(&call.arguments)
+            .map_err(|err| format!("the arguments for call_tool are not valid JSON ({err})"))
+            .and_then(|args| live::unwrap_call(&args))?;
+        Ok(Cow::Owned(ToolCall {
+            id: call.id.clone(),
+            name,
+            arguments,
+        }))
     }
 
     /// Whether `call` may run concurrently with other read-only calls.
     pub fn is_read_only(&self, call: &ToolCall) -> bool {
-        self.registry
-            .get(&call.name)
+        self.unwrapped(call)
+            .ok()
+            .and_then(|call| self.tool(&call.name))
             .is_some_and(|tool| tool.read_only())
     }
 
@@ -252,7 +290,10 @@ impl ToolRouter {
             if output.is_error {
                 continue;
             }
-            let Some(tool) = self.registry.get(&call.name) else {
+            let Ok(call) = self.unwrapped(call) else {
+                continue;
+            };
+            let Some(tool) = self.tool(&call.name) else {
                 continue;
             };
             let args = match rewritten.get(&call.id) {
@@ -286,11 +327,20 @@ impl ToolRouter {
 
     pub async fn call(&self, call: &ToolCall, ctx: &ToolContext) -> ToolOutput {
         let started = Instant::now();
-        let arguments = parse_arguments(&call.arguments);
+        // `call_tool` runs the tool it names: hooks, permissions and events
+        // see that tool and its arguments.
+        let (call, arguments) = match self.unwrapped(call) {
+            Ok(call) => {
+                let arguments = parse_arguments(&call.arguments);
+                (call, arguments)
+            }
+            Err(message) => (Cow::Borrowed(call), Err(message)),
+        };
+        let call = call.as_ref();
         // The hook sees the call first, so the begin event, the permission
         // check and the tool all see the arguments that will really run.
         let hooked = match &arguments {
-            Ok(args) if self.registry.get(&call.name).is_some() => {
+            Ok(args) if self.tool(&call.name).is_some() => {
                 self.pre_tool_use(&call.name, args, ctx).await
             }
             _ => Ok(None),
@@ -375,13 +425,13 @@ impl ToolRouter {
         arguments: Result<Value, String>,
         ctx: &ToolContext,
     ) -> ToolOutput {
-        let Some(tool) = self.registry.get(&call.name) else {
-            let known: Vec<&str> = self.registry.names().collect();
-            return ToolOutput::error(format!(
-                "unknown tool \"{}\"; available tools: {}",
-                call.name,
-                known.join(", ")
-            ));
+        if call.name == live::CALL_TOOL
+            && let Err(message) = &arguments
+        {
+            return ToolOutput::error(message.clone());
+        }
+        let Some(tool) = self.tool(&call.name) else {
+            return ToolOutput::error(self.unknown(&call.name));
         };
         let args = match arguments {
             Ok(args) => args,
@@ -418,6 +468,35 @@ impl ToolRouter {
             return output;
         }
         self.post_tool_use(&call.name, args, output, ctx).await
+    }
+
+    /// What a model that called an unknown tool is told: the tools it has,
+    /// and how to find the ones that came later.
+    fn unknown(&self, name: &str) -> String {
+        let known: Vec<&str> = self
+            .registry
+            .names()
+            .filter(|known| *known != live::CALL_TOOL)
+            .collect();
+        let mut text = format!(
+            "unknown tool \"{name}\"; available tools: {}",
+            known.join(", ")
+        );
+        if let Some((live, may_write)) = &self.live {
+            let (_, offered) = live.offer(*may_write);
+            if let Some(gone) = live.get(name, true).filter(|_| !*may_write) {
+                text = format!(
+                    "tool \"{name}\" ({}) changes things outside orch's file rules and is offered only to agents that may write",
+                    gone.source
+                );
+            } else if !offered.is_empty() {
+                text.push_str(&format!(
+                    "; {} more through call_tool (find_tools(query) shows them)",
+                    offered.len()
+                ));
+            }
+        }
+        text
     }
 
     /// A command the sandbox refused: on a terminal, the user may let it

@@ -86,6 +86,7 @@ fn harness(server: &Server, models: BTreeMap<String, ModelLimits>, retry: RetryC
         limits: Arc::new(ToolsConfig::default()),
         memory: Arc::new(Memory::in_memory(MemoryConfig::default()).with_models(models)),
         hooks: Arc::new(NoHooks),
+        live: Default::default(),
     };
     Harness {
         _dir: dir,

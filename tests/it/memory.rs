@@ -162,6 +162,7 @@ fn harness(script: &str, fail_at: &[usize], fail_always: bool, hooks: Arc<dyn Ho
         limits: Arc::new(ToolsConfig::default()),
         memory,
         hooks,
+        live: Default::default(),
     };
     Harness {
         _dir: dir,

@@ -685,6 +685,7 @@ fn one_of_each() -> Vec<Event> {
             | Event::ApprovalRequested { .. }
             | Event::ApprovalResolved { .. }
             | Event::Warning { .. }
+            | Event::ToolsChanged { .. }
             | Event::TaskQueued { .. }
             | Event::TaskStarted { .. }
             | Event::TaskFinished { .. }

@@ -237,7 +237,7 @@ async fn plugin_tools_register_and_clashes_with_builtins_are_refused() {
     assert!(problems.is_empty(), "{problems:?}");
     let builtins: Vec<String> = ["read", "write", "bash"].map(String::from).to_vec();
     let (tools, problems) = host.tools(&builtins);
-    let names: Vec<String> = tools.iter().map(|tool| tool.spec().name).collect();
+    let names: Vec<String> = tools.iter().map(|(tool, _)| tool.spec().name).collect();
     assert!(names.contains(&"todo_stats".to_string()));
     assert!(names.contains(&"spin".to_string()));
     assert!(!names.contains(&"read".to_string()));
@@ -248,9 +248,9 @@ async fn plugin_tools_register_and_clashes_with_builtins_are_refused() {
     );
     let todo = tools
         .iter()
-        .find(|t| t.spec().name == "todo_stats")
+        .find(|(t, _)| t.spec().name == "todo_stats")
         .unwrap();
-    assert_eq!(todo.spec().parameters["type"], "object");
+    assert_eq!(todo.0.spec().parameters["type"], "object");
 }
 
 #[tokio::test]

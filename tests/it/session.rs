@@ -140,6 +140,7 @@ fn harness(script: &str) -> Harness {
         limits: Arc::new(ToolsConfig::default()),
         memory: Arc::default(),
         hooks: Arc::new(orch::hooks::NoHooks),
+        live: Default::default(),
     };
     Harness {
         _dir: dir,

@@ -1,0 +1,713 @@
+//! Tools from sources that change while orch runs (plugins, MCP servers),
+//! and how a running session reaches them without breaking its prompt
+//! cache.
+//!
+//! A session's tool list is fixed when the session starts and at each
+//! compaction: the built-in tools of its agent plus the live tools it may
+//! use, or, when their schemas would pass a share of the window, only their
+//! names ("deferred"). Whatever changes later reaches the session as text
+//! appended to its conversation ([`LiveTools::notice_since`]), and every
+//! live tool is callable at once through the stable `call_tool` tool (or by
+//! its own name: models do that); `find_tools` returns the schemas of the
+//! ones that match a query.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Tool, ToolContext, ToolOutput, parse_args};
+use crate::events::{Event, EventBus};
+use crate::provider::ToolSpec;
+
+/// The name of the tool that calls any live tool by name.
+pub const CALL_TOOL: &str = "call_tool";
+/// The name of the tool that finds live tools and shows their schemas.
+pub const FIND_TOOLS: &str = "find_tools";
+
+/// One live tool and where it comes from.
+#[derive(Clone)]
+pub struct LiveTool {
+    pub tool: Arc<dyn Tool>,
+    /// Whether it changes things outside orch's file rules: offered only to
+    /// agents that may write.
+    pub writes: bool,
+    /// `plugins`, `mcp:github`: what the change notices name.
+    pub source: String,
+}
+
+/// Every live tool, versioned: each change of a source makes a new version
+/// and is kept, so a session can be told what changed since it looked.
+pub struct LiveTools {
+    state: RwLock<State>,
+    events: Option<Arc<EventBus>>,
+    /// Whether any source may offer tools in this run (a plugin host, MCP
+    /// servers): only then do sessions get `call_tool` and `find_tools`.
+    open: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    version: u64,
+    tools: BTreeMap<String, LiveTool>,
+    changes: Vec<Change>,
+}
+
+/// What one source changed, at one version.
+#[derive(Debug, Clone, PartialEq)]
+struct Change {
+    version: u64,
+    source: String,
+    /// (name, writes)
+    added: Vec<(String, bool)>,
+    removed: Vec<(String, bool)>,
+    /// Free text (a skill or agent added): shown to every session.
+    note: Option<String>,
+}
+
+impl Default for LiveTools {
+    fn default() -> Self {
+        LiveTools::new(None)
+    }
+}
+
+impl LiveTools {
+    /// No live tools yet; changes are announced on `events` when given.
+    pub fn new(events: Option<Arc<EventBus>>) -> LiveTools {
+        LiveTools {
+            state: RwLock::default(),
+            events,
+            open: Default::default(),
+        }
+    }
+
+    /// A source that may offer tools in this run exists; sessions started
+    /// from now on can reach whatever it offers, whenever it does.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The version sessions compare with: it grows with every change.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    /// Make `tools` the whole offer of `source`, replacing what it offered
+    /// before. A name another source already offers is refused; the
+    /// problems name both. Nothing changes (no new version) when the offer
+    /// is the same.
+    pub fn set_source(&self, source: &str, tools: Vec<(Arc<dyn Tool>, bool)>) -> Vec<String> {
+        self.open();
+        let mut problems = Vec::new();
+        let change = {
+            let mut state = self.write();
+            let mut offered: BTreeMap<String, LiveTool> = BTreeMap::new();
+            for (tool, writes) in tools {
+                let name = tool.spec().name;
+                if let Some(owner) = state.tools.get(&name).filter(|t| t.source != source) {
+                    problems.push(format!(
+                        "{source}: tool \"{name}\" is already offered by {}; not offered",
+                        owner.source
+                    ));
+                    continue;
+                }
+                offered.insert(
+                    name,
+                    LiveTool {
+                        tool,
+                        writes,
+                        source: source.to_string(),
+                    },
+                );
+            }
+            let before: BTreeMap<String, (bool, ToolSpec)> = state
+                .tools
+                .iter()
+                .filter(|(_, t)| t.source == source)
+                .map(|(name, t)| (name.clone(), (t.writes, t.tool.spec())))
+                .collect();
+            let mut added = Vec::new();
+            let mut removed = Vec::new();
+            for (name, tool) in &offered {
+                match before.get(name) {
+                    Some((writes, spec)) if *writes == tool.writes && *spec == tool.tool.spec() => {
+                    }
+                    // A changed schema counts as the tool removed and added.
+                    Some((writes, _)) => {
+                        removed.push((name.clone(), *writes));
+                        added.push((name.clone(), tool.writes));
+                    }
+                    None => added.push((name.clone(), tool.writes)),
+                }
+            }
+            for (name, (writes, _)) in &before {
+                if !offered.contains_key(name) {
+                    removed.push((name.clone(), *writes));
+                }
+            }
+            state.tools.retain(|_, t| t.source != source);
+            state.tools.extend(offered);
+            if added.is_empty() && removed.is_empty() {
+                None
+            } else {
+                state.version += 1;
+                let change = Change {
+                    version: state.version,
+                    source: source.to_string(),
+                    added,
+                    removed,
+                    note: None,
+                };
+                state.changes.push(change.clone());
+                Some(change)
+            }
+        };
+        if let Some(change) = change {
+            self.announce(&change);
+        }
+        problems
+    }
+
+    /// Something else a running session should hear about (a skill or an
+    /// agent that became available): a new version carrying `note`.
+    pub fn note(&self, source: &str, note: String) {
+        let change = {
+            let mut state = self.write();
+            state.version += 1;
+            let change = Change {
+                version: state.version,
+                source: source.to_string(),
+                added: Vec::new(),
+                removed: Vec::new(),
+                note: Some(note),
+            };
+            state.changes.push(change.clone());
+            change
+        };
+        self.announce(&change);
+    }
+
+    fn announce(&self, change: &Change) {
+        if let Some(events) = &self.events {
+            let names = |list: &[(String, bool)]| list.iter().map(|(n, _)| n.clone()).collect();
+            events.emit(Event::ToolsChanged {
+                source: change.source.clone(),
+                added: names(&change.added),
+                removed: names(&change.removed),
+                note: change.note.clone(),
+            });
+        }
+    }
+
+    /// The live tool `name`, when an agent that may (or may not) write may
+    /// use it.
+    pub fn get(&self, name: &str, may_write: bool) -> Option<LiveTool> {
+        self.read()
+            .tools
+            .get(name)
+            .filter(|tool| may_write || !tool.writes)
+            .cloned()
+    }
+
+    /// What an agent may use now, by name, with the version it was read at.
+    pub fn offer(&self, may_write: bool) -> (u64, Vec<LiveTool>) {
+        let state = self.read();
+        let tools = state
+            .tools
+            .values()
+            .filter(|tool| may_write || !tool.writes)
+            .cloned()
+            .collect();
+        (state.version, tools)
+    }
+
+    /// What changed since `version` for an agent that may (or may not)
+    /// write, as a message for its model; `None` when nothing it could use
+    /// changed. Tools added and removed again in between are not mentioned.
+    pub fn notice_since(&self, version: u64, may_write: bool) -> Option<String> {
+        let state = self.read();
+        let mut added: BTreeMap<String, String> = BTreeMap::new();
+        let mut removed: BTreeMap<String, String> = BTreeMap::new();
+        let mut notes = Vec::new();
+        for change in state.changes.iter().filter(|c| c.version > version) {
+            for (name, writes) in &change.removed {
+                if may_write || !writes {
+                    if added.remove(name).is_none() {
+                        removed.insert(name.clone(), change.source.clone());
+                    }
+                }
+            }
+            for (name, writes) in &change.added {
+                if may_write || !writes {
+                    removed.remove(name);
+                    added.insert(name.clone(), change.source.clone());
+                }
+            }
+            if let Some(note) = &change.note {
+                notes.push(note.clone());
+            }
+        }
+        // Names added then removed again were dropped above; a name added
+        // that is gone now (removed later by a change this agent could not
+        // see) is not offered either.
+        added.retain(|name, _| state.tools.contains_key(name));
+        if added.is_empty() && removed.is_empty() && notes.is_empty() {
+            return None;
+        }
+        let mut text = String::from("[orch] Tools changed while you were working.");
+        if !added.is_empty() {
+            text.push_str("\nNow available (call them with call_tool):");
+            for (name, source) in &added {
+                let description = state
+                    .tools
+                    .get(name)
+                    .map(|tool| one_line(&tool.tool.spec().description))
+                    .unwrap_or_default();
+                text.push_str(&format!("\n- {name} ({source}): {description}"));
+            }
+            text.push_str("\nfind_tools shows their parameters.");
+        }
+        if !removed.is_empty() {
+            let names: Vec<String> = removed
+                .iter()
+                .map(|(name, source)| format!("{name} ({source})"))
+                .collect();
+            text.push_str(&format!("\nNo longer available: {}.", names.join(", ")));
+        }
+        for note in notes {
+            text.push('\n');
+            text.push_str(&note);
+        }
+        Some(text)
+    }
+
+    /// The live tools matching `query` (every word in the name or the
+    /// description, case-insensitive; all of them for an empty query), best
+    /// first: name matches before description matches, then by name.
+    pub fn find(&self, query: &str, may_write: bool, limit: usize) -> Vec<ToolSpec> {
+        let words: Vec<String> = query
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let state = self.read();
+        let mut found: Vec<(usize, ToolSpec)> = state
+            .tools
+            .values()
+            .filter(|tool| may_write || !tool.writes)
+            .filter_map(|tool| {
+                let spec = tool.tool.spec();
+                let name = spec.name.to_lowercase();
+                let description = spec.description.to_lowercase();
+                let mut in_name = 0;
+                for word in &words {
+                    if name.contains(word.as_str()) {
+                        in_name += 1;
+                    } else if !description.contains(word.as_str()) {
+                        return None;
+                    }
+                }
+                Some((words.len() - in_name, spec))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(_, spec)| spec)
+            .collect()
+    }
+}
+
+fn one_line(text: &str) -> String {
+    crate::text::preview(&crate::text::squash_spaces(text), 160)
+}
+
+/// How a session offers the live tools it may use: each by its schema, or,
+/// past `budget_bytes` of schemas, all of them by name only.
+pub struct Offer {
+    /// Offered with their schemas.
+    pub direct: Vec<Arc<dyn Tool>>,
+    /// Deferred: names only, reached through `call_tool`.
+    pub deferred: Vec<String>,
+    /// The live version the offer was read at.
+    pub version: u64,
+}
+
+impl Offer {
+    pub fn of(live: &LiveTools, may_write: bool, budget_bytes: usize) -> Offer {
+        let (version, tools) = live.offer(may_write);
+        let bytes: usize = tools.iter().map(|tool| spec_bytes(&tool.tool.spec())).sum();
+        if bytes <= budget_bytes {
+            Offer {
+                direct: tools.into_iter().map(|tool| tool.tool).collect(),
+                deferred: Vec::new(),
+                version,
+            }
+        } else {
+            Offer {
+                direct: Vec::new(),
+                deferred: tools.iter().map(|tool| tool.tool.spec().name).collect(),
+                version,
+            }
+        }
+    }
+}
+
+/// About how many bytes a spec adds to a request.
+pub fn spec_bytes(spec: &ToolSpec) -> usize {
+    spec.name.len() + spec.description.len() + spec.parameters.to_string().len() + 40
+}
+
+/// Deferred names, grouped by their `mcp__server__` prefix so a hundred
+/// tools of one server cost little more than their short names.
+pub fn list_names(names: &[String]) -> String {
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for name in names {
+        let (prefix, rest) = match name.strip_prefix("mcp__").and_then(|r| r.find("__")) {
+            Some(end) => name.split_at(5 + end + 2),
+            None => ("", name.as_str()),
+        };
+        groups.entry(prefix).or_default().push(rest);
+    }
+    let mut lines = Vec::new();
+    for (prefix, rest) in groups {
+        if prefix.is_empty() {
+            lines.push(rest.join(", "));
+        } else {
+            lines.push(format!("{prefix}{{{}}}", rest.join(",")));
+        }
+    }
+    lines.join("; ")
+}
+
+/// `call_tool(name, arguments)`: calls any tool the session may use by name.
+/// The router runs the named tool itself (hooks, permissions and events see
+/// its real name); this spec is what the model is shown.
+pub fn call_tool_spec(deferred: &[String]) -> ToolSpec {
+    let mut description = String::from(
+        "Call a tool by name: tools that became available after this conversation started, or \
+         ones listed here by name only. Get their parameters with find_tools first.",
+    );
+    if !deferred.is_empty() {
+        description.push_str("\nTools listed by name only: ");
+        description.push_str(&list_names(deferred));
+    }
+    ToolSpec {
+        name: CALL_TOOL.into(),
+        description,
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "the tool's name"},
+                "arguments": {"type": "object", "description": "its arguments"}
+            },
+            "required": ["name"]
+        }),
+    }
+}
+
+/// `call_tool` as a session's registry holds it: the router runs the tool
+/// a call names before it would reach this.
+pub struct CallTool {
+    spec: ToolSpec,
+}
+
+impl CallTool {
+    pub fn new(deferred: &[String]) -> CallTool {
+        CallTool {
+            spec: call_tool_spec(deferred),
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for CallTool {
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    async fn call(&self, _args: Value, _ctx: &ToolContext) -> ToolOutput {
+        ToolOutput::error("call_tool runs only through a session's tool router")
+    }
+}
+
+/// The tool named by a `call_tool` call and its arguments, as JSON text.
+pub fn unwrap_call(arguments: &Value) -> Result<(String, String), String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Args {
+        name: String,
+        #[serde(default)]
+        arguments: Option<Value>,
+    }
+    let args: Args = serde_json::from_value(arguments.clone())
+        .map_err(|err| format!("invalid arguments for call_tool: {err}"))?;
+    let inner = match args.arguments {
+        None | Some(Value::Null) => "{}".to_string(),
+        // Some models send the arguments as a JSON string.
+        Some(Value::String(text)) => text,
+        Some(value) => value.to_string(),
+    };
+    if args.name == CALL_TOOL {
+        return Err("call_tool cannot call itself".into());
+    }
+    Ok((args.name, inner))
+}
+
+/// `find_tools(query)`: the schemas of the live tools matching a query.
+pub struct FindTools {
+    pub live: Arc<LiveTools>,
+    pub may_write: bool,
+}
+
+/// Most tools one `find_tools` call shows.
+const FIND_LIMIT: usize = 10;
+
+#[async_trait]
+impl Tool for FindTools {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: FIND_TOOLS.into(),
+            description:
+                "Find tools by words of their name or description (MCP servers, plugins); \
+                          returns each match's description and parameters, to call with call_tool."
+                    .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "words to look for; empty lists all"}
+                },
+                "required": ["query"]
+            }),
+        }
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, args: Value, _ctx: &ToolContext) -> ToolOutput {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Args {
+            query: String,
+        }
+        let args: Args = match parse_args(FIND_TOOLS, args) {
+            Ok(args) => args,
+            Err(output) => return output,
+        };
+        let found = self.live.find(&args.query, self.may_write, FIND_LIMIT + 1);
+        if found.is_empty() {
+            return ToolOutput::ok(format!(
+                "no tool matches \"{}\"; find_tools with an empty query lists every tool you can call",
+                args.query
+            ));
+        }
+        let more = found.len() > FIND_LIMIT;
+        let tools: Vec<Value> = found
+            .into_iter()
+            .take(FIND_LIMIT)
+            .map(|spec| {
+                json!({
+                    "name": spec.name,
+                    "description": spec.description,
+                    "parameters": spec.parameters,
+                })
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&tools).unwrap_or_default();
+        if more {
+            text.push_str(&format!(
+                "\n(only the first {FIND_LIMIT} matches; use more words to narrow the search)"
+            ));
+        }
+        ToolOutput::ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str, &'static str);
+
+    #[async_trait]
+    impl Tool for Named {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec {
+                name: self.0.into(),
+                description: self.1.into(),
+                parameters: json!({"type": "object", "properties": {}}),
+            }
+        }
+        async fn call(&self, _args: Value, _ctx: &ToolContext) -> ToolOutput {
+            ToolOutput::ok(self.0)
+        }
+    }
+
+    fn tool(name: &'static str, description: &'static str) -> Arc<dyn Tool> {
+        Arc::new(Named(name, description))
+    }
+
+    #[test]
+    fn a_source_replaces_its_own_tools_and_cannot_take_anothers() {
+        let live = LiveTools::default();
+        assert!(
+            live.set_source("plugins", vec![(tool("word_count", "counts"), false)])
+                .is_empty()
+        );
+        let problems = live.set_source(
+            "mcp:x",
+            vec![
+                (tool("word_count", "other"), false),
+                (tool("mcp__x__a", "a"), true),
+            ],
+        );
+        assert_eq!(
+            problems,
+            ["mcp:x: tool \"word_count\" is already offered by plugins; not offered"]
+        );
+        assert_eq!(live.version(), 2);
+        // The same offer again is no change.
+        live.set_source("mcp:x", vec![(tool("mcp__x__a", "a"), true)]);
+        assert_eq!(live.version(), 2);
+        assert!(live.get("mcp__x__a", false).is_none(), "writers only");
+        assert!(live.get("mcp__x__a", true).is_some());
+        live.set_source("plugins", Vec::new());
+        assert!(live.get("word_count", true).is_none());
+    }
+
+    #[test]
+    fn a_notice_says_what_an_agent_can_use_that_changed_since_it_looked() {
+        let live = LiveTools::default();
+        live.set_source("plugins", vec![(tool("old", "old one"), false)]);
+        let seen = live.version();
+        assert_eq!(live.notice_since(seen, false), None);
+        live.set_source(
+            "plugins",
+            vec![
+                (tool("fresh", "a new tool\nover lines"), false),
+                (tool("writer", "writes"), true),
+            ],
+        );
+        live.set_source("mcp:y", vec![(tool("brief", "short-lived"), false)]);
+        live.set_source("mcp:y", Vec::new());
+        let reader = live.notice_since(seen, false).unwrap();
+        assert!(
+            reader.contains("- fresh (plugins): a new tool over lines"),
+            "{reader}"
+        );
+        assert!(!reader.contains("writer"), "{reader}");
+        assert!(
+            !reader.contains("brief"),
+            "added and removed again: {reader}"
+        );
+        assert!(
+            reader.contains("No longer available: old (plugins)."),
+            "{reader}"
+        );
+        let writer = live.notice_since(seen, true).unwrap();
+        assert!(writer.contains("- writer (plugins): writes"), "{writer}");
+        assert_eq!(live.notice_since(live.version(), true), None);
+        live.note(
+            "skills",
+            "Skill \"deploy\" is available: load it with skill.".into(),
+        );
+        let noted = live.notice_since(live.version() - 1, false).unwrap();
+        assert!(noted.ends_with("Skill \"deploy\" is available: load it with skill."));
+    }
+
+    #[test]
+    fn find_ranks_name_matches_first_and_needs_every_word() {
+        let live = LiveTools::default();
+        live.set_source(
+            "mcp:gh",
+            vec![
+                (
+                    tool("mcp__gh__list_issues", "list issues of a repository"),
+                    false,
+                ),
+                (
+                    tool("mcp__gh__search", "search issues and pull requests"),
+                    false,
+                ),
+                (tool("mcp__gh__create_issue", "open an issue"), true),
+            ],
+        );
+        let names = |specs: Vec<ToolSpec>| specs.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(live.find("issues", false, 10)),
+            ["mcp__gh__list_issues", "mcp__gh__search"]
+        );
+        assert_eq!(
+            names(live.find("search pull", false, 10)),
+            ["mcp__gh__search"]
+        );
+        assert_eq!(live.find("issue", true, 10).len(), 3);
+        assert_eq!(live.find("", false, 1).len(), 1);
+    }
+
+    #[test]
+    fn past_the_budget_every_live_tool_is_offered_by_name_only() {
+        let live = LiveTools::default();
+        live.set_source(
+            "mcp:a",
+            vec![
+                (tool("mcp__a__one", "first"), false),
+                (tool("mcp__a__two", "second"), false),
+            ],
+        );
+        live.set_source("plugins", vec![(tool("slugify", "slugs"), false)]);
+        let all = Offer::of(&live, false, 10_000);
+        assert_eq!(all.direct.len(), 3);
+        assert!(all.deferred.is_empty());
+        let deferred = Offer::of(&live, false, 100);
+        assert!(deferred.direct.is_empty());
+        assert_eq!(list_names(&deferred.deferred), "slugify; mcp__a__{one,two}");
+        assert!(
+            call_tool_spec(&deferred.deferred)
+                .description
+                .ends_with("Tools listed by name only: slugify; mcp__a__{one,two}")
+        );
+    }
+
+    #[test]
+    fn call_tool_unwraps_the_named_call() {
+        assert_eq!(
+            unwrap_call(&json!({"name": "x", "arguments": {"a": 1}})).unwrap(),
+            ("x".to_string(), "{\"a\":1}".to_string())
+        );
+        assert_eq!(
+            unwrap_call(&json!({"name": "x", "arguments": "{\"a\":1}"}))
+                .unwrap()
+                .1,
+            "{\"a\":1}"
+        );
+        assert_eq!(unwrap_call(&json!({"name": "x"})).unwrap().1, "{}");
+        assert!(unwrap_call(&json!({"name": "call_tool"})).is_err());
+        assert!(
+            unwrap_call(&json!({"tool": "x"}))
+                .unwrap_err()
+                .contains("call_tool")
+        );
+    }
+}
