@@ -1,0 +1,184 @@
+//! Tools that arrive while a session runs, end to end: the real `orch run`
+//! binary against a loopback model that keeps Anthropic's prompt cache
+//! (`support/prompt_cache.rs`). A plugin dropped into `.opencode/plugins/`
+//! mid-session is announced in the conversation and used by the same
+//! session, through `call_tool` and by its own name, while every request
+//! stays its previous one plus new messages (the tool list never changes).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::support::http::{Recorded, Reply, Server};
+use crate::support::project::{Project, events};
+use crate::support::prompt_cache::{Billed, CacheRules, PromptCache};
+use crate::support::sim::{Usage, Wire, bill, turn_reply};
+
+/// Polls a model makes before it gives up waiting for the tool.
+const POLLS: usize = 100;
+
+/// A model that polls with `bash` until a tool it was told about arrives,
+/// then uses it through `call_tool`, then by its own name.
+struct Waiter {
+    cache: PromptCache,
+    /// Done once, when the first request arrives: drops the plugin in.
+    on_first: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    polls: AtomicUsize,
+    sent: Mutex<Vec<(Value, Billed)>>,
+}
+
+fn last_message(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|messages| messages.last())
+        .map(Value::to_string)
+        .unwrap_or_default()
+}
+
+impl Waiter {
+    fn answer(&self, request: &Recorded) -> Reply {
+        let billed = match bill(&self.cache, Wire::Anthropic, &request.body) {
+            Ok(billed) => billed,
+            Err((_, refused)) => return refused,
+        };
+        self.sent
+            .lock()
+            .unwrap()
+            .push((request.body.clone(), billed));
+        if let Some(drop_in) = self.on_first.lock().unwrap().take() {
+            drop_in();
+        }
+        let usage = Usage {
+            prompt: billed,
+            max_tokens: 4096,
+        };
+        let last = last_message(&request.body);
+        let reply = |text: &str, calls: &[(String, Value)]| {
+            let salt = self.polls.load(Ordering::SeqCst) as u64;
+            turn_reply(Wire::Anthropic, text, calls, usage, salt)
+        };
+        if last.contains("+second") {
+            return reply("Both diffs came back.", &[]);
+        }
+        if last.contains("+first") {
+            return reply(
+                "Calling it by its name now.",
+                &[(
+                    "diff".into(),
+                    json!({"a_text": "one\n", "b_text": "second\n"}),
+                )],
+            );
+        }
+        if last.contains("Now available") && last.contains("- diff (plugins)") {
+            return reply(
+                "The diff tool arrived.",
+                &[(
+                    "call_tool".into(),
+                    json!({"name": "diff", "arguments": {"a_text": "one\n", "b_text": "first\n"}}),
+                )],
+            );
+        }
+        let poll = self.polls.fetch_add(1, Ordering::SeqCst);
+        if poll >= POLLS {
+            return reply("The diff tool never arrived.", &[]);
+        }
+        reply(
+            "Waiting for the diff tool.",
+            &[(
+                "bash".into(),
+                json!({"command": format!("sleep 0.2; echo poll {poll}")}),
+            )],
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_dropped_in_mid_session_is_used_by_that_session_from_the_cache() {
+    let project = Project::trusted();
+    let plugins = project.file(".opencode/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        crate::plugins::guest("todo_stats"),
+        plugins.join("todo_stats.wasm"),
+    )
+    .unwrap();
+    project.write(
+        ".opencode/orch.json",
+        &json!({"notifications": false, "plugins": {"user_dir": false}}).to_string(),
+    );
+    let diff = crate::plugins::guest("diff");
+    let target = plugins.join("diff.wasm");
+    let waiter = Arc::new(Waiter {
+        cache: PromptCache::new(CacheRules::default()),
+        on_first: Mutex::new(Some(Box::new(move || {
+            std::fs::copy(diff, target).unwrap();
+        }))),
+        polls: AtomicUsize::new(0),
+        sent: Mutex::default(),
+    });
+    let shared = waiter.clone();
+    let server = Server::responding(move |request| shared.answer(request)).await;
+    let mut command = tokio::process::Command::from(project.orch());
+    command
+        .env("ANTHROPIC_BASE_URL", server.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .args(["--provider", "anthropic", "--model", "claude-sonnet-4-5"])
+        .args(["--json", "run", "--agent", "Worker", "Compare two texts."]);
+    let output = command.output().await.expect("run orch");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}\n{stdout}");
+    let events = events(&stdout);
+    let changed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "tools_changed")
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .any(|e| e["source"] == "plugins" && e["added"] == json!(["diff"])),
+        "{changed:?}"
+    );
+    let sent = waiter.sent.lock().unwrap().clone();
+    let finals: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "session_finished")
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(finals[0]["outcome"], "completed", "{finals:?}");
+    // The diff came back through call_tool and by its own name.
+    let last = last_message(&sent.last().unwrap().0);
+    assert!(last.contains("+second"), "{last}");
+    assert!(
+        sent.iter()
+            .any(|(body, _)| last_message(body).contains("+first")),
+        "the call_tool result reached the model"
+    );
+    // The tool list never changed: the plugin's tool was never added to it.
+    let tools: Vec<&Value> = sent.iter().map(|(body, _)| &body["tools"]).collect();
+    assert!(tools.windows(2).all(|pair| pair[0] == pair[1]));
+    let names: Vec<&str> = tools[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"call_tool") && names.contains(&"find_tools"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"diff"), "{names:?}");
+    // Append-only: no request rewrote an earlier one, and each read all the
+    // previous one sent from the cache.
+    let stats = waiter.cache.stats();
+    assert!(stats.rewrites.is_empty(), "{:?}", stats.rewrites);
+    let misses: Vec<usize> = (1..sent.len())
+        .filter(|&at| sent[at].1.cache_read < sent[at - 1].1.input)
+        .collect();
+    assert!(
+        misses.is_empty(),
+        "requests that missed the cache: {misses:?} of {:?}",
+        sent.iter().map(|(_, billed)| billed).collect::<Vec<_>>()
+    );
+}
