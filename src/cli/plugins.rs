@@ -202,10 +202,7 @@ fn shadowed_tools(plugins: &[PluginInfo]) -> Shadowed {
         for tool in &plugin.tools {
             match owners.get(tool.name.as_str()) {
                 Some(owner) => {
-                    shadowed.insert(
-                        (plugin.file.clone(), tool.name.clone()),
-                        owner.to_string(),
-                    );
+                    shadowed.insert((plugin.file.clone(), tool.name.clone()), owner.to_string());
                 }
                 None => {
                     owners.insert(&tool.name, &plugin.file);

@@ -30,9 +30,15 @@ const WIT: &[(&str, &str)] = &[
 ];
 
 const SDK: &[(&str, &str)] = &[
-    ("sdk/Cargo.toml", include_str!("../../plugins-sdk/Cargo.toml")),
+    (
+        "sdk/Cargo.toml",
+        include_str!("../../plugins-sdk/Cargo.toml"),
+    ),
     ("sdk/README.md", include_str!("../../plugins-sdk/README.md")),
-    ("sdk/src/lib.rs", include_str!("../../plugins-sdk/src/lib.rs")),
+    (
+        "sdk/src/lib.rs",
+        include_str!("../../plugins-sdk/src/lib.rs"),
+    ),
 ];
 
 const RUST_MANIFEST: &str = include_str!("../../templates/plugin/rust/Cargo.toml");
@@ -50,13 +56,73 @@ const JS_TOOLS: &str = include_str!("../../example-plugins/javascript/tools-pack
 /// Names cargo refuses for a package (keywords, its own folders, the
 /// standard crates) or that Windows cannot create.
 const RESERVED: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
-    "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
-    "where", "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv",
-    "typeof", "unsized", "virtual", "yield", "try", "gen", "build", "deps", "examples",
-    "incremental", "test", "std", "core", "alloc", "proc_macro", "proc-macro", "con", "prn", "aux",
-    "nul", "com1", "lpt1",
+    "as",
+    "async",
+    "await",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "abstract",
+    "become",
+    "box",
+    "do",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "typeof",
+    "unsized",
+    "virtual",
+    "yield",
+    "try",
+    "gen",
+    "build",
+    "deps",
+    "examples",
+    "incremental",
+    "test",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "proc-macro",
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    "com1",
+    "lpt1",
 ];
 
 /// One file of a new plugin: its path inside the plugin folder and its text.
@@ -82,7 +148,10 @@ pub fn plugin_files(name: &str, lang: Lang) -> anyhow::Result<(Vec<File>, Vec<St
         text,
     };
     let wasm = format!("{snake}.wasm");
-    let mut out: Vec<File> = WIT.iter().map(|(path, text)| file(path, text.to_string())).collect();
+    let mut out: Vec<File> = WIT
+        .iter()
+        .map(|(path, text)| file(path, text.to_string()))
+        .collect();
     let build = match lang {
         Lang::Rust => {
             out.extend(SDK.iter().map(|(path, text)| file(path, text.to_string())));
@@ -98,7 +167,10 @@ pub fn plugin_files(name: &str, lang: Lang) -> anyhow::Result<(Vec<File>, Vec<St
         Lang::Python => {
             out.push(file("app.py", fill(PYTHON_SOURCE)));
             out.push(file("requirements.txt", PYTHON_REQUIREMENTS.to_string()));
-            out.push(file(".gitignore", format!("/.venv\n__pycache__/\n/{wasm}\n")));
+            out.push(file(
+                ".gitignore",
+                format!("/.venv\n__pycache__/\n/{wasm}\n"),
+            ));
             vec![
                 "python3 -m venv .venv".to_string(),
                 ".venv/bin/pip install -r requirements.txt".to_string(),
@@ -111,7 +183,9 @@ pub fn plugin_files(name: &str, lang: Lang) -> anyhow::Result<(Vec<File>, Vec<St
             out.push(file(".gitignore", format!("/node_modules\n/{wasm}\n")));
             vec![
                 "npm install --no-audit --no-fund".to_string(),
-                format!("npx jco componentize app.js --wit wit -n plugin --backend quickjs -o {wasm}"),
+                format!(
+                    "npx jco componentize app.js --wit wit -n plugin --backend quickjs -o {wasm}"
+                ),
             ]
         }
     };
@@ -133,7 +207,10 @@ pub fn new(base: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
     // `create_dir` (not `_all`) fails if anything is there, even a dangling link.
     std::fs::create_dir(&dir).map_err(|err| match err.kind() {
         std::io::ErrorKind::AlreadyExists => {
-            anyhow::anyhow!("{} already exists; pick another name or remove it", dir.display())
+            anyhow::anyhow!(
+                "{} already exists; pick another name or remove it",
+                dir.display()
+            )
         }
         _ => anyhow::anyhow!("cannot create {}: {err}", dir.display()),
     })?;
@@ -142,12 +219,19 @@ pub fn new(base: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
         files::replace(&path, file.text.as_bytes(), Durability::Synced)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("created {} ({} plugin, {} files)", dir.display(), lang_name(lang), files.len());
+    println!(
+        "created {} ({} plugin, {} files)",
+        dir.display(),
+        lang_name(lang),
+        files.len()
+    );
     println!("build it (in {name}/):");
     for command in &commands {
         println!("  {command}");
     }
-    println!("install it: copy the .wasm into .opencode/plugins/ of a project (see {name}/README.md)");
+    println!(
+        "install it: copy the .wasm into .opencode/plugins/ of a project (see {name}/README.md)"
+    );
     Ok(())
 }
 
@@ -172,7 +256,9 @@ fn check_name(name: &str, lang: Lang) -> anyhow::Result<()> {
         );
     }
     if RESERVED.contains(&name) {
-        bail!("plugin name {name:?} is reserved (a Rust keyword, a standard crate or a name cargo or the file system refuses); pick another");
+        bail!(
+            "plugin name {name:?} is reserved (a Rust keyword, a standard crate or a name cargo or the file system refuses); pick another"
+        );
     }
     if lang == Lang::Rust {
         let normal = name.replace('-', "_");
@@ -182,7 +268,9 @@ fn check_name(name: &str, lang: Lang) -> anyhow::Result<()> {
             .filter_map(|rest| rest.strip_suffix('"'))
             .any(|crate_name| crate_name.replace('-', "_") == normal);
         if taken {
-            bail!("plugin name {name:?} is the name of a crate the plugin depends on; pick another");
+            bail!(
+                "plugin name {name:?} is the name of a crate the plugin depends on; pick another"
+            );
         }
     }
     Ok(())
@@ -254,10 +342,18 @@ mod tests {
 
     #[test]
     fn names_are_checked_before_anything_is_written() {
-        for bad in ["", "Word", "1st", "-x", "a b", "a/b", "..", "fn", "test", "build"] {
-            assert!(plugin_files(bad, Lang::Python).is_err(), "{bad:?} was accepted");
+        for bad in [
+            "", "Word", "1st", "-x", "a b", "a/b", "..", "fn", "test", "build",
+        ] {
+            assert!(
+                plugin_files(bad, Lang::Python).is_err(),
+                "{bad:?} was accepted"
+            );
         }
-        let err = plugin_files("serde_json", Lang::Rust).err().unwrap().to_string();
+        let err = plugin_files("serde_json", Lang::Rust)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("a crate the plugin depends on"), "{err}");
         assert!(plugin_files("serde_json", Lang::Python).is_ok());
         assert!(plugin_files("word-count", Lang::Rust).is_ok());
@@ -277,16 +373,27 @@ mod tests {
         for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             let (files, commands) = plugin_files("word-count", lang).unwrap();
             for file in &files {
-                assert!(!file.text.contains("{{"), "{} keeps a placeholder", file.path);
+                assert!(
+                    !file.text.contains("{{"),
+                    "{} keeps a placeholder",
+                    file.path
+                );
             }
             assert!(files.iter().any(|f| f.path == "wit/plugin.wit"));
             assert!(commands.last().unwrap().starts_with("orch plugins check "));
         }
         let (files, _) = plugin_files("word-count", Lang::Rust).unwrap();
         let manifest = &files.iter().find(|f| f.path == "Cargo.toml").unwrap().text;
-        assert!(manifest.contains(r#"orch-plugin-sdk = { path = "sdk" }"#), "{manifest}");
+        assert!(
+            manifest.contains(r#"orch-plugin-sdk = { path = "sdk" }"#),
+            "{manifest}"
+        );
         assert!(!manifest.contains(".."), "{manifest}");
-        let sdk = &files.iter().find(|f| f.path == "sdk/src/lib.rs").unwrap().text;
+        let sdk = &files
+            .iter()
+            .find(|f| f.path == "sdk/src/lib.rs")
+            .unwrap()
+            .text;
         assert!(sdk.contains(r#"path: "../wit""#));
     }
 
@@ -294,7 +401,11 @@ mod tests {
     fn the_javascript_toolchain_is_pinned_exactly() {
         let (files, _) = plugin_files("word-count", Lang::Js).unwrap();
         let package: serde_json::Value = serde_json::from_str(
-            &files.iter().find(|f| f.path == "package.json").unwrap().text,
+            &files
+                .iter()
+                .find(|f| f.path == "package.json")
+                .unwrap()
+                .text,
         )
         .unwrap();
         assert_eq!(package["dependencies"]["@bytecodealliance/jco"], "1.35.0");
@@ -310,7 +421,72 @@ mod tests {
             );
         }
         let (files, _) = plugin_files("word-count", Lang::Python).unwrap();
-        let requirements = &files.iter().find(|f| f.path == "requirements.txt").unwrap().text;
+        let requirements = &files
+            .iter()
+            .find(|f| f.path == "requirements.txt")
+            .unwrap()
+            .text;
         assert_eq!(requirements.trim(), "componentize-py==0.25.1");
+    }
+
+    /// Every Rust, TOML, Python and JavaScript block of `docs/plugins.md`
+    /// is a file `orch plugins new word-count` writes, marked
+    /// `<!-- scaffold: LANG PATH -->`, and equal to it: the integration
+    /// tests build and load the scaffolds, so the docs' examples build too.
+    #[test]
+    fn the_docs_show_exactly_what_the_scaffold_writes() {
+        let doc = include_str!("../../docs/plugins.md");
+        let mut shown = Vec::new();
+        let mut previous = "";
+        let mut lines = doc.lines();
+        while let Some(line) = lines.next() {
+            if let Some(fence) = line.strip_prefix("```")
+                && !fence.is_empty()
+            {
+                let mut body = String::new();
+                for line in lines.by_ref().take_while(|line| *line != "```") {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+                let marker = previous
+                    .strip_prefix("<!-- scaffold: ")
+                    .and_then(|rest| rest.strip_suffix(" -->"));
+                let Some((lang, path)) = marker.and_then(|marker| marker.split_once(' ')) else {
+                    assert!(
+                        !["rust", "toml", "python", "js", "javascript"].contains(&fence),
+                        "docs/plugins.md: a ```{fence} block without a scaffold marker before it:\n{body}"
+                    );
+                    previous = line;
+                    continue;
+                };
+                let lang = match lang {
+                    "rust" => Lang::Rust,
+                    "python" => Lang::Python,
+                    "js" => Lang::Js,
+                    other => panic!("docs/plugins.md: unknown language {other:?} in a marker"),
+                };
+                let (files, _) = plugin_files("word-count", lang).unwrap();
+                let file = files
+                    .iter()
+                    .find(|file| file.path == path)
+                    .unwrap_or_else(|| panic!("the {lang:?} scaffold writes no {path}"));
+                assert_eq!(
+                    body, file.text,
+                    "docs/plugins.md shows another {path} than `orch plugins new word-count --lang {lang:?}` writes"
+                );
+                shown.push(format!("{lang:?} {path}"));
+            }
+            previous = line;
+        }
+        assert_eq!(
+            shown,
+            [
+                "Rust Cargo.toml",
+                "Rust src/lib.rs",
+                "Python app.py",
+                "Js package.json",
+                "Js app.js"
+            ]
+        );
     }
 }
