@@ -478,6 +478,22 @@ mod tests {
             }
             previous = line;
         }
+        // The build commands it prints and the pinned Python install, as the docs give them.
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            let (_, commands) = plugin_files("word-count", lang).unwrap();
+            for command in &commands {
+                let command = command.replace("word_count.wasm", "");
+                assert!(
+                    doc.contains(command.trim_end()),
+                    "docs/plugins.md does not give `{command}`"
+                );
+            }
+        }
+        let pinned = format!("pip install {}", PYTHON_REQUIREMENTS.trim());
+        assert!(
+            doc.contains(&pinned),
+            "docs/plugins.md does not give `{pinned}`"
+        );
         assert_eq!(
             shown,
             [
