@@ -53,10 +53,15 @@ fn build_rust_guests() -> PathBuf {
 }
 
 /// Build `example-plugins/<source>` into `target/wasm-plugins/polyglot/<output>`
-/// (where the tests put it) with `tool` from `target/plugin-tools/`, unless
-/// the output is newer than its sources. `Err` says why it was skipped.
+/// (where the tests put it) with `tool` from `target/plugin-tools/` (under
+/// `CARGO_TARGET_DIR` when set, as `.ci/run` installs it), unless the output
+/// is newer than its sources. `Err` says why it was skipped.
 fn build_polyglot(source: &str, output: &str, tool: &str) -> Result<PathBuf, String> {
-    let tools = root().join("target").join("plugin-tools");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    };
+    let tools = target.join("plugin-tools");
     let wit = root().join("wit");
     let source = root().join("example-plugins").join(source);
     let out = root().join("target").join("wasm-plugins").join("polyglot");

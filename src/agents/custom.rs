@@ -186,4 +186,28 @@ mod tests {
             warnings[2]
         );
     }
+
+    /// The example README.md gives for `.opencode/agents.json` loads as shown.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../README.md");
+        let after = readme
+            .split_once("Custom agents go in")
+            .expect("README.md describes custom agents")
+            .1;
+        let example = after
+            .split_once("```json\n")
+            .and_then(|(_, rest)| rest.split_once("\n```"))
+            .expect("README.md shows an agents.json example")
+            .0;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agents.json");
+        std::fs::write(&file, example).unwrap();
+        let (agents, warnings) = load_custom(&file);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(agents.len(), 1);
+        assert_eq!(agents[0].name, "SecurityAuditor");
+        assert_eq!(agents[0].tools, ["read", "grep", "glob", "bash"]);
+        assert!(!agents[0].capabilities().write);
+    }
 }

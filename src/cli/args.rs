@@ -106,7 +106,7 @@ pub enum Command {
     Demo,
     /// Create .opencode/ with a commented orch.json and install the bundled plugins.
     Init,
-    /// Wasm plugins: list the loaded ones, or check one file.
+    /// Wasm plugins: list the loaded ones, check one file, or start a new one.
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Show what this project's own settings, agents and plugins would make
@@ -180,6 +180,16 @@ pub enum PluginsCommand {
     Check {
         /// The component to check.
         file: PathBuf,
+    },
+    /// Write a new plugin into ./NAME/ that builds as it is (the contract and,
+    /// for Rust, the SDK are copied into it), and print how to build it.
+    New {
+        /// The plugin's name: a lowercase letter, then lowercase letters,
+        /// digits, '-' or '_'.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: super::scaffold::Lang,
     },
 }
 

@@ -13,6 +13,7 @@ mod mission;
 mod monitor;
 mod plugins;
 mod run;
+mod scaffold;
 mod status;
 mod trust;
 

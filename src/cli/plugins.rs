@@ -1,6 +1,8 @@
-//! `orch plugins list` and `orch plugins check FILE`, and starting the
+//! `orch plugins list` (flagging tools two plugins offer), `orch plugins
+//! check FILE` and `orch plugins new` (in `scaffold.rs`), and starting the
 //! plugin host for a command that runs agents.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,51 +91,79 @@ pub(crate) fn add_agents(
 }
 
 pub async fn command(cli: &Cli, command: &PluginsCommand) -> anyhow::Result<u8> {
-    let root = super::project_root(cli.dir.as_deref())?;
-    let config = config::load(&root, &cli.overrides())?;
-    let events = Arc::new(EventBus::new());
-    let host = PluginHost::new(&root, &config.plugins, events, None)?;
     match command {
-        PluginsCommand::List => {
-            let problems = host
-                .load_dirs(&PluginHost::dirs(
-                    &root,
-                    &config.plugins,
-                    config.trust.trusted,
-                ))
-                .await;
-            for problem in &problems {
-                eprintln!("warning: {problem}");
-            }
-            let plugins = host.plugins();
-            if cli.json {
-                let list: Vec<serde_json::Value> = plugins.iter().map(to_json).collect();
-                println!("{}", serde_json::to_string(&list)?);
-            } else if plugins.is_empty() {
-                println!("no plugins (put .wasm components in .opencode/plugins/)");
-            }
-            if !cli.json {
-                for plugin in &plugins {
-                    print_plugin(plugin);
-                }
-            }
-            Ok(exit::COMPLETE)
-        }
-        PluginsCommand::Check { file } => {
-            let path = super::absolute_from_cwd(file);
-            let info = host
-                .load(&path)
-                .await
-                .with_context(|| format!("checking {}", path.display()))?;
-            if cli.json {
-                println!("{}", serde_json::to_string(&to_json(&info))?);
-            } else {
-                println!("ok: speaks orch:plugin@0.1.0");
-                print_plugin(&info);
-            }
+        PluginsCommand::List => list(cli).await,
+        PluginsCommand::Check { file } => check(cli, file).await,
+        PluginsCommand::New { name, lang } => {
+            // Written where the user is (or `-C DIR`), in a project or not.
+            let base = match cli.dir.as_deref() {
+                Some(dir) => super::absolute_from_cwd(dir),
+                None => std::env::current_dir().context("the current directory")?,
+            };
+            super::scaffold::new(&base, name, *lang)?;
             Ok(exit::COMPLETE)
         }
     }
+}
+
+/// The project's plugin host, nothing loaded yet.
+fn project_host(cli: &Cli) -> anyhow::Result<(std::path::PathBuf, Config, PluginHost)> {
+    let root = super::project_root(cli.dir.as_deref())?;
+    let config = config::load(&root, &cli.overrides())?;
+    let host = PluginHost::new(&root, &config.plugins, Arc::new(EventBus::new()), None)?;
+    Ok((root, config, host))
+}
+
+async fn list(cli: &Cli) -> anyhow::Result<u8> {
+    let (root, config, host) = project_host(cli)?;
+    let problems = host
+        .load_dirs(&PluginHost::dirs(
+            &root,
+            &config.plugins,
+            config.trust.trusted,
+        ))
+        .await;
+    for problem in &problems {
+        eprintln!("warning: {problem}");
+    }
+    let plugins = host.plugins();
+    let shadowed = shadowed_tools(&plugins);
+    for ((file, tool), owner) in &shadowed {
+        eprintln!(
+            "warning: plugins \"{owner}\" and \"{file}\" both offer a tool named \"{tool}\"; agents get only the one of \"{owner}\" (rename one of them)"
+        );
+    }
+    if cli.json {
+        let list: Vec<serde_json::Value> = plugins
+            .iter()
+            .map(|plugin| listed_json(plugin, &shadowed))
+            .collect();
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(exit::COMPLETE);
+    }
+    if plugins.is_empty() {
+        println!("no plugins (put .wasm components in .opencode/plugins/)");
+    }
+    for plugin in &plugins {
+        print_plugin(plugin, &shadowed);
+    }
+    Ok(exit::COMPLETE)
+}
+
+async fn check(cli: &Cli, file: &Path) -> anyhow::Result<u8> {
+    let (_, _, host) = project_host(cli)?;
+    let path = super::absolute_from_cwd(file);
+    let info = host
+        .load(&path)
+        .await
+        .with_context(|| format!("checking {}", path.display()))?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&to_json(&info))?);
+    } else {
+        println!("ok: speaks orch:plugin@0.1.0");
+        print_plugin(&info, &Shadowed::new());
+    }
+    Ok(exit::COMPLETE)
 }
 
 /// What a plugin was granted, in words: `project read-only, fetch from docs.rs`.
@@ -158,7 +188,32 @@ fn access(plugin: &PluginInfo) -> String {
     parts.join("; ")
 }
 
-fn print_plugin(plugin: &PluginInfo) {
+/// Tools refused because another plugin offers one of the same name:
+/// (file, tool) → the file whose tool agents get.
+type Shadowed = BTreeMap<(String, String), String>;
+
+/// The plugin tools the host refuses for a name clash between plugins, by
+/// the rule of `PluginHost::tools`: in load order (the order `plugins` comes
+/// in), the first plugin offering a name keeps it.
+fn shadowed_tools(plugins: &[PluginInfo]) -> Shadowed {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut shadowed = Shadowed::new();
+    for plugin in plugins {
+        for tool in &plugin.tools {
+            match owners.get(tool.name.as_str()) {
+                Some(owner) => {
+                    shadowed.insert((plugin.file.clone(), tool.name.clone()), owner.to_string());
+                }
+                None => {
+                    owners.insert(&tool.name, &plugin.file);
+                }
+            }
+        }
+    }
+    shadowed
+}
+
+fn print_plugin(plugin: &PluginInfo, shadowed: &Shadowed) {
     println!(
         "{} {} ({}): {}",
         plugin.name, plugin.version, plugin.file, plugin.description
@@ -167,6 +222,12 @@ fn print_plugin(plugin: &PluginInfo) {
     println!("  granted: {}", access(plugin));
     for tool in &plugin.tools {
         println!("  tool {}: {}", tool.name, tool.description);
+        if let Some(owner) = shadowed.get(&(plugin.file.clone(), tool.name.clone())) {
+            println!(
+                "    NOT OFFERED: plugin \"{owner}\" already offers a tool named \"{}\"",
+                tool.name
+            );
+        }
     }
     if !plugin.hooks.is_empty() {
         println!("  hooks: {}", plugin.hooks.join(", "));
@@ -177,6 +238,21 @@ fn print_plugin(plugin: &PluginInfo) {
     if !plugin.capabilities.is_empty() {
         println!("  asks for: {}", plugin.capabilities.join(", "));
     }
+}
+
+/// `to_json`, with `"shadowed_by"` on each tool another plugin's tool of
+/// the same name hides.
+fn listed_json(plugin: &PluginInfo, shadowed: &Shadowed) -> serde_json::Value {
+    let mut value = to_json(plugin);
+    if let Some(tools) = value["tools"].as_array_mut() {
+        for tool in tools {
+            let name = tool["name"].as_str().unwrap_or_default().to_string();
+            if let Some(owner) = shadowed.get(&(plugin.file.clone(), name)) {
+                tool["shadowed_by"] = owner.clone().into();
+            }
+        }
+    }
+    value
 }
 
 fn to_json(plugin: &PluginInfo) -> serde_json::Value {

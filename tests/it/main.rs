@@ -15,6 +15,7 @@ mod memory;
 mod memory_cli;
 mod mission;
 mod monitor;
+mod plugin_authoring;
 mod plugins;
 mod prompt_cache;
 mod provider_anthropic;

@@ -1051,24 +1051,12 @@ async fn plugins_are_added_replaced_and_removed_while_running() {
 }
 
 /// The Python and JavaScript example plugins, built with componentize-py and
-/// jco (QuickJS) from `target/plugin-tools/` (`.ci/run` installs them there).
-/// Without those tools the test is skipped locally and fails under CI.
+/// jco (QuickJS) from `<target dir>/plugin-tools/` (`.ci/run` installs them
+/// there). Without those tools the test is skipped locally and fails under CI.
 fn polyglot_guests() -> Option<(PathBuf, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tools = root.join("target").join("plugin-tools");
-    let componentize_py = tools.join("venv/bin/componentize-py");
-    let jco = tools.join("js/node_modules/.bin/jco");
-    if !componentize_py.exists() || !jco.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "componentize-py and jco are missing under target/plugin-tools/ (see .ci/run)"
-        );
-        crate::support::skipped(
-            "plugins (Python and JavaScript plugins)",
-            "componentize-py or jco is not installed under target/plugin-tools/ (.ci/run installs them)",
-        );
-        return None;
-    }
+    let (componentize_py, jco) =
+        crate::support::plugin_toolchains("plugins (Python and JavaScript plugins)")?;
     let out = root.join("target").join("wasm-plugins").join("polyglot");
     std::fs::create_dir_all(&out).unwrap();
     let python = out.join("word_stats.wasm");
@@ -1101,7 +1089,7 @@ fn polyglot_guests() -> Option<(PathBuf, PathBuf)> {
         .arg(&wit)
         .args(["-n", "plugin", "--backend", "quickjs", "-o"])
         .arg(&javascript)
-        .current_dir(tools.join("js"))
+        .current_dir(&out)
         .status()
         .expect("run jco");
     assert!(status.success(), "jco componentize failed");
