@@ -35,7 +35,10 @@ pub async fn command(cli: &Cli, command: &McpCommand) -> anyhow::Result<u8> {
         eprintln!("warning: {}", crate::text::printable(skipped));
     }
     if let Some(surface) = config.trust.ignored()
-        && surface.files.iter().any(|(path, _)| path == config::MCP_JSON)
+        && surface
+            .files
+            .iter()
+            .any(|(path, _)| path == config::MCP_JSON)
     {
         eprintln!(
             "warning: {} is ignored: this project is not trusted (see `orch trust`)",
@@ -82,7 +85,11 @@ pub async fn command(cli: &Cli, command: &McpCommand) -> anyhow::Result<u8> {
                 let known: Vec<&str> = config.mcp.servers.keys().map(String::as_str).collect();
                 return Err(anyhow!(
                     "no MCP server named \"{name}\" in orch.json or a trusted .mcp.json (configured: {})",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ));
             };
             let mut server = server.clone();
@@ -204,11 +211,17 @@ fn import() -> anyhow::Result<u8> {
         let shown = crate::text::printable(&name);
         match entry {
             _ if servers.contains_key(&name) => {
-                println!("skipped {shown} (from {from}): orch.json already has a server of that name")
+                println!(
+                    "skipped {shown} (from {from}): orch.json already has a server of that name"
+                )
             }
             Err(why) => println!("skipped {shown} (from {from}): {why}"),
             Ok(entry) => {
-                let kind = if entry.get("url").is_some() { "http" } else { "stdio" };
+                let kind = if entry.get("url").is_some() {
+                    "http"
+                } else {
+                    "stdio"
+                };
                 println!("added {shown} ({kind}, from {from})");
                 servers.insert(name.clone(), entry);
                 added.push(name);
@@ -283,9 +296,7 @@ pub fn codex_servers(text: &str) -> Result<Vec<(String, Value)>, String> {
         let (key, value) = line
             .split_once('=')
             .ok_or_else(|| fail("expected key = value"))?;
-        let key = split_key(key.trim())
-            .map_err(|why| fail(&why))?
-            .join(".");
+        let key = split_key(key.trim()).map_err(|why| fail(&why))?.join(".");
         let (value, rest) = toml_value(value.trim()).map_err(|why| fail(&why))?;
         if !(rest.trim().is_empty() || rest.trim().starts_with('#')) {
             return Err(fail("unexpected text after the value"));
@@ -521,7 +532,11 @@ command = "ignored"
             .collect();
         assert_eq!(
             checked,
-            [("fs".into(), true), ("old".into(), false), ("web".into(), true)]
+            [
+                ("fs".into(), true),
+                ("old".into(), false),
+                ("web".into(), true)
+            ]
         );
         let why = config::mcp_entry(&servers[1].1).unwrap_err();
         assert!(why.contains("SSE"), "{why}");
