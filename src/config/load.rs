@@ -515,6 +515,89 @@ mod tests {
     }
 
     #[test]
+    fn mcp_servers_are_checked_and_a_trusted_projects_mcp_json_adds_to_them() {
+        let user_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let bad = write(
+            user_dir.path(),
+            "bad.json",
+            r#"{"mcp":{"servers":{"gh":{"type":"sse","url":"https://example.test/sse"}}}}"#,
+        );
+        let none = root.path().join(".opencode/orch.json");
+        let err = load_from(Some(&bad), &none, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.json: key \"mcp.servers.gh\""), "{err}");
+        assert!(err.contains("SSE transport is not supported"), "{err}");
+        let both = write(
+            user_dir.path(),
+            "both.json",
+            r#"{"mcp":{"servers":{"x":{"command":"a","url":"https://a.test"}}}}"#,
+        );
+        let err = load_from(Some(&both), &none, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        let zero = write(
+            user_dir.path(),
+            "zero.json",
+            r#"{"mcp":{"servers":{"x":{"command":"a","timeout_ms":0}}}}"#,
+        );
+        let err = load_from(Some(&zero), &none, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key \"mcp.servers.x.timeout_ms\""), "{err}");
+
+        let user = write(
+            user_dir.path(),
+            "orch.json",
+            r#"{"mcp":{"servers":{"shared":{"command":"mine"},"off":{"command":"x","enabled":false}}}}"#,
+        );
+        write(
+            root.path(),
+            ".mcp.json",
+            r#"{"mcpServers":{
+                "shared":{"command":"theirs"},
+                "fs":{"command":"node","args":["fs.js"],"env":{"A":"1"}},
+                "web":{"type":"http","url":"https://example.test/mcp","headers":{"Authorization":"Bearer ${T}"}},
+                "old":{"type":"sse","url":"https://example.test/sse"}
+            }}"#,
+        );
+        let config = load_from(Some(&user), &none, &env(&[]), &Overrides::default()).unwrap();
+        // Untrusted: .mcp.json is part of what was ignored, and nothing of it is used.
+        assert_eq!(config.trust.ignored().unwrap().names(), [".mcp.json"]);
+        let names: Vec<&str> = config.mcp.servers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["off", "shared"]);
+        assert!(config.mcp.skipped.is_empty());
+
+        let trusted = Overrides {
+            trust_project: true,
+            ..Overrides::default()
+        };
+        let config = load_from(Some(&user), &none, &env(&[]), &trusted).unwrap();
+        let names: Vec<&str> = config.mcp.servers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["fs", "off", "shared", "web"]);
+        // orch.json wins over .mcp.json for the same name.
+        assert_eq!(
+            config.mcp.servers["shared"].command.as_deref(),
+            Some("mine")
+        );
+        assert_eq!(config.mcp.servers["fs"].args, ["fs.js"]);
+        assert_eq!(
+            config.mcp.servers["web"].headers["Authorization"],
+            "Bearer ${T}"
+        );
+        assert!(!config.mcp.servers["off"].enabled);
+        assert_eq!(config.mcp.skipped.len(), 1);
+        assert!(
+            config.mcp.skipped[0].contains("\"old\""),
+            "{:?}",
+            config.mcp.skipped
+        );
+        assert!(config.mcp.skipped[0].contains(".mcp.json"));
+    }
+
+    #[test]
     fn bash_rules_keep_file_order() {
         let dir = tempfile::tempdir().unwrap();
         let project = write(

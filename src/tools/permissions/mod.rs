@@ -472,6 +472,40 @@ mod tests {
     }
 
     #[test]
+    fn tools_that_ask_by_default_ask_until_a_rule_or_a_pattern_names_them() {
+        let args = json!({"title": "x"});
+        let none = Permissions::new(rules(&[], &[]), false);
+        assert_eq!(
+            kind(&none.decide_with_default("mcp__gh__create", &args, true)),
+            Kind::Ask
+        );
+        assert_eq!(
+            kind(&none.decide_with_default("mcp__gh__read", &args, false)),
+            Kind::Allow
+        );
+        assert_eq!(kind(&none.decide("mcp__gh__create", &args)), Kind::Allow);
+        let some = Permissions::new(
+            rules(
+                &[
+                    ("mcp__gh__*", Action::Allow),
+                    ("mcp__gh__delete*", Action::Deny),
+                    ("mcp__gh__create_issue", Action::Ask),
+                ],
+                &[],
+            ),
+            false,
+        );
+        let decide = |tool: &str| kind(&some.decide_with_default(tool, &args, true));
+        assert_eq!(decide("mcp__gh__comment"), Kind::Allow);
+        // The longest pattern wins; the tool's own name wins over patterns.
+        assert_eq!(decide("mcp__gh__delete_repo"), Kind::Deny);
+        assert_eq!(decide("mcp__gh__create_issue"), Kind::Ask);
+        assert_eq!(decide("mcp__other__x"), Kind::Ask);
+        assert!(rule_hint("mcp__gh__x").contains("\"mcp__gh__*\": \"allow\""));
+        assert_eq!(rule_hint("bash"), "");
+    }
+
+    #[test]
     fn rules_hold_for_every_simple_command_of_a_line() {
         let config = rules(
             &[],
