@@ -203,6 +203,27 @@ impl McpHub {
             .collect()
     }
 
+    /// `start` with the servers of `config`, after one warning per
+    /// `.mcp.json` entry that was left out: what a run calls.
+    pub async fn from_config(
+        config: &crate::config::McpConfig,
+        root: PathBuf,
+        events: Arc<EventBus>,
+    ) -> McpHub {
+        for skipped in &config.skipped {
+            events.emit(Event::Warning {
+                session: None,
+                message: skipped.clone(),
+            });
+        }
+        let servers = config
+            .servers
+            .iter()
+            .map(|(name, server)| (name.clone(), server.clone()))
+            .collect();
+        McpHub::start(servers, root, events).await
+    }
+
     /// The tools of every running server, with whether each writes.
     pub fn tools(&self) -> Vec<(Arc<dyn crate::tools::Tool>, bool)> {
         self.offered()

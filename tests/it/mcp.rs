@@ -346,6 +346,54 @@ async fn mcp_write_tools_ask_by_default_and_headless_denial_names_the_rule_to_ad
     hub.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_bounded_by_its_timeout_and_ends_at_cancellation() {
+    let Some(python) = python() else {
+        crate::support::skipped(
+            "mcp::a_call_is_bounded_by_its_timeout_and_ends_at_cancellation",
+            "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
+        );
+        return;
+    };
+    let fixture = Fixture::new();
+    let (events, _) = bus();
+    let hub = McpHub::start(
+        vec![(
+            "py".to_string(),
+            McpServer {
+                call_timeout_ms: 500,
+                ..python_server(&python)
+            },
+        )],
+        fixture.root.clone(),
+        events,
+    )
+    .await;
+    let (slow, _) = tool(&hub, "mcp__py__slow").unwrap();
+    let out = slow.call(json!({}), &fixture.ctx()).await;
+    assert!(out.is_error, "{out:?}");
+    assert!(
+        out.content
+            .contains("MCP server \"py\" did not answer the call to slow within 500 ms"),
+        "{}",
+        out.content
+    );
+    let ctx = fixture.ctx();
+    let cancel = ctx.cancel.clone();
+    let call = tokio::spawn(async move { slow.call(json!({}), &ctx).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cancel.cancel();
+    let out = call.await.unwrap();
+    assert!(out.is_error && out.content.contains("cancelled"), "{out:?}");
+    // The server is still there for the next call.
+    let (echo, _) = tool(&hub, "mcp__py__echo").unwrap();
+    let out = echo
+        .call(json!({"text": "still here"}), &Fixture::new().ctx())
+        .await;
+    assert_eq!(out.content, "still here");
+    hub.shutdown().await;
+}
+
 /// A free loopback port (bound, read, released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,7 +1,8 @@
 """A small MCP server (Python `mcp` SDK, low-level API) for orch's MCP tests.
 
 Tools: echo (read-only), touch (writes a file), big (10 MB of text), die
-(exits the process in the middle of the call), broken (an input schema
+(exits the process in the middle of the call), slow (a minute),
+broken (an input schema
 that is not an object schema), roots (the client's roots), grow (adds a
 tool and says the list changed). `server.py hang` never answers
 initialize.
@@ -48,6 +49,8 @@ async def list_tools() -> list[types.Tool]:
         types.Tool(name="roots", description="The client's roots", inputSchema={"type": "object"},
                    annotations=types.ToolAnnotations(readOnlyHint=True)),
         types.Tool(name="grow", description="Add a tool", inputSchema={"type": "object"}),
+        types.Tool(name="slow", description="Take a minute", inputSchema={"type": "object"},
+                   annotations=types.ToolAnnotations(readOnlyHint=True)),
     ]
     if grown:
         tools.append(types.Tool(name="grown", description="Added later", inputSchema={"type": "object"},
@@ -76,6 +79,9 @@ async def call_tool(name: str, arguments: dict):
         grown = True
         await server.request_context.session.send_tool_list_changed()
         return [types.TextContent(type="text", text="grown")]
+    if name == "slow":
+        await anyio.sleep(60)
+        return [types.TextContent(type="text", text="late")]
     raise ValueError(f"no tool {name}")
 
 
