@@ -6,6 +6,7 @@ pub mod config;
 pub mod events;
 pub mod files;
 pub mod hooks;
+pub mod mcp;
 pub mod memory;
 pub mod mission;
 pub mod models;

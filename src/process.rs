@@ -1,6 +1,7 @@
 //! The one launcher for every process orch starts: the `bash` tool,
-//! background jobs, the completion gate's verification, diagnostics, git and
-//! the desktop notifier.
+//! background jobs, the completion gate's verification, diagnostics, git,
+//! the desktop notifier and MCP servers (long-lived, spoken to on
+//! stdin/stdout: [`spawn_server`]).
 //!
 //! Each process runs in its own process group with stdin closed, the
 //! environment it is given (callers pass [`scrubbed_env`] so provider
@@ -215,6 +216,104 @@ pub async fn run(job: Job<'_>) -> io::Result<Finished> {
         timed_out,
         cancelled,
         killed_leftovers: leftovers && !timed_out && !cancelled,
+    })
+}
+
+/// A long-lived child spoken to on its stdin and stdout (an MCP server):
+/// its own process group, listed for a forced exit like every group orch
+/// runs, killed with everything it started when this is dropped. Its
+/// stderr is read as it comes and only the last bytes are kept, for error
+/// messages.
+pub struct Server {
+    child: Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: Option<tokio::process::ChildStdout>,
+    stderr: std::sync::Arc<Mutex<Tail>>,
+    reader: tokio::task::JoinHandle<()>,
+    group: ProcessGroup,
+}
+
+impl Server {
+    /// The pipes, once: (what the server writes, what it reads).
+    pub fn take_io(&mut self) -> Option<(tokio::process::ChildStdout, tokio::process::ChildStdin)> {
+        Some((self.stdout.take()?, self.stdin.take()?))
+    }
+
+    /// The last bytes the server wrote on stderr.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|tail| tail.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Wait until the server exits.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// SIGKILL the server's whole group.
+    pub fn kill(&self) {
+        self.group.kill();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Start `program` as a [`Server`] in `cwd`, with `env` as its whole
+/// environment (callers pass [`scrubbed_env`] plus what the server's
+/// configuration sets), outside the OS sandbox: servers reach the network
+/// and act for the user (`docs/security.md`).
+pub fn spawn_server(
+    program: &OsStr,
+    args: &[OsString],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    stderr_bytes: usize,
+) -> io::Result<Server> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let Some(pid) = child.id() else {
+        return Err(io::Error::other(
+            "the process exited before it could be tracked",
+        ));
+    };
+    let group = ProcessGroup::new(pid as libc::pid_t);
+    let stderr = std::sync::Arc::new(Mutex::new(Tail::new(stderr_bytes.max(1))));
+    let reader = match child.stderr.take() {
+        Some(mut pipe) => {
+            let tail = stderr.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8 * 1024];
+                while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                    if let Ok(mut tail) = tail.lock() {
+                        tail.push(&buf[..n]);
+                    }
+                }
+            })
+        }
+        None => tokio::spawn(async {}),
+    };
+    Ok(Server {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        child,
+        stderr,
+        reader,
+        group,
     })
 }
 

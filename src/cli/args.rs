@@ -109,6 +109,10 @@ pub enum Command {
     /// Wasm plugins: list the loaded ones, check one file, or start a new one.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// MCP servers from orch.json and a trusted project's .mcp.json: list
+    /// them with their tools, check one, import Claude Code's and Codex's.
+    #[command(subcommand)]
+    Mcp(McpCommand),
     /// Show what this project's own settings, agents and plugins would make
     /// orch do, and trust them (recorded in your config directory).
     Trust(TrustArgs),
@@ -191,6 +195,22 @@ pub enum PluginsCommand {
         #[arg(long, value_enum)]
         lang: super::scaffold::Lang,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Every configured server, its state and its tools (starts each
+    /// server, in parallel, to ask for its tools; calls none).
+    List,
+    /// Start one server and list its tools, marked read-only or write;
+    /// calls none. Exit 1 when it does not start, 2 for an unknown name.
+    Check {
+        /// The server's name in orch.json or .mcp.json.
+        name: String,
+    },
+    /// Copy the MCP servers of Claude Code (~/.claude.json) and Codex
+    /// (~/.codex/config.toml) into your orch.json, keeping its entries.
+    Import,
 }
 
 #[derive(Debug, Args)]

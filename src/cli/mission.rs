@@ -146,7 +146,8 @@ async fn start_mission(
         client,
         &paths,
         MissionState::new(&id, goal, 0, ""),
-    )?;
+    )
+    .await?;
     let commander = wired.commander(None)?;
     // What `orch diff` and `orch undo` compare against.
     if let Err(err) = crate::worktree::checkpoint(&ctx.root, &id, "start") {
@@ -226,7 +227,7 @@ impl MissionSetup {
     }
 }
 
-fn wire(
+async fn wire(
     cli: &Cli,
     ctx: &Project,
     client: Arc<dyn ModelClient>,
@@ -251,7 +252,7 @@ fn wire(
         };
         Arc::new(move |agent| ctx_setup.setup(agent))
     };
-    let (runtime, todo) = ctx.runtime(client);
+    let (runtime, todo) = ctx.runtime(client).await;
     // The Mission tier lives beside the mission's state (a resume gets it back).
     if let Err(err) = runtime.memory.attach_mission(&paths.dir) {
         ctx.warn([format!(
@@ -458,7 +459,7 @@ pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
         .cloned()
         .ok_or_else(|| anyhow!("the Planner agent is missing"))?;
     let default_model = ctx.default_model()?;
-    let (runtime, todo) = ctx.runtime(client);
+    let (runtime, todo) = ctx.runtime(client).await;
     if !todo.exists().await {
         todo.write_plan(&format!("# Mission: {}\n", one_line(&goal)))
             .await
@@ -519,7 +520,9 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
     let paths = MissionPaths::new(&ctx.root, &id);
     let _ = std::fs::remove_file(paths.cancel_request());
     let started = |err: anyhow::Error| err.context(AfterStart(id.clone()));
-    let wired = wire(cli, &ctx, client, &paths, saved.clone()).map_err(started)?;
+    let wired = wire(cli, &ctx, client, &paths, saved.clone())
+        .await
+        .map_err(started)?;
     let commander = wired
         .commander(Some(&saved.commander_session))
         .map_err(started)?;

@@ -8,6 +8,7 @@ mod args;
 mod changes;
 mod demo;
 mod init;
+mod mcp;
 mod memory;
 mod mission;
 mod monitor;
@@ -28,7 +29,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-pub use args::{Cli, Command, MemoryCommand, PluginsCommand};
+pub use args::{Cli, Command, McpCommand, MemoryCommand, PluginsCommand};
 
 use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
@@ -128,6 +129,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Demo => mission::demo(&cli).await,
         Command::Init => init::init(&cli),
         Command::Plugins(command) => plugins::command(&cli, command).await,
+        Command::Mcp(command) => mcp::command(&cli, command).await,
         Command::Trust(args) => trust::trust(&cli, args.revoke),
         Command::Memory(args) => memory::command(&cli, args.command.as_ref()),
     };
@@ -168,6 +170,8 @@ pub struct Project {
     /// The observing hook points (mission, session, iteration, todo).
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
     live_tools: std::sync::OnceLock<Arc<crate::tools::live::LiveTools>>,
+    /// The run's MCP servers, and the task that follows their tool lists.
+    mcp: std::sync::OnceLock<(crate::mcp::McpHub, AbortOnDrop)>,
     /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
     /// `--json`: the journal followed onto stdout.
@@ -283,6 +287,7 @@ impl Project {
             plugin_watcher: std::sync::OnceLock::new(),
             plugin_observer: std::sync::OnceLock::new(),
             live_tools: std::sync::OnceLock::new(),
+            mcp: std::sync::OnceLock::new(),
             _ctrl_c: ctrl_c,
             json,
             plain: plain_output,
@@ -404,7 +409,7 @@ impl Project {
 
     /// The engine's shared parts for this project: built-in and plan tools,
     /// permissions, the bus.
-    pub fn runtime(&self, client: Arc<dyn ModelClient>) -> (Runtime, Arc<TodoStore>) {
+    pub async fn runtime(&self, client: Arc<dyn ModelClient>) -> (Runtime, Arc<TodoStore>) {
         let todo = Arc::new(TodoStore::new(&self.root));
         let mut tools = ToolRegistry::builtins();
         for tool in crate::tools::todo::tools(todo.clone(), Some(self.events.clone())) {
@@ -453,6 +458,7 @@ impl Project {
             }
             hooks = Arc::new(host);
         }
+        self.start_mcp(&live).await;
         let runtime = Runtime {
             root: Arc::new(self.root.clone()),
             client,
@@ -469,6 +475,40 @@ impl Project {
             live,
         };
         (runtime, todo)
+    }
+
+    /// Start the configured MCP servers (in parallel, each within its
+    /// timeout; one that fails is a warning) and offer their tools in
+    /// `live`, now and whenever a server's tool list changes. Once a run.
+    async fn start_mcp(&self, live: &Arc<crate::tools::live::LiveTools>) {
+        if self.config.mcp.servers.is_empty() && self.config.mcp.skipped.is_empty() {
+            return;
+        }
+        if self.mcp.get().is_some() {
+            return;
+        }
+        let hub = crate::mcp::McpHub::from_config(
+            &self.config.mcp,
+            self.root.clone(),
+            self.events.clone(),
+        )
+        .await;
+        self.warn(live.set_source("mcp", hub.tools()));
+        let mut changes = hub.changes();
+        let watched = hub.clone();
+        let live = live.clone();
+        let events = self.events.clone();
+        let follow = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                for message in live.set_source("mcp", watched.tools()) {
+                    events.emit(crate::events::Event::Warning {
+                        session: None,
+                        message,
+                    });
+                }
+            }
+        });
+        let _ = self.mcp.set((hub, AbortOnDrop(follow)));
     }
 
     /// The tools whose sources change while this run goes on (plugins, MCP
@@ -562,6 +602,15 @@ impl Project {
                 self.config.openai.base_url
             )),
         }
+    }
+}
+
+/// A spawned task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

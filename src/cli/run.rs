@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
         setup.max_turns = max_turns;
     }
     setup.token_budget = cli.budget_tokens;
-    let (runtime, _todo) = ctx.runtime(client);
+    let (runtime, _todo) = ctx.runtime(client).await;
     let mut session = Session::new(runtime, setup).with_context(|| {
         format!(
             "cannot create the session transcript under {}",

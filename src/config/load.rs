@@ -67,7 +67,32 @@ pub fn load_from(
     }
     merge(&mut merged, env_layer(env)?);
     merge(&mut merged, override_layer(overrides)?);
+    // A trusted project's `.mcp.json` (Claude Code's) adds the servers no
+    // orch.json names.
+    let mut skipped = Vec::new();
+    if trusted {
+        let file = root.join(MCP_JSON);
+        for (name, entry) in read_mcp_json(&file, &mut skipped)? {
+            let servers = merged
+                .as_object_mut()
+                .expect("the merged layers are an object")
+                .entry("mcp")
+                .or_insert_with(|| Value::Object(Default::default()))
+                .as_object_mut()
+                .and_then(|mcp| {
+                    mcp.entry("servers")
+                        .or_insert_with(|| Value::Object(Default::default()))
+                        .as_object_mut()
+                });
+            if let Some(servers) = servers
+                && !servers.contains_key(&name)
+            {
+                servers.insert(name, entry);
+            }
+        }
+    }
     let mut config = parse_layer("configuration", merged)?;
+    config.mcp.skipped = skipped;
     // Keys from the environment are used only when no file or flag set one.
     if config.openai.api_key.is_none() {
         config.openai.api_key = env.get("OPENAI_API_KEY").map(Secret::new);
@@ -78,6 +103,84 @@ pub fn load_from(
     validate(&config, "configuration")?;
     config.trust = ProjectTrust { trusted, surface };
     Ok(config)
+}
+
+/// Claude Code's project file of MCP servers, beside `.opencode/`.
+pub const MCP_JSON: &str = ".mcp.json";
+
+/// The servers of a `.mcp.json` (`{"mcpServers": {name: entry}}`) in
+/// orch's form, each checked alone: an entry orch cannot use (the SSE
+/// transport, a missing command) is left out with a message in `skipped`
+/// rather than failing the run. A file that is not JSON is an error.
+pub fn read_mcp_json(
+    file: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<(String, Value)>, ConfigError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(ConfigError::Read {
+                file: file.display().to_string(),
+                message: err.to_string(),
+            });
+        }
+    };
+    let value: Value =
+        serde_json::from_str(&strip_comments(&text)).map_err(|err| ConfigError::Read {
+            file: file.display().to_string(),
+            message: format!("not valid JSON: {err}"),
+        })?;
+    let servers = match value.get("mcpServers") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(servers)) => servers.clone(),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                source_name: file.display().to_string(),
+                key: "mcpServers".into(),
+                message: "expected an object of servers by name".into(),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (name, entry) in servers {
+        match mcp_entry(&entry) {
+            Ok(entry) => out.push((name, entry)),
+            Err(why) => skipped.push(format!(
+                "{}: MCP server \"{name}\" is not used: {why}",
+                file.display()
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// One Claude Code (or Codex, once read as JSON) server entry as an orch
+/// `mcp.servers` entry: the keys orch knows are kept, others dropped.
+pub fn mcp_entry(entry: &Value) -> Result<Value, String> {
+    let Value::Object(fields) = entry else {
+        return Err("expected an object".into());
+    };
+    let mut out = serde_json::Map::new();
+    for key in [
+        "type",
+        "command",
+        "args",
+        "env",
+        "cwd",
+        "url",
+        "headers",
+        "enabled",
+        "timeout_ms",
+    ] {
+        if let Some(value) = fields.get(key).filter(|value| !value.is_null()) {
+            out.insert(key.into(), value.clone());
+        }
+    }
+    let server: super::McpServer =
+        serde_json::from_value(Value::Object(out.clone())).map_err(|err| err.to_string())?;
+    server.transport()?;
+    Ok(Value::Object(out))
 }
 
 fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
@@ -409,6 +512,89 @@ mod tests {
                 .trust
                 .trusted
         );
+    }
+
+    #[test]
+    fn mcp_servers_are_checked_and_a_trusted_projects_mcp_json_adds_to_them() {
+        let user_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let bad = write(
+            user_dir.path(),
+            "bad.json",
+            r#"{"mcp":{"servers":{"gh":{"type":"sse","url":"https://example.test/sse"}}}}"#,
+        );
+        let none = root.path().join(".opencode/orch.json");
+        let err = load_from(Some(&bad), &none, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.json: key \"mcp.servers.gh\""), "{err}");
+        assert!(err.contains("SSE transport is not supported"), "{err}");
+        let both = write(
+            user_dir.path(),
+            "both.json",
+            r#"{"mcp":{"servers":{"x":{"command":"a","url":"https://a.test"}}}}"#,
+        );
+        let err = load_from(Some(&both), &none, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        let zero = write(
+            user_dir.path(),
+            "zero.json",
+            r#"{"mcp":{"servers":{"x":{"command":"a","timeout_ms":0}}}}"#,
+        );
+        let err = load_from(Some(&zero), &none, &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key \"mcp.servers.x.timeout_ms\""), "{err}");
+
+        let user = write(
+            user_dir.path(),
+            "orch.json",
+            r#"{"mcp":{"servers":{"shared":{"command":"mine"},"off":{"command":"x","enabled":false}}}}"#,
+        );
+        write(
+            root.path(),
+            ".mcp.json",
+            r#"{"mcpServers":{
+                "shared":{"command":"theirs"},
+                "fs":{"command":"node","args":["fs.js"],"env":{"A":"1"}},
+                "web":{"type":"http","url":"https://example.test/mcp","headers":{"Authorization":"Bearer ${T}"}},
+                "old":{"type":"sse","url":"https://example.test/sse"}
+            }}"#,
+        );
+        let config = load_from(Some(&user), &none, &env(&[]), &Overrides::default()).unwrap();
+        // Untrusted: .mcp.json is part of what was ignored, and nothing of it is used.
+        assert_eq!(config.trust.ignored().unwrap().names(), [".mcp.json"]);
+        let names: Vec<&str> = config.mcp.servers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["off", "shared"]);
+        assert!(config.mcp.skipped.is_empty());
+
+        let trusted = Overrides {
+            trust_project: true,
+            ..Overrides::default()
+        };
+        let config = load_from(Some(&user), &none, &env(&[]), &trusted).unwrap();
+        let names: Vec<&str> = config.mcp.servers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["fs", "off", "shared", "web"]);
+        // orch.json wins over .mcp.json for the same name.
+        assert_eq!(
+            config.mcp.servers["shared"].command.as_deref(),
+            Some("mine")
+        );
+        assert_eq!(config.mcp.servers["fs"].args, ["fs.js"]);
+        assert_eq!(
+            config.mcp.servers["web"].headers["Authorization"],
+            "Bearer ${T}"
+        );
+        assert!(!config.mcp.servers["off"].enabled);
+        assert_eq!(config.mcp.skipped.len(), 1);
+        assert!(
+            config.mcp.skipped[0].contains("\"old\""),
+            "{:?}",
+            config.mcp.skipped
+        );
+        assert!(config.mcp.skipped[0].contains(".mcp.json"));
     }
 
     #[test]

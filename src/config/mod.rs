@@ -11,7 +11,7 @@ mod validate;
 
 pub use grants::{HostPattern, PluginGrant, ProjectAccess, plugin_data_dir};
 pub use jsonc::strip_comments;
-pub use load::{Overrides, load, load_from};
+pub use load::{MCP_JSON, Overrides, load, load_from, mcp_entry, read_mcp_json};
 pub use trust::{ProjectTrust, Surface, TrustStore};
 
 use std::collections::BTreeMap;
@@ -118,6 +118,8 @@ pub struct Config {
     /// In a git repository, each writing task works in a worktree of its
     /// own, merged back when it completes (unset: on; `docs/worktrees.md`).
     pub worktrees: Option<bool>,
+    /// MCP servers whose tools agents get (`docs/mcp.md`).
+    pub mcp: McpConfig,
     /// Whether the project's own settings and files apply (not a key).
     #[serde(skip)]
     pub trust: ProjectTrust,
@@ -138,6 +140,108 @@ pub struct SandboxConfig {
     pub env_keep: Vec<String>,
     /// More environment variable names to remove (and whose values to redact).
     pub env_remove: Vec<String>,
+}
+
+/// MCP servers, by name (`docs/mcp.md`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    pub servers: BTreeMap<String, McpServer>,
+    /// Entries of a trusted project's `.mcp.json` that were not taken, one
+    /// message each (naming the file and the server), for a warning.
+    #[serde(skip)]
+    pub skipped: Vec<String>,
+}
+
+/// One MCP server as configured: a command speaking MCP on stdin/stdout,
+/// or a streamable HTTP endpoint. Checked at load (`validate.rs`): exactly
+/// one of `command` and `url`, no SSE.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpServer {
+    /// `stdio` or `http` (`streamable-http` too); unset: from `command`/`url`.
+    /// `sse` is refused: the old SSE transport is not supported.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    /// Variables set for the server (the only secrets it sees; `${VAR}`
+    /// takes a value from orch's environment).
+    pub env: BTreeMap<String, String>,
+    /// Where the server runs (relative to the project root); unset: the root.
+    pub cwd: Option<PathBuf>,
+    pub url: Option<String>,
+    /// HTTP headers; `${VAR}` in a value takes it from the environment.
+    pub headers: BTreeMap<String, String>,
+    pub enabled: bool,
+    /// How long starting (process, handshake, tool list) may take.
+    pub timeout_ms: u64,
+    /// How long one tool call may take.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for McpServer {
+    fn default() -> Self {
+        McpServer {
+            kind: None,
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: None,
+            headers: BTreeMap::new(),
+            enabled: true,
+            timeout_ms: 10_000,
+            call_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// How orch reaches an MCP server (from a validated [`McpServer`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum McpTransport<'a> {
+    Stdio {
+        command: &'a str,
+        args: &'a [String],
+    },
+    Http {
+        url: &'a str,
+    },
+}
+
+impl McpServer {
+    /// The transport, or what is wrong with the entry (for `validate`).
+    pub fn transport(&self) -> Result<McpTransport<'_>, String> {
+        match (self.kind.as_deref(), &self.command, &self.url) {
+            (Some("sse"), _, _) => Err(
+                "the SSE transport is not supported; use the server's streamable HTTP endpoint (\"type\": \"http\") or its stdio command".into(),
+            ),
+            (Some(kind), _, _) if !matches!(kind, "stdio" | "http" | "streamable-http" | "streamableHttp") => Err(format!(
+                "unknown type \"{kind}\", expected \"stdio\" or \"http\""
+            )),
+            (_, Some(_), Some(_)) => Err("set either \"command\" (stdio) or \"url\" (http), not both".into()),
+            (Some("stdio") | None, Some(command), None) if !command.trim().is_empty() => {
+                Ok(McpTransport::Stdio { command, args: &self.args })
+            }
+            (Some("http" | "streamable-http" | "streamableHttp") | None, None, Some(url))
+                if url.starts_with("http://") || url.starts_with("https://") =>
+            {
+                Ok(McpTransport::Http { url })
+            }
+            (_, None, Some(url)) => Err(format!("expected an http:// or https:// URL in \"url\", got \"{url}\"")),
+            (Some("http" | "streamable-http" | "streamableHttp"), Some(_), None) => {
+                Err("an http server needs \"url\", not \"command\"".into())
+            }
+            _ => Err("expected \"command\" (a program speaking MCP on stdin/stdout) or \"url\" (a streamable HTTP endpoint)".into()),
+        }
+    }
+
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport() {
+            Ok(McpTransport::Http { .. }) => "http",
+            _ => "stdio",
+        }
+    }
 }
 
 /// Plugin limits and grants. Nothing is granted unless listed here.

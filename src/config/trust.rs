@@ -4,7 +4,7 @@
 //! A project's *surface* is every key of its `.opencode/orch.json` that
 //! runs code, routes secrets or loosens limits ([`TRUSTED_KEYS`]) and the
 //! files that steer agents or load code (`.opencode/agents.json`, prompt
-//! overrides, project plugins). Trust is recorded in the user's config
+//! overrides, project plugins, Claude Code's `.mcp.json`). Trust is recorded in the user's config
 //! directory (`trusted.json`) against a canonical hash of that surface:
 //! values, not text, so a comment or a reordering does not ask again, while
 //! a changed command does. Untrusted, the keys are dropped from the
@@ -27,6 +27,7 @@ pub const TRUSTED_KEYS: &[&str] = &[
     "anthropic",
     // Commands it runs.
     "verify",
+    "mcp",
     "diagnostics.commands",
     // Limits it could loosen, and what is spent on the user's key.
     "permissions",
@@ -100,6 +101,8 @@ impl Surface {
             }
         };
         add(opencode.join("agents.json"));
+        // Claude Code's project MCP servers: commands orch would start.
+        add(root.join(".mcp.json"));
         for (dir, extension) in [("prompts", "md"), ("plugins", "wasm")] {
             let Ok(entries) = std::fs::read_dir(opencode.join(dir)) else {
                 continue;
@@ -146,6 +149,8 @@ impl Surface {
         lines.extend(self.files.iter().map(|(path, _)| {
             let what = if path.ends_with("agents.json") {
                 "custom agents"
+            } else if path == ".mcp.json" {
+                "MCP servers (starts their commands, sends their headers)"
             } else if path.ends_with(".wasm") {
                 "a plugin (runs its hooks and tools)"
             } else {

@@ -94,6 +94,32 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
             });
         }
     }
+    for (name, server) in &config.mcp.servers {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: format!("mcp.servers.{name}{key}"),
+            message,
+        };
+        if name.trim().is_empty() {
+            return Err(invalid(
+                "",
+                "expected a server name, got an empty one".into(),
+            ));
+        }
+        server.transport().map_err(|message| invalid("", message))?;
+        if server.timeout_ms == 0 {
+            return Err(invalid(
+                ".timeout_ms",
+                "expected a number greater than 0".into(),
+            ));
+        }
+        if server.call_timeout_ms == 0 {
+            return Err(invalid(
+                ".call_timeout_ms",
+                "expected a number greater than 0".into(),
+            ));
+        }
+    }
     if let Some(usd) = config.mission.budget_usd
         && !(usd.is_finite() && usd > 0.0)
     {

@@ -113,6 +113,13 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// Whether a call needs the person's yes when no permission rule names
+    /// the tool (MCP tools that may write: they act outside orch's file
+    /// rules). Headless, such a call is denied with the rule to add.
+    fn asks_by_default(&self) -> bool {
+        false
+    }
+
     /// The project file a successful call with `args` wrote, if this tool
     /// writes files (`write`, `edit`): such files get diagnostics.
     fn edited_path(&self, _args: &Value) -> Option<String> {
@@ -442,7 +449,10 @@ impl ToolRouter {
                 ));
             }
         };
-        match self.permissions.decide(&call.name, &args) {
+        match self
+            .permissions
+            .decide_with_default(&call.name, &args, tool.asks_by_default())
+        {
             Decision::Allow => {}
             Decision::Deny(reason) => return ToolOutput::error(reason),
             Decision::Ask(detail) => {

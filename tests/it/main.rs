@@ -11,6 +11,7 @@ mod diagnostics;
 mod fit;
 mod lifecycle;
 mod live_tools;
+mod mcp;
 mod memory;
 mod memory_cli;
 mod mission;

@@ -113,6 +113,12 @@ impl Permissions {
     }
 
     pub fn decide(&self, tool: &str, args: &Value) -> Decision {
+        self.decide_with_default(tool, args, false)
+    }
+
+    /// `decide` for a tool that asks when no rule names it
+    /// (`Tool::asks_by_default`) when `asks` is true.
+    pub fn decide_with_default(&self, tool: &str, args: &Value, asks: bool) -> Decision {
         let command = args.get("command").and_then(Value::as_str);
         // Read once: the deny list and the rules look at the same commands.
         let read = command.map(shell::commands);
@@ -132,16 +138,27 @@ impl Permissions {
         }
         match self.tool_rule(tool) {
             Some((name, action)) => apply(action, tool, args, &format!("the rule for {name:?}")),
+            None if asks => Decision::Ask(describe(tool, args)),
             None => Decision::Allow,
         }
     }
 
-    /// The per-tool rule for `tool` (`run_background` follows `bash`'s).
+    /// The per-tool rule for `tool` (`run_background` follows `bash`'s):
+    /// its own name, else the longest pattern with `*` that matches it
+    /// (`"mcp__github__*"`).
     fn tool_rule<'a>(&'a self, tool: &'a str) -> Option<(&'a str, Action)> {
         self.rules
             .tools
             .get(tool)
             .map(|action| (tool, *action))
+            .or_else(|| {
+                self.rules
+                    .tools
+                    .iter()
+                    .filter(|(pattern, _)| pattern.contains('*') && wildcard_match(pattern, tool))
+                    .max_by_key(|(pattern, _)| pattern.len())
+                    .map(|(pattern, action)| (pattern.as_str(), *action))
+            })
             .or_else(|| {
                 (tool == "run_background")
                     .then(|| self.rules.tools.get("bash").map(|action| ("bash", *action)))
@@ -256,7 +273,8 @@ impl Permissions {
         if !self.interactive {
             events.emit(resolved(false, ApprovedBy::Headless));
             return Err(format!(
-                "{tool:?} needs approval (rule: ask) but orch is running without a terminal (--json, no TTY or CI), so it was denied; try another approach"
+                "{tool:?} needs approval (rule: ask) but orch is running without a terminal (--json, no TTY or CI), so it was denied; try another approach{}",
+                rule_hint(tool)
             ));
         }
 
@@ -310,6 +328,21 @@ impl Permissions {
             }
         }
     }
+}
+
+/// For an MCP tool, the rule that lets it run without asking (the person
+/// reading the denial adds it; the model passes it on).
+fn rule_hint(tool: &str) -> String {
+    let Some(server) = tool
+        .strip_prefix("mcp__")
+        .and_then(|rest| rest.split_once("__"))
+        .map(|(server, _)| server)
+    else {
+        return String::new();
+    };
+    format!(
+        " (MCP tools that may write ask first; to allow them, add \"mcp__{server}__*\": \"allow\" (or the tool's own name) to \"permissions\".\"tools\" in orch.json)"
+    )
 }
 
 /// The decision for `action`, found by `source`.
@@ -436,6 +469,40 @@ mod tests {
             Decision::Ask(_) => Kind::Ask,
             Decision::Deny(_) => Kind::Deny,
         }
+    }
+
+    #[test]
+    fn tools_that_ask_by_default_ask_until_a_rule_or_a_pattern_names_them() {
+        let args = json!({"title": "x"});
+        let none = Permissions::new(rules(&[], &[]), false);
+        assert_eq!(
+            kind(&none.decide_with_default("mcp__gh__create", &args, true)),
+            Kind::Ask
+        );
+        assert_eq!(
+            kind(&none.decide_with_default("mcp__gh__read", &args, false)),
+            Kind::Allow
+        );
+        assert_eq!(kind(&none.decide("mcp__gh__create", &args)), Kind::Allow);
+        let some = Permissions::new(
+            rules(
+                &[
+                    ("mcp__gh__*", Action::Allow),
+                    ("mcp__gh__delete*", Action::Deny),
+                    ("mcp__gh__create_issue", Action::Ask),
+                ],
+                &[],
+            ),
+            false,
+        );
+        let decide = |tool: &str| kind(&some.decide_with_default(tool, &args, true));
+        assert_eq!(decide("mcp__gh__comment"), Kind::Allow);
+        // The longest pattern wins; the tool's own name wins over patterns.
+        assert_eq!(decide("mcp__gh__delete_repo"), Kind::Deny);
+        assert_eq!(decide("mcp__gh__create_issue"), Kind::Ask);
+        assert_eq!(decide("mcp__other__x"), Kind::Ask);
+        assert!(rule_hint("mcp__gh__x").contains("\"mcp__gh__*\": \"allow\""));
+        assert_eq!(rule_hint("bash"), "");
     }
 
     #[test]
