@@ -115,6 +115,18 @@ pub enum Command {
     /// The project's memory: list its entries (id, tier, score, origin, pin,
     /// text), forget, pin or unpin one.
     Memory(MemoryArgs),
+    /// MCP (Model Context Protocol): serve orch itself to an MCP client.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Serve orch over MCP on stdin/stdout: tools run_mission,
+    /// mission_status, cancel_mission and read_plan for this project.
+    Serve,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod args;
 mod changes;
 mod demo;
 mod init;
+mod mcp_serve;
 mod memory;
 mod mission;
 mod monitor;
@@ -27,7 +28,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-pub use args::{Cli, Command, MemoryCommand, PluginsCommand};
+pub use args::{Cli, Command, McpCommand, MemoryCommand, PluginsCommand};
 
 use crate::agents::Agent;
 use crate::config::{self, Config, Overrides, ProviderKind};
@@ -129,6 +130,9 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Plugins(command) => plugins::command(&cli, command).await,
         Command::Trust(args) => trust::trust(&cli, args.revoke),
         Command::Memory(args) => memory::command(&cli, args.command.as_ref()),
+        Command::Mcp {
+            command: McpCommand::Serve,
+        } => mcp_serve::serve(&cli).await,
     };
     match result {
         Ok(code) => code,
