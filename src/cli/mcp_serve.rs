@@ -48,6 +48,8 @@ use crate::mission::state::{self, MissionState, MissionStatus};
 
 /// How long `run_mission` waits for the child to report its mission id.
 const START_LIMIT: Duration = Duration::from_secs(60);
+/// How long `run_mission` waits for a started mission's state file.
+const STATE_LIMIT: Duration = Duration::from_secs(5);
 /// How long `cancel_mission` waits for the mission to stop.
 const CANCEL_LIMIT: Duration = Duration::from_secs(15);
 /// How long, once the client has gone, running missions get to stop
@@ -260,6 +262,16 @@ impl Server {
                 ));
             }
         };
+        // The events come from the journal, which is written before the
+        // state file: `mission_status` called right after this answers
+        // from the state file.
+        let recorded = tokio::time::Instant::now() + STATE_LIMIT;
+        while (state::latest_mission(&shared.root).as_deref() != Some(id.as_str())
+            || state::read_state(&shared.root, &id).is_err())
+            && tokio::time::Instant::now() < recorded
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if let Some(token) = context.meta.get_progress_token() {
             let _ = context
                 .peer
@@ -401,7 +413,9 @@ impl Server {
             return;
         }
         let _ = peer
-            .notify_logging_message(LoggingMessageNotificationParam::new(level, data).with_logger("orch"))
+            .notify_logging_message(
+                LoggingMessageNotificationParam::new(level, data).with_logger("orch"),
+            )
             .await;
     }
 }
@@ -861,12 +875,18 @@ impl MissionRequest {
                 goal.clone()
             }
             Some(Value::String(_)) => {
-                return Err("run_mission: goal is empty; expected what the mission should achieve".into());
+                return Err(
+                    "run_mission: goal is empty; expected what the mission should achieve".into(),
+                );
             }
             Some(other) => {
                 return Err(format!("run_mission: goal must be a string, not {other}"));
             }
-            None => return Err("run_mission: goal is missing; expected what the mission should achieve".into()),
+            None => {
+                return Err(
+                    "run_mission: goal is missing; expected what the mission should achieve".into(),
+                );
+            }
         };
         let max_iterations = match args.get("max_iterations") {
             None | Some(Value::Null) => None,
@@ -915,7 +935,9 @@ fn mission_id(args: &JsonObject, tool: &str) -> Result<String, String> {
             "unknown mission id \"{id}\": mission ids are letters, digits and dashes, such as m-…"
         )),
         Some(other) => Err(format!("{tool}: id must be a string, not {other}")),
-        None => Err(format!("{tool}: id is missing; expected a mission id from run_mission")),
+        None => Err(format!(
+            "{tool}: id is missing; expected a mission id from run_mission"
+        )),
     }
 }
 
@@ -1108,10 +1130,19 @@ mod tests {
             (json!({"goal": "  "}), "goal is empty"),
             (json!({"goal": "-"}), "goal is empty"),
             (json!({"goal": 3}), "goal must be a string"),
-            (json!({"goal": "g", "max_iterations": 0}), "max_iterations must be"),
-            (json!({"goal": "g", "max_iterations": 1.5}), "max_iterations must be"),
+            (
+                json!({"goal": "g", "max_iterations": 0}),
+                "max_iterations must be",
+            ),
+            (
+                json!({"goal": "g", "max_iterations": 1.5}),
+                "max_iterations must be",
+            ),
             (json!({"goal": "g", "budget_usd": -1}), "budget_usd must be"),
-            (json!({"goal": "g", "budget": 1}), "unknown argument \"budget\""),
+            (
+                json!({"goal": "g", "budget": 1}),
+                "unknown argument \"budget\"",
+            ),
         ] {
             let err = MissionRequest::parse(&args(bad.clone())).unwrap_err();
             assert!(err.contains(expected), "{bad}: {err}");
@@ -1120,7 +1151,10 @@ mod tests {
 
     #[test]
     fn a_mission_id_is_never_a_path() {
-        assert_eq!(mission_id(&args(json!({"id": "m-abc12"})), "t").unwrap(), "m-abc12");
+        assert_eq!(
+            mission_id(&args(json!({"id": "m-abc12"})), "t").unwrap(),
+            "m-abc12"
+        );
         for bad in ["../x", "a/b", "", "m.1"] {
             let err = mission_id(&args(json!({"id": bad})), "t").unwrap_err();
             assert!(err.contains("unknown mission id"), "{bad}: {err}");

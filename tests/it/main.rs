@@ -10,6 +10,7 @@ mod cli;
 mod diagnostics;
 mod fit;
 mod lifecycle;
+mod mcp_serve;
 mod memory;
 mod memory_cli;
 mod mission;
