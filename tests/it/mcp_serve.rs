@@ -27,7 +27,7 @@ fn python() -> Option<PathBuf> {
 /// Mission "Greet": one item, written by a Worker, approved by the
 /// Reviewer; the Commander's first turn takes 1.5 s, so the mission is
 /// still running when `run_mission` has returned. Mission "Sleep": a Worker
-/// running a 60 s command, for the cancel.
+/// running a 5 s command that then writes `outlived.txt`, for the cancels.
 fn script() -> Value {
     json!({"agents": {
         "Commander": [
@@ -41,7 +41,7 @@ fn script() -> Value {
         "Worker": [
             {"when": "Task T1", "tool_calls": [call("write", json!({"path": "greeting.txt", "content": "hello\n"}))]},
             {"when": "greeting.txt", "text": "T1 written."},
-            {"when": "Task sleep", "tool_calls": [call("bash", json!({"command": "sleep 60"}))]}
+            {"when": "Task sleep", "tool_calls": [call("bash", json!({"command": "sleep 5; touch outlived.txt"}))]}
         ],
         "Reviewer": [
             {"when": "Review T1", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
@@ -303,4 +303,77 @@ fn raw_json_rpc_lines_get_only_json_rpc_back_and_closing_stdin_exits_0() {
             .contains("run_mission: goal is empty"),
         "{empty}"
     );
+}
+
+#[test]
+fn a_client_that_goes_away_leaves_its_mission_cancelled_and_nothing_running() {
+    let project = Project::trusted();
+    project.write(".opencode/orch.json", &json!({"verify": []}).to_string());
+    project.write("run.json", &script().to_string());
+    let mut child = project
+        .orch()
+        .args([
+            "mcp",
+            "serve",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for message in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_mission", "arguments": {"goal": "Sleep a while"}}}),
+    ] {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut mission = None;
+    // Wait until the Worker's command runs.
+    loop {
+        let line = lines.next().expect("the server's output").unwrap();
+        let message: Value = serde_json::from_str(&line).unwrap();
+        if message["id"] == 2 {
+            assert_eq!(message["result"]["isError"], false, "{message}");
+            mission = message["result"]["structuredContent"]["mission"]
+                .as_str()
+                .map(str::to_string);
+        }
+        if message["method"] == "notifications/message"
+            && message["params"]["data"]["type"] == "task_started"
+        {
+            break;
+        }
+    }
+    let mission = mission.expect("run_mission answered before the task started");
+    drop(stdin);
+    for line in lines {
+        let line = line.unwrap();
+        let message: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("not JSON on stdout ({err}): {line}"));
+        assert_eq!(message["jsonrpc"], "2.0", "{line}");
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("the client has gone"), "{stderr}");
+    let state: Value =
+        serde_json::from_str(&project.read(&format!(".opencode/missions/{mission}/state.json")))
+            .unwrap();
+    assert_eq!(state["status"], "cancelled", "{state}");
+    // The Worker's command went with it: had it lived, it would have
+    // written its file by now.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(!project.file("outlived.txt").exists());
 }
