@@ -4,7 +4,7 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{Value, json};
 
@@ -218,58 +218,96 @@ fn an_mcp_client_runs_follows_refuses_and_cancels_missions() {
     );
 }
 
-#[test]
-fn raw_json_rpc_lines_get_only_json_rpc_back_and_closing_stdin_exits_0() {
-    let project = Project::new();
-    let mut child = project
-        .orch()
-        .args(["mcp", "serve"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for message in [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+/// `orch mcp serve` spoken to in raw JSON-RPC lines.
+struct Raw {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Raw {
+    /// Start the server with `args` and initialize the session.
+    fn start(project: &Project, args: &[&str]) -> Raw {
+        let mut child = project
+            .orch()
+            .args(["mcp", "serve"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut raw = Raw {
+            stdin: child.stdin.take(),
+            lines: BufReader::new(child.stdout.take().unwrap()).lines(),
+            child,
+        };
+        raw.send(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "raw", "version": "1"}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "read_plan", "arguments": {"id": "m-gone"}}}),
-        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-            "name": "run_mission", "arguments": {"goal": ""}}}),
-    ] {
-        writeln!(stdin, "{message}").unwrap();
+        );
+        let reply = raw.next().expect("the initialize reply");
+        assert_eq!(reply["id"], 0, "{reply}");
+        assert_eq!(reply["result"]["serverInfo"]["name"], "orch", "{reply}");
+        assert!(
+            reply["result"]["capabilities"]["logging"].is_object(),
+            "{reply}"
+        );
+        raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        raw
     }
-    stdin.flush().unwrap();
-    let mut replies = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut by_id = std::collections::BTreeMap::new();
-    while by_id.len() < 4 {
-        let line = replies.next().expect("a reply").unwrap();
+
+    fn send(&mut self, message: Value) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn call(&mut self, id: u64, tool: &str, arguments: Value) {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}}));
+    }
+
+    /// The next message on stdout, which must be a JSON-RPC line; `None` at
+    /// its end.
+    fn next(&mut self) -> Option<Value> {
+        let line = self.lines.next()?.unwrap();
         let message: Value = serde_json::from_str(&line)
             .unwrap_or_else(|err| panic!("not JSON on stdout ({err}): {line}"));
         assert_eq!(message["jsonrpc"], "2.0", "{line}");
+        Some(message)
+    }
+
+    /// Close stdin, read stdout to its end (JSON-RPC only), and return the
+    /// exit code and stderr.
+    fn close(mut self) -> (Option<i32>, String) {
+        drop(self.stdin.take());
+        while self.next().is_some() {}
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status.code(), stderr)
+    }
+}
+
+#[test]
+fn raw_json_rpc_lines_get_only_json_rpc_back_and_closing_stdin_exits_0() {
+    let project = Project::new();
+    let mut raw = Raw::start(&project, &[]);
+    raw.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    raw.call(3, "read_plan", json!({"id": "m-gone"}));
+    raw.call(4, "run_mission", json!({"goal": ""}));
+    let mut by_id = std::collections::BTreeMap::new();
+    while by_id.len() < 3 {
+        let message = raw.next().expect("a reply");
         if let Some(id) = message["id"].as_u64() {
             by_id.insert(id, message);
         }
     }
-    drop(stdin);
-    // Nothing after the replies but JSON-RPC, and the end of the stream.
-    for line in replies {
-        let line = line.unwrap();
-        let message: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|err| panic!("not JSON on stdout ({err}): {line}"));
-        assert_eq!(message["jsonrpc"], "2.0", "{line}");
-    }
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (code, stderr) = raw.close();
+    assert_eq!(code, Some(0), "{stderr}");
 
-    assert_eq!(by_id[&1]["result"]["serverInfo"]["name"], "orch");
-    assert!(by_id[&1]["result"]["capabilities"]["tools"].is_object());
     let names: Vec<&str> = by_id[&2]["result"]["tools"]
         .as_array()
         .unwrap()
@@ -305,68 +343,50 @@ fn raw_json_rpc_lines_get_only_json_rpc_back_and_closing_stdin_exits_0() {
     );
 }
 
+/// Read until a logging notification of `kind` comes; every one before it
+/// is returned too.
+fn until(raw: &mut Raw, kind: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let message = raw
+            .next()
+            .unwrap_or_else(|| panic!("no {kind} notification: {seen:#?}"));
+        if message["method"] == "notifications/message" {
+            let data = message["params"]["data"].clone();
+            let done = data["type"] == kind;
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        } else {
+            seen.push(message);
+        }
+    }
+}
+
 #[test]
 fn a_client_that_goes_away_leaves_its_mission_cancelled_and_nothing_running() {
     let project = Project::trusted();
     project.write(".opencode/orch.json", &json!({"verify": []}).to_string());
     project.write("run.json", &script().to_string());
-    let mut child = project
-        .orch()
-        .args([
-            "mcp",
-            "serve",
-            "--provider",
-            "scripted",
-            "--script",
-            "run.json",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for message in [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "1"}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "run_mission", "arguments": {"goal": "Sleep a while"}}}),
-    ] {
-        writeln!(stdin, "{message}").unwrap();
-    }
-    stdin.flush().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut mission = None;
+    let mut raw = Raw::start(
+        &project,
+        &["--provider", "scripted", "--script", "run.json"],
+    );
+    raw.call(2, "run_mission", json!({"goal": "Sleep a while"}));
     // Wait until the Worker's command runs.
-    loop {
-        let line = lines.next().expect("the server's output").unwrap();
-        let message: Value = serde_json::from_str(&line).unwrap();
-        if message["id"] == 2 {
-            assert_eq!(message["result"]["isError"], false, "{message}");
-            mission = message["result"]["structuredContent"]["mission"]
-                .as_str()
-                .map(str::to_string);
-        }
-        if message["method"] == "notifications/message"
-            && message["params"]["data"]["type"] == "task_started"
-        {
-            break;
-        }
-    }
-    let mission = mission.expect("run_mission answered before the task started");
-    drop(stdin);
-    for line in lines {
-        let line = line.unwrap();
-        let message: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|err| panic!("not JSON on stdout ({err}): {line}"));
-        assert_eq!(message["jsonrpc"], "2.0", "{line}");
-    }
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let seen = until(&mut raw, "task_started");
+    let reply = seen
+        .iter()
+        .find(|message| message["id"] == 2)
+        .expect("run_mission answered before the task started");
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
+    let mission = reply["result"]["structuredContent"]["mission"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, stderr) = raw.close();
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("the client has gone"), "{stderr}");
     let state: Value =
         serde_json::from_str(&project.read(&format!(".opencode/missions/{mission}/state.json")))
@@ -376,4 +396,32 @@ fn a_client_that_goes_away_leaves_its_mission_cancelled_and_nothing_running() {
     // written its file by now.
     std::thread::sleep(std::time::Duration::from_secs(6));
     assert!(!project.file("outlived.txt").exists());
+}
+
+#[test]
+fn served_missions_never_prompt_an_action_needing_approval_is_denied_and_told() {
+    let project = Project::trusted();
+    project.write(
+        ".opencode/orch.json",
+        &json!({"verify": [], "permissions": {"tools": {"write": "ask"}}}).to_string(),
+    );
+    project.write("run.json", &script().to_string());
+    let mut raw = Raw::start(
+        &project,
+        &["--provider", "scripted", "--script", "run.json"],
+    );
+    raw.call(2, "run_mission", json!({"goal": "Greet the world"}));
+    let seen = until(&mut raw, "task_finished");
+    let denied = seen
+        .iter()
+        .find(|message| message["params"]["data"]["type"] == "approval_resolved")
+        .unwrap_or_else(|| panic!("no denial notification: {seen:#?}"));
+    assert_eq!(denied["params"]["level"], "warning", "{denied}");
+    assert_eq!(
+        denied["params"]["data"]["message"],
+        "write needed approval and was denied: missions served over MCP run without prompts"
+    );
+    assert!(!project.file("greeting.txt").exists());
+    let (code, stderr) = raw.close();
+    assert_eq!(code, Some(0), "{stderr}");
 }
