@@ -281,7 +281,7 @@ impl Server {
                 )
                 .await;
         }
-        Ok(structured(json!({
+        Ok(CallToolResult::structured(json!({
             "mission": id,
             "status": "running",
             "root": shared.root.display().to_string(),
@@ -296,7 +296,7 @@ impl Server {
     fn mission_status(&self, args: &JsonObject) -> Result<CallToolResult, String> {
         let id = mission_id(args, "mission_status")?;
         let saved = self.known(&id)?;
-        Ok(structured(self.status_value(&saved)))
+        Ok(CallToolResult::structured(self.status_value(&saved)))
     }
 
     fn status_value(&self, saved: &MissionState) -> Value {
@@ -351,7 +351,7 @@ impl Server {
         if saved.status != MissionStatus::Running || !alive(saved.pid) {
             let mut value = self.status_value(&saved);
             value["message"] = json!(format!("mission {id} is not running"));
-            return Ok(structured(value));
+            return Ok(CallToolResult::structured(value));
         }
         request_cancel(root, &id).map_err(|err| format!("{err:#}"))?;
         let deadline = tokio::time::Instant::now() + CANCEL_LIMIT;
@@ -368,7 +368,7 @@ impl Server {
                         "mission {id} was asked to stop; it is still finishing its current step"
                     )
                 });
-                return Ok(structured(value));
+                return Ok(CallToolResult::structured(value));
             }
         }
     }
@@ -949,10 +949,6 @@ fn known_arguments(args: &JsonObject, tool: &str, known: &[&str]) -> Result<(), 
         )),
         None => Ok(()),
     }
-}
-
-fn structured(value: Value) -> CallToolResult {
-    CallToolResult::structured(value)
 }
 
 fn tools() -> Vec<Tool> {
