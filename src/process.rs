@@ -1,7 +1,8 @@
 //! The one launcher for every process orch starts: the `bash` tool,
 //! background jobs, the completion gate's verification, diagnostics, git,
-//! the desktop notifier and MCP servers (long-lived, spoken to on
-//! stdin/stdout: [`spawn_server`]).
+//! the desktop notifier, MCP servers (long-lived, spoken to on
+//! stdin/stdout: [`spawn_server`]) and the missions `orch mcp serve` runs
+//! ([`start`]: a long-lived child whose output is read as it comes).
 //!
 //! Each process runs in its own process group with stdin closed, the
 //! environment it is given (callers pass [`scrubbed_env`] so provider
@@ -315,6 +316,69 @@ pub fn spawn_server(
         reader,
         group,
     })
+}
+
+/// A long-lived child whose output its caller reads as it comes (orch's own
+/// missions under `orch mcp serve`), started by [`start`]: its own process
+/// group, recorded and watched like every other (it dies with orch however
+/// orch ends), stdin closed, stdout and stderr two pipes of their own for
+/// the caller to take. Dropping it kills the group.
+pub struct Started {
+    child: Child,
+    group: Option<ProcessGroup>,
+}
+
+/// Start `program` with `args` in `root` with exactly `env`, outside the
+/// sandbox (a program that sets up its own, such as orch itself). `Err`
+/// means it could not start.
+pub fn start(
+    program: &OsStr,
+    args: &[OsString],
+    root: &Path,
+    env: &[(OsString, OsString)],
+) -> io::Result<Started> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn()?;
+    let Some(pid) = child.id() else {
+        return Err(io::Error::other(
+            "the process exited before it could be tracked",
+        ));
+    };
+    Ok(Started {
+        child,
+        group: Some(ProcessGroup::new(pid as libc::pid_t)),
+    })
+}
+
+impl Started {
+    /// The child's stdout, once.
+    pub fn take_stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The child's stderr, once.
+    pub fn take_stderr(&mut self) -> Option<tokio::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Wait for the child to exit; whatever it left running in its group
+    /// is killed then.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait().await;
+        if let Some(group) = self.group.take() {
+            group.finish();
+        }
+        status
+    }
 }
 
 /// Start `program`; bash falls back to sh where it is missing.

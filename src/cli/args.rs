@@ -110,7 +110,8 @@ pub enum Command {
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// MCP servers from orch.json and a trusted project's .mcp.json: list
-    /// them with their tools, check one, import Claude Code's and Codex's.
+    /// them with their tools, check one, import Claude Code's and Codex's;
+    /// or serve orch itself to an MCP client.
     #[command(subcommand)]
     Mcp(McpCommand),
     /// Show what this project's own settings, agents and plugins would make
@@ -211,6 +212,9 @@ pub enum McpCommand {
     /// Copy the MCP servers of Claude Code (~/.claude.json) and Codex
     /// (~/.codex/config.toml) into your orch.json, keeping its entries.
     Import,
+    /// Serve orch over MCP on stdin/stdout: tools run_mission,
+    /// mission_status, cancel_mission and read_plan for this project.
+    Serve,
 }
 
 #[derive(Debug, Args)]

@@ -26,8 +26,10 @@ impl EventSink for Warnings {
 }
 
 pub async fn command(cli: &Cli, command: &McpCommand) -> anyhow::Result<u8> {
-    if let McpCommand::Import = command {
-        return import();
+    match command {
+        McpCommand::Import => return import(),
+        McpCommand::Serve => return super::mcp_serve::serve(cli).await,
+        McpCommand::List | McpCommand::Check { .. } => {}
     }
     let root = super::project_root(cli.dir.as_deref())?;
     let config = config::load(&root, &cli.overrides())?;
@@ -49,7 +51,7 @@ pub async fn command(cli: &Cli, command: &McpCommand) -> anyhow::Result<u8> {
     events.add_sink(Arc::new(Warnings));
     let servers: Vec<(String, McpServer)> = config.mcp.servers.clone().into_iter().collect();
     match command {
-        McpCommand::Import => unreachable!("handled above"),
+        McpCommand::Import | McpCommand::Serve => unreachable!("handled above"),
         McpCommand::List => {
             if servers.is_empty() {
                 if !cli.json {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 
 use super::args::GoalArgs;
-use super::status::{alive, running_mission};
+use super::status::{alive, already_running, running_mission};
 use super::{AfterStart, Cli, Project, exit};
 use crate::agents::AgentRegistry;
 use crate::config::MissionConfig;
@@ -38,11 +38,7 @@ async fn run_new_mission(
     goal: &str,
 ) -> anyhow::Result<u8> {
     if let Some(running) = running_mission(&ctx.root) {
-        bail!(
-            "mission {} is already running in this project (process {}); `orch cancel` stops it",
-            running.id,
-            running.pid
-        );
+        bail!("{}", already_running(&running));
     }
     reap_leftovers(ctx);
     settle_unmerged(ctx)?;

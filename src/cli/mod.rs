@@ -9,6 +9,7 @@ mod changes;
 mod demo;
 mod init;
 mod mcp;
+mod mcp_serve;
 mod memory;
 mod mission;
 mod monitor;

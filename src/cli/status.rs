@@ -26,6 +26,14 @@ pub(super) fn running_mission(root: &Path) -> Option<MissionState> {
         .then_some(state)
 }
 
+/// Why a second mission does not start in a project while `running` runs.
+pub(super) fn already_running(running: &MissionState) -> String {
+    format!(
+        "mission {} is already running in this project (process {}); `orch cancel` stops it",
+        running.id, running.pid
+    )
+}
+
 pub fn status(cli: &Cli) -> anyhow::Result<u8> {
     let root = super::project_root(cli.dir.as_deref())?;
     let Some(id) = state::latest_mission(&root) else {
@@ -201,9 +209,7 @@ pub async fn cancel(cli: &Cli) -> anyhow::Result<u8> {
         );
         return Ok(exit::COMPLETE);
     }
-    let paths = MissionPaths::new(&root, &id);
-    std::fs::write(paths.cancel_request(), b"cancel\n")
-        .with_context(|| format!("writing {}", paths.cancel_request().display()))?;
+    request_cancel(&root, &id)?;
     println!("cancelling mission {id}…");
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -223,7 +229,13 @@ pub async fn cancel(cli: &Cli) -> anyhow::Result<u8> {
     Ok(exit::UNFINISHED)
 }
 
-fn status_word(status: MissionStatus) -> &'static str {
+/// Ask mission `id` to stop cleanly: the request file its loop watches.
+pub(super) fn request_cancel(root: &Path, id: &str) -> anyhow::Result<()> {
+    let request = MissionPaths::new(root, id).cancel_request();
+    std::fs::write(&request, b"cancel\n").with_context(|| format!("writing {}", request.display()))
+}
+
+pub(super) fn status_word(status: MissionStatus) -> &'static str {
     match status {
         MissionStatus::Running => "running",
         MissionStatus::Complete => "complete",

@@ -12,6 +12,7 @@ mod fit;
 mod lifecycle;
 mod live_tools;
 mod mcp;
+mod mcp_serve;
 mod memory;
 mod memory_cli;
 mod mission;
