@@ -301,6 +301,26 @@ impl AgentRegistry {
         }
     }
 
+    /// Give every agent that does the work (all but the orchestrator role)
+    /// its skill catalog, `catalog(agent)`, at the end of its prompt, and
+    /// the `skill` tool that loads what the catalog lists. An agent whose
+    /// catalog is empty gets neither.
+    pub fn offer_skills(&mut self, catalog: impl Fn(&Agent) -> String) {
+        for agent in &mut self.agents {
+            if agent.role == Role::Orchestrator {
+                continue;
+            }
+            let text = catalog(agent);
+            if text.is_empty() {
+                continue;
+            }
+            agent.prompt.push_str(&text);
+            if !agent.tools.iter().any(|tool| tool == "skill") {
+                agent.tools.push("skill".into());
+            }
+        }
+    }
+
     /// Find an agent by name, case-insensitively.
     pub fn find(&self, name: &str) -> Option<&Agent> {
         self.agents
