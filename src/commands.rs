@@ -251,22 +251,25 @@ impl Commands {
 }
 
 /// `body` with `$ARGUMENTS` replaced by all `args` (joined by spaces) and
-/// `$1`…`$9` by each one (empty when not given). A body without
-/// `$ARGUMENTS` gets the arguments, when there are any, as a last line
-/// `Arguments: …`.
+/// `$1`…`$9` by each one (empty when not given). A body with neither
+/// gets the arguments, when there are any, as a last line `Arguments: …`
+/// (as Claude Code appends them), so they are never lost.
 pub fn expand(body: &str, args: &[String]) -> String {
     let all = args.join(" ");
     let mut out = String::with_capacity(body.len() + all.len());
     let mut rest = body;
+    let mut placed = false;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
         if let Some(tail) = after.strip_prefix("ARGUMENTS") {
             out.push_str(&all);
+            placed = true;
             rest = tail;
         } else if let Some(digit) = after.chars().next().filter(|c| ('1'..='9').contains(c)) {
             let index = digit as usize - '1' as usize;
             out.push_str(args.get(index).map_or("", String::as_str));
+            placed = true;
             rest = &after[1..];
         } else {
             out.push('$');
@@ -274,7 +277,7 @@ pub fn expand(body: &str, args: &[String]) -> String {
         }
     }
     out.push_str(rest);
-    if !body.contains("$ARGUMENTS") && !args.is_empty() {
+    if !placed && !args.is_empty() {
         out.push_str(&format!("\n\nArguments: {all}"));
     }
     out
@@ -299,7 +302,7 @@ mod tests {
                 "Review PR $1 with priority $2; $3.",
                 &args(&["456", "high"])
             ),
-            "Review PR 456 with priority high; .\n\nArguments: 456 high"
+            "Review PR 456 with priority high; ."
         );
         assert_eq!(expand("Costs $5 and $x; $", &[]), "Costs  and $x; $");
         assert_eq!(expand("Tidy up.", &[]), "Tidy up.");
