@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod events;
 pub mod files;
@@ -17,6 +18,7 @@ pub mod provider;
 pub mod sandbox;
 pub mod secrets;
 pub mod session;
+pub mod skills;
 pub mod text;
 pub mod todo;
 pub mod tools;

@@ -301,6 +301,26 @@ impl AgentRegistry {
         }
     }
 
+    /// Give every agent that does the work (all but the orchestrator role)
+    /// its skill catalog, `catalog(agent)`, at the end of its prompt, and
+    /// the `skill` tool that loads what the catalog lists. An agent whose
+    /// catalog is empty gets neither.
+    pub fn offer_skills(&mut self, catalog: impl Fn(&Agent) -> String) {
+        for agent in &mut self.agents {
+            if agent.role == Role::Orchestrator {
+                continue;
+            }
+            let text = catalog(agent);
+            if text.is_empty() {
+                continue;
+            }
+            agent.prompt.push_str(&text);
+            if !agent.tools.iter().any(|tool| tool == "skill") {
+                agent.tools.push("skill".into());
+            }
+        }
+    }
+
     /// Find an agent by name, case-insensitively.
     pub fn find(&self, name: &str) -> Option<&Agent> {
         self.agents
@@ -346,6 +366,27 @@ fn project_rules(root: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_skill_catalog_and_tool_go_to_every_agent_but_the_orchestrator() {
+        let mut registry = AgentRegistry::builtin();
+        registry.offer_skills(|agent| format!("\n\n## Skills\n- for {}\n", agent.name));
+        for agent in registry.iter() {
+            let has_tool = agent.tools.iter().any(|tool| tool == "skill");
+            let has_catalog = agent.prompt.ends_with(&format!("- for {}\n", agent.name));
+            let orchestrator = agent.role == Role::Orchestrator;
+            assert_eq!(has_tool, !orchestrator, "{}", agent.name);
+            assert_eq!(has_catalog, !orchestrator, "{}", agent.name);
+        }
+        // An empty catalog offers nothing.
+        let mut registry = AgentRegistry::builtin();
+        registry.offer_skills(|_| String::new());
+        assert!(
+            registry
+                .iter()
+                .all(|agent| !agent.tools.iter().any(|t| t == "skill"))
+        );
+    }
 
     #[test]
     fn names_are_case_insensitive() {

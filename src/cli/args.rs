@@ -117,6 +117,13 @@ pub enum Command {
     /// Show what this project's own settings, agents and plugins would make
     /// orch do, and trust them (recorded in your config directory).
     Trust(TrustArgs),
+    /// Agent Skills (SKILL.md folders) of the project and the user: name,
+    /// scope, folder, description; invalid ones with the file and reason
+    /// (exit 1 when one is invalid).
+    Skills,
+    /// Custom commands (`orch task /name args…`): name, scope, description,
+    /// argument hint, file.
+    Commands,
     /// The project's memory: list its entries (id, tier, score, origin, pin,
     /// text), forget, pin or unpin one.
     Memory(MemoryArgs),
@@ -219,8 +226,13 @@ pub enum McpCommand {
 
 #[derive(Debug, Args)]
 pub struct GoalArgs {
-    /// What the mission should achieve; `-` reads it from standard input.
+    /// What the mission should achieve; `-` reads it from standard input;
+    /// `/name` runs the custom command `name` (`orch commands`).
     pub goal: String,
+
+    /// A custom command's arguments (`orch task /fix-issue 123`).
+    #[arg(value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -233,8 +245,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: Option<u32>,
 
-    /// What the agent should do; `-` reads it from standard input.
+    /// What the agent should do; `-` reads it from standard input; `/name`
+    /// runs the custom command `name` (`orch commands`).
     pub prompt: String,
+
+    /// A custom command's arguments (`orch run /review src/lib.rs`).
+    #[arg(value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// `workspace-write`, `read-only` or `off`.

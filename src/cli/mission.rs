@@ -23,8 +23,8 @@ use crate::session::tasks::{RestoredTask, SetupFor, Tasks};
 use crate::text::one_line;
 
 pub async fn task(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
-    let ctx = Project::load(cli)?;
-    let goal = read_goal(&args.goal, ctx.config.mission.max_goal_bytes)?;
+    let mut ctx = Project::load(cli)?;
+    let goal = read_goal(cli, &mut ctx, args)?;
     let client = ctx.model_client()?;
     check_prices(cli, &ctx)?;
     run_new_mission(cli, &ctx, client, &goal).await
@@ -404,19 +404,22 @@ fn first_message(goal: &str, verify: &[String], max_iterations: u32, worktrees: 
     )
 }
 
-/// The goal from the command line or standard input, refused when it is
-/// empty or larger than `max_bytes` (it goes into the plan and the
-/// Commander's first message, so into every request).
-fn read_goal(goal: &str, max_bytes: usize) -> anyhow::Result<String> {
-    let text = if goal == "-" {
+/// The goal from the command line or standard input, a `/name` custom
+/// command expanded (`super::commands::expand_goal`), refused when it is
+/// empty or larger than `mission.max_goal_bytes` (it goes into the plan and
+/// the Commander's first message, so into every request).
+fn read_goal(cli: &Cli, ctx: &mut Project, args: &GoalArgs) -> anyhow::Result<String> {
+    let text = if args.goal == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("reading the goal from standard input")?;
         text
     } else {
-        goal.to_string()
+        args.goal.clone()
     };
+    let text = super::commands::expand_goal(cli, ctx, &text, &args.args)?;
+    let max_bytes = ctx.config.mission.max_goal_bytes;
     let text = text.trim().to_string();
     if text.is_empty() {
         bail!("the goal is empty");
@@ -444,8 +447,8 @@ fn new_mission_id() -> String {
 }
 
 pub async fn plan(cli: &Cli, args: &GoalArgs) -> anyhow::Result<u8> {
-    let ctx = Project::load(cli)?;
-    let goal = read_goal(&args.goal, ctx.config.mission.max_goal_bytes)?;
+    let mut ctx = Project::load(cli)?;
+    let goal = read_goal(cli, &mut ctx, args)?;
     let client = ctx.model_client()?;
     ctx.record_into(&super::run::journal_path(&ctx.root), Vec::new())?;
     let (agents, warnings) = ctx.agents();

@@ -6,6 +6,7 @@
 mod agents;
 mod args;
 mod changes;
+mod commands;
 mod demo;
 mod init;
 mod mcp;
@@ -16,6 +17,7 @@ mod monitor;
 mod plugins;
 mod run;
 mod scaffold;
+mod skills;
 mod status;
 mod trust;
 
@@ -133,6 +135,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Mcp(command) => mcp::command(&cli, command).await,
         Command::Trust(args) => trust::trust(&cli, args.revoke),
         Command::Memory(args) => memory::command(&cli, args.command.as_ref()),
+        Command::Skills => skills::skills(&cli),
+        Command::Commands => commands::list(&cli),
     };
     match result {
         Ok(code) => code,
@@ -417,6 +421,9 @@ impl Project {
             tools.insert(tool);
         }
         tools.insert(Arc::new(ShowMetrics(self.metrics.clone())));
+        tools.insert(Arc::new(crate::tools::skill::SkillTool::new(
+            crate::skills::Sources::of(&self.root, self.config.trust.trusted),
+        )));
         tools.set_checker(Arc::new(crate::tools::diagnostics::Checker::new(
             self.config.diagnostics.clone(),
         )));
@@ -557,7 +564,30 @@ impl Project {
                 .collect();
             agents.offer_tools(&tools);
         }
+        warnings.extend(self.offer_skills(&mut agents));
         (agents, warnings)
+    }
+
+    /// The skill catalog in the system prompt of every agent that does the
+    /// work (never the Commander's), each sized to its model's window, and
+    /// the `skill` tool with it; nothing when no skill is installed or
+    /// `skills.catalog_share` is 0. Returns the skills' problems.
+    fn offer_skills(&self, agents: &mut crate::agents::AgentRegistry) -> Vec<String> {
+        let share = self.config.skills.catalog_share;
+        if share <= 0.0 {
+            return Vec::new();
+        }
+        let skills = crate::skills::scan(&self.root, self.config.trust.trusted);
+        if !skills.skills.is_empty() {
+            // An agent whose model is not known yet gets the unknown model's window.
+            let default_model = self.default_model().unwrap_or_default();
+            agents.offer_skills(|agent| {
+                let model = session_setup(&self.config, agent, &default_model).model;
+                let (limits, _) = crate::models::limits(&model, &self.config.models);
+                skills.catalog(crate::skills::catalog_bytes(limits.context_window, share))
+            });
+        }
+        skills.warnings()
     }
 
     /// The project's memory (System and Project tiers from

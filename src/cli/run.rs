@@ -9,7 +9,18 @@ use crate::events::SessionOutcome;
 use crate::session::Session;
 
 pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
-    let ctx = Project::load(cli)?;
+    let mut ctx = Project::load(cli)?;
+    let prompt = if args.prompt == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the prompt from standard input")?;
+        text
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = super::commands::expand_goal(cli, &mut ctx, &prompt, &args.args)?;
+    // After the expansion: a command's model decides the agents' catalogs.
     let (agents, warnings) = ctx.agents();
     ctx.warn(warnings);
     let agent = agents.find(&args.agent).cloned().ok_or_else(|| {
@@ -20,15 +31,6 @@ pub async fn run(cli: &Cli, args: &super::args::RunArgs) -> anyhow::Result<u8> {
             names.join(", ")
         )
     })?;
-    let prompt = if args.prompt == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the prompt from standard input")?;
-        text
-    } else {
-        args.prompt.clone()
-    };
     let client = ctx.model_client()?;
     ctx.record_into(&journal_path(&ctx.root), Vec::new())?;
     let needs_default = ctx.config.agent(&agent.name).model.is_none() && agent.model.is_none();

@@ -120,9 +120,28 @@ pub struct Config {
     pub worktrees: Option<bool>,
     /// MCP servers whose tools agents get (`docs/mcp.md`).
     pub mcp: McpConfig,
+    /// Agent Skills (`docs/skills.md`).
+    pub skills: SkillsConfig,
     /// Whether the project's own settings and files apply (not a key).
     #[serde(skip)]
     pub trust: ProjectTrust,
+}
+
+/// Agent Skills: how much of a system prompt their catalog may take.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SkillsConfig {
+    /// The catalog's share of the model's context window (at about 4 bytes
+    /// a token); 0 leaves the catalog and the `skill` tool out.
+    pub catalog_share: f64,
+}
+
+impl Default for SkillsConfig {
+    fn default() -> Self {
+        SkillsConfig {
+            catalog_share: 0.02,
+        }
+    }
 }
 
 /// The boundary around every process orch starts.

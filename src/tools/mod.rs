@@ -17,6 +17,7 @@ pub mod path;
 pub mod permissions;
 pub mod search;
 pub mod seen;
+pub mod skill;
 pub mod todo;
 
 use std::borrow::Cow;

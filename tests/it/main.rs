@@ -24,6 +24,7 @@ mod provider_anthropic;
 mod provider_openai;
 mod session;
 mod sim;
+mod skills;
 mod todo;
 mod tools;
 mod worktree;
