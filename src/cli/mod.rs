@@ -177,6 +177,8 @@ pub struct Project {
     live_tools: std::sync::OnceLock<Arc<crate::tools::live::LiveTools>>,
     /// The run's MCP servers, and the task that follows their tool lists.
     mcp: std::sync::OnceLock<(crate::mcp::McpHub, AbortOnDrop)>,
+    /// The task that notices skills installed during the run.
+    skills_follower: std::sync::OnceLock<AbortOnDrop>,
     /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
     /// `--json`: the journal followed onto stdout.
@@ -293,6 +295,7 @@ impl Project {
             plugin_observer: std::sync::OnceLock::new(),
             live_tools: std::sync::OnceLock::new(),
             mcp: std::sync::OnceLock::new(),
+            skills_follower: std::sync::OnceLock::new(),
             _ctrl_c: ctrl_c,
             json,
             plain: plain_output,
@@ -467,6 +470,7 @@ impl Project {
             hooks = Arc::new(host);
         }
         self.start_mcp(&live).await;
+        self.follow_skills(&live).await;
         let runtime = Runtime {
             root: Arc::new(self.root.clone()),
             client,
@@ -517,6 +521,74 @@ impl Project {
             }
         });
         let _ = self.mcp.set((hub, AbortOnDrop(follow)));
+    }
+
+    /// Tell running sessions about skills installed while the run goes on
+    /// (a look every two seconds): their catalogs stay as they started, so
+    /// a new skill is a notice, loaded by name with `skill` (offered as a
+    /// live tool when no skill existed at the start). Once a run.
+    async fn follow_skills(&self, live: &Arc<crate::tools::live::LiveTools>) {
+        if self.config.skills.catalog_share <= 0.0 || self.skills_follower.get().is_some() {
+            return;
+        }
+        let sources = crate::skills::Sources::of(&self.root, self.config.trust.trusted);
+        let scan = {
+            let sources = sources.clone();
+            move || sources.scan()
+        };
+        let Ok(first) = tokio::task::spawn_blocking(scan.clone()).await else {
+            return;
+        };
+        let mut known: std::collections::BTreeSet<String> =
+            first.names().into_iter().map(str::to_string).collect();
+        let mut offered = !known.is_empty();
+        let live = live.clone();
+        let follow = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Ok(now) = tokio::task::spawn_blocking(scan.clone()).await else {
+                    return;
+                };
+                let added: Vec<&crate::skills::Skill> = now
+                    .skills
+                    .iter()
+                    .filter(|skill| !known.contains(&skill.name))
+                    .collect();
+                if added.is_empty() {
+                    continue;
+                }
+                if !offered {
+                    offered = true;
+                    let tool: Arc<dyn crate::tools::Tool> =
+                        Arc::new(crate::tools::skill::SkillTool::new(sources.clone()));
+                    live.set_source("skills", vec![(tool, false)]);
+                }
+                let lines: Vec<String> = added
+                    .iter()
+                    .map(|skill| {
+                        format!(
+                            "- {}: {}",
+                            skill.name,
+                            crate::text::preview(
+                                &crate::text::squash_spaces(&skill.description),
+                                200
+                            )
+                        )
+                    })
+                    .collect();
+                live.note(
+                    "skills",
+                    format!(
+                        "Skills installed since this conversation started (load one with skill(name), or call_tool(\"skill\", {{\"name\": …}}) if you do not have skill):\n{}",
+                        lines.join("\n")
+                    ),
+                );
+                known.extend(added.iter().map(|skill| skill.name.clone()));
+            }
+        });
+        let _ = self.skills_follower.set(AbortOnDrop(follow));
     }
 
     /// The tools whose sources change while this run goes on (plugins, MCP

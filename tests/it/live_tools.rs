@@ -1,9 +1,11 @@
 //! Tools that arrive while a session runs, end to end: the real `orch run`
 //! binary against a loopback model that keeps Anthropic's prompt cache
-//! (`support/prompt_cache.rs`). A plugin dropped into `.opencode/plugins/`
-//! mid-session is announced in the conversation and used by the same
-//! session, through `call_tool` and by its own name, while every request
-//! stays its previous one plus new messages (the tool list never changes).
+//! (`support/prompt_cache.rs`). A plugin dropped into `.opencode/plugins/`,
+//! a tool an MCP server adds (`tools/list_changed`) and a skill installed
+//! mid-session are announced in the conversation and used by the same
+//! session — through `call_tool` and by their own names — while every
+//! request stays its previous one plus new messages (the tool list never
+//! changes).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,8 @@ use crate::support::sim::{Usage, Wire, bill, turn_reply};
 /// Polls a model makes before it gives up waiting for the tool.
 const POLLS: usize = 100;
 
-/// A model that polls with `bash` until a tool it was told about arrives,
-/// then uses it through `call_tool`, then by its own name.
+/// A model that asks the MCP server to grow a tool, polls with `bash` until
+/// it was told of the plugin, the grown tool and the skill, then uses each.
 struct Waiter {
     cache: PromptCache,
     /// Done once, when the first request arrives: drops the plugin in.
@@ -54,47 +56,71 @@ impl Waiter {
             max_tokens: 4096,
         };
         let last = last_message(&request.body);
+        let all = request.body["messages"].to_string();
         let reply = |text: &str, calls: &[(String, Value)]| {
             let salt = self.polls.load(Ordering::SeqCst) as u64;
             turn_reply(Wire::Anthropic, text, calls, usage, salt)
         };
+        let call = |name: &str, args: Value| vec![(name.to_string(), args)];
+        if last.contains("SKILL-MARKER") {
+            return reply("All of them worked.", &[]);
+        }
+        if last.contains("the grown tool answers") {
+            return reply(
+                "Loading the new skill.",
+                &call("skill", json!({"name": "deploy-notes"})),
+            );
+        }
         if last.contains("+second") {
-            return reply("Both diffs came back.", &[]);
+            return reply(
+                "Now the tool the server grew.",
+                &call("call_tool", json!({"name": "mcp__py__grown"})),
+            );
         }
         if last.contains("+first") {
             return reply(
                 "Calling it by its name now.",
-                &[(
-                    "diff".into(),
-                    json!({"a_text": "one\n", "b_text": "second\n"}),
-                )],
+                &call("diff", json!({"a_text": "one\n", "b_text": "second\n"})),
             );
         }
-        if last.contains("Now available") && last.contains("- diff (plugins)") {
+        let told = all.contains("- diff (plugins)")
+            && all.contains("- mcp__py__grown (mcp)")
+            && all.contains("- deploy-notes: Notes on deploying");
+        if told && !all.contains("+first") {
             return reply(
-                "The diff tool arrived.",
-                &[(
-                    "call_tool".into(),
+                "Everything arrived.",
+                &call(
+                    "call_tool",
                     json!({"name": "diff", "arguments": {"a_text": "one\n", "b_text": "first\n"}}),
-                )],
+                ),
             );
+        }
+        if !all.contains("\"grown\"") && !all.contains("mcp__py__grow\"") {
+            return reply("Growing a tool.", &call("mcp__py__grow", json!({})));
         }
         let poll = self.polls.fetch_add(1, Ordering::SeqCst);
         if poll >= POLLS {
-            return reply("The diff tool never arrived.", &[]);
+            return reply("The new tools never arrived.", &[]);
         }
         reply(
-            "Waiting for the diff tool.",
-            &[(
-                "bash".into(),
+            "Waiting for the new tools.",
+            &call(
+                "bash",
                 json!({"command": format!("sleep 0.2; echo poll {poll}")}),
-            )],
+            ),
         )
     }
 }
 
 #[tokio::test]
-async fn a_plugin_dropped_in_mid_session_is_used_by_that_session_from_the_cache() {
+async fn a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_cache() {
+    let Some(python) = crate::mcp::python() else {
+        crate::support::skipped(
+            "a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_cache",
+            "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
+        );
+        return;
+    };
     let project = Project::trusted();
     let plugins = project.file(".opencode/plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -105,14 +131,27 @@ async fn a_plugin_dropped_in_mid_session_is_used_by_that_session_from_the_cache(
     .unwrap();
     project.write(
         ".opencode/orch.json",
-        &json!({"notifications": false, "plugins": {"user_dir": false}}).to_string(),
+        &json!({
+            "notifications": false,
+            "plugins": {"user_dir": false},
+            "mcp": {"servers": {"py": {"command": python, "args": [crate::mcp::script()], "timeout_ms": 30000}}},
+            "permissions": {"tools": {"mcp__py__*": "allow"}},
+        })
+        .to_string(),
     );
     let diff = crate::plugins::guest("diff");
     let target = plugins.join("diff.wasm");
+    let skill = project.file(".claude/skills/deploy-notes/SKILL.md");
     let waiter = Arc::new(Waiter {
         cache: PromptCache::new(CacheRules::default()),
         on_first: Mutex::new(Some(Box::new(move || {
             std::fs::copy(diff, target).unwrap();
+            std::fs::create_dir_all(skill.parent().unwrap()).unwrap();
+            std::fs::write(
+                &skill,
+                "---\nname: deploy-notes\ndescription: Notes on deploying this project\n---\nSKILL-MARKER: deploy with make release.\n",
+            )
+            .unwrap();
         }))),
         polls: AtomicUsize::new(0),
         sent: Mutex::default(),
@@ -147,13 +186,22 @@ async fn a_plugin_dropped_in_mid_session_is_used_by_that_session_from_the_cache(
         .collect();
     assert_eq!(finals.len(), 1, "{finals:?}");
     assert_eq!(finals[0]["outcome"], "completed", "{finals:?}");
-    // The diff came back through call_tool and by its own name.
+    // Each came back to the model: the diff through call_tool and by its
+    // own name, the grown MCP tool, the skill's instructions.
     let last = last_message(&sent.last().unwrap().0);
-    assert!(last.contains("+second"), "{last}");
+    assert!(last.contains("SKILL-MARKER"), "{last}");
+    for marker in ["+first", "+second", "the grown tool answers"] {
+        assert!(
+            sent.iter()
+                .any(|(body, _)| last_message(body).contains(marker)),
+            "{marker} reached the model"
+        );
+    }
     assert!(
-        sent.iter()
-            .any(|(body, _)| last_message(body).contains("+first")),
-        "the call_tool result reached the model"
+        changed
+            .iter()
+            .any(|e| e["source"] == "mcp" && e["added"] == json!(["mcp__py__grown"])),
+        "{changed:?}"
     );
     // The tool list never changed: the plugin's tool was never added to it.
     let tools: Vec<&Value> = sent.iter().map(|(body, _)| &body["tools"]).collect();
@@ -169,6 +217,11 @@ async fn a_plugin_dropped_in_mid_session_is_used_by_that_session_from_the_cache(
         "{names:?}"
     );
     assert!(!names.contains(&"diff"), "{names:?}");
+    assert!(!names.contains(&"mcp__py__grown"), "{names:?}");
+    assert!(
+        names.contains(&"mcp__py__grow"),
+        "offered from the start: {names:?}"
+    );
     // Append-only: no request rewrote an earlier one, and each read all the
     // previous one sent from the cache.
     let stats = waiter.cache.stats();

@@ -21,14 +21,14 @@ use crate::support::project::{Project, run};
 use crate::tools::Fixture;
 
 /// Where `.ci/run` installs the test servers.
-fn servers_dir() -> PathBuf {
+pub(crate) fn servers_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("mcp-servers")
 }
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     Some(servers_dir().join("venv/bin/python")).filter(|path| path.is_file())
 }
 
@@ -40,7 +40,7 @@ fn everything() -> Option<PathBuf> {
     .filter(|path| path.is_file())
 }
 
-fn script() -> String {
+pub(crate) fn script() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/mcp/server.py").to_string()
 }
 

@@ -79,6 +79,8 @@ async def call_tool(name: str, arguments: dict):
         grown = True
         await server.request_context.session.send_tool_list_changed()
         return [types.TextContent(type="text", text="grown")]
+    if name == "grown":
+        return [types.TextContent(type="text", text="the grown tool answers")]
     if name == "slow":
         await anyio.sleep(60)
         return [types.TextContent(type="text", text="late")]
