@@ -264,6 +264,7 @@ async fn wire(
         config.max_depth,
         stop.token().clone(),
     );
+    ctx.follow_plugin_agents(&tasks, &agents);
     let mission_id = paths
         .dir
         .file_name()

@@ -179,6 +179,8 @@ pub struct Project {
     mcp: std::sync::OnceLock<(crate::mcp::McpHub, AbortOnDrop)>,
     /// The task that notices skills installed during the run.
     skills_follower: std::sync::OnceLock<AbortOnDrop>,
+    /// The task that makes agents plugins add during a mission delegable.
+    agents_follower: std::sync::OnceLock<AbortOnDrop>,
     /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
     /// `--json`: the journal followed onto stdout.
@@ -296,6 +298,7 @@ impl Project {
             live_tools: std::sync::OnceLock::new(),
             mcp: std::sync::OnceLock::new(),
             skills_follower: std::sync::OnceLock::new(),
+            agents_follower: std::sync::OnceLock::new(),
             _ctrl_c: ctrl_c,
             json,
             plain: plain_output,
@@ -589,6 +592,63 @@ impl Project {
             }
         });
         let _ = self.skills_follower.set(AbortOnDrop(follow));
+    }
+
+    /// Make agents that plugins added while the mission runs delegable
+    /// (their names checked against `agents`, the ones it started with),
+    /// and tell running sessions. Once a run.
+    pub fn follow_plugin_agents(
+        &self,
+        tasks: &Arc<crate::session::tasks::Tasks>,
+        agents: &crate::agents::AgentRegistry,
+    ) {
+        let Some(host) = self.plugin_host() else {
+            return;
+        };
+        if self.agents_follower.get().is_some() {
+            return;
+        }
+        let live = self.live_tools();
+        let mut changes = live.subscribe();
+        let tasks = Arc::downgrade(tasks);
+        let agents = agents.clone();
+        let follow = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(tasks) = tasks.upgrade() else {
+                    return;
+                };
+                let mut now = agents.clone();
+                let _ = plugins::add_host_agents(&host, &mut now);
+                let fresh: Vec<crate::agents::Agent> = now
+                    .iter()
+                    .filter(|agent| agents.find(&agent.name).is_none())
+                    .cloned()
+                    .collect();
+                let added = tasks.add_agents(fresh);
+                if added.is_empty() {
+                    continue;
+                }
+                let lines: Vec<String> = added
+                    .iter()
+                    .map(|agent| {
+                        format!(
+                            "- {} ({}): {}",
+                            agent.name,
+                            agent.source.describe(),
+                            crate::text::squash_spaces(&agent.description)
+                        )
+                    })
+                    .collect();
+                live.note(
+                    "agents",
+                    format!(
+                        "Agents defined since this conversation started (delegate_task can start them):\n{}",
+                        lines.join("\n")
+                    ),
+                );
+            }
+        });
+        let _ = self.agents_follower.set(AbortOnDrop(follow));
     }
 
     /// The tools whose sources change while this run goes on (plugins, MCP

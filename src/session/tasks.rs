@@ -66,7 +66,8 @@ struct TaskRecord {
 pub struct Tasks {
     me: Weak<Tasks>,
     runtime: Runtime,
-    agents: AgentRegistry,
+    /// Agents to delegate to: grows when a plugin defines one mid-mission.
+    agents: std::sync::RwLock<AgentRegistry>,
     setup_for: SetupFor,
     pool: SessionPool,
     admission: Admission,
@@ -114,7 +115,7 @@ impl Tasks {
             Tasks {
                 me: me.clone(),
                 runtime,
-                agents,
+                agents: std::sync::RwLock::new(agents),
                 setup_for,
                 pool: SessionPool::new(pool),
                 admission: Admission::new(concurrency),
@@ -154,6 +155,25 @@ impl Tasks {
     }
 
     /// The runtime with the delegation tools in its registry.
+    fn agents(&self) -> std::sync::RwLockReadGuard<'_, AgentRegistry> {
+        self.agents
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Agents defined while the mission runs (a plugin added): those whose
+    /// names are free become delegable; the ones added come back.
+    pub fn add_agents(&self, agents: impl IntoIterator<Item = Agent>) -> Vec<Agent> {
+        let mut registry = self
+            .agents
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        agents
+            .into_iter()
+            .filter(|agent| registry.add(agent.clone()).is_ok())
+            .collect()
+    }
+
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
@@ -197,7 +217,7 @@ impl Tasks {
             return Ok(());
         }
         let agent = self
-            .agents
+            .agents()
             .find(&task.agent)
             .cloned()
             .ok_or_else(|| format!("{id}: agent \"{}\" no longer exists", task.agent))?;
@@ -712,13 +732,16 @@ impl Delegator for Tasks {
         caller: &ToolContext,
         request: DelegateRequest,
     ) -> Result<String, String> {
-        let agent = self.agents.find(&request.agent).cloned().ok_or_else(|| {
-            format!(
-                "no agent \"{}\"; agents: {}",
-                request.agent,
-                self.agents.names().join(", ")
-            )
-        })?;
+        let agent = {
+            let agents = self.agents();
+            agents.find(&request.agent).cloned().ok_or_else(|| {
+                format!(
+                    "no agent \"{}\"; agents: {}",
+                    request.agent,
+                    agents.names().join(", ")
+                )
+            })?
+        };
         if agent.name.eq_ignore_ascii_case(&caller.agent) {
             return Err(format!(
                 "{} cannot delegate to itself; pick another agent",
@@ -851,7 +874,7 @@ impl Delegator for Tasks {
     }
 
     fn list_agents(&self) -> String {
-        self.agents
+        self.agents()
             .iter()
             .map(|agent| {
                 format!(

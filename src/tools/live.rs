@@ -46,6 +46,8 @@ pub struct LiveTools {
     /// Whether any source may offer tools in this run (a plugin host, MCP
     /// servers): only then do sessions get `call_tool` and `find_tools`.
     open: std::sync::atomic::AtomicBool,
+    /// The version, for whoever follows changes.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -80,7 +82,13 @@ impl LiveTools {
             state: RwLock::default(),
             events,
             open: Default::default(),
+            changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Follow changes: the receiver sees each new version.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// A source that may offer tools in this run exists; sessions started
@@ -180,8 +188,14 @@ impl LiveTools {
                 Some(change)
             }
         };
-        if let Some(change) = change {
-            self.announce(&change);
+        match change {
+            Some(change) => self.announce(&change),
+            // Followers look again even so: a source may have changed what
+            // it offers besides tools (a plugin's agents).
+            None => {
+                let version = self.version();
+                self.changed.send_replace(version);
+            }
         }
         problems
     }
@@ -206,6 +220,7 @@ impl LiveTools {
     }
 
     fn announce(&self, change: &Change) {
+        self.changed.send_replace(change.version);
         if let Some(events) = &self.events {
             let names = |list: &[(String, bool)]| list.iter().map(|(n, _)| n.clone()).collect();
             events.emit(Event::ToolsChanged {

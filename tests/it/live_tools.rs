@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::support::http::{Recorded, Reply, Server};
-use crate::support::project::{Project, events};
+use crate::support::project::{Project, call, events};
 use crate::support::prompt_cache::{Billed, CacheRules, PromptCache};
 use crate::support::sim::{Usage, Wire, bill, turn_reply};
 
@@ -234,4 +234,84 @@ async fn a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_ca
         "requests that missed the cache: {misses:?} of {:?}",
         sent.iter().map(|(_, billed)| billed).collect::<Vec<_>>()
     );
+}
+
+/// An agent a plugin defines, dropped in while the mission runs: the
+/// Commander hears of it and delegates to it in the same mission.
+#[tokio::test]
+async fn an_agent_a_plugin_adds_mid_mission_is_delegated_to_in_that_mission() {
+    use tokio::io::AsyncBufReadExt;
+
+    let project = Project::trusted();
+    let plugins = project.file(".opencode/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        crate::plugins::guest("todo_stats"),
+        plugins.join("todo_stats.wasm"),
+    )
+    .unwrap();
+    project.write(
+        ".opencode/orch.json",
+        &json!({"notifications": false, "plugins": {"user_dir": false}, "worktrees": false})
+            .to_string(),
+    );
+    let poll = json!({"when": "Reviewer:", "latency_ms": 200, "tool_calls": [call("list_agents", json!({}))]});
+    let mut commander = vec![
+        json!({"when": "Mission goal", "tool_calls": [
+            call("add_todo", json!({"id": "T1", "text": "the docs are written"})),
+            call("list_agents", json!({}))]}),
+        json!({"when": "Agents defined since", "tool_calls": [call("delegate_task", json!({
+            "agent": "DocWriter", "description": "T1", "prompt": "Task T1: write the docs", "background": false}))]}),
+        json!({"when": "docs written", "tool_calls": [call("delegate_task", json!({
+            "agent": "Reviewer", "description": "review T1", "prompt": "Review T1", "background": false}))]}),
+        json!({"when": "Approved T1", "text": "Done."}),
+    ];
+    commander.extend(std::iter::repeat_n(poll, 100));
+    let script = json!({"agents": {
+        "Commander": commander,
+        "DocWriter": [{"when": "Task T1", "text": "T1: docs written."}],
+        "Reviewer": [
+            {"when": "Review T1", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"when": "T1", "text": "Approved T1."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let mut command = tokio::process::Command::from(project.orch());
+    command
+        .args(["--json", "--provider", "scripted", "--script", "run.json"])
+        .args(["task", "Document the project"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start orch");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let mut dropped = false;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        // Only once the Commander runs: the agent is new to the mission.
+        if !dropped && line.contains("\"session_started\"") {
+            std::fs::copy(
+                crate::plugins::guest("doc_writer"),
+                plugins.join("doc_writer.wasm"),
+            )
+            .unwrap();
+            dropped = true;
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}\n{stdout}");
+    let events = events(&stdout);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "tools_changed" && e["source"] == "agents"),
+        "{stdout}"
+    );
+    let ran: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "task_finished" && e["agent"] == "DocWriter")
+        .collect();
+    assert_eq!(ran.len(), 1, "{stdout}");
 }
