@@ -610,3 +610,60 @@ fn orch_mcp_import_copies_claude_and_codex_servers_without_printing_secrets() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("DOCS_TOKEN"), "{stderr}");
 }
+
+/// A scripted mission whose Worker calls an MCP tool: its result reaches the
+/// model (the script's next reply waits for it) and the mission completes.
+#[test]
+fn a_scripted_mission_calls_an_mcp_tool_and_its_result_reaches_the_model() {
+    let Some(python) = python() else {
+        crate::support::skipped(
+            "a_scripted_mission_calls_an_mcp_tool_and_its_result_reaches_the_model",
+            "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
+        );
+        return;
+    };
+    let project = Project::trusted();
+    project.write(
+        ".opencode/orch.json",
+        &json!({
+            "notifications": false,
+            "mcp": {"servers": {"py": {"command": python, "args": [script()], "timeout_ms": 30000}}},
+        })
+        .to_string(),
+    );
+    let call = crate::support::project::call;
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [
+                call("add_todo", json!({"id": "T1", "text": "the server says hello"})),
+                call("delegate_task", json!({"agent": "Worker", "description": "T1", "prompt": "Task T1: ask the server", "background": false}))]},
+            {"when": "T1 done", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "review T1", "prompt": "Review T1", "background": false}))]},
+            {"when": "Approved T1", "text": "Done."}
+        ],
+        "Worker": [
+            {"when": "Task T1", "tool_calls": [call("mcp__py__echo", json!({"text": "hello-from-mcp"}))]},
+            {"when": "hello-from-mcp", "text": "T1 done."}
+        ],
+        "Reviewer": [
+            {"when": "Review T1", "tool_calls": [call("mcp__py__echo", json!({"text": "review-echo"})), call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"when": "review-echo", "text": "Approved T1."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "task",
+        "Ask the MCP server",
+    ]));
+    assert_eq!(output.status.code(), Some(0), "{stderr}\n{stdout}");
+    let ends: Vec<serde_json::Value> = crate::support::project::events(&stdout)
+        .into_iter()
+        .filter(|e| e["type"] == "tool_call_end" && e["tool"] == "mcp__py__echo")
+        .collect();
+    assert_eq!(ends.len(), 2, "{stdout}");
+    assert!(ends.iter().all(|e| e["ok"] == true), "{ends:?}");
+}
