@@ -225,7 +225,7 @@ impl McpHub {
     }
 
     /// The tools of every running server, with whether each writes.
-    pub fn tools(&self) -> Vec<(Arc<dyn crate::tools::Tool>, bool)> {
+    pub fn tools(&self) -> Vec<crate::tools::live::Offered> {
         self.offered()
             .into_iter()
             .map(|(slot, offered, name)| {

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{Fault, PluginHost};
 use crate::provider::ToolSpec;
+use crate::tools::live::Offered;
 use crate::tools::{Tool, ToolContext, ToolOutput};
 
 impl PluginHost {
@@ -18,8 +19,8 @@ impl PluginHost {
     /// granted `"project": "read-write"`). A name that clashes with `taken`
     /// (the built-in tools) or with an earlier plugin's tool is refused with
     /// a message naming both.
-    pub fn tools(&self, taken: &[String]) -> (Vec<(Arc<dyn Tool>, bool)>, Vec<String>) {
-        let mut tools: Vec<(Arc<dyn Tool>, bool)> = Vec::new();
+    pub fn tools(&self, taken: &[String]) -> (Vec<Offered>, Vec<String>) {
+        let mut tools: Vec<Offered> = Vec::new();
         let mut problems = Vec::new();
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for plugin in self.read().values() {

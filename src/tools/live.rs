@@ -27,6 +27,10 @@ pub const CALL_TOOL: &str = "call_tool";
 /// The name of the tool that finds live tools and shows their schemas.
 pub const FIND_TOOLS: &str = "find_tools";
 
+/// A tool a source offers, and whether it writes (then only agents that may
+/// write get it).
+pub type Offered = (Arc<dyn Tool>, bool);
+
 /// One live tool and where it comes from.
 #[derive(Clone)]
 pub struct LiveTool {
@@ -122,7 +126,7 @@ impl LiveTools {
     /// before. A name another source already offers is refused; the
     /// problems name both. Nothing changes (no new version) when the offer
     /// is the same.
-    pub fn set_source(&self, source: &str, tools: Vec<(Arc<dyn Tool>, bool)>) -> Vec<String> {
+    pub fn set_source(&self, source: &str, tools: Vec<Offered>) -> Vec<String> {
         self.open();
         let mut problems = Vec::new();
         let change = {
@@ -264,10 +268,8 @@ impl LiveTools {
         let mut notes = Vec::new();
         for change in state.changes.iter().filter(|c| c.version > version) {
             for (name, writes) in &change.removed {
-                if may_write || !writes {
-                    if added.remove(name).is_none() {
-                        removed.insert(name.clone(), change.source.clone());
-                    }
+                if (may_write || !writes) && added.remove(name).is_none() {
+                    removed.insert(name.clone(), change.source.clone());
                 }
             }
             for (name, writes) in &change.added {
