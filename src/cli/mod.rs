@@ -472,8 +472,10 @@ impl Project {
             }
             hooks = Arc::new(host);
         }
-        self.start_mcp(&live).await;
+        // The skills' baseline first: a skill installed while MCP servers
+        // start is then news.
         self.follow_skills(&live).await;
+        self.start_mcp(&live).await;
         let runtime = Runtime {
             root: Arc::new(self.root.clone()),
             client,

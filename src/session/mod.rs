@@ -140,9 +140,11 @@ pub struct Session {
     shown_block: Option<String>,
     /// What the previous request sent.
     previous: request::Previous,
-    /// The live tools' version its tool list (or its last notice of their
-    /// changes) is from.
+    /// The live tools' version its last notice (or its start) is from.
     live_version: u64,
+    /// The live version its tool list was built from (a compaction rebuilds
+    /// it; the notes in between are still news).
+    tools_version: u64,
 }
 
 impl Session {
@@ -220,6 +222,7 @@ impl Session {
             shown_block,
             previous: request::Previous::default(),
             live_version,
+            tools_version: live_version,
         }
     }
 
@@ -231,19 +234,24 @@ impl Session {
             self.estimator.forget_prefix();
         }
         self.router = router;
-        self.live_version = version;
+        self.tools_version = version;
     }
 
     /// What changed among the live tools since the session last looked, as
     /// text for its model (`None` when nothing it may use changed).
     fn tool_changes(&mut self) -> Option<String> {
         let live = &self.runtime.live;
-        let version = live.version();
-        if version == self.live_version {
+        if live.version() == self.live_version {
             return None;
         }
-        let notice = live.notice_since(self.live_version, self.setup.agent.capabilities().write);
+        let (version, notice) = live.notice_since(
+            self.live_version,
+            self.tools_version.max(self.live_version),
+            self.setup.agent.capabilities().write,
+            self.router.registry.get(live::CALL_TOOL).is_some(),
+        );
         self.live_version = version;
+        self.tools_version = self.tools_version.max(version);
         notice
     }
 

@@ -61,14 +61,21 @@ struct State {
     changes: Vec<Change>,
 }
 
+/// What a tool was at one version: whether it writes, and its spec.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    writes: bool,
+    spec: ToolSpec,
+}
+
 /// What one source changed, at one version.
 #[derive(Debug, Clone, PartialEq)]
 struct Change {
     version: u64,
     source: String,
     /// (name, writes)
-    added: Vec<(String, bool)>,
-    removed: Vec<(String, bool)>,
+    added: Vec<(String, Shape)>,
+    removed: Vec<(String, Shape)>,
     /// Free text (a skill or agent added): shown to every session.
     note: Option<String>,
 }
@@ -159,20 +166,31 @@ impl LiveTools {
             let mut added = Vec::new();
             let mut removed = Vec::new();
             for (name, tool) in &offered {
+                let now = Shape {
+                    writes: tool.writes,
+                    spec: tool.tool.spec(),
+                };
                 match before.get(name) {
-                    Some((writes, spec)) if *writes == tool.writes && *spec == tool.tool.spec() => {
-                    }
+                    Some((writes, spec)) if *writes == now.writes && *spec == now.spec => {}
                     // A changed schema counts as the tool removed and added.
-                    Some((writes, _)) => {
-                        removed.push((name.clone(), *writes));
-                        added.push((name.clone(), tool.writes));
+                    Some((writes, spec)) => {
+                        let was = Shape {
+                            writes: *writes,
+                            spec: spec.clone(),
+                        };
+                        removed.push((name.clone(), was));
+                        added.push((name.clone(), now));
                     }
-                    None => added.push((name.clone(), tool.writes)),
+                    None => added.push((name.clone(), now)),
                 }
             }
-            for (name, (writes, _)) in &before {
+            for (name, (writes, spec)) in &before {
                 if !offered.contains_key(name) {
-                    removed.push((name.clone(), *writes));
+                    let was = Shape {
+                        writes: *writes,
+                        spec: spec.clone(),
+                    };
+                    removed.push((name.clone(), was));
                 }
             }
             state.tools.retain(|_, t| t.source != source);
@@ -226,7 +244,7 @@ impl LiveTools {
     fn announce(&self, change: &Change) {
         self.changed.send_replace(change.version);
         if let Some(events) = &self.events {
-            let names = |list: &[(String, bool)]| list.iter().map(|(n, _)| n.clone()).collect();
+            let names = |list: &[(String, Shape)]| list.iter().map(|(n, _)| n.clone()).collect();
             events.emit(Event::ToolsChanged {
                 source: change.source.clone(),
                 added: names(&change.added),
@@ -258,49 +276,90 @@ impl LiveTools {
         (state.version, tools)
     }
 
-    /// What changed since `version` for an agent that may (or may not)
-    /// write, as a message for its model; `None` when nothing it could use
-    /// changed. Tools added and removed again in between are not mentioned.
-    pub fn notice_since(&self, version: u64, may_write: bool) -> Option<String> {
+    /// Whether `name` is a live tool (for any agent).
+    pub fn offers(&self, name: &str) -> bool {
+        self.read().tools.contains_key(name)
+    }
+
+    /// What changed for an agent that may (or may not) write: notes since
+    /// `notes_from`, tools since `tools_from` (a session whose tool list
+    /// was rebuilt has seen the tools of that version), as a message for
+    /// its model, with the version it was read at; `None` when nothing it
+    /// could use changed. A tool that ends as it was (removed and added
+    /// back when its server restarted) is not mentioned. `call_tool` says
+    /// whether the session has `call_tool` and `find_tools`; without them
+    /// new tools are called by name, their parameters shown here.
+    pub fn notice_since(
+        &self,
+        notes_from: u64,
+        tools_from: u64,
+        may_write: bool,
+        call_tool: bool,
+    ) -> (u64, Option<String>) {
         let state = self.read();
-        let mut added: BTreeMap<String, String> = BTreeMap::new();
-        let mut removed: BTreeMap<String, String> = BTreeMap::new();
+        // Per name: what it was before the first change seen (None: it did
+        // not exist), and what it is after the last.
+        let mut span: BTreeMap<&str, (Option<&Shape>, Option<&Shape>, &str)> = BTreeMap::new();
         let mut notes = Vec::new();
-        for change in state.changes.iter().filter(|c| c.version > version) {
-            for (name, writes) in &change.removed {
-                if (may_write || !writes) && added.remove(name).is_none() {
-                    removed.insert(name.clone(), change.source.clone());
-                }
-            }
-            for (name, writes) in &change.added {
-                if may_write || !writes {
-                    removed.remove(name);
-                    added.insert(name.clone(), change.source.clone());
-                }
-            }
+        for change in state.changes.iter().filter(|c| c.version > notes_from) {
             if let Some(note) = &change.note {
-                notes.push(note.clone());
+                notes.push(note.as_str());
+            }
+            if change.version <= tools_from {
+                continue;
+            }
+            for (name, was) in &change.removed {
+                let entry = span
+                    .entry(name)
+                    .or_insert((Some(was), None, change.source.as_str()));
+                entry.1 = None;
+            }
+            for (name, now) in &change.added {
+                let entry = span
+                    .entry(name)
+                    .or_insert((None, None, change.source.as_str()));
+                entry.1 = Some(now);
+                entry.2 = change.source.as_str();
             }
         }
-        // Names added then removed again were dropped above; a name added
-        // that is gone now (removed later by a change this agent could not
-        // see) is not offered either.
-        added.retain(|name, _| state.tools.contains_key(name));
+        fn visible(shape: Option<&Shape>, may_write: bool) -> Option<&Shape> {
+            shape.filter(|s| may_write || !s.writes)
+        }
+        let mut added: Vec<(&str, &str, &Shape)> = Vec::new();
+        let mut removed: Vec<(&str, &str)> = Vec::new();
+        for (name, (before, after, source)) in span {
+            match (visible(before, may_write), visible(after, may_write)) {
+                (Some(was), Some(now)) if was == now => {}
+                (_, Some(now)) if state.tools.contains_key(name) => {
+                    added.push((name, source, now));
+                }
+                (Some(_), _) => removed.push((name, source)),
+                _ => {}
+            }
+        }
+        let version = state.version;
         if added.is_empty() && removed.is_empty() && notes.is_empty() {
-            return None;
+            return (version, None);
         }
         let mut text = String::from("[orch] Tools changed while you were working.");
         if !added.is_empty() {
-            text.push_str("\nNow available (call them with call_tool):");
-            for (name, source) in &added {
-                let description = state
-                    .tools
-                    .get(name)
-                    .map(|tool| one_line(&tool.tool.spec().description))
-                    .unwrap_or_default();
-                text.push_str(&format!("\n- {name} ({source}): {description}"));
+            text.push_str(if call_tool {
+                "\nNow available (call them with call_tool, or by name):"
+            } else {
+                "\nNow available (call them by name):"
+            });
+            for (name, source, now) in &added {
+                text.push_str(&format!(
+                    "\n- {name} ({source}): {}",
+                    one_line(&now.spec.description)
+                ));
+                if !call_tool {
+                    text.push_str(&format!(" Parameters: {}", now.spec.parameters));
+                }
             }
-            text.push_str("\nfind_tools shows their parameters.");
+            if call_tool {
+                text.push_str("\nfind_tools shows their parameters.");
+            }
         }
         if !removed.is_empty() {
             let names: Vec<String> = removed
@@ -311,9 +370,9 @@ impl LiveTools {
         }
         for note in notes {
             text.push('\n');
-            text.push_str(&note);
+            text.push_str(note);
         }
-        Some(text)
+        (version, Some(text))
     }
 
     /// The live tools matching `query` (every word in the name or the
@@ -522,7 +581,7 @@ impl Tool for FindTools {
         true
     }
 
-    async fn call(&self, args: Value, _ctx: &ToolContext) -> ToolOutput {
+    async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Args {
@@ -552,6 +611,14 @@ impl Tool for FindTools {
             })
             .collect();
         let mut text = serde_json::to_string_pretty(&tools).unwrap_or_default();
+        // A server decides how large its schemas are; the result is capped
+        // like a file read.
+        let cut = crate::text::truncate(&mut text, ctx.limits.read_max_bytes);
+        if cut > 0 {
+            text.push_str(&format!(
+                "\n[{cut} more bytes left out; use more words to narrow the search]"
+            ));
+        }
         if more {
             text.push_str(&format!(
                 "\n(only the first {FIND_LIMIT} matches; use more words to narrow the search)"
@@ -618,7 +685,8 @@ mod tests {
         let live = LiveTools::default();
         live.set_source("plugins", vec![(tool("old", "old one"), false)]);
         let seen = live.version();
-        assert_eq!(live.notice_since(seen, false), None);
+        let notice = |from: u64, may_write: bool| live.notice_since(from, from, may_write, true).1;
+        assert_eq!(notice(seen, false), None);
         live.set_source(
             "plugins",
             vec![
@@ -628,7 +696,7 @@ mod tests {
         );
         live.set_source("mcp:y", vec![(tool("brief", "short-lived"), false)]);
         live.set_source("mcp:y", Vec::new());
-        let reader = live.notice_since(seen, false).unwrap();
+        let reader = notice(seen, false).unwrap();
         assert!(
             reader.contains("- fresh (plugins): a new tool over lines"),
             "{reader}"
@@ -642,15 +710,38 @@ mod tests {
             reader.contains("No longer available: old (plugins)."),
             "{reader}"
         );
-        let writer = live.notice_since(seen, true).unwrap();
+        let writer = notice(seen, true).unwrap();
         assert!(writer.contains("- writer (plugins): writes"), "{writer}");
-        assert_eq!(live.notice_since(live.version(), true), None);
+        assert_eq!(notice(live.version(), true), None);
         live.note(
             "skills",
             "Skill \"deploy\" is available: load it with skill.".into(),
         );
-        let noted = live.notice_since(live.version() - 1, false).unwrap();
+        let noted = notice(live.version() - 1, false).unwrap();
         assert!(noted.ends_with("Skill \"deploy\" is available: load it with skill."));
+        // A session whose tool list was rebuilt still hears the note.
+        let (_, rebuilt) = live.notice_since(seen, live.version(), false, true);
+        assert!(rebuilt.unwrap().ends_with("load it with skill."));
+        // A source that went away and came back as it was is no news.
+        let before = live.version();
+        live.set_source("plugins", Vec::new());
+        live.set_source(
+            "plugins",
+            vec![
+                (tool("fresh", "a new tool\nover lines"), false),
+                (tool("writer", "writes"), true),
+            ],
+        );
+        assert_eq!(notice(before, true), None);
+        // Without call_tool, the parameters come with the notice.
+        live.set_source("mcp:z", vec![(tool("zed", "zzz"), false)]);
+        let (_, direct) = live.notice_since(before, before, false, false);
+        let direct = direct.unwrap();
+        assert!(direct.contains("(call them by name)"), "{direct}");
+        assert!(
+            direct.contains("- zed (mcp:z): zzz Parameters: {"),
+            "{direct}"
+        );
     }
 
     #[test]

@@ -247,13 +247,17 @@ impl ToolRouter {
         self
     }
 
-    /// The tool `name` this session may call: its own, else a live one.
+    /// The tool `name` this session may call. A live tool is taken as it is
+    /// now, even when the session's tool list holds it as it was (a server
+    /// may have made a read-only tool a writing one since); else the
+    /// session's own.
     fn tool(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        if let Some(tool) = self.registry.get(name) {
-            return Some(tool.clone());
+        if let Some((live, may_write)) = &self.live
+            && live.offers(name)
+        {
+            return live.get(name, *may_write).map(|live| live.tool);
         }
-        let (live, may_write) = self.live.as_ref()?;
-        live.get(name, *may_write).map(|live| live.tool)
+        self.registry.get(name).cloned()
     }
 
     /// The call a `call_tool` call names (its id kept), or the call itself.
@@ -500,7 +504,7 @@ impl ToolRouter {
                     "tool \"{name}\" ({}) changes things outside orch's file rules and is offered only to agents that may write",
                     gone.source
                 );
-            } else if !offered.is_empty() {
+            } else if !offered.is_empty() && self.registry.get(live::CALL_TOOL).is_some() {
                 text.push_str(&format!(
                     "; {} more through call_tool (find_tools(query) shows them)",
                     offered.len()
@@ -622,6 +626,55 @@ fn preview(content: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Probe(bool);
+
+    #[async_trait]
+    impl Tool for Probe {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec {
+                name: "mcp__s__probe".into(),
+                description: if self.0 { "reads" } else { "writes" }.into(),
+                parameters: serde_json::json!({"type": "object"}),
+            }
+        }
+        fn read_only(&self) -> bool {
+            self.0
+        }
+        async fn call(&self, _args: Value, _ctx: &ToolContext) -> ToolOutput {
+            ToolOutput::ok("ran")
+        }
+    }
+
+    #[test]
+    fn a_live_tool_that_became_a_writing_one_is_gone_for_a_reader_whose_list_holds_it() {
+        let live = Arc::new(live::LiveTools::default());
+        let reading: Arc<dyn Tool> = Arc::new(Probe(true));
+        live.set_source("mcp", vec![(reading.clone(), false)]);
+        let mut registry = ToolRegistry::new();
+        registry.insert(reading);
+        let router = ToolRouter::new(
+            registry,
+            Permissions::new(Default::default(), false),
+            Arc::new(EventBus::new()),
+            Arc::new(hooks::NoHooks),
+        )
+        .with_live(live.clone(), false);
+        assert!(router.tool("mcp__s__probe").is_some());
+        live.set_source("mcp", vec![(Arc::new(Probe(false)), true)]);
+        assert!(router.tool("mcp__s__probe").is_none());
+        let call = ToolCall {
+            id: "c1".into(),
+            name: "mcp__s__probe".into(),
+            arguments: "{}".into(),
+        };
+        assert!(!router.is_read_only(&call));
+        assert!(
+            router
+                .unknown("mcp__s__probe")
+                .contains("offered only to agents that may write")
+        );
+    }
 
     #[test]
     fn only_the_bash_tools_own_note_counts_as_a_sandbox_refusal() {
