@@ -76,26 +76,17 @@ impl Sources {
     /// `trusted`) and the user's (`<config dir>/orch/commands`,
     /// `~/.claude/commands`).
     pub fn of(root: &Path, trusted: bool) -> Sources {
-        let project: Vec<PathBuf> = PROJECT_DIRS.iter().map(|dir| root.join(dir)).collect();
-        let mut user = Vec::new();
-        if let Some(config) = dirs::config_dir() {
-            user.push(config.join("orch").join("commands"));
-        }
-        if let Some(home) = dirs::home_dir() {
-            user.push(home.join(".claude").join("commands"));
-        }
-        if trusted {
-            Sources {
-                project,
-                user,
-                ignored: Vec::new(),
-            }
-        } else {
-            Sources {
-                ignored: project.into_iter().filter(|dir| dir.is_dir()).collect(),
-                project: Vec::new(),
-                user,
-            }
+        let (project, user, ignored) = crate::skills::folders(
+            root,
+            trusted,
+            PROJECT_DIRS,
+            "commands",
+            &[".claude/commands"],
+        );
+        Sources {
+            project,
+            user,
+            ignored,
         }
     }
 

@@ -276,23 +276,7 @@ pub fn spawn_server(
     env: &[(OsString, OsString)],
     stderr_bytes: usize,
 ) -> io::Result<Server> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_clear()
-        .envs(env.iter().map(|(name, value)| (name, value)))
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
-    let Some(pid) = child.id() else {
-        return Err(io::Error::other(
-            "the process exited before it could be tracked",
-        ));
-    };
-    let group = ProcessGroup::new(pid as libc::pid_t);
+    let (mut child, group) = spawn_group(program, args, cwd, env, Stdio::piped())?;
     let stderr = std::sync::Arc::new(Mutex::new(Tail::new(stderr_bytes.max(1))));
     let reader = match child.stderr.take() {
         Some(mut pipe) => {
@@ -337,10 +321,26 @@ pub fn start(
     root: &Path,
     env: &[(OsString, OsString)],
 ) -> io::Result<Started> {
+    let (child, group) = spawn_group(program, args, root, env, Stdio::null())?;
+    Ok(Started {
+        child,
+        group: Some(group),
+    })
+}
+
+/// A long-lived child in `cwd` with exactly `env`, stdout and stderr piped,
+/// in its own process group, recorded and watched from the moment it runs.
+fn spawn_group(
+    program: &OsStr,
+    args: &[OsString],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    stdin: Stdio,
+) -> io::Result<(Child, ProcessGroup)> {
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .current_dir(root)
-        .stdin(Stdio::null())
+        .current_dir(cwd)
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_clear()
@@ -353,10 +353,7 @@ pub fn start(
             "the process exited before it could be tracked",
         ));
     };
-    Ok(Started {
-        child,
-        group: Some(ProcessGroup::new(pid as libc::pid_t)),
-    })
+    Ok((child, ProcessGroup::new(pid as libc::pid_t)))
 }
 
 impl Started {
