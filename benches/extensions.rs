@@ -273,7 +273,10 @@ async fn start_costs(what: &str, servers: Vec<(String, McpServer)>, tools: usize
 }
 
 async fn startup_costs(generated: &Path) {
-    println!("== MCP server start-up (McpHub::start until the tools are listed)");
+    println!(
+        "== MCP server start-up (McpHub::start until the tools are listed; {} cores: servers start at once, but starting is CPU work)",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
     let python = match python() {
         Ok(python) => python,
         Err(why) => {
