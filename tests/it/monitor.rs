@@ -667,6 +667,12 @@ fn one_of_each() -> Vec<Event> {
         Event::TaskReported {
             task: "task_1".into(),
         },
+        Event::ToolsChanged {
+            source: "mcp".into(),
+            added: vec!["mcp__gh__search".into()],
+            removed: Vec::new(),
+            note: None,
+        },
     ];
     for event in &all {
         match event {
