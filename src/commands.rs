@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::skills::Scope;
 use crate::skills::frontmatter;
+use crate::skills::{Scope, Sources};
 
 /// Project command folders, relative to the root, in precedence order.
 pub const PROJECT_DIRS: &[&str] = crate::config::trust::COMMAND_DIRS;
@@ -63,69 +63,49 @@ pub struct Commands {
     pub ignored: Vec<PathBuf>,
 }
 
-/// Where commands are looked for, in precedence order within each scope.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sources {
-    pub project: Vec<PathBuf>,
-    pub user: Vec<PathBuf>,
-    pub ignored: Vec<PathBuf>,
+/// Where commands are looked for: the project's folders (only when
+/// `trusted`), then `<config dir>/orch/commands` and `~/.claude/commands`.
+fn sources(root: &Path, trusted: bool) -> Sources {
+    Sources::folders(
+        root,
+        trusted,
+        PROJECT_DIRS,
+        "commands",
+        &[".claude/commands"],
+    )
 }
 
-impl Sources {
-    /// The folders for the project at `root` (its own only when
-    /// `trusted`) and the user's (`<config dir>/orch/commands`,
-    /// `~/.claude/commands`).
-    pub fn of(root: &Path, trusted: bool) -> Sources {
-        let (project, user, ignored) = crate::skills::folders(
-            root,
-            trusted,
-            PROJECT_DIRS,
-            "commands",
-            &[".claude/commands"],
-        );
-        Sources {
-            project,
-            user,
-            ignored,
-        }
-    }
-
-    pub fn scan(&self) -> Commands {
-        let mut found = Commands {
-            ignored: self.ignored.clone(),
-            ..Commands::default()
-        };
-        let mut by_name: BTreeMap<String, Command> = BTreeMap::new();
-        let scoped = self
-            .project
-            .iter()
-            .map(|dir| (dir, Scope::Project))
-            .chain(self.user.iter().map(|dir| (dir, Scope::User)));
-        for (dir, scope) in scoped {
-            let mut files = Vec::new();
-            markdown_files(dir, 0, &mut files);
-            files.sort();
-            for file in files {
-                match read_command(dir, &file, scope) {
-                    Ok(command) => match by_name.get(&command.name) {
-                        Some(first) => found.shadowed.push((command, first.file.clone())),
-                        None => {
-                            by_name.insert(command.name.clone(), command);
-                        }
-                    },
-                    Err(reason) => found.problems.push(Problem { file, reason }),
-                }
+/// The commands in `sources`, the first found of each name winning.
+fn scan_in(sources: &Sources) -> Commands {
+    let mut found = Commands {
+        ignored: sources.ignored.clone(),
+        ..Commands::default()
+    };
+    let mut by_name: BTreeMap<String, Command> = BTreeMap::new();
+    for (dir, scope) in sources.scoped() {
+        let mut files = Vec::new();
+        markdown_files(dir, 0, &mut files);
+        files.sort();
+        for file in files {
+            match read_command(dir, &file, scope) {
+                Ok(command) => match by_name.get(&command.name) {
+                    Some(first) => found.shadowed.push((command, first.file.clone())),
+                    None => {
+                        by_name.insert(command.name.clone(), command);
+                    }
+                },
+                Err(reason) => found.problems.push(Problem { file, reason }),
             }
         }
-        found.commands = by_name.into_values().collect();
-        found
     }
+    found.commands = by_name.into_values().collect();
+    found
 }
 
 /// The commands of the project at `root` (its own only when `trusted`)
 /// and of the user.
 pub fn scan(root: &Path, trusted: bool) -> Commands {
-    Sources::of(root, trusted).scan()
+    scan_in(&sources(root, trusted))
 }
 
 /// Every `.md` file under `dir`, links not followed.
@@ -332,12 +312,11 @@ mod tests {
         write("user/Upper.md", "x");
         write("user/empty.md", "---\ndescription: d\n---\n\n");
         write("user/notes.txt", "not a command");
-        let found = Sources {
+        let found = scan_in(&Sources {
             project: vec![dir.path().join("project")],
             user: vec![dir.path().join("user")],
             ignored: Vec::new(),
-        }
-        .scan();
+        });
         let names: Vec<&str> = found.commands.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["fix-issue", "frontend:build"]);
         let fix = found.find("fix-issue").unwrap();

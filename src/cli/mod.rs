@@ -176,11 +176,11 @@ pub struct Project {
     plugin_observer: std::sync::OnceLock<crate::plugins::PluginObserver>,
     live_tools: std::sync::OnceLock<Arc<crate::tools::live::LiveTools>>,
     /// The run's MCP servers, and the task that follows their tool lists.
-    mcp: std::sync::OnceLock<(crate::mcp::McpHub, AbortOnDrop)>,
+    mcp: std::sync::OnceLock<(crate::mcp::McpHub, AbortOnDropHandle<()>)>,
     /// The task that notices skills installed during the run.
-    skills_follower: std::sync::OnceLock<AbortOnDrop>,
+    skills_follower: std::sync::OnceLock<AbortOnDropHandle<()>>,
     /// The task that makes agents plugins add during a mission delegable.
-    agents_follower: std::sync::OnceLock<AbortOnDrop>,
+    agents_follower: std::sync::OnceLock<AbortOnDropHandle<()>>,
     /// The signal listener behind `cancel`, owned for the command's life.
     _ctrl_c: AbortOnDropHandle<()>,
     /// `--json`: the journal followed onto stdout.
@@ -525,7 +525,7 @@ impl Project {
                 }
             }
         });
-        let _ = self.mcp.set((hub, AbortOnDrop(follow)));
+        let _ = self.mcp.set((hub, AbortOnDropHandle::new(follow)));
     }
 
     /// Tell running sessions about skills installed while the run goes on
@@ -593,7 +593,7 @@ impl Project {
                 known.extend(added.iter().map(|skill| skill.name.clone()));
             }
         });
-        let _ = self.skills_follower.set(AbortOnDrop(follow));
+        let _ = self.skills_follower.set(AbortOnDropHandle::new(follow));
     }
 
     /// Make agents that plugins added while the mission runs delegable
@@ -650,7 +650,7 @@ impl Project {
                 );
             }
         });
-        let _ = self.agents_follower.set(AbortOnDrop(follow));
+        let _ = self.agents_follower.set(AbortOnDropHandle::new(follow));
     }
 
     /// The tools whose sources change while this run goes on (plugins, MCP
@@ -767,15 +767,6 @@ impl Project {
                 self.config.openai.base_url
             )),
         }
-    }
-}
-
-/// A spawned task that ends with its owner.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

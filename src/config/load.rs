@@ -116,21 +116,9 @@ pub fn read_mcp_json(
     file: &Path,
     skipped: &mut Vec<String>,
 ) -> Result<Vec<(String, Value)>, ConfigError> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => {
-            return Err(ConfigError::Read {
-                file: file.display().to_string(),
-                message: err.to_string(),
-            });
-        }
+    let Some(value) = read_json(file)? else {
+        return Ok(Vec::new());
     };
-    let value: Value =
-        serde_json::from_str(&strip_comments(&text)).map_err(|err| ConfigError::Read {
-            file: file.display().to_string(),
-            message: format!("not valid JSON: {err}"),
-        })?;
     let servers = match value.get("mcpServers") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(servers)) => servers.clone(),
@@ -183,7 +171,8 @@ pub fn mcp_entry(entry: &Value) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
-fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
+/// A JSON file with comments allowed, or `None` when it does not exist.
+fn read_json(file: &Path) -> Result<Option<Value>, ConfigError> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -199,6 +188,13 @@ fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
             file: file.display().to_string(),
             message: format!("not valid JSON: {err}"),
         })?;
+    Ok(Some(value))
+}
+
+fn read_layer(file: &Path) -> Result<Option<Value>, ConfigError> {
+    let Some(value) = read_json(file)? else {
+        return Ok(None);
+    };
     // Validate this file alone so the error can name it.
     let name = file.display().to_string();
     validate(&parse_layer(&name, value.clone())?, &name)?;

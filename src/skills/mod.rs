@@ -106,35 +106,8 @@ const DESCRIPTION_MAX: usize = 1024;
 /// Largest `SKILL.md` read.
 const SKILL_FILE_MAX: u64 = 1024 * 1024;
 
-/// The folders of one kind of user file (skills, commands), in precedence
-/// order: the project's `project_dirs` (only when `trusted`; otherwise the
-/// ones that exist are returned as ignored) and the user's
-/// (`<config dir>/orch/<name>`, then each of `home_dirs` under `HOME`).
-/// `(project, user, ignored)`.
-pub fn folders(
-    root: &Path,
-    trusted: bool,
-    project_dirs: &[&str],
-    name: &str,
-    home_dirs: &[&str],
-) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>) {
-    let project: Vec<PathBuf> = project_dirs.iter().map(|dir| root.join(dir)).collect();
-    let mut user = Vec::new();
-    if let Some(config) = dirs::config_dir() {
-        user.push(config.join("orch").join(name));
-    }
-    if let Some(home) = dirs::home_dir() {
-        user.extend(home_dirs.iter().map(|dir| home.join(dir)));
-    }
-    if trusted {
-        (project, user, Vec::new())
-    } else {
-        let ignored = project.into_iter().filter(|dir| dir.is_dir()).collect();
-        (Vec::new(), user, ignored)
-    }
-}
-
-/// Where skills are looked for, in precedence order within each scope.
+/// Where skills (or commands, `crate::commands`) are looked for, in
+/// precedence order within each scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sources {
     pub project: Vec<PathBuf>,
@@ -148,18 +121,56 @@ impl Sources {
     /// and the user's (`<config dir>/orch/skills`, `~/.claude/skills`,
     /// `~/.agents/skills`, from `XDG_CONFIG_HOME` and `HOME`).
     pub fn of(root: &Path, trusted: bool) -> Sources {
-        let (project, user, ignored) = folders(
+        Sources::folders(
             root,
             trusted,
             PROJECT_DIRS,
             "skills",
             &[".claude/skills", ".agents/skills"],
-        );
-        Sources {
-            project,
-            user,
-            ignored,
+        )
+    }
+
+    /// The folders of one kind of user file (skills, commands): the
+    /// project's `project_dirs` (only when `trusted`; otherwise the ones
+    /// that exist are kept as ignored) and the user's
+    /// (`<config dir>/orch/<name>`, then each of `home_dirs` under `HOME`).
+    pub fn folders(
+        root: &Path,
+        trusted: bool,
+        project_dirs: &[&str],
+        name: &str,
+        home_dirs: &[&str],
+    ) -> Sources {
+        let project: Vec<PathBuf> = project_dirs.iter().map(|dir| root.join(dir)).collect();
+        let mut user = Vec::new();
+        if let Some(config) = dirs::config_dir() {
+            user.push(config.join("orch").join(name));
         }
+        if let Some(home) = dirs::home_dir() {
+            user.extend(home_dirs.iter().map(|dir| home.join(dir)));
+        }
+        if trusted {
+            Sources {
+                project,
+                user,
+                ignored: Vec::new(),
+            }
+        } else {
+            Sources {
+                ignored: project.into_iter().filter(|dir| dir.is_dir()).collect(),
+                project: Vec::new(),
+                user,
+            }
+        }
+    }
+
+    /// Every folder with its scope, the project's first: what is found
+    /// first wins.
+    pub fn scoped(&self) -> impl Iterator<Item = (&Path, Scope)> {
+        self.project
+            .iter()
+            .map(|dir| (dir.as_path(), Scope::Project))
+            .chain(self.user.iter().map(|dir| (dir.as_path(), Scope::User)))
     }
 
     /// Read every skill from these folders.
@@ -169,12 +180,7 @@ impl Sources {
             ..Skills::default()
         };
         let mut by_name: BTreeMap<String, Skill> = BTreeMap::new();
-        let scoped = self
-            .project
-            .iter()
-            .map(|dir| (dir, Scope::Project))
-            .chain(self.user.iter().map(|dir| (dir, Scope::User)));
-        for (dir, scope) in scoped {
+        for (dir, scope) in self.scoped() {
             for skill_dir in skill_dirs(dir) {
                 match read_skill(&skill_dir, scope) {
                     Ok(skill) => match by_name.get(&skill.name) {

@@ -112,6 +112,20 @@ impl Waiter {
     }
 }
 
+/// A trusted project with one plugin installed (so the run watches the
+/// plugin folder), and that folder.
+fn project_with_a_plugin() -> (Project, std::path::PathBuf) {
+    let project = Project::trusted();
+    let plugins = project.file(".opencode/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        crate::plugins::guest("todo_stats"),
+        plugins.join("todo_stats.wasm"),
+    )
+    .unwrap();
+    (project, plugins)
+}
+
 #[tokio::test]
 async fn a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_cache() {
     let Some(python) = crate::mcp::python() else {
@@ -121,14 +135,7 @@ async fn a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_ca
         );
         return;
     };
-    let project = Project::trusted();
-    let plugins = project.file(".opencode/plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        crate::plugins::guest("todo_stats"),
-        plugins.join("todo_stats.wasm"),
-    )
-    .unwrap();
+    let (project, plugins) = project_with_a_plugin();
     project.write(
         ".opencode/orch.json",
         &json!({
@@ -242,14 +249,7 @@ async fn a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_ca
 async fn an_agent_a_plugin_adds_mid_mission_is_delegated_to_in_that_mission() {
     use tokio::io::AsyncBufReadExt;
 
-    let project = Project::trusted();
-    let plugins = project.file(".opencode/plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        crate::plugins::guest("todo_stats"),
-        plugins.join("todo_stats.wasm"),
-    )
-    .unwrap();
+    let (project, plugins) = project_with_a_plugin();
     project.write(
         ".opencode/orch.json",
         &json!({"notifications": false, "plugins": {"user_dir": false}, "worktrees": false})
