@@ -14,7 +14,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Agent, AgentSource, PROCESS_TOOLS, READ_TOOLS, Role, TODO_READ, WRITE_TOOLS};
+use super::{
+    Agent, AgentSource, PROCESS_TOOLS, READ_TOOLS, Role, SEARCH_TOOLS, TODO_READ, WRITE_TOOLS,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -109,6 +111,7 @@ fn to_agent(name: &str, entry: Entry) -> Result<Agent, String> {
         Some(tools) => tools,
         None => READ_TOOLS
             .iter()
+            .chain(SEARCH_TOOLS)
             .chain(TODO_READ)
             .chain(WRITE_TOOLS)
             .chain(&["bash"])

@@ -132,7 +132,13 @@ pub const BACKGROUND_TOOLS: &[&str] = &[
     "list_background",
     "kill_background",
 ];
-pub const WRITE_TOOLS: &[&str] = &["write", "edit"];
+/// Structural and multi-pattern search and the tree's shape: for agents that
+/// explore code (not the Commander, which delegates that).
+pub const SEARCH_TOOLS: &[&str] = &["ast_search", "mgrep", "file_stats"];
+pub const WRITE_TOOLS: &[&str] = &["write", "edit", "ast_replace", "sed_replace"];
+/// HTTP to the servers the mission's own processes run (and hosts config
+/// lists); anything but GET/HEAD needs a role that may write.
+pub const NET_TOOLS: &[&str] = &["http"];
 /// Tools that start processes: what `canBash: false` takes away.
 pub const PROCESS_TOOLS: &[&str] = &["bash", "run_background", "diagnostics"];
 pub const TODO_READ: &[&str] = &["read_todo"];
@@ -188,7 +194,7 @@ impl AgentRegistry {
                 Role::Planner,
                 "explores the project and writes the plan (.opencode/todo.md) as small, verifiable items",
                 include_str!("../../prompts/planner.md"),
-                &[READ_TOOLS, TODO_WRITE],
+                &[READ_TOOLS, SEARCH_TOOLS, TODO_WRITE],
             ),
             builtin(
                 "Worker",
@@ -197,9 +203,11 @@ impl AgentRegistry {
                 include_str!("../../prompts/worker.md"),
                 &[
                     READ_TOOLS,
+                    SEARCH_TOOLS,
                     WRITE_TOOLS,
                     &["bash", "diagnostics"],
                     BACKGROUND_TOOLS,
+                    NET_TOOLS,
                     TODO_READ,
                     &["update_todo"],
                     MEMORY_TOOLS,
@@ -212,8 +220,10 @@ impl AgentRegistry {
                 include_str!("../../prompts/reviewer.md"),
                 &[
                     READ_TOOLS,
+                    SEARCH_TOOLS,
                     &["bash", "diagnostics"],
                     BACKGROUND_TOOLS,
+                    NET_TOOLS,
                     TODO_READ,
                     &["update_todo", "sync_issues"],
                 ],
