@@ -484,7 +484,13 @@ fn summarize(tool: &str, arguments: &Value) -> String {
     };
     let text = match tool {
         "bash" => field("command"),
-        "glob" | "grep" => field("pattern"),
+        "glob" | "grep" | "ast_search" | "ast_replace" | "sed_replace" => field("pattern"),
+        "mgrep" => field("patterns"),
+        "http" => {
+            let method = field("method");
+            let method = if method.is_empty() { "GET".into() } else { method };
+            format!("{method} {}", field("url"))
+        }
         "update_todo" => format!("{} → {}", field("id"), field("status")),
         "add_todo" => {
             let id = field("id");

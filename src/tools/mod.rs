@@ -18,6 +18,7 @@ pub mod permissions;
 pub mod search;
 pub mod seen;
 pub mod skill;
+pub mod stats;
 pub mod todo;
 
 use std::borrow::Cow;
@@ -156,6 +157,8 @@ impl ToolRegistry {
         registry.insert(Arc::new(fs::List));
         registry.insert(Arc::new(search::Glob));
         registry.insert(Arc::new(search::Grep));
+        registry.insert(Arc::new(search::Mgrep));
+        registry.insert(Arc::new(stats::FileStats));
         registry.insert(Arc::new(bash::Bash));
         registry.insert(Arc::new(git::GitStatus));
         registry.insert(Arc::new(git::GitDiff));

@@ -1,4 +1,5 @@
-//! Search tools: `glob` finds files by name, `grep` finds lines by regex.
+//! Search tools: `glob` finds files by name, `grep` finds lines by regex,
+//! `mgrep` by several regexes at once, grouped by pattern.
 //!
 //! Both walk the tree with ripgrep's `ignore` crate, so `.gitignore` (and
 //! `.ignore`) rules apply even outside a git repository, `.git` itself is
@@ -244,45 +245,24 @@ fn grep_files(
         })
         .clamp(1, GREP_HARD_MAX.max(default_max));
 
-    let files: Box<dyn Iterator<Item = PathBuf> + '_> = if meta.is_dir() {
-        let dir = target.clone();
-        Box::new(
-            walk::project(&target)
-                .build()
-                .filter_map(Result::ok)
-                .filter(move |entry| {
-                    let under_dir = entry.path().strip_prefix(&dir).unwrap_or(entry.path());
-                    filter.as_ref().is_none_or(|f| f.is_match(under_dir))
-                        && searchable_file(root, entry)
-                })
-                .map(ignore::DirEntry::into_path),
-        )
-    } else {
-        Box::new(std::iter::once(target.clone()))
-    };
+    let files = files_under(root, &target, meta.is_dir(), filter);
 
-    let mut searcher = SearcherBuilder::new()
-        .binary_detection(BinaryDetection::quit(0))
-        .line_number(true)
-        .build();
+    let mut searcher = line_searcher();
     let mut lines: Vec<String> = Vec::new();
     let mut more = false;
     for file in files {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
         }
-        let mut sink = Collect {
-            path: relative(root, &file),
-            // One past the cap, to know whether anything was left out.
-            room: max + 1 - lines.len(),
-            hits: Vec::new(),
-            binary: false,
-        };
-        // An unreadable file is skipped like ripgrep does, not fatal.
-        if searcher.search_path(&matcher, &file, &mut sink).is_err() || sink.binary {
+        // One past the cap, to know whether anything was left out.
+        let Some(hits) = search_file(&mut searcher, &matcher, &file, max + 1 - lines.len()) else {
             continue;
-        }
-        lines.append(&mut sink.hits);
+        };
+        let path = relative(root, &file);
+        lines.extend(
+            hits.into_iter()
+                .map(|(line, text)| format!("{path}:{line}: {text}")),
+        );
         if lines.len() > max {
             lines.truncate(max);
             more = true;
@@ -302,12 +282,287 @@ fn grep_files(
     Ok(out)
 }
 
+pub struct Mgrep;
+
+/// Most patterns one `mgrep` call takes.
+const MGREP_MAX_PATTERNS: usize = 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MgrepArgs {
+    patterns: Vec<String>,
+    path: Option<String>,
+    glob: Option<String>,
+    max: Option<u64>,
+}
+
+#[async_trait]
+impl Tool for Mgrep {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "mgrep".into(),
+            description: "grep with several regexes in one pass over the files; results grouped by pattern, each with its own cap.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "patterns": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MGREP_MAX_PATTERNS, "description": "Regular expressions (Rust syntax)"},
+                    "path": {"type": "string", "description": "File or directory to search (default: the project root)"},
+                    "glob": {"type": "string", "description": "Only search files matching this glob, e.g. *.rs"},
+                    "max": {"type": "integer", "minimum": 1, "description": "Most matching lines shown per pattern"}
+                },
+                "required": ["patterns"],
+                "additionalProperties": false
+            }),
+        }
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
+        let args: MgrepArgs = match parse_args("mgrep", args) {
+            Ok(args) => args,
+            Err(output) => return output,
+        };
+        let root = ctx.root.clone();
+        let default_max = ctx.limits.grep_max_matches.max(1);
+        let cancel = ctx.cancel.clone();
+        run_blocking(move || mgrep_files(&root, &args, default_max, &cancel)).await
+    }
+}
+
+fn mgrep_files(
+    root: &Path,
+    args: &MgrepArgs,
+    default_max: usize,
+    cancel: &CancellationToken,
+) -> Result<String, String> {
+    let patterns = &args.patterns;
+    if patterns.is_empty() || patterns.len() > MGREP_MAX_PATTERNS {
+        return Err(format!(
+            "mgrep takes 1 to {MGREP_MAX_PATTERNS} patterns, got {}",
+            patterns.len()
+        ));
+    }
+    if let Some(index) = patterns.iter().position(|pattern| pattern.is_empty()) {
+        return Err(format!("patterns[{index}] is empty"));
+    }
+    // Each pattern alone first, so an error names the one that is wrong.
+    let mut set = Vec::with_capacity(patterns.len());
+    for (index, pattern) in patterns.iter().enumerate() {
+        let matcher = RegexMatcherBuilder::new()
+            .line_terminator(Some(b'\n'))
+            .build(pattern)
+            .map_err(|err| format!("invalid regex patterns[{index}] {pattern:?}: {err}"))?;
+        set.push(matcher);
+    }
+    let any = RegexMatcherBuilder::new()
+        .line_terminator(Some(b'\n'))
+        .build_many(patterns)
+        .map_err(|err| format!("invalid regex in patterns: {err}"))?;
+    let target = resolve(root, args.path.as_deref().unwrap_or("."))?;
+    let shown = relative(root, &target);
+    let meta = std::fs::metadata(&target).map_err(|_| format!("{shown:?} does not exist"))?;
+    let filter = args
+        .glob
+        .as_deref()
+        .map(|glob| FilePattern::new(root, glob))
+        .transpose()?;
+    // By default the grep cap is shared among the patterns.
+    let max = args
+        .max
+        .map_or((default_max / patterns.len()).max(20), |max| {
+            usize::try_from(max).unwrap_or(usize::MAX)
+        })
+        .clamp(1, GREP_HARD_MAX / patterns.len());
+
+    let mut groups: Vec<Group> = patterns.iter().map(|_| Group::default()).collect();
+    let mut searcher = line_searcher();
+    for file in files_under(root, &target, meta.is_dir(), filter) {
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        // Every group full and known to have more: nothing left to learn.
+        if groups.iter().all(|group| group.more) {
+            break;
+        }
+        let mut sink = Classify {
+            patterns: &set,
+            room: groups.iter().map(|group| group.room(max)).collect(),
+            hits: Vec::new(),
+            binary: false,
+        };
+        if searcher.search_path(&any, &file, &mut sink).is_err() || sink.binary {
+            continue;
+        }
+        let path = relative(root, &file);
+        let mut touched = vec![false; groups.len()];
+        for (index, hit) in sink.hits {
+            match hit {
+                Some(text) => {
+                    groups[index].hits.push(format!("{path}:{text}"));
+                    touched[index] = true;
+                }
+                None => groups[index].more = true,
+            }
+        }
+        for (group, touched) in groups.iter_mut().zip(touched) {
+            group.files += usize::from(touched);
+        }
+    }
+    let mut out = String::new();
+    for (pattern, group) in patterns.iter().zip(&groups) {
+        if group.hits.is_empty() {
+            out.push_str(&format!("## {pattern:?}: no matches in {shown}\n"));
+            continue;
+        }
+        let lines = if group.hits.len() == 1 {
+            "line"
+        } else {
+            "lines"
+        };
+        let count = if group.more {
+            format!("first {} {lines}", group.hits.len())
+        } else {
+            format!("{} {lines}", group.hits.len())
+        };
+        let files = if group.files == 1 { "file" } else { "files" };
+        out.push_str(&format!(
+            "## {pattern:?}: {count} in {} {files}\n",
+            group.files
+        ));
+        for hit in &group.hits {
+            out.push_str(hit);
+            out.push('\n');
+        }
+        if group.more {
+            out.push_str(&format!(
+                "[… stopped at {max} lines for this pattern; narrow it, the path or the glob]\n"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One `mgrep` pattern's lines so far.
+#[derive(Clone, Default)]
+struct Group {
+    hits: Vec<String>,
+    files: usize,
+    /// Whether a line past the cap matched.
+    more: bool,
+}
+
+/// Sorts one file's matching lines by the patterns each matches; the
+/// hits are taken only if the file turns out not to be binary, as in `grep`.
+struct Classify<'a> {
+    patterns: &'a [grep_regex::RegexMatcher],
+    /// Lines each pattern may still show; `None` once a line past its cap
+    /// matched.
+    room: Vec<Option<usize>>,
+    /// (pattern, `line: text`), or `None` for a line past the cap.
+    hits: Vec<(usize, Option<String>)>,
+    binary: bool,
+}
+
+impl Group {
+    fn room(&self, max: usize) -> Option<usize> {
+        (!self.more).then(|| max - self.hits.len())
+    }
+}
+
+impl Sink for Classify<'_> {
+    type Error = io::Error;
+
+    fn matched(&mut self, _searcher: &Searcher, found: &SinkMatch<'_>) -> Result<bool, io::Error> {
+        use grep_matcher::Matcher;
+        let bytes = found.bytes();
+        let line = found.line_number().unwrap_or(0);
+        for (index, matcher) in self.patterns.iter().enumerate() {
+            let Some(room) = self.room[index] else {
+                continue;
+            };
+            if !matcher.is_match(bytes).unwrap_or(false) {
+                continue;
+            }
+            if room == 0 {
+                self.room[index] = None;
+                self.hits.push((index, None));
+                continue;
+            }
+            self.room[index] = Some(room - 1);
+            let text = String::from_utf8_lossy(bytes);
+            let text = crate::text::preview(text.trim_end_matches(['\n', '\r']), MAX_MATCH_CHARS);
+            self.hits.push((index, Some(format!("{line}: {text}"))));
+        }
+        Ok(self.room.iter().any(Option::is_some))
+    }
+
+    fn binary_data(&mut self, _searcher: &Searcher, _offset: u64) -> Result<bool, io::Error> {
+        self.binary = true;
+        Ok(false)
+    }
+}
+
+/// The files a search of `target` looks into: `target` itself when it is a
+/// file, else the searchable files under it (matching `filter`, if any).
+fn files_under<'a>(
+    root: &'a Path,
+    target: &Path,
+    is_dir: bool,
+    filter: Option<FilePattern>,
+) -> Box<dyn Iterator<Item = PathBuf> + 'a> {
+    if !is_dir {
+        return Box::new(std::iter::once(target.to_path_buf()));
+    }
+    let dir = target.to_path_buf();
+    Box::new(
+        walk::project(target)
+            .build()
+            .filter_map(Result::ok)
+            .filter(move |entry| {
+                let under_dir = entry.path().strip_prefix(&dir).unwrap_or(entry.path());
+                filter.as_ref().is_none_or(|f| f.is_match(under_dir))
+                    && searchable_file(root, entry)
+            })
+            .map(ignore::DirEntry::into_path),
+    )
+}
+
+/// A line searcher that numbers lines and gives up on binary files.
+fn line_searcher() -> Searcher {
+    SearcherBuilder::new()
+        .binary_detection(BinaryDetection::quit(0))
+        .line_number(true)
+        .build()
+}
+
+/// At most `room` matching lines of `file` as (line number, previewed
+/// text); `None` for a binary or unreadable file, skipped like ripgrep
+/// skips them.
+fn search_file(
+    searcher: &mut Searcher,
+    matcher: &grep_regex::RegexMatcher,
+    file: &Path,
+    room: usize,
+) -> Option<Vec<(u64, String)>> {
+    let mut sink = Collect {
+        room,
+        hits: Vec::new(),
+        binary: false,
+    };
+    if searcher.search_path(matcher, file, &mut sink).is_err() || sink.binary {
+        return None;
+    }
+    Some(sink.hits)
+}
+
 /// Collects one file's matching lines; a file found to be binary is dropped
 /// whole, even if some lines matched before the binary data was seen.
 struct Collect {
-    path: String,
     room: usize,
-    hits: Vec<String>,
+    hits: Vec<(u64, String)>,
     binary: bool,
 }
 
@@ -318,8 +573,7 @@ impl Sink for Collect {
         let text = String::from_utf8_lossy(found.bytes());
         let text = text.trim_end_matches(['\n', '\r']);
         let text = crate::text::preview(text, MAX_MATCH_CHARS);
-        let line = found.line_number().unwrap_or(0);
-        self.hits.push(format!("{}:{line}: {text}", self.path));
+        self.hits.push((found.line_number().unwrap_or(0), text));
         Ok(self.hits.len() < self.room)
     }
 

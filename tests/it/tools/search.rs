@@ -219,3 +219,104 @@ async fn walks_skip_the_engines_own_records_but_not_the_plan() {
     let list = fx.call("list", json!({ "path": ".opencode" })).await;
     assert_eq!(list.content.trim(), ".opencode/todo.md");
 }
+
+#[tokio::test]
+async fn mgrep_groups_lines_by_pattern_in_one_pass() {
+    let fx = tree();
+    fx.write("src/bin.dat", "hello\0binary\n");
+    let output = fx
+        .call(
+            "mgrep",
+            json!({ "patterns": ["hello", "fn \\w+", "absent_name"] }),
+        )
+        .await;
+    assert_ok(&output);
+    assert_eq!(
+        output.content,
+        "## \"hello\": 4 lines in 3 files\n\
+         .github/workflows/ci.yml:1: run: cargo test # hello\n\
+         src/main.rs:2:     println!(\"hello\");\n\
+         src/util/mod.rs:1: pub fn hello() -> &'static str {\n\
+         src/util/mod.rs:2:     \"hello\"\n\
+         ## \"fn \\\\w+\": 2 lines in 2 files\n\
+         src/main.rs:1: fn main() {\n\
+         src/util/mod.rs:1: pub fn hello() -> &'static str {\n\
+         ## \"absent_name\": no matches in .\n",
+        "ignored, .git and binary files are skipped; a line matching two patterns is in both groups"
+    );
+}
+
+#[tokio::test]
+async fn mgrep_caps_each_pattern_on_its_own_and_names_a_bad_pattern() {
+    let fx = Fixture::new();
+    let many: String = (0..50).map(|i| format!("alpha {i}\n")).collect();
+    fx.write("a.txt", &many).write("b.txt", "beta\n");
+    let output = fx
+        .call("mgrep", json!({ "patterns": ["alpha", "beta"], "max": 3 }))
+        .await;
+    assert_ok(&output);
+    assert_eq!(
+        output.content,
+        "## \"alpha\": first 3 lines in 1 file\n\
+         a.txt:1: alpha 0\na.txt:2: alpha 1\na.txt:3: alpha 2\n\
+         [… stopped at 3 lines for this pattern; narrow it, the path or the glob]\n\
+         ## \"beta\": 1 line in 1 file\nb.txt:1: beta\n",
+        "a full group does not stop the others"
+    );
+    let bad = fx
+        .call("mgrep", json!({ "patterns": ["ok", "(unclosed"] }))
+        .await;
+    assert_error(&bad, "invalid regex patterns[1] \"(unclosed\"");
+    let none = fx.call("mgrep", json!({ "patterns": [] })).await;
+    assert_error(&none, "mgrep takes 1 to 20 patterns, got 0");
+}
+
+#[tokio::test]
+async fn file_stats_counts_per_extension_and_folder_without_ignored_files() {
+    let fx = tree();
+    fx.write("src/logo.png", "\u{0}PNG\n\n\n")
+        .write("docs/guide.md", "# Guide\n\nText.")
+        .write("node_modules/x/index.js", "a\nb\nc\n");
+    let output = fx.call("file_stats", json!({})).await;
+    assert_ok(&output);
+    let text = &output.content;
+    let head = text.lines().next().unwrap();
+    assert_eq!(
+        head, ".: 167 B in 7 files, 14 lines (1 binary)",
+        "in {text}"
+    );
+    let row = |name: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row(".rs"), ".rs 6 lines 84 B 2 files");
+    assert_eq!(
+        row(".md"),
+        ".md 3 lines 14 B 1 file",
+        "a last line without newline counts"
+    );
+    assert_eq!(row(".yml"), ".yml 1 line 24 B 1 file");
+    assert_eq!(row(".png"), ".png 0 lines 7 B 1 file (1 binary)");
+    assert_eq!(row("src/"), "src/ 6 lines 91 B 3 files (1 binary)");
+    assert_eq!(row("./"), "./ 4 lines 38 B 2 files");
+    assert!(
+        !text.contains("node_modules") && !text.contains(".log"),
+        "{text}"
+    );
+    let deeper = fx
+        .call("file_stats", json!({ "path": "src", "depth": 2 }))
+        .await;
+    assert_ok(&deeper);
+    assert!(
+        deeper.content.contains("by folder (depth 2):"),
+        "{}",
+        deeper.content
+    );
+    assert!(deeper.content.contains("  util/ "), "{}", deeper.content);
+    let bad = fx.call("file_stats", json!({ "depth": 9 })).await;
+    assert_error(&bad, "depth must be 1 to 4, got 9");
+}
