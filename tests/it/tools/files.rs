@@ -379,6 +379,13 @@ fn specs_follow_the_contract() {
             &["pattern"],
             true,
         ),
+        (
+            "mgrep",
+            &["patterns", "path", "glob", "max"],
+            &["patterns"],
+            true,
+        ),
+        ("file_stats", &["path", "depth"], &[], true),
         ("bash", &["command", "timeout_ms"], &["command"], false),
         ("git_status", &[], &[], true),
         ("git_diff", &["staged", "path"], &[], true),
