@@ -61,6 +61,34 @@ pub fn install<'a>(
     }));
 }
 
+/// Add `values` to the redacted ones (header values the plugin host reads
+/// from the environment for a grant), keeping the installed policy.
+pub fn register(values: impl IntoIterator<Item = String>) {
+    let mut slot = POLICY.write().expect("secrets lock");
+    let mut policy = match slot.as_deref() {
+        Some(policy) => Policy {
+            values: policy.values.clone(),
+            keep: policy.keep.clone(),
+            remove: policy.remove.clone(),
+        },
+        None => Policy::default(),
+    };
+    let before = policy.values.len();
+    policy.values.extend(
+        values
+            .into_iter()
+            .filter(|value| value.len() >= MIN_SECRET_LEN),
+    );
+    if policy.values.len() == before {
+        return;
+    }
+    policy
+        .values
+        .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    policy.values.dedup();
+    *slot = Some(Arc::new(policy));
+}
+
 /// Whether a process orch starts must not see the variable `name`.
 pub fn is_secret_name(name: &str) -> bool {
     match policy() {
