@@ -184,5 +184,12 @@ mod tests {
         );
         assert_eq!(redact("short"), "short");
         assert_eq!(redact("sk-live-0123456789"), REDACTED);
+        // Values registered later (a plugin grant's header) join the
+        // installed ones; short ones are left alone there too.
+        register(["ghp_plugin0123456789".to_string(), "tiny".to_string()]);
+        assert_eq!(
+            redact("sk-live-0123456789 ghp_plugin0123456789 tiny"),
+            "[redacted] [redacted] tiny"
+        );
     }
 }

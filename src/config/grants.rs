@@ -68,7 +68,9 @@ impl PluginGrant {
     pub fn check(&self) -> Result<(), GrantProblem> {
         let mut hosts = Vec::new();
         for (i, entry) in self.fetch.iter().enumerate() {
-            hosts.push(HostPattern::parse(entry).map_err(|message| (format!("fetch[{i}]"), message))?);
+            hosts.push(
+                HostPattern::parse(entry).map_err(|message| (format!("fetch[{i}]"), message))?,
+            );
         }
         for (host, headers) in &self.headers {
             let key = format!("headers.{host}");
@@ -166,7 +168,10 @@ impl HeaderValue {
 
     /// The value with each reference replaced by `lookup(name)`; the names
     /// `lookup` has no value for come back as the error.
-    pub fn expand(&self, mut lookup: impl FnMut(&str) -> Option<String>) -> Result<String, Vec<String>> {
+    pub fn expand(
+        &self,
+        mut lookup: impl FnMut(&str) -> Option<String>,
+    ) -> Result<String, Vec<String>> {
         let mut out = String::new();
         let mut missing = Vec::new();
         for part in &self.0 {
@@ -178,7 +183,11 @@ impl HeaderValue {
                 },
             }
         }
-        if missing.is_empty() { Ok(out) } else { Err(missing) }
+        if missing.is_empty() {
+            Ok(out)
+        } else {
+            Err(missing)
+        }
     }
 }
 
@@ -322,7 +331,11 @@ mod tests {
         let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
         assert!(local.is_address(ip("127.0.0.1"), 8080));
         assert!(!local.is_address(ip("127.0.0.1"), 8081));
-        assert!(HostPattern::parse("127.0.0.1").unwrap().is_address(ip("127.0.0.1"), 1));
+        assert!(
+            HostPattern::parse("127.0.0.1")
+                .unwrap()
+                .is_address(ip("127.0.0.1"), 1)
+        );
         assert!(v6.is_address(ip("::1"), 9000));
         assert!(!docs.is_address(ip("127.0.0.1"), 80));
 
@@ -366,7 +379,10 @@ mod tests {
             value.expand(|name| (name == "GITHUB_TOKEN").then(|| "t0k".to_string())),
             Ok("Bearer t0k!".to_string())
         );
-        assert_eq!(value.expand(|_| None), Err(vec!["GITHUB_TOKEN".to_string()]));
+        assert_eq!(
+            value.expand(|_| None),
+            Err(vec!["GITHUB_TOKEN".to_string()])
+        );
 
         let problem = |json: serde_json::Value| grant(json).check().unwrap_err();
         let (key, message) = problem(serde_json::json!({
@@ -374,19 +390,28 @@ mod tests {
             "headers": {"api.github.com": {"Authorization": "x"}}
         }));
         assert_eq!(key, "headers.api.github.com");
-        assert!(message.contains("a host listed in \"fetch\" (docs.rs)"), "{message}");
+        assert!(
+            message.contains("a host listed in \"fetch\" (docs.rs)"),
+            "{message}"
+        );
         for bad in ["$GITHUB_TOKEN", "${}", "${1A}", "${A", "a$b", "x\ny"] {
             let (key, message) = problem(serde_json::json!({
                 "sha256": "x", "fetch": ["docs.rs"], "headers": {"docs.rs": {"X-Key": bad}}
             }));
             assert_eq!(key, "headers.docs.rs.X-Key", "{bad}");
-            assert!(message.starts_with("expected plain text or \"${VAR}\""), "{bad}: {message}");
+            assert!(
+                message.starts_with("expected plain text or \"${VAR}\""),
+                "{bad}: {message}"
+            );
         }
         let (key, _) = problem(serde_json::json!({
             "sha256": "x", "fetch": ["docs.rs"], "headers": {"docs.rs": {"Bad Name": "v"}}
         }));
         assert_eq!(key, "headers.docs.rs.Bad Name");
         let (key, message) = problem(serde_json::json!({"sha256": "x", "config": ["a"]}));
-        assert_eq!((key.as_str(), message.as_str()), ("config", "expected a JSON object, got [\"a\"]"));
+        assert_eq!(
+            (key.as_str(), message.as_str()),
+            ("config", "expected a JSON object, got [\"a\"]")
+        );
     }
 }

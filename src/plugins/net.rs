@@ -78,10 +78,13 @@ pub struct Fetched {
     pub truncated: bool,
 }
 
+/// What a client is built for: an allow list and a port.
+type ClientKey = (Arc<[HostPattern]>, u16);
+
 /// The HTTP clients plugins share, with the host's caps: one per allow list
 /// and port, since the resolver that guards addresses decides by both.
 pub struct Fetcher {
-    clients: Mutex<HashMap<(Arc<[HostPattern]>, u16), reqwest::Client>>,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     max_bytes: usize,
     timeout: Duration,
 }
@@ -225,9 +228,14 @@ impl Fetcher {
                 .filter(|entry| entry.host.matches(&url))
                 .flat_map(|entry| entry.headers.iter())
                 .collect();
-            let mut builder = self.client(&reach.allow, port)?.request(hop.method.clone(), url.clone());
+            let mut builder = self
+                .client(&reach.allow, port)?
+                .request(hop.method.clone(), url.clone());
             for (name, value) in &hop.headers {
-                if !injected.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)) {
+                if !injected
+                    .iter()
+                    .any(|(own, _)| own.eq_ignore_ascii_case(name))
+                {
                     builder = builder.header(name, value);
                 }
             }
@@ -237,7 +245,10 @@ impl Fetcher {
             if let Some(body) = &hop.body {
                 builder = builder.body(body.clone());
             }
-            let mut response = builder.send().await.map_err(|err| refusal(file, &url, &err))?;
+            let mut response = builder
+                .send()
+                .await
+                .map_err(|err| refusal(file, &url, &err))?;
             let status = response.status();
             if status.is_redirection()
                 && let Some(location) = response.headers().get(LOCATION)
@@ -260,7 +271,9 @@ impl Fetcher {
                 }
                 // The plugin's own headers (its credentials) stay with the
                 // host they were meant for.
-                if next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+                if next.host_str() != url.host_str()
+                    || next.port_or_known_default() != url.port_or_known_default()
+                {
                     hop.headers.clear();
                 }
                 url = next;

@@ -139,9 +139,8 @@ impl Resolve for GuardedResolver {
         let guard = self.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let kept = guard.filter(&host, found)?;
             let addrs: Addrs = Box::new(kept.into_iter());
             Ok(addrs)

@@ -72,7 +72,8 @@ impl Plugin for CodeSearch {
         if name != "codesearch" {
             return Err(format!("codesearch has no tool named {name:?}"));
         }
-        let github = configured()?.ok_or("codesearch: no provider is configured for this plugin")?;
+        let github =
+            configured()?.ok_or("codesearch: no provider is configured for this plugin")?;
         let args: Value =
             serde_json::from_str(args_json).map_err(|err| format!("arguments: {err}"))?;
         let query = args["query"]
@@ -106,7 +107,10 @@ fn render(query: &str, body: &Value) -> String {
         return format!("no code found for {query:?} (GitHub)");
     }
     let total = body["total_count"].as_u64().unwrap_or(items.len() as u64);
-    let mut out = format!("{total} files match {query:?} on GitHub; the first {}:\n", items.len().min(RESULTS));
+    let mut out = format!(
+        "{total} files match {query:?} on GitHub; the first {}:\n",
+        items.len().min(RESULTS)
+    );
     for (i, item) in items.iter().take(RESULTS).enumerate() {
         let repo = item["repository"]["full_name"].as_str().unwrap_or("?");
         let path = item["path"].as_str().unwrap_or("?");
@@ -114,14 +118,21 @@ fn render(query: &str, body: &Value) -> String {
         if let Some(url) = item["html_url"].as_str() {
             entry.push_str(&format!("   {url}\n"));
         }
-        let fragments = item["text_matches"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let fragments = item["text_matches"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         for fragment in fragments
             .iter()
             .filter(|m| m["property"].as_str().is_none_or(|p| p == "content"))
             .filter_map(|m| m["fragment"].as_str())
             .take(2)
         {
-            for line in fragment.lines().filter(|l| !l.trim().is_empty()).take(FRAGMENT_LINES) {
+            for line in fragment
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(FRAGMENT_LINES)
+            {
                 entry.push_str(&format!("   | {}\n", cut(line.trim_end(), LINE_CHARS)));
             }
         }
@@ -156,7 +167,9 @@ fn api_error(status: u16, body: &str) -> String {
         })
         .unwrap_or_default();
     let hint = match status {
-        401 => "the token was refused: check the Authorization header configured in plugins.grants.\"codesearch.wasm\".headers and the environment variable it names (code search needs a token)",
+        401 => {
+            "the token was refused: check the Authorization header configured in plugins.grants.\"codesearch.wasm\".headers and the environment variable it names (code search needs a token)"
+        }
         403 if message.to_ascii_lowercase().contains("rate limit") => {
             "rate limited: wait a minute before searching again"
         }

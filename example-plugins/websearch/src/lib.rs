@@ -67,7 +67,9 @@ impl Provider {
 impl Plugin for WebSearch {
     fn manifest() -> Manifest {
         let manifest = Manifest::new("websearch", "0.1.0")
-            .description("Web search through SearXNG or the Brave Search API (configured in its grant)")
+            .description(
+                "Web search through SearXNG or the Brave Search API (configured in its grant)",
+            )
             .capability("fetch");
         match Provider::configured() {
             Ok(Some(provider)) => manifest.tool(ToolSpec::new(
@@ -204,8 +206,12 @@ fn api_error(provider: &str, status: u16, body: &str) -> String {
         })
         .unwrap_or_else(|| cut(body.trim(), 300));
     let hint = match status {
-        401 => "the API key was refused: check the header configured for this host in plugins.grants.\"websearch.wasm\".headers and the environment variable it names",
-        403 => "forbidden or rate limited (a SearXNG instance must enable the json format in settings.yml, search.formats)",
+        401 => {
+            "the API key was refused: check the header configured for this host in plugins.grants.\"websearch.wasm\".headers and the environment variable it names"
+        }
+        403 => {
+            "forbidden or rate limited (a SearXNG instance must enable the json format in settings.yml, search.formats)"
+        }
         422 => "the query was not accepted",
         429 => "rate limited: wait before searching again",
         _ => "the search failed",

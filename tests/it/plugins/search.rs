@@ -192,8 +192,14 @@ async fn websearch_sends_the_brave_key_the_host_injects_and_never_sees_it() {
         &mut config,
         "websearch",
         &[&host_entry],
-        &[(&host_entry, "X-Subscription-Token", "${ORCH_TEST_BRAVE_KEY}")],
-        Some(json!({"provider": "brave", "endpoint": format!("{}/res/v1/web/search", server.url())})),
+        &[(
+            &host_entry,
+            "X-Subscription-Token",
+            "${ORCH_TEST_BRAVE_KEY}",
+        )],
+        Some(
+            json!({"provider": "brave", "endpoint": format!("{}/res/v1/web/search", server.url())}),
+        ),
     );
     let (host, warnings, problems) = super::host(&project, &config).await;
     assert!(problems.is_empty(), "{problems:?}");
@@ -213,7 +219,12 @@ async fn websearch_sends_the_brave_key_the_host_injects_and_never_sees_it() {
     // ...and the plugin got it back only redacted.
     assert!(out.starts_with("1. The WebAssembly Component Model\n   https://component-model.bytecodealliance.org/\n   echo: "), "{out}");
     assert!(out.contains("x-subscription-token=[redacted]"), "{out}");
-    assert!(out.ends_with("2. wasmtime\n   https://wasmtime.dev/\n   A fast and secure runtime for WebAssembly"), "{out}");
+    assert!(
+        out.ends_with(
+            "2. wasmtime\n   https://wasmtime.dev/\n   A fast and secure runtime for WebAssembly"
+        ),
+        "{out}"
+    );
     assert!(!out.contains(brave_key), "{out}");
     for line in warnings.logs().iter().chain(warnings.all().iter()) {
         assert!(!line.contains(brave_key), "{line}");
@@ -226,8 +237,14 @@ async fn websearch_sends_the_brave_key_the_host_injects_and_never_sees_it() {
         &mut config,
         "websearch",
         &[&host_entry],
-        &[(&host_entry, "X-Subscription-Token", "${ORCH_TEST_UNSET_BRAVE_KEY}")],
-        Some(json!({"provider": "brave", "endpoint": format!("{}/res/v1/web/search", server.url())})),
+        &[(
+            &host_entry,
+            "X-Subscription-Token",
+            "${ORCH_TEST_UNSET_BRAVE_KEY}",
+        )],
+        Some(
+            json!({"provider": "brave", "endpoint": format!("{}/res/v1/web/search", server.url())}),
+        ),
     );
     let (host, warnings, problems) = super::host(&project, &config).await;
     assert!(problems.is_empty(), "{problems:?}");
@@ -237,7 +254,11 @@ async fn websearch_sends_the_brave_key_the_host_injects_and_never_sees_it() {
         warnings.all()
     );
     let err = host
-        .call_tool("websearch.wasm", "websearch", &json!({"query": "x"}).to_string())
+        .call_tool(
+            "websearch.wasm",
+            "websearch",
+            &json!({"query": "x"}).to_string(),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -282,9 +303,18 @@ async fn codesearch_asks_github_with_the_injected_token_and_explains_api_errors(
     let project = project_with(&["codesearch"]);
     let replies = Arc::new(Mutex::new(vec![
         Reply::json(200, &github_results()),
-        Reply::json(403, &json!({"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"})),
-        Reply::json(422, &json!({"message": "Validation Failed", "errors": [{"message": "The search contains only logical operators (AND / OR / NOT) without any search terms.", "resource": "Search", "field": "q", "code": "invalid"}], "documentation_url": "https://docs.github.com/v3/search/"})),
-        Reply::json(401, &json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})),
+        Reply::json(
+            403,
+            &json!({"message": "API rate limit exceeded for user ID 1.", "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}),
+        ),
+        Reply::json(
+            422,
+            &json!({"message": "Validation Failed", "errors": [{"message": "The search contains only logical operators (AND / OR / NOT) without any search terms.", "resource": "Search", "field": "q", "code": "invalid"}], "documentation_url": "https://docs.github.com/v3/search/"}),
+        ),
+        Reply::json(
+            401,
+            &json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
+        ),
     ]));
     let server = Server::responding(move |_| replies.lock().unwrap().remove(0)).await;
     let port = port_of(&server);
@@ -294,7 +324,11 @@ async fn codesearch_asks_github_with_the_injected_token_and_explains_api_errors(
         &mut config,
         "codesearch",
         &[&host_entry],
-        &[(&host_entry, "Authorization", "Bearer ${ORCH_TEST_GITHUB_TOKEN}")],
+        &[(
+            &host_entry,
+            "Authorization",
+            "Bearer ${ORCH_TEST_GITHUB_TOKEN}",
+        )],
         Some(json!({"provider": "github", "endpoint": format!("{}/search/code", server.url())})),
     );
     let (host, warnings, problems) = super::host(&project, &config).await;
@@ -302,7 +336,10 @@ async fn codesearch_asks_github_with_the_injected_token_and_explains_api_errors(
     assert_eq!(tools_of(&host, "codesearch.wasm"), ["codesearch"]);
     let search = |args: Value| {
         let host = host.clone();
-        async move { host.call_tool("codesearch.wasm", "codesearch", &args.to_string()).await }
+        async move {
+            host.call_tool("codesearch.wasm", "codesearch", &args.to_string())
+                .await
+        }
     };
     let out = search(json!({"query": "epoch_interruption", "language": "rust"}))
         .await
@@ -344,7 +381,11 @@ async fn codesearch_asks_github_with_the_injected_token_and_explains_api_errors(
     );
     let err = search(json!({"language": "rust"})).await.unwrap_err();
     assert_eq!(err, "missing \"query\": the code to search for");
-    assert_eq!(server.requests().len(), 4, "a call without a query sends nothing");
+    assert_eq!(
+        server.requests().len(),
+        4,
+        "a call without a query sends nothing"
+    );
     for line in warnings.logs().iter().chain(warnings.all().iter()) {
         assert!(!line.contains(github_token), "{line}");
     }
@@ -378,7 +419,10 @@ async fn plugin_headers_never_replace_injected_ones_and_the_plugin_reads_only_it
         let host = host.clone();
         async move { host.call_tool("chaos.wasm", tool, &args.to_string()).await }
     };
-    assert_eq!(call("config", json!({})).await.unwrap(), r#"{"mode":"test"}"#);
+    assert_eq!(
+        call("config", json!({})).await.unwrap(),
+        r#"{"mode":"test"}"#
+    );
     let out = call(
         "request",
         json!({
@@ -403,7 +447,10 @@ async fn plugin_headers_never_replace_injected_ones_and_the_plugin_reads_only_it
     assert_eq!(keys, [brave_key], "the injected header alone");
     assert_eq!(seen[0].header("x-trace"), Some("t1"));
     assert!(out.starts_with("200 http://127.0.0.1:"), "{out}");
-    assert!(out.contains("x-api-key=[redacted]") && !out.contains(brave_key), "{out}");
+    assert!(
+        out.contains("x-api-key=[redacted]") && !out.contains(brave_key),
+        "{out}"
+    );
 
     for (args, expected) in [
         (
@@ -428,8 +475,12 @@ async fn a_name_resolving_to_loopback_is_refused_unless_the_address_is_allowed()
     let fetch = |host: &PluginHost, url: String| {
         let host = host.clone();
         async move {
-            host.call_tool("webfetch.wasm", "webfetch", &json!({"url": url}).to_string())
-                .await
+            host.call_tool(
+                "webfetch.wasm",
+                "webfetch",
+                &json!({"url": url}).to_string(),
+            )
+            .await
         }
     };
 
@@ -443,19 +494,30 @@ async fn a_name_resolving_to_loopback_is_refused_unless_the_address_is_allowed()
     assert!(
         err.starts_with("fetch refused: localhost resolves to internal addresses only: ")
             && err.contains("127.0.0.1 (loopback)")
-            && err.contains(&format!("add \"127.0.0.1:{port}\" to plugins.grants.\"webfetch.wasm\".fetch")),
+            && err.contains(&format!(
+                "add \"127.0.0.1:{port}\" to plugins.grants.\"webfetch.wasm\".fetch"
+            )),
         "{err}"
     );
     assert!(server.requests().is_empty(), "nothing reached the server");
 
     // The address on another port does not allow this one.
     let mut config = no_user_dir();
-    search_grant(&mut config, "webfetch", &["localhost", "127.0.0.1:1"], &[], None);
+    search_grant(
+        &mut config,
+        "webfetch",
+        &["localhost", "127.0.0.1:1"],
+        &[],
+        None,
+    );
     let (host, _, _) = super::host(&project, &config).await;
     let err = fetch(&host, format!("http://localhost:{port}/page"))
         .await
         .unwrap_err();
-    assert!(err.starts_with("fetch refused: localhost resolves"), "{err}");
+    assert!(
+        err.starts_with("fetch refused: localhost resolves"),
+        "{err}"
+    );
     assert!(server.requests().is_empty());
 
     // With the address itself allowed, the name reaches it.
@@ -478,7 +540,8 @@ async fn a_name_resolving_to_loopback_is_refused_unless_the_address_is_allowed()
     // by address, the name it redirects to resolves to a loopback port
     // that is not.
     let first = Server::start(vec![
-        Reply::body(302, "text/plain", "").header("location", &format!("http://localhost:{port}/inner")),
+        Reply::body(302, "text/plain", "")
+            .header("location", &format!("http://localhost:{port}/inner")),
     ])
     .await;
     let mut config = no_user_dir();
@@ -490,8 +553,13 @@ async fn a_name_resolving_to_loopback_is_refused_unless_the_address_is_allowed()
         None,
     );
     let (host, _, _) = super::host(&project, &config).await;
-    let err = fetch(&host, format!("{}/start", first.url())).await.unwrap_err();
-    assert!(err.starts_with("fetch refused: localhost resolves"), "{err}");
+    let err = fetch(&host, format!("{}/start", first.url()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("fetch refused: localhost resolves"),
+        "{err}"
+    );
     assert_eq!(first.requests().len(), 1);
     assert_eq!(server.requests().len(), 1, "the redirect never reached it");
 }

@@ -70,14 +70,18 @@ impl Plugin for Chaos {
                             .collect()
                     })
                     .unwrap_or_default();
-                let response = orch_plugin_sdk::net::request(&orch_plugin_sdk::net::OutgoingRequest {
-                    method: text("method"),
-                    url: text("url"),
-                    headers,
-                    body: args["body"].as_str().map(str::to_string),
-                    max_bytes: 65536,
-                })?;
-                Ok(format!("{} {}\n{}", response.status, response.url, response.body))
+                let response =
+                    orch_plugin_sdk::net::request(&orch_plugin_sdk::net::OutgoingRequest {
+                        method: text("method"),
+                        url: text("url"),
+                        headers,
+                        body: args["body"].as_str().map(str::to_string),
+                        max_bytes: 65536,
+                    })?;
+                Ok(format!(
+                    "{} {}\n{}",
+                    response.status, response.url, response.body
+                ))
             }
             // What the plugin can learn of its grant.
             "config" => Ok(host::config()),

@@ -21,7 +21,9 @@ impl Guest for Released {
             tools: vec![ToolSpec {
                 name: "released_fetch".into(),
                 description: "Fetch a URL and count the calls".into(),
-                parameters: r#"{"type":"object","properties":{"url":{"type":"string"}},"required":["url"]}"#.into(),
+                parameters:
+                    r#"{"type":"object","properties":{"url":{"type":"string"}},"required":["url"]}"#
+                        .into(),
             }],
             hooks: Vec::new(),
             agents: Vec::new(),
@@ -40,7 +42,10 @@ impl Guest for Released {
             .and_then(|rest| rest.split('"').next())
             .ok_or("missing url")?;
         let response = fetch(url, 4096)?;
-        Ok(format!("call {calls}: {} {}", response.status, response.body))
+        Ok(format!(
+            "call {calls}: {} {}",
+            response.status, response.body
+        ))
     }
 
     fn on_hook(_event: HookEvent) -> Result<Decision, String> {
