@@ -61,6 +61,34 @@ pub fn install<'a>(
     }));
 }
 
+/// Add `values` to the redacted ones (header values the plugin host reads
+/// from the environment for a grant), keeping the installed policy.
+pub fn register(values: impl IntoIterator<Item = String>) {
+    let mut slot = POLICY.write().expect("secrets lock");
+    let mut policy = match slot.as_deref() {
+        Some(policy) => Policy {
+            values: policy.values.clone(),
+            keep: policy.keep.clone(),
+            remove: policy.remove.clone(),
+        },
+        None => Policy::default(),
+    };
+    let before = policy.values.len();
+    policy.values.extend(
+        values
+            .into_iter()
+            .filter(|value| value.len() >= MIN_SECRET_LEN),
+    );
+    if policy.values.len() == before {
+        return;
+    }
+    policy
+        .values
+        .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    policy.values.dedup();
+    *slot = Some(Arc::new(policy));
+}
+
 /// Whether a process orch starts must not see the variable `name`.
 pub fn is_secret_name(name: &str) -> bool {
     match policy() {
@@ -156,5 +184,12 @@ mod tests {
         );
         assert_eq!(redact("short"), "short");
         assert_eq!(redact("sk-live-0123456789"), REDACTED);
+        // Values registered later (a plugin grant's header) join the
+        // installed ones; short ones are left alone there too.
+        register(["ghp_plugin0123456789".to_string(), "tiny".to_string()]);
+        assert_eq!(
+            redact("sk-live-0123456789 ghp_plugin0123456789 tiny"),
+            "[redacted] [redacted] tiny"
+        );
     }
 }

@@ -2,7 +2,7 @@
 // Offers the tool `js_slugify` and blocks model requests whose payload asks
 // it to (a demonstration of `block` from JavaScript).
 
-import { log } from 'orch:plugin/host@0.1.0';
+import { log } from 'orch:plugin/host@0.1.1';
 
 export const guest = {
   manifest() {

@@ -23,7 +23,7 @@
 //! export_plugin!(Hello);
 //! ```
 //!
-//! The contract is the WIT package `orch:plugin@0.1.0` in `../wit/`; this
+//! The contract is the WIT package `orch:plugin@0.1.1` in `../wit/`; this
 //! crate is generated from it, so a plugin built with it always carries the
 //! version the host expects.
 
@@ -45,19 +45,44 @@ pub use bindings::orch::plugin::types::{
     ToolSpec,
 };
 
-/// What the host offers a plugin: log, key-value store, todo, memory, metrics.
+/// What the host offers a plugin: log, key-value store, todo, memory,
+/// metrics, and its configuration (`config()`: the grant's `config` object
+/// from `orch.json` as JSON text, `{}` without one).
 pub mod host {
     pub use crate::bindings::orch::plugin::host::{
-        kv_delete, kv_get, kv_set, log, memory_recall, memory_remember, read_todo, record_metric,
+        config, kv_delete, kv_get, kv_set, log, memory_recall, memory_remember, read_todo,
+        record_metric,
     };
 }
 
 /// Outbound HTTP through the host: `net::fetch(url, max_bytes)` reaches only
 /// the hosts the user allow-listed for this plugin in `orch.json`
 /// (`plugins.grants.<file>.fetch`); anything else is refused with a message
-/// saying so. A plugin that never calls it does not import it.
+/// saying so. `net::request` sends a method, headers and a body under the
+/// same rules. Headers the user configured for a host (API keys) are added
+/// by the host; the plugin never sees them. A plugin that never calls
+/// either does not import them.
 pub mod net {
-    pub use crate::bindings::orch::plugin::net::{Response, fetch};
+    pub use crate::bindings::orch::plugin::net::{OutgoingRequest, Response, fetch, request};
+
+    impl OutgoingRequest {
+        /// A `GET` of `url` keeping at most `max_bytes` of the body.
+        pub fn get(url: &str, max_bytes: u32) -> OutgoingRequest {
+            OutgoingRequest {
+                method: "GET".to_string(),
+                url: url.to_string(),
+                headers: Vec::new(),
+                body: None,
+                max_bytes,
+            }
+        }
+
+        /// The same request with one more header.
+        pub fn header(mut self, name: &str, value: &str) -> OutgoingRequest {
+            self.headers.push((name.to_string(), value.to_string()));
+            self
+        }
+    }
 }
 
 /// The project, as a plugin granted `"project": "read"` (or `read-write`)
@@ -97,7 +122,7 @@ pub mod project {
 }
 
 /// The contract version this SDK builds plugins for.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 /// A plugin. Only `manifest` is required; a plugin without tools keeps the
 /// default `call_tool`, one without hooks the default `on_hook`.

@@ -312,6 +312,8 @@ mod tests {
                     data: needs.data,
                     memory_mib: None,
                     fetch: Vec::new(),
+                    headers: Default::default(),
+                    config: None,
                 },
                 "{text}"
             );

@@ -160,7 +160,7 @@ async fn check(cli: &Cli, file: &Path) -> anyhow::Result<u8> {
     if cli.json {
         println!("{}", serde_json::to_string(&to_json(&info))?);
     } else {
-        println!("ok: speaks orch:plugin@0.1.0");
+        println!("ok: speaks orch:plugin@{}", info.contract);
         print_plugin(&info, &Shadowed::new());
     }
     Ok(exit::COMPLETE)

@@ -318,7 +318,7 @@ fn readme(name: &str, lang: Lang, commands: &[String], artifact: &str) -> String
         Lang::Js => "app.js",
     };
     let mut text = format!(
-        "# {name}\n\nAn orch plugin in {} (written by `orch plugins new`). Its code is\n`{source}`; `wit/` is the contract it speaks (`orch:plugin@0.1.0`){}.\nSee orch's `docs/plugins.md` for what a plugin can do.\n\n## Build\n\n```sh\n",
+        "# {name}\n\nAn orch plugin in {} (written by `orch plugins new`). Its code is\n`{source}`; `wit/` is the contract it speaks (`orch:plugin@0.1.1`){}.\nSee orch's `docs/plugins.md` for what a plugin can do.\n\n## Build\n\n```sh\n",
         lang_name(lang),
         if lang == Lang::Rust {
             " and `sdk/` the\nRust SDK (`orch-plugin-sdk`), both copied from the orch that wrote this\nplugin"

@@ -9,7 +9,7 @@ mod load;
 pub mod trust;
 mod validate;
 
-pub use grants::{HostPattern, PluginGrant, ProjectAccess, plugin_data_dir};
+pub use grants::{HeaderValue, HostPattern, PluginGrant, ProjectAccess, plugin_data_dir};
 pub use jsonc::strip_comments;
 pub use load::{MCP_JSON, Overrides, load, load_from, mcp_entry, read_mcp_json};
 pub use trust::{ProjectTrust, Surface, TrustStore};

@@ -229,14 +229,12 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
         }
     }
     for (file, grant) in &config.plugins.grants {
-        for (i, entry) in grant.fetch.iter().enumerate() {
-            if let Err(message) = super::HostPattern::parse(entry) {
-                return Err(ConfigError::Invalid {
-                    source_name: source_name.into(),
-                    key: format!("plugins.grants.{file}.fetch[{i}]"),
-                    message,
-                });
-            }
+        if let Err((key, message)) = grant.check() {
+            return Err(ConfigError::Invalid {
+                source_name: source_name.into(),
+                key: format!("plugins.grants.{file}.{key}"),
+                message,
+            });
         }
     }
     for (name, url) in [

@@ -4,7 +4,7 @@
 wasmtime::component::bindgen!({
     path: "wit",
     world: "plugin",
-    imports: { "orch:plugin/net.fetch": async },
+    imports: { "orch:plugin/net.fetch": async, "orch:plugin/net.request": async },
     exports: { default: async },
 });
 
@@ -12,9 +12,14 @@ pub use self::orch::plugin::types::{
     Decision, HookEvent, HookPoint, LogLevel, MemoryEntry, PluginManifest as Manifest,
 };
 
-/// The package version this host speaks; a component built for another
-/// version is refused, naming both.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The package version this host speaks (its WIT in `wit/`).
+pub const CONTRACT_VERSION: &str = "0.1.1";
+/// Every version a component may be built for: earlier 0.1 releases only
+/// lack functions this one adds, and wasmtime links `0.1.x` names to the
+/// `0.1.1` ones (semver-compatible lookup, for imports and the `guest`
+/// export alike). A component built for any other version is refused,
+/// naming both.
+pub const LOADABLE_VERSIONS: &[&str] = &["0.1.0", "0.1.1"];
 /// The interface every plugin exports, without its version.
 pub const GUEST_INTERFACE: &str = "orch:plugin/guest";
 

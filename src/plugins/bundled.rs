@@ -38,6 +38,15 @@ pub const NEEDS: &[(&str, Needs)] = &[
         },
     ),
     (
+        "codesearch.wasm",
+        Needs {
+            project: None,
+            data: false,
+            fetch: true,
+            why: "offers codesearch once configured: \"fetch\": [\"api.github.com\"], \"headers\": {\"api.github.com\": {\"Authorization\": \"Bearer ${GITHUB_TOKEN}\"}}, \"config\": {\"provider\": \"github\"} (docs/plugins.md)",
+        },
+    ),
+    (
         "diff.wasm",
         Needs {
             project: Some(ProjectAccess::Read),
@@ -71,6 +80,15 @@ pub const NEEDS: &[(&str, Needs)] = &[
             data: false,
             fetch: true,
             why: "reaches only the hosts listed in \"fetch\", e.g. [\"docs.rs\", \"*.python.org\"]; add them to allow it",
+        },
+    ),
+    (
+        "websearch.wasm",
+        Needs {
+            project: None,
+            data: false,
+            fetch: true,
+            why: "offers websearch once configured: \"config\": {\"provider\": \"searxng\", \"endpoint\": \"https://your.searx\"} with that host in \"fetch\", or Brave (docs/plugins.md)",
         },
     ),
 ];

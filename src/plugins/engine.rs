@@ -14,7 +14,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::PluginError;
-use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, Plugin, PluginPre};
+use super::bindings::{CONTRACT_VERSION, GUEST_INTERFACE, LOADABLE_VERSIONS, Plugin, PluginPre};
 use super::cache::CodeCache;
 use super::state::StoreState;
 
@@ -63,6 +63,8 @@ pub fn linker(engine: &Engine) -> Result<Linker<StoreState>, PluginError> {
 /// A component ready to instantiate, with what identifies its file.
 pub struct Compiled {
     pub pre: PluginPre<StoreState>,
+    /// The contract version its `guest` export carries (`0.1.0`).
+    pub contract: String,
     pub sha256: String,
     /// Whether it came from the compiled-code cache.
     pub cached: bool,
@@ -160,7 +162,7 @@ pub async fn compile(
                 .map_err(|err| fail(format!("cannot load its compiled code: {}", chain(&err))))?
         }
     };
-    check_version(engine, &component).map_err(&fail)?;
+    let contract = check_version(engine, &component).map_err(&fail)?;
     let pre = linker.instantiate_pre(&component).map_err(|err| {
         fail(format!(
             "imports something orch does not provide: {}",
@@ -171,6 +173,7 @@ pub async fn compile(
         .map_err(|err| fail(format!("does not export the contract: {}", chain(&err))))?;
     Ok(Compiled {
         pre,
+        contract,
         sha256,
         cached,
     })
@@ -217,35 +220,35 @@ fn prune_cache(kept: &Path, engine_key: &str, max: usize) {
     }
 }
 
-/// Refuse a component built for another contract version, naming both.
-fn check_version(engine: &Engine, component: &Component) -> Result<(), String> {
+/// Refuse a component built for a contract version this host cannot load,
+/// naming both; the version of its `guest` export otherwise.
+fn check_version(engine: &Engine, component: &Component) -> Result<String, String> {
     let ty = component.component_type();
-    let expected = format!("{GUEST_INTERFACE}@{CONTRACT_VERSION}");
-    let exported = ty.exports(engine).any(|(name, _)| name == expected);
-    let others: Vec<String> = ty
-        .exports(engine)
-        .filter_map(|(name, _)| contract_version(name).map(str::to_string))
-        .collect();
-    for (name, _) in ty.imports(engine) {
+    let refused = |version: &str| {
+        format!(
+            "is built for orch:plugin@{version}; this orch supports orch:plugin@{}",
+            LOADABLE_VERSIONS.join(" and @")
+        )
+    };
+    for (name, _) in ty.imports(engine).chain(ty.exports(engine)) {
         if let Some(version) = contract_version(name)
-            && version != CONTRACT_VERSION
+            && !LOADABLE_VERSIONS.contains(&version)
         {
-            return Err(format!(
-                "is built for orch:plugin@{version}; this orch supports orch:plugin@{CONTRACT_VERSION}"
-            ));
+            return Err(refused(version));
         }
     }
-    if exported {
-        return Ok(());
+    let exported = ty.exports(engine).find_map(|(name, _)| {
+        name.strip_prefix(GUEST_INTERFACE)
+            .and_then(|rest| rest.strip_prefix('@'))
+            .filter(|version| LOADABLE_VERSIONS.contains(version))
+            .map(str::to_string)
+    });
+    if let Some(version) = exported {
+        return Ok(version);
     }
-    match others.first() {
-        Some(version) => Err(format!(
-            "is built for orch:plugin@{version}; this orch supports orch:plugin@{CONTRACT_VERSION}"
-        )),
-        None => Err(format!(
-            "missing export {expected} (not an orch plugin, or built for another contract?)"
-        )),
-    }
+    Err(format!(
+        "missing export {GUEST_INTERFACE}@{CONTRACT_VERSION} (not an orch plugin, or built for another contract?)"
+    ))
 }
 
 /// `0.0.9` from `orch:plugin/guest@0.0.9` (any `orch:plugin/` interface).

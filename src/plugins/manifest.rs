@@ -93,6 +93,7 @@ pub(super) fn validate(
         project,
         data: false,
         fetch: Vec::new(),
+        contract: String::new(),
         cached: false,
     })
 }

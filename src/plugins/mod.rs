@@ -1,5 +1,5 @@
 //! The wasm plugin host (DESIGN §7): loads `.wasm` components that speak the
-//! WIT contract `orch:plugin@0.1.0`, runs each call in a fresh `Store` under
+//! WIT contract `orch:plugin@0.1.1` (and 0.1.0), runs each call in a fresh `Store` under
 //! a wall-clock deadline (epoch interruption plus a tokio timeout), a memory
 //! cap and output caps, with WASI denied by default, and offers what plugins
 //! define as `Tool`s, hook answers (`hooks::Hooks`) and agents.
@@ -87,6 +87,8 @@ pub struct PluginInfo {
     pub data: bool,
     /// The hosts it may fetch from, as granted.
     pub fetch: Vec<String>,
+    /// The contract version it was built for (`0.1.0`, `0.1.1`).
+    pub contract: String,
     /// Loaded from the compiled-code cache rather than compiled.
     pub cached: bool,
 }
@@ -365,6 +367,14 @@ impl PluginHost {
             None => None,
         };
         let memory_mib = grant.as_ref().and_then(|grant| grant.memory_mib);
+        let reach = grant
+            .as_ref()
+            .map(|grant| self.reach(&file, grant))
+            .unwrap_or_default();
+        let plugin_config = grant
+            .as_ref()
+            .and_then(|grant| grant.config.as_ref())
+            .map_or_else(|| "{}".to_string(), |config| config.to_string());
         let fetch = grant.map(|grant| grant.fetch).unwrap_or_default();
         let setup = CallSetup {
             memory_bytes: (memory_mib.unwrap_or(self.inner.config.memory_mib).max(1) as usize)
@@ -372,11 +382,8 @@ impl PluginHost {
             stdio_bytes: self.inner.config.max_stdio_bytes,
             project,
             data,
-            // Entries were checked when the configuration loaded.
-            fetch: fetch
-                .iter()
-                .filter_map(|entry| crate::config::HostPattern::parse(entry).ok())
-                .collect(),
+            reach,
+            config: plugin_config.into(),
         };
         let manifest =
             self.manifest(&file, &compiled.pre, &setup)
@@ -392,6 +399,7 @@ impl PluginHost {
             })?;
         let info = PluginInfo {
             cached: compiled.cached,
+            contract: compiled.contract,
             data: setup.data.is_some(),
             fetch,
             ..info
@@ -411,6 +419,58 @@ impl PluginHost {
             .expect("plugins lock")
             .insert(file, loaded);
         Ok(info)
+    }
+
+    /// What the grant lets `file` reach: its allow list, and the headers
+    /// injected for its hosts with `${VAR}` references read from the
+    /// environment now. An unset variable is a warning naming the plugin
+    /// and the variable, and that header is left out; values read are
+    /// registered with the secrets redaction.
+    fn reach(&self, file: &str, grant: &PluginGrant) -> net::Reach {
+        // Entries were checked when the configuration loaded.
+        let allow: Vec<crate::config::HostPattern> = grant
+            .fetch
+            .iter()
+            .filter_map(|entry| crate::config::HostPattern::parse(entry).ok())
+            .collect();
+        let mut inject = Vec::new();
+        for (host, headers) in &grant.headers {
+            let Ok(pattern) = crate::config::HostPattern::parse(host) else {
+                continue;
+            };
+            let mut entry = net::Injected {
+                host: pattern,
+                headers: Vec::new(),
+                secrets: Vec::new(),
+            };
+            for (name, template) in headers {
+                let Ok(value) = crate::config::HeaderValue::parse(template) else {
+                    continue;
+                };
+                let mut read = Vec::new();
+                let expanded = value.expand(|var| {
+                    let found = std::env::var(var).ok().filter(|value| !value.is_empty());
+                    read.extend(found.clone());
+                    found
+                });
+                match expanded {
+                    Ok(expanded) => {
+                        entry.headers.push((name.clone(), expanded));
+                        entry.secrets.extend(read);
+                    }
+                    Err(missing) => self.inner.services.warn(format!(
+                        "plugin \"{file}\": the environment variable {} for its header {name} to {host} is not set; requests to {host} go without it",
+                        missing.join(", ")
+                    )),
+                }
+            }
+            crate::secrets::register(entry.secrets.iter().cloned());
+            inject.push(entry);
+        }
+        net::Reach {
+            allow: allow.into(),
+            inject: inject.into(),
+        }
     }
 
     /// Give plugins the run's memory (`memory-recall`, `memory-remember`);

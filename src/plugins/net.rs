@@ -1,24 +1,71 @@
 //! The contract's `net` import: plugins fetch URLs through the host, which
 //! reaches only the hosts the user allow-listed for that plugin file
 //! (`plugins.grants.<file>.fetch`). Deny by default: a plugin with no list
-//! reaches nothing. Every hop of a redirect is checked against the list, the
-//! body is cut at a byte cap and the whole fetch runs under a time limit. A
-//! plugin never gets a socket: WASI networking stays off in its sandbox.
+//! reaches nothing. Every hop of a redirect is checked against the list, and
+//! every name is resolved through `provider::address::GuardedResolver`, so a
+//! listed name that resolves to an internal address (loopback, private,
+//! link-local, the cloud metadata address) connects only if that address is
+//! itself on the list. The headers the grant injects for a host (API keys
+//! from the environment) are added here, win over the plugin's own, and are
+//! redacted from what the response hands back. The body is cut at a byte cap
+//! and the whole request runs under a time limit. A plugin never gets a
+//! socket: WASI networking stays off in its sandbox.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::{Method, Url};
 
 use crate::config::HostPattern;
+use crate::provider::address::{GuardedResolver, Refused};
 use crate::provider::error_chain;
 
 /// Redirects followed before a fetch gives up.
 const MAX_REDIRECTS: usize = 5;
 
+/// Clients kept (one per allow list and port); past this the cache starts over.
+const MAX_CLIENTS: usize = 64;
+
+/// Injected values shorter than this are not redacted (`1` would blank out
+/// every digit of a body); no real key is that short.
+const MIN_REDACTED: usize = 4;
+
+/// Headers a plugin may not set: the transport owns them.
+const RESERVED: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
+
 /// Whether any entry of `allow` admits `url`.
 pub fn allowed(allow: &[HostPattern], url: &Url) -> bool {
     allow.iter().any(|pattern| pattern.matches(url))
+}
+
+/// Headers the host adds to every request to one allow-listed host, with
+/// their values read from the environment when the plugin loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    pub host: HostPattern,
+    pub headers: Vec<(String, String)>,
+    /// The values taken from the environment, redacted from responses.
+    pub secrets: Vec<String>,
+}
+
+/// What one plugin may reach: its allow list and the headers injected for
+/// its hosts.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    pub allow: Arc<[HostPattern]>,
+    pub inject: Arc<[Injected]>,
+}
+
+/// A request a plugin asks for.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub max_bytes: u32,
 }
 
 /// What one fetch returned.
@@ -31,27 +78,44 @@ pub struct Fetched {
     pub truncated: bool,
 }
 
-/// The HTTP client plugins share, with the host's caps.
+/// What a client is built for: an allow list and a port.
+type ClientKey = (Arc<[HostPattern]>, u16);
+
+/// The HTTP clients plugins share, with the host's caps: one per allow list
+/// and port, since the resolver that guards addresses decides by both.
 pub struct Fetcher {
-    client: std::sync::OnceLock<reqwest::Client>,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     max_bytes: usize,
     timeout: Duration,
+}
+
+/// One hop's request, as it goes out.
+struct Hop {
+    method: Method,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
 }
 
 impl Fetcher {
     pub fn new(max_bytes: usize, timeout: Duration) -> Fetcher {
         Fetcher {
-            client: std::sync::OnceLock::new(),
+            clients: Mutex::default(),
             max_bytes,
             timeout,
         }
     }
 
-    /// Built on the first fetch: most runs have no plugin that fetches.
-    fn client(&self) -> Result<&reqwest::Client, String> {
-        if let Some(client) = self.client.get() {
-            return Ok(client);
+    /// Built on the first request to `port` under `allow`: most runs have
+    /// no plugin that fetches. Its resolver lets a name reach an internal
+    /// address only when that address (on this port) is on the list.
+    fn client(&self, allow: &Arc<[HostPattern]>, port: u16) -> Result<reqwest::Client, String> {
+        let key = (allow.clone(), port);
+        let mut clients = self.clients.lock().expect("clients lock");
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
         }
+        let list = allow.clone();
+        let resolver = GuardedResolver::new(move |ip| list.iter().any(|p| p.is_address(ip, port)));
         let client = crate::provider::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
@@ -60,48 +124,131 @@ impl Fetcher {
                 " (plugin fetch)"
             ))
             .connect_timeout(self.timeout)
+            .dns_resolver(resolver)
             .build()
             .map_err(|err| format!("the HTTP client could not start: {err}"))?;
-        Ok(self.client.get_or_init(|| client))
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
-    /// GET `url` for the plugin `file` whose grant allows `allow`, keeping
-    /// at most `max_bytes` of the body (never more than the host's cap).
+    /// GET `url` for the plugin `file` that may reach `reach`, keeping at
+    /// most `max_bytes` of the body (never more than the host's cap).
     pub async fn fetch(
         &self,
         file: &str,
-        allow: &[HostPattern],
+        reach: &Reach,
         url: &str,
         max_bytes: u32,
     ) -> Result<Fetched, String> {
+        self.send(
+            file,
+            reach,
+            Outgoing {
+                method: "GET".into(),
+                url: url.to_string(),
+                headers: Vec::new(),
+                body: None,
+                max_bytes,
+            },
+        )
+        .await
+    }
+
+    /// Send `request` for the plugin `file` that may reach `reach`.
+    pub async fn send(
+        &self,
+        file: &str,
+        reach: &Reach,
+        request: Outgoing,
+    ) -> Result<Fetched, String> {
+        let url = request.url.as_str();
         let start = Url::parse(url)
             .map_err(|err| format!("fetch refused: {url:?} is not a valid URL ({err})"))?;
-        let cap = (max_bytes as usize).min(self.max_bytes);
-        let work = self.follow(file, allow, start, cap);
-        match tokio::time::timeout(self.timeout, work).await {
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            "HEAD" => Method::HEAD,
+            other => {
+                return Err(format!(
+                    "request refused: method {other:?} is not one of GET, POST, PUT, PATCH, DELETE, HEAD"
+                ));
+            }
+        };
+        for (name, value) in &request.headers {
+            if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "request refused: the header {name:?} is set by the host"
+                ));
+            }
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(value).is_err()
+            {
+                return Err(format!(
+                    "request refused: {name:?} is not a valid header name and value"
+                ));
+            }
+        }
+        let cap = (request.max_bytes as usize).min(self.max_bytes);
+        let hop = Hop {
+            method,
+            headers: request.headers,
+            body: request.body,
+        };
+        let work = self.follow(file, reach, start, hop, cap);
+        let fetched = match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "fetch of {url} timed out after {} ms",
                 self.timeout.as_millis()
             )),
-        }
+        };
+        fetched.map(|fetched| redact(fetched, reach))
     }
 
     async fn follow(
         &self,
         file: &str,
-        allow: &[HostPattern],
+        reach: &Reach,
         mut url: Url,
+        mut hop: Hop,
         cap: usize,
     ) -> Result<Fetched, String> {
         for _ in 0..=MAX_REDIRECTS {
-            check(file, allow, &url)?;
-            let mut response = self
-                .client()?
-                .get(url.clone())
+            check(file, &reach.allow, &url)?;
+            let port = url.port_or_known_default().unwrap_or(0);
+            let injected: Vec<&(String, String)> = reach
+                .inject
+                .iter()
+                .filter(|entry| entry.host.matches(&url))
+                .flat_map(|entry| entry.headers.iter())
+                .collect();
+            let mut builder = self
+                .client(&reach.allow, port)?
+                .request(hop.method.clone(), url.clone());
+            for (name, value) in &hop.headers {
+                if !injected
+                    .iter()
+                    .any(|(own, _)| own.eq_ignore_ascii_case(name))
+                {
+                    builder = builder.header(name, value);
+                }
+            }
+            for (name, value) in &injected {
+                builder = builder.header(name, value);
+            }
+            if let Some(body) = &hop.body {
+                builder = builder.body(body.clone());
+            }
+            let mut response = builder
                 .send()
                 .await
-                .map_err(|err| format!("fetch of {url} failed: {}", error_chain(&err)))?;
+                .map_err(|err| refusal(file, &url, &err))?;
             let status = response.status();
             if status.is_redirection()
                 && let Some(location) = response.headers().get(LOCATION)
@@ -116,6 +263,18 @@ impl Fetcher {
                     return Err(format!(
                         "fetch refused: {url} redirects from https to plain http ({next})"
                     ));
+                }
+                // 307 and 308 repeat the request; the others continue as a GET.
+                if !matches!(status.as_u16(), 307 | 308) && hop.method != Method::HEAD {
+                    hop.method = Method::GET;
+                    hop.body = None;
+                }
+                // The plugin's own headers (its credentials) stay with the
+                // host they were meant for.
+                if next.host_str() != url.host_str()
+                    || next.port_or_known_default() != url.port_or_known_default()
+                {
+                    hop.headers.clear();
                 }
                 url = next;
                 continue;
@@ -159,6 +318,54 @@ impl Fetcher {
             "fetch gave up after {MAX_REDIRECTS} redirects (last: {url})"
         ))
     }
+}
+
+/// The message for a failed send: a refusal when the guarded resolver
+/// refused the name's addresses, else the transport's error chain.
+fn refusal(file: &str, url: &Url, err: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            let port = url.port_or_known_default().unwrap_or(0);
+            let example = refused
+                .addresses
+                .first()
+                .map(|(ip, _)| match ip {
+                    std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+                })
+                .unwrap_or_default();
+            return format!(
+                "fetch refused: {refused}; an internal address is reached only when it is itself on the hosts allowed for plugin \"{file}\" (add \"{example}\" to plugins.grants.\"{file}\".fetch in .opencode/orch.json to allow it)"
+            );
+        }
+        source = cause.source();
+    }
+    format!("fetch of {url} failed: {}", error_chain(err))
+}
+
+/// `fetched` with every injected header value replaced by `[redacted]`: a
+/// server that echoes its request (or puts a key in a URL) must not hand
+/// the plugin what the host kept from it.
+fn redact(mut fetched: Fetched, reach: &Reach) -> Fetched {
+    let values = reach
+        .inject
+        .iter()
+        .flat_map(|entry| entry.secrets.iter())
+        .filter(|value| value.len() >= MIN_REDACTED);
+    for value in values {
+        for text in [&mut fetched.url, &mut fetched.body] {
+            if text.contains(value) {
+                *text = text.replace(value, crate::secrets::REDACTED);
+            }
+        }
+        if let Some(kind) = &mut fetched.content_type
+            && kind.contains(value)
+        {
+            *kind = kind.replace(value, crate::secrets::REDACTED);
+        }
+    }
+    fetched
 }
 
 /// Refuse a URL that is not http(s) or whose host is not allow-listed.

@@ -12,8 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{LogLevel, MemoryEntry, orch};
-use super::net::Fetcher;
-use crate::config::HostPattern;
+use super::net::{Fetcher, Outgoing, Reach};
 use crate::config::ProjectAccess;
 use crate::events::{Event, EventBus};
 use crate::memory::{Memory, Tier};
@@ -80,8 +79,10 @@ pub struct CallSetup {
     pub project: Option<ProjectAccess>,
     /// The plugin's own folder, mounted read-write at `/data`.
     pub data: Option<std::path::PathBuf>,
-    /// The hosts `fetch` may reach (empty: none).
-    pub fetch: Arc<[HostPattern]>,
+    /// The hosts `fetch` may reach (empty: none) and the headers injected.
+    pub reach: Reach,
+    /// The grant's `config`, as JSON text (`{}` without one).
+    pub config: Arc<str>,
 }
 
 /// What one store of a plugin may hold: its memories and tables together
@@ -176,7 +177,8 @@ pub struct StoreState {
     /// while the manifest is being read).
     pub name: Arc<str>,
     pub services: Arc<Services>,
-    fetch: Arc<[HostPattern]>,
+    reach: Reach,
+    config: Arc<str>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
 }
@@ -216,7 +218,8 @@ impl StoreState {
             file,
             name,
             services,
-            fetch: setup.fetch.clone(),
+            reach: setup.reach.clone(),
+            config: setup.config.clone(),
             stdout,
             stderr,
         })
@@ -370,6 +373,20 @@ impl orch::plugin::host::Host for StoreState {
             value,
         });
     }
+
+    fn config(&mut self) -> String {
+        self.config.to_string()
+    }
+}
+
+fn response(fetched: super::net::Fetched) -> orch::plugin::net::Response {
+    orch::plugin::net::Response {
+        status: fetched.status,
+        url: fetched.url,
+        content_type: fetched.content_type,
+        body: fetched.body,
+        truncated: fetched.truncated,
+    }
 }
 
 impl orch::plugin::net::Host for StoreState {
@@ -378,18 +395,29 @@ impl orch::plugin::net::Host for StoreState {
         url: String,
         max_bytes: u32,
     ) -> Result<orch::plugin::net::Response, String> {
-        let fetched = self
-            .services
+        self.services
             .fetcher
-            .fetch(&self.file, &self.fetch, &url, max_bytes)
-            .await?;
-        Ok(orch::plugin::net::Response {
-            status: fetched.status,
-            url: fetched.url,
-            content_type: fetched.content_type,
-            body: fetched.body,
-            truncated: fetched.truncated,
-        })
+            .fetch(&self.file, &self.reach, &url, max_bytes)
+            .await
+            .map(response)
+    }
+
+    async fn request(
+        &mut self,
+        req: orch::plugin::net::OutgoingRequest,
+    ) -> Result<orch::plugin::net::Response, String> {
+        let outgoing = Outgoing {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+            max_bytes: req.max_bytes,
+        };
+        self.services
+            .fetcher
+            .send(&self.file, &self.reach, outgoing)
+            .await
+            .map(response)
     }
 }
 

@@ -47,7 +47,7 @@ fn scaffold(project: &Project, lang: &str) -> (PathBuf, Vec<String>) {
 fn check(project: &Project, wasm: &Path) {
     let (output, stdout, stderr) = run(project.orch().arg("plugins").arg("check").arg(wasm));
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("ok: speaks orch:plugin@0.1.0"), "{stdout}");
+    assert!(stdout.contains("ok: speaks orch:plugin@0.1.1"), "{stdout}");
     assert!(
         stdout.contains("word-count 0.1.0 (word_count.wasm): Counts the words of a text"),
         "{stdout}"

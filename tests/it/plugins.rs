@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::support::project::{Project, events, run};
 
+mod search;
 mod utility;
 
 /// The folder with every built guest `.wasm`.
@@ -285,7 +286,7 @@ async fn a_plugin_for_another_contract_version_is_refused_by_name() {
     assert_eq!(
         problems,
         [
-            "plugin \"old_version.wasm\": is built for orch:plugin@0.0.9; this orch supports orch:plugin@0.1.0; skipped"
+            "plugin \"old_version.wasm\": is built for orch:plugin@0.0.9; this orch supports orch:plugin@0.1.0 and @0.1.1; skipped"
         ]
     );
     assert_eq!(host.plugins().len(), 1, "the good plugin still loads");
@@ -537,6 +538,8 @@ async fn a_memory_grab_over_the_cap_traps_cleanly() {
             data: false,
             memory_mib: Some(128),
             fetch: Vec::new(),
+            headers: Default::default(),
+            config: None,
         },
     );
     let (host, _, _) = host_with(&project, &config).await;
@@ -613,6 +616,8 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
             data: false,
             memory_mib: None,
             fetch: Vec::new(),
+            headers: Default::default(),
+            config: None,
         },
     );
     let (granted, _, _) = host_with(&project, &config).await;
@@ -657,6 +662,8 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
             data: false,
             memory_mib: None,
             fetch: Vec::new(),
+            headers: Default::default(),
+            config: None,
         },
     );
     let (stale_host, warnings, _) = host_with(&project, &stale).await;
@@ -682,6 +689,8 @@ async fn files_are_denied_without_a_grant_and_escapes_from_a_grant_are_denied() 
             data: false,
             memory_mib: None,
             fetch: Vec::new(),
+            headers: Default::default(),
+            config: None,
         },
     );
     // `read-write` no longer writes the project: the plugin reads it and
@@ -925,7 +934,7 @@ fn orch_lists_and_checks_plugins_and_agents_use_plugin_tools() {
         .arg(guest("old_version")));
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains("plugin \"old_version.wasm\": is built for orch:plugin@0.0.9; this orch supports orch:plugin@0.1.0"),
+        stderr.contains("plugin \"old_version.wasm\": is built for orch:plugin@0.0.9; this orch supports orch:plugin@0.1.0 and @0.1.1"),
         "{stderr}"
     );
 

@@ -3,7 +3,7 @@
 // of a text; its `pre-compact` hook counts compactions in the plugin's
 // key-value store. Change both to your needs.
 
-import { kvGet, kvSet, log, recordMetric } from 'orch:plugin/host@0.1.0';
+import { kvGet, kvSet, log, recordMetric } from 'orch:plugin/host@0.1.1';
 
 export const guest = {
   manifest() {

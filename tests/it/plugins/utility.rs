@@ -18,6 +18,8 @@ fn grant(config: &mut PluginsConfig, name: &str, project: Option<ProjectAccess>,
             data: false,
             memory_mib: None,
             fetch: fetch.iter().map(|host| host.to_string()).collect(),
+            headers: Default::default(),
+            config: None,
         },
     );
 }

@@ -20,7 +20,8 @@ impl Plugin for Chaos {
             .hook(HookPoint::SessionStart)
             .hook(HookPoint::PreToolUse);
         for name in [
-            "spin", "grab", "huge", "flood", "read", "write", "echo", "kv", "panic",
+            "spin", "grab", "huge", "flood", "read", "write", "echo", "kv", "panic", "request",
+            "config",
         ] {
             manifest = manifest.tool(ToolSpec::new(name, "misbehave", ANY));
         }
@@ -58,6 +59,32 @@ impl Plugin for Chaos {
                 .map(|()| "written".to_string())
                 .map_err(|err| err.to_string()),
             "echo" => Ok(args_json.to_string()),
+            // Send a request with the plugin's own headers (trying to
+            // override what the host injects) and return all it got back.
+            "request" => {
+                let headers = args["headers"]
+                    .as_object()
+                    .map(|map| {
+                        map.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let response =
+                    orch_plugin_sdk::net::request(&orch_plugin_sdk::net::OutgoingRequest {
+                        method: text("method"),
+                        url: text("url"),
+                        headers,
+                        body: args["body"].as_str().map(str::to_string),
+                        max_bytes: 65536,
+                    })?;
+                Ok(format!(
+                    "{} {}\n{}",
+                    response.status, response.url, response.body
+                ))
+            }
+            // What the plugin can learn of its grant.
+            "config" => Ok(host::config()),
             "kv" => {
                 let count = host::kv_get("count")
                     .and_then(|v| v.parse::<u64>().ok())

@@ -1,0 +1,217 @@
+//! Which IP addresses are internal to this machine or its network (loopback,
+//! link-local and the cloud metadata address, private ranges, carrier-grade
+//! NAT, unspecified, and their IPv4-mapped forms), and a DNS resolver for
+//! reqwest that drops them unless the caller allows them. Outbound requests
+//! made for a plugin (or an agent) resolve through it, so the address checked
+//! is the address connected to: a name that resolves to an internal address
+//! cannot reach it, on the first request or after a redirect, even if its DNS
+//! answer changes between two lookups.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Why `ip` is internal (`loopback`, `link-local`, `private`,
+/// `carrier-grade NAT`, `unspecified`), or `None` for a public address.
+/// IPv4 addresses inside IPv6 (mapped `::ffff:a.b.c.d`, compatible
+/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) are judged as the IPv4 address.
+pub fn internal(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => internal_v6(v6),
+    }
+}
+
+fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    Some(match (a, b) {
+        (0, _) => "unspecified",
+        (127, _) => "loopback",
+        (10, _) | (192, 168) => "private",
+        (172, 16..=31) => "private",
+        // 169.254.169.254 is where clouds serve instance credentials.
+        (169, 254) => "link-local",
+        (100, 64..=127) => "carrier-grade NAT",
+        _ => return None,
+    })
+}
+
+fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    let segments = ip.segments();
+    let embedded = |segments: &[u16]| {
+        Ipv4Addr::new(
+            (segments[6] >> 8) as u8,
+            segments[6] as u8,
+            (segments[7] >> 8) as u8,
+            segments[7] as u8,
+        )
+    };
+    match segments {
+        // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated).
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] => {
+            return internal_v4(embedded(&segments));
+        }
+        // NAT64's well-known prefix carries an IPv4 address too.
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => return internal_v4(embedded(&segments)),
+        _ => {}
+    }
+    match segments[0] {
+        0xfc00..=0xfdff => Some("private"),
+        0xfe80..=0xfebf => Some("link-local"),
+        // Site-local, deprecated but still routed inside some networks.
+        0xfec0..=0xfeff => Some("private"),
+        _ => None,
+    }
+}
+
+/// A name resolved only to internal addresses that are not allowed.
+#[derive(Debug)]
+pub struct Refused {
+    pub name: String,
+    /// Each address found, with why it is internal.
+    pub addresses: Vec<(IpAddr, &'static str)>,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let found: Vec<String> = self
+            .addresses
+            .iter()
+            .map(|(ip, class)| format!("{ip} ({class})"))
+            .collect();
+        write!(
+            f,
+            "{} resolves to internal addresses only: {}",
+            self.name,
+            found.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A reqwest resolver that looks names up with the system resolver and
+/// keeps only public addresses and the internal ones `allow` admits.
+/// `reqwest::ClientBuilder::dns_resolver` installs it; IP-literal URLs
+/// never reach a resolver, so the caller checks those itself.
+#[derive(Clone)]
+pub struct GuardedResolver {
+    allow: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+}
+
+impl GuardedResolver {
+    /// `allow` decides for an internal address; public ones always pass.
+    pub fn new(allow: impl Fn(IpAddr) -> bool + Send + Sync + 'static) -> GuardedResolver {
+        GuardedResolver {
+            allow: Arc::new(allow),
+        }
+    }
+
+    /// Keep the addresses that may be connected to.
+    pub fn filter(&self, name: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
+        let mut kept = Vec::new();
+        let mut refused = Vec::new();
+        for addr in found {
+            match internal(addr.ip()) {
+                Some(class) if !(self.allow)(addr.ip()) => refused.push((addr.ip(), class)),
+                _ => kept.push(addr),
+            }
+        }
+        if kept.is_empty() && !refused.is_empty() {
+            return Err(Refused {
+                name: name.to_string(),
+                addresses: refused,
+            });
+        }
+        Ok(kept)
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let kept = guard.filter(&host, found)?;
+            let addrs: Addrs = Box::new(kept.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_named_and_public_ones_pass() {
+        let cases = [
+            ("127.0.0.1", Some("loopback")),
+            ("127.8.9.10", Some("loopback")),
+            ("::1", Some("loopback")),
+            ("10.1.2.3", Some("private")),
+            ("172.16.0.1", Some("private")),
+            ("172.31.255.255", Some("private")),
+            ("172.32.0.1", None),
+            ("192.168.1.1", Some("private")),
+            ("169.254.169.254", Some("link-local")),
+            ("100.64.0.1", Some("carrier-grade NAT")),
+            ("100.127.255.255", Some("carrier-grade NAT")),
+            ("100.128.0.1", None),
+            ("0.0.0.0", Some("unspecified")),
+            ("::", Some("unspecified")),
+            ("fc00::1", Some("private")),
+            ("fd12:3456::1", Some("private")),
+            ("fe80::1", Some("link-local")),
+            ("::ffff:127.0.0.1", Some("loopback")),
+            ("::ffff:169.254.169.254", Some("link-local")),
+            ("::ffff:10.0.0.1", Some("private")),
+            ("::ffff:8.8.8.8", None),
+            ("64:ff9b::192.168.0.1", Some("private")),
+            ("8.8.8.8", None),
+            ("1.1.1.1", None),
+            ("2606:4700::1111", None),
+        ];
+        for (text, class) in cases {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(internal(ip), class, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_resolver_keeps_public_and_allowed_addresses() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let guard = GuardedResolver::new(|_| false);
+        let addr = |text: &str| SocketAddr::new(text.parse().unwrap(), 0);
+        let err = guard
+            .filter("localhost", vec![addr("127.0.0.1"), addr("::1")])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "localhost resolves to internal addresses only: 127.0.0.1 (loopback), ::1 (loopback)"
+        );
+        // A name with a public and a private address connects only to the public one.
+        assert_eq!(
+            guard
+                .filter("mixed", vec![addr("10.0.0.1"), addr("93.184.216.34")])
+                .unwrap(),
+            [addr("93.184.216.34")]
+        );
+        let allowing = GuardedResolver::new(move |ip| ip == loopback);
+        assert_eq!(
+            allowing
+                .filter("localhost", vec![addr("127.0.0.1"), addr("::1")])
+                .unwrap(),
+            [addr("127.0.0.1")]
+        );
+    }
+}
