@@ -3,7 +3,9 @@
 //! link-local, private, unspecified) unless the address itself is listed,
 //! and the resolution that checks them. Shared by every allow-list orch
 //! applies (`tools.http.allow`, plugins' `fetch` grants), so a name that
-//! points at the machine or its network is refused the same way everywhere.
+//! points at the machine or its network is refused the same way everywhere;
+//! and the steps every such request shares: the next hop of a redirect, a
+//! body read up to a cap.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -118,6 +120,63 @@ pub async fn resolve_checked(
         }
     }
     Ok(addrs)
+}
+
+/// Where the redirect `response` to a request for `url` sends the next
+/// hop; `Ok(None)` when it is not a redirect (or names no Location). A
+/// redirect from https to plain http is refused. Callers check the next
+/// hop against their list before sending it.
+pub fn redirect(url: &Url, response: &reqwest::Response) -> Result<Option<Url>, String> {
+    if !response.status().is_redirection() {
+        return Ok(None);
+    }
+    let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+        return Ok(None);
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| format!("{url}: a redirect with an unreadable Location header"))?;
+    let next = url
+        .join(location)
+        .map_err(|err| format!("{url}: a redirect to an invalid URL {location:?} ({err})"))?;
+    if url.scheme() == "https" && next.scheme() == "http" {
+        return Err(format!("{url} redirects from https to plain http ({next})"));
+    }
+    Ok(Some(next))
+}
+
+/// The body of `response` read up to `cap` bytes, and whether it went on
+/// past them; a character the cap split in two is left out whole rather
+/// than replaced (which would grow the text past the cap). The rest is
+/// never read.
+pub async fn capped_body(
+    url: &Url,
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(String, bool), String> {
+    let mut body = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = response.chunk().await.map_err(|err| {
+        format!(
+            "{url}: reading the body failed: {}",
+            crate::provider::error_chain(&err)
+        )
+    })? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            cut = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if cut
+        && let Err(err) = std::str::from_utf8(&body)
+        && err.error_len().is_none()
+    {
+        body.truncate(err.valid_up_to());
+    }
+    Ok((String::from_utf8_lossy(&body).into_owned(), cut))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use reqwest::Url;
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::CONTENT_TYPE;
 
 use crate::config::HostPattern;
 use crate::provider::error_chain;
@@ -103,20 +103,9 @@ impl Fetcher {
                 .await
                 .map_err(|err| format!("fetch of {url} failed: {}", error_chain(&err)))?;
             let status = response.status();
-            if status.is_redirection()
-                && let Some(location) = response.headers().get(LOCATION)
+            if let Some(next) = crate::net::redirect(&url, &response)
+                .map_err(|why| format!("fetch refused: {why}"))?
             {
-                let location = location.to_str().map_err(|_| {
-                    format!("fetch of {url}: a redirect with an unreadable Location header")
-                })?;
-                let next = url.join(location).map_err(|err| {
-                    format!("fetch of {url}: a redirect to an invalid URL {location:?} ({err})")
-                })?;
-                if url.scheme() == "https" && next.scheme() == "http" {
-                    return Err(format!(
-                        "fetch refused: {url} redirects from https to plain http ({next})"
-                    ));
-                }
                 url = next;
                 continue;
             }
@@ -125,33 +114,14 @@ impl Fetcher {
                 .get(CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string);
-            let mut body = Vec::new();
-            let mut truncated = false;
-            while let Some(chunk) = response.chunk().await.map_err(|err| {
-                format!("fetch of {url} failed while reading: {}", error_chain(&err))
-            })? {
-                let room = cap - body.len();
-                if chunk.len() > room {
-                    body.extend_from_slice(&chunk[..room]);
-                    truncated = true;
-                    break;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if truncated {
-                // Cut a character the cap split in two, rather than
-                // replacing it (and growing the body past the cap).
-                if let Err(err) = std::str::from_utf8(&body)
-                    && err.error_len().is_none()
-                {
-                    body.truncate(err.valid_up_to());
-                }
-            }
+            let (body, truncated) = crate::net::capped_body(&url, &mut response, cap)
+                .await
+                .map_err(|why| format!("fetch of {why}"))?;
             return Ok(Fetched {
                 status: status.as_u16(),
                 url: url.to_string(),
                 content_type,
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body,
                 truncated,
             });
         }

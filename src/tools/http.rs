@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Url;
-use reqwest::header::{CONTENT_LENGTH, HeaderName, HeaderValue, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -525,20 +525,9 @@ async fn exchange(
             .map_err(|err| format!("{} {url} failed: {}", request.method, error_chain(&err)))?;
         let status = response.status();
         if follows
-            && status.is_redirection()
-            && let Some(location) = response.headers().get(LOCATION)
+            && let Some(next) = crate::net::redirect(&url, &response)
+                .map_err(|why| format!("http refused: {why}"))?
         {
-            let location = location
-                .to_str()
-                .map_err(|_| format!("{url}: a redirect with an unreadable Location header"))?;
-            let next = url.join(location).map_err(|err| {
-                format!("{url}: a redirect to an invalid URL {location:?} ({err})")
-            })?;
-            if url.scheme() == "https" && next.scheme() == "http" {
-                return Err(format!(
-                    "http refused: {url} redirects from https to plain http ({next})"
-                ));
-            }
             url = next;
             continue;
         }
@@ -556,35 +545,14 @@ async fn exchange(
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse().ok());
-        let mut body = Vec::new();
-        let mut cut = false;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| format!("{url}: reading the body failed: {}", error_chain(&err)))?
-        {
-            let room = request.max_bytes - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                cut = true;
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if cut
-            && let Err(err) = std::str::from_utf8(&body)
-            && err.error_len().is_none()
-        {
-            // A character the cap split in two goes whole.
-            body.truncate(err.valid_up_to());
-        }
+        let (body, cut) = crate::net::capped_body(&url, &mut response, request.max_bytes).await?;
         return Ok(Response {
             url: url.to_string(),
             version: format!("{:?}", response.version()),
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or_default().to_string(),
             headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body,
             cut,
             length,
         });

@@ -387,3 +387,20 @@ fn inside_the_sandbox_a_background_server_is_reached_through_the_runs_network() 
     );
     drop(host);
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_at_the_requested_bound() {
+    let mut fx = Fixture::new();
+    let (_jobs, router) = router(&fx);
+    let server = Server::start(vec![Reply::silence()]).await;
+    fx.limits.http.allow = vec![server.url().trim_start_matches("http://").to_string()];
+    let started = std::time::Instant::now();
+    let answer = http(
+        &fx,
+        &router,
+        json!({"url": server.url(), "timeout_ms": 300}),
+    )
+    .await;
+    assert_error(&answer, "timed out after 300 ms");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
