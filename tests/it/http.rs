@@ -342,17 +342,9 @@ fn inside_the_sandbox_a_background_server_is_reached_through_the_runs_network() 
     project.write("page.txt", "token=tok-0123456789abc\n");
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host_port = host.local_addr().unwrap().port();
-    let port = 18765;
-    let replies = json!([
-        {"tool_calls": [scripted("run_background", json!({"command": format!("exec python3 -m http.server {port} --bind 127.0.0.1"), "label": "server"}))]},
-        {"tool_calls": [scripted("bash", json!({"command": format!("for i in $(seq 50); do python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/')\" 2>/dev/null && echo up && break; sleep 0.2; done")}))]},
-        {"tool_calls": [scripted("http", json!({"url": format!("http://127.0.0.1:{port}/page.txt")}))]},
-        {"tool_calls": [scripted("http", json!({"url": format!("http://127.0.0.1:{host_port}/")}))]},
-        {"text": "done"}
-    ]);
     project.write(
         "run.json",
-        &json!({ "agents": { "Worker": replies } }).to_string(),
+        &json!({ "agents": { "Worker": sandboxed_replies(host_port) } }).to_string(),
     );
     let (output, stdout, stderr) = run(project
         .orch()
@@ -370,21 +362,7 @@ fn inside_the_sandbox_a_background_server_is_reached_through_the_runs_network() 
         ])
         .env("MY_SERVICE_TOKEN", "tok-0123456789abc"));
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    let results = project.tool_results();
-    assert_eq!(results.len(), 4, "{results:?}");
-    assert!(results[1].contains("up"), "{}", results[1]);
-    assert!(
-        results[2].starts_with("HTTP/1.0 200 OK\n"),
-        "{}",
-        results[2]
-    );
-    assert!(results[2].contains("token=[redacted]"), "{}", results[2]);
-    assert!(!results[2].contains("tok-0123456789abc"), "{}", results[2]);
-    assert!(
-        results[3].contains(&format!("listen on ports: {port}")),
-        "{}",
-        results[3]
-    );
+    check_sandboxed_results(&project.tool_results());
     drop(host);
 }
 
@@ -403,4 +381,120 @@ async fn a_server_that_never_answers_times_out_at_the_requested_bound() {
     .await;
     assert_error(&answer, "timed out after 300 ms");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// The port the sandboxed tests' server listens on, inside the run's
+/// network namespace (free there whatever the host runs).
+const SANDBOXED_PORT: u16 = 18765;
+
+/// A Worker that starts a server in the background, waits for it, reaches
+/// it with `http`, then tries a server on the host's loopback.
+fn sandboxed_replies(host_port: u16) -> Value {
+    let port = SANDBOXED_PORT;
+    json!([
+        {"tool_calls": [scripted("run_background", json!({"command": format!("exec python3 -m http.server {port} --bind 127.0.0.1"), "label": "server"}))]},
+        {"tool_calls": [scripted("bash", json!({"command": format!("for i in $(seq 50); do python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/')\" 2>/dev/null && echo up && break; sleep 0.2; done")}))]},
+        {"tool_calls": [scripted("http", json!({"url": format!("http://127.0.0.1:{port}/page.txt")}))]},
+        {"tool_calls": [scripted("http", json!({"url": format!("http://127.0.0.1:{host_port}/")}))]},
+        {"text": "done"}
+    ])
+}
+
+fn check_sandboxed_results(results: &[String]) {
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(results[1].contains("up"), "{}", results[1]);
+    assert!(
+        results[2].starts_with("HTTP/1.0 200 OK\n"),
+        "{}",
+        results[2]
+    );
+    assert!(results[2].contains("token=[redacted]"), "{}", results[2]);
+    assert!(!results[2].contains("tok-0123456789abc"), "{}", results[2]);
+    assert!(
+        results[3].contains(&format!("listen on ports: {SANDBOXED_PORT} ")),
+        "{}",
+        results[3]
+    );
+}
+
+/// The same as a user without privileges (sessions and CI run as root,
+/// where more is allowed): the helper joins the run's user and network
+/// namespaces all the same.
+#[test]
+fn inside_the_sandbox_an_unprivileged_user_reaches_a_background_server() {
+    const TEST: &str = "inside_the_sandbox_an_unprivileged_user_reaches_a_background_server";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        crate::support::skipped(TEST, "not root; the test above runs as this user");
+        return;
+    }
+    if !crate::boundaries::sandbox_works(TEST, &Project::new()) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (work, home) = (dir.path().join("work"), dir.path().join("home"));
+    for path in [dir.path(), work.as_path(), home.as_path()] {
+        std::fs::create_dir_all(path).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let orch = dir.path().join("orch");
+    std::fs::copy(env!("CARGO_BIN_EXE_orch"), &orch).unwrap();
+    std::fs::set_permissions(&orch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(work.join("page.txt"), "token=tok-0123456789abc\n").unwrap();
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let script = json!({ "agents": { "Worker": sandboxed_replies(host_port) } });
+    std::fs::write(work.join("run.json"), script.to_string()).unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&orch)
+        .arg("-C")
+        .arg(&work)
+        .args([
+            "--trust-project",
+            "--provider",
+            "scripted",
+            "--script",
+            "run.json",
+            "--sandbox",
+            "workspace-write",
+            "run",
+            "--agent",
+            "worker",
+            "go",
+        ])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("CARGO_TARGET_DIR")
+        .env("CI", "1")
+        .env("NO_COLOR", "1")
+        .env("MY_SERVICE_TOKEN", "tok-0123456789abc")
+        .output();
+    let Ok(output) = output else {
+        crate::support::skipped(TEST, "no setpriv");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("without orch's sandbox"), "{stdout}");
+    let sessions = work.join(".opencode/sessions");
+    let file = std::fs::read_dir(sessions)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let results: Vec<String> = std::fs::read_to_string(file.path())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["message"]["role"] == "tool")
+        .map(|line| line["message"]["content"].as_str().unwrap().to_string())
+        .collect();
+    check_sandboxed_results(&results);
+    drop(host);
 }
