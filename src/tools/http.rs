@@ -195,7 +195,10 @@ async fn send(args: Args, ctx: &ToolContext) -> Result<String, String> {
         .iter()
         .filter_map(|entry| HostPattern::parse(entry).ok())
         .collect();
-    let network = MissionNetwork::now();
+    // Reading /proc is file-system work: off the async runtime.
+    let network = tokio::task::spawn_blocking(MissionNetwork::now)
+        .await
+        .map_err(|err| format!("the mission's ports could not be read: {err}"))?;
     let request = Request {
         method,
         url: url.to_string(),
