@@ -105,6 +105,7 @@ fn ctx(root: &Path) -> ToolContext {
         cancel: CancellationToken::new(),
         limits: Arc::new(orch::config::ToolsConfig::default()),
         sandbox: Some(orch::sandbox::Profile::Write),
+        may_write: true,
         // A fresh session view: every `read` is a first read.
         seen: Arc::default(),
     }

@@ -12,6 +12,7 @@ pub mod memory;
 pub mod mission;
 pub mod models;
 pub mod monitor;
+pub mod net;
 pub mod plugins;
 pub mod process;
 pub mod provider;

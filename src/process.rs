@@ -158,6 +158,9 @@ pub async fn run(job: Job<'_>) -> io::Result<Finished> {
         ));
     };
     let group = ProcessGroup::new(pid as libc::pid_t);
+    if job.sandbox.is_some() {
+        group.mark_agents();
+    }
     let mut kept = Capture::new(job.keep);
     let mut buf = vec![0u8; 16 * 1024];
     let deadline = Instant::now() + job.timeout;
@@ -461,6 +464,17 @@ struct ProcessGroup {
 /// Ctrl-C) can still take them down: destructors do not run then.
 static LIVE_GROUPS: Mutex<Vec<GroupRecord>> = Mutex::new(Vec::new());
 
+/// The process groups of commands agents started (`bash`, background jobs,
+/// verification, diagnostics: jobs run with a sandbox profile), running
+/// right now; not orch's own helpers or MCP servers.
+static AGENT_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// The process group ids of [`AGENT_GROUPS`]: which processes a tool that
+/// serves the mission's own servers (`http`) may count as the mission's.
+pub fn agent_groups() -> Vec<i32> {
+    AGENT_GROUPS.lock().map(|g| g.clone()).unwrap_or_default()
+}
+
 /// SIGKILL every process group still running. For the moment before a
 /// forced exit; normal shutdown kills each group on its own.
 pub fn kill_every_group() {
@@ -624,6 +638,13 @@ impl ProcessGroup {
         ProcessGroup { id, armed: true }
     }
 
+    /// Count this group among the agents' commands until it ends.
+    fn mark_agents(&self) {
+        if let Ok(mut groups) = AGENT_GROUPS.lock() {
+            groups.push(self.id);
+        }
+    }
+
     /// SIGKILL every process in the group; whether any was there.
     fn kill(&self) -> bool {
         // SAFETY: killpg has no memory-safety preconditions; a group that
@@ -645,6 +666,9 @@ impl Drop for ProcessGroup {
         }
         if let Ok(mut groups) = LIVE_GROUPS.lock() {
             groups.retain(|record| record.pgid != self.id);
+        }
+        if let Ok(mut groups) = AGENT_GROUPS.lock() {
+            groups.retain(|pgid| *pgid != self.id);
         }
         tell_watchdog("del", self.id);
     }

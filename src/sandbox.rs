@@ -325,6 +325,17 @@ impl Sandbox {
         (exe, wrapped)
     }
 
+    /// The orch binary that acts as the helper.
+    pub fn helper(&self) -> &Path {
+        &self.helper
+    }
+
+    /// Whether sandboxed processes share the run's network namespace
+    /// (held by `orch __sandbox-net`) rather than the host's network.
+    pub fn isolates_network(&self) -> bool {
+        self.mode != Mode::Off && !self.network
+    }
+
     /// A sentence for the model when a sandboxed command failed on a path.
     pub fn explain(&self, profile: Profile, root: &Path) -> String {
         let writes = if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
@@ -400,6 +411,28 @@ fn network_holder(helper: &Path) -> Option<u32> {
     let pid = child.id();
     *holder = Some((child, pid));
     Some(pid)
+}
+
+/// The pid of the run's network holder when it runs, without starting it:
+/// every process that lives in its namespace, and only those, belong to
+/// this run. `None` when no sandboxed command has needed it yet.
+pub fn running_holder() -> Option<u32> {
+    let mut holder = HOLDER.lock().ok()?;
+    let (child, pid) = holder.as_mut()?;
+    matches!(child.try_wait(), Ok(None)).then_some(*pid)
+}
+
+/// Enter the user and network namespaces of the run's holder `pid`, so
+/// this process reaches the run's loopback (orch's helpers that talk to
+/// what commands started there).
+///
+/// # Safety
+///
+/// The calling process must be single-threaded: the kernel refuses a
+/// threaded process entering a user namespace.
+pub unsafe fn enter_run_network(pid: u32) -> Result<(), String> {
+    // SAFETY: single-threaded, as the caller promised.
+    unsafe { join_network(pid) }
 }
 
 /// Whether the kernel lets this process build the sandbox: runs the helper

@@ -95,6 +95,10 @@ pub fn main() -> ExitCode {
     if let Some(code) = crate::sandbox::helper_main() {
         return code;
     }
+    // orch re-executed to send one `http` request inside the run's network.
+    if let Some(code) = crate::tools::http::helper_main() {
+        return code;
+    }
     // Nothing orch starts may read its memory (keys) through /proc.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -436,6 +440,7 @@ impl Project {
         for tool in self.jobs.tools() {
             tools.insert(tool);
         }
+        tools.insert(Arc::new(crate::tools::http::Http));
         let memory = self.memory();
         for tool in crate::tools::memory::tools(memory.clone()) {
             tools.insert(tool);

@@ -637,6 +637,38 @@ pub struct ToolsConfig {
     /// MCP servers) may take in a session's tool list; past it they are
     /// listed by name only and reached through `find_tools` and `call_tool`.
     pub defer_share: f64,
+    /// The `http` tool (`docs/tools.md`).
+    pub http: HttpConfig,
+}
+
+/// The `http` tool: what it reaches beyond the mission's own servers, and
+/// its limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Hosts reached from orch's own network besides the ports the
+    /// mission's processes listen on: `api.example.com` (any port),
+    /// `127.0.0.1:9000` (that port only), `*.internal.test` (subdomains).
+    /// A listed name that resolves to an internal address is refused unless
+    /// that address is listed too.
+    pub allow: Vec<String>,
+    /// Response body bytes kept.
+    pub max_bytes: usize,
+    /// Timeout of one request when the model gives none, redirects included.
+    pub timeout_ms: u64,
+    /// Upper bound on a requested timeout.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allow: Vec::new(),
+            max_bytes: 64 * 1024,
+            timeout_ms: 30_000,
+            max_timeout_ms: 120_000,
+        }
+    }
 }
 
 impl Default for ToolsConfig {
@@ -654,6 +686,7 @@ impl Default for ToolsConfig {
             background_timeout_ms: 30 * 60 * 1000,
             background_max_timeout_ms: 4 * 60 * 60 * 1000,
             defer_share: 0.02,
+            http: HttpConfig::default(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub const TRUSTED_KEYS: &[&str] = &[
     "models",
     "mission",
     "session",
+    // `tools.http.allow` among them: hosts the `http` tool may reach.
     "tools",
     "concurrency",
     "retry",
@@ -404,6 +405,22 @@ mod tests {
         strip(&mut stripped);
         assert_eq!(stripped, json!({"diagnostics": {"after_edits": true}}));
         assert!(Surface::of(dir.path(), Some(&stripped)).is_empty());
+    }
+
+    #[test]
+    fn the_hosts_the_http_tool_may_reach_need_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = json!({"tools": {"http": {"allow": ["10.0.0.1", "*.corp.test"]}}});
+        let surface = Surface::of(dir.path(), Some(&layer));
+        assert_eq!(
+            surface.keys,
+            [(
+                "tools".to_string(),
+                json!({"http": {"allow": ["10.0.0.1", "*.corp.test"]}})
+            )]
+        );
+        strip(&mut layer);
+        assert_eq!(layer, json!({}));
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
             config.tools.bash_output_bytes as u64,
         ),
         ("tools.max_entries", config.tools.max_entries as u64),
+        ("tools.http.max_bytes", config.tools.http.max_bytes as u64),
+        ("tools.http.timeout_ms", config.tools.http.timeout_ms),
+        (
+            "tools.http.max_timeout_ms",
+            config.tools.http.max_timeout_ms,
+        ),
         (
             "mission.max_iterations",
             config.mission.max_iterations as u64,
@@ -225,6 +231,15 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
                     "expected 0 < max_output < context_window, got max_output {} and context_window {}",
                     limits.max_output, limits.context_window
                 ),
+            });
+        }
+    }
+    for (i, entry) in config.tools.http.allow.iter().enumerate() {
+        if let Err(message) = super::HostPattern::parse(entry) {
+            return Err(ConfigError::Invalid {
+                source_name: source_name.into(),
+                key: format!("tools.http.allow[{i}]"),
+                message,
             });
         }
     }

@@ -488,7 +488,11 @@ fn summarize(tool: &str, arguments: &Value) -> String {
         "mgrep" => field("patterns"),
         "http" => {
             let method = field("method");
-            let method = if method.is_empty() { "GET".into() } else { method };
+            let method = if method.is_empty() {
+                "GET".into()
+            } else {
+                method
+            };
             format!("{method} {}", field("url"))
         }
         "update_todo" => format!("{} → {}", field("id"), field("status")),

@@ -2,7 +2,7 @@
 //! reaches only the hosts the user allow-listed for that plugin file
 //! (`plugins.grants.<file>.fetch`). Deny by default: a plugin with no list
 //! reaches nothing. Every hop of a redirect is checked against the list, and
-//! every name is resolved through `provider::address::GuardedResolver`, so a
+//! every name is resolved through `net::GuardedResolver`, so a
 //! listed name that resolves to an internal address (loopback, private,
 //! link-local, the cloud metadata address) connects only if that address is
 //! itself on the list. The headers the grant injects for a host (API keys
@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, Url};
 
 use crate::config::HostPattern;
-use crate::provider::address::{GuardedResolver, Refused};
+use crate::net::GuardedResolver;
 use crate::provider::error_chain;
 
 /// Redirects followed before a fetch gives up.
@@ -250,20 +250,9 @@ impl Fetcher {
                 .await
                 .map_err(|err| refusal(file, &url, &err))?;
             let status = response.status();
-            if status.is_redirection()
-                && let Some(location) = response.headers().get(LOCATION)
+            if let Some(next) = crate::net::redirect(&url, &response)
+                .map_err(|why| format!("fetch refused: {why}"))?
             {
-                let location = location.to_str().map_err(|_| {
-                    format!("fetch of {url}: a redirect with an unreadable Location header")
-                })?;
-                let next = url.join(location).map_err(|err| {
-                    format!("fetch of {url}: a redirect to an invalid URL {location:?} ({err})")
-                })?;
-                if url.scheme() == "https" && next.scheme() == "http" {
-                    return Err(format!(
-                        "fetch refused: {url} redirects from https to plain http ({next})"
-                    ));
-                }
                 // 307 and 308 repeat the request; the others continue as a GET.
                 if !matches!(status.as_u16(), 307 | 308) && hop.method != Method::HEAD {
                     hop.method = Method::GET;
@@ -284,33 +273,14 @@ impl Fetcher {
                 .get(CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string);
-            let mut body = Vec::new();
-            let mut truncated = false;
-            while let Some(chunk) = response.chunk().await.map_err(|err| {
-                format!("fetch of {url} failed while reading: {}", error_chain(&err))
-            })? {
-                let room = cap - body.len();
-                if chunk.len() > room {
-                    body.extend_from_slice(&chunk[..room]);
-                    truncated = true;
-                    break;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if truncated {
-                // Cut a character the cap split in two, rather than
-                // replacing it (and growing the body past the cap).
-                if let Err(err) = std::str::from_utf8(&body)
-                    && err.error_len().is_none()
-                {
-                    body.truncate(err.valid_up_to());
-                }
-            }
+            let (body, truncated) = crate::net::capped_body(&url, &mut response, cap)
+                .await
+                .map_err(|why| format!("fetch of {why}"))?;
             return Ok(Fetched {
                 status: status.as_u16(),
                 url: url.to_string(),
                 content_type,
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body,
                 truncated,
             });
         }
@@ -323,23 +293,16 @@ impl Fetcher {
 /// The message for a failed send: a refusal when the guarded resolver
 /// refused the name's addresses, else the transport's error chain.
 fn refusal(file: &str, url: &Url, err: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<Refused>() {
-            let port = url.port_or_known_default().unwrap_or(0);
-            let example = refused
-                .addresses
-                .first()
-                .map(|(ip, _)| match ip {
-                    std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
-                    std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-                })
-                .unwrap_or_default();
-            return format!(
-                "fetch refused: {refused}; an internal address is reached only when it is itself on the hosts allowed for plugin \"{file}\" (add \"{example}\" to plugins.grants.\"{file}\".fetch in .opencode/orch.json to allow it)"
-            );
-        }
-        source = cause.source();
+    if let Some(refused) = crate::net::refused_in(err) {
+        let port = url.port_or_known_default().unwrap_or(0);
+        let example = refused
+            .addresses
+            .first()
+            .map(|(ip, _)| crate::net::entry(*ip, port))
+            .unwrap_or_default();
+        return format!(
+            "fetch refused: {refused}; an internal address is reached only when it is itself on the hosts allowed for plugin \"{file}\" (add \"{example}\" to plugins.grants.\"{file}\".fetch in .opencode/orch.json to allow it)"
+        );
     }
     format!("fetch of {url} failed: {}", error_chain(err))
 }

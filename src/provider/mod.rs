@@ -4,7 +4,6 @@
 //! Everything above this module sees a model as a stream of `StreamEvent`s; only
 //! this module knows HTTP, SSE, wire formats and retry rules.
 
-pub mod address;
 pub mod anthropic;
 mod http;
 pub mod openai;

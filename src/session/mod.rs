@@ -517,6 +517,7 @@ impl Session {
             cancel: cancel.child_token(),
             limits: self.runtime.limits.clone(),
             sandbox: Some(crate::sandbox::Profile::of(&self.setup.agent)),
+            may_write: self.setup.agent.capabilities().write,
             seen: self.seen.clone(),
         }
     }

@@ -10,6 +10,7 @@ pub mod delegate;
 pub mod diagnostics;
 pub mod fs;
 pub mod git;
+pub mod http;
 pub mod live;
 pub mod memory;
 pub mod metrics;
@@ -100,6 +101,10 @@ pub struct ToolContext {
     /// the agent may do: writers get the task's root); `None` only for a
     /// command the user let run outside the sandbox once.
     pub sandbox: Option<crate::sandbox::Profile>,
+    /// Whether the calling agent may write (`Capabilities::write`): tools
+    /// that change things beyond files (`http` with a writing method)
+    /// check this, never the agent's name.
+    pub may_write: bool,
     /// What the calling session last saw of each file (`read`, `write` and
     /// `edit` keep it; writes compare and swap against it).
     pub seen: Arc<seen::Seen>,

@@ -298,7 +298,7 @@ async fn a_cloned_repository_gets_no_key_and_runs_nothing_until_trusted() {
 
 /// Whether this machine can build orch's sandbox (user, mount and network
 /// namespaces and Landlock); says so in the test output when it cannot.
-fn sandbox_works(test: &str, project: &Project) -> bool {
+pub(crate) fn sandbox_works(test: &str, project: &Project) -> bool {
     let (output, _, stderr) = run(project
         .orch()
         .args(["--sandbox", "workspace-write", "agents"]));

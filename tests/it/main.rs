@@ -9,6 +9,7 @@ mod caching;
 mod cli;
 mod diagnostics;
 mod fit;
+mod http;
 mod lifecycle;
 mod live_tools;
 mod mcp;

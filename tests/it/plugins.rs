@@ -816,6 +816,7 @@ async fn pre_tool_use_rewrites_run_only_when_the_rewritten_call_is_allowed() {
         cancel: Default::default(),
         limits: Arc::new(Default::default()),
         sandbox: Some(orch::sandbox::Profile::Write),
+        may_write: true,
         seen: Default::default(),
     };
     let bash = |command: &str| ToolCall {

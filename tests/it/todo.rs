@@ -100,6 +100,7 @@ impl Project {
             cancel: CancellationToken::new(),
             limits: Arc::new(ToolsConfig::default()),
             sandbox: Some(orch::sandbox::Profile::Write),
+            may_write: true,
             seen: Default::default(),
         }
     }

@@ -81,6 +81,7 @@ impl Fixture {
             cancel: self.cancel.clone(),
             limits: Arc::new(self.limits.clone()),
             sandbox: Some(orch::sandbox::Profile::Write),
+            may_write: true,
             seen: self.seen.clone(),
         }
     }

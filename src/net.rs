@@ -1,16 +1,18 @@
-//! Which IP addresses are internal to this machine or its network (loopback,
-//! link-local and the cloud metadata address, private ranges, carrier-grade
-//! NAT, unspecified, and their IPv4-mapped forms), and a DNS resolver for
-//! reqwest that drops them unless the caller allows them. Outbound requests
-//! made for a plugin (or an agent) resolve through it, so the address checked
-//! is the address connected to: a name that resolves to an internal address
-//! cannot reach it, on the first request or after a redirect, even if its DNS
-//! answer changes between two lookups.
+//! Where orch's requests for agents and plugins may land, and the steps
+//! they share. A name on a user's allow-list (`tools.http.allow`, a
+//! plugin's `fetch` grant) is resolved through `GuardedResolver`, which
+//! drops internal addresses (loopback, link-local and the cloud metadata
+//! address, private ranges, carrier-grade NAT, unspecified, and their
+//! IPv4-inside-IPv6 forms) unless the caller allows them — the address
+//! checked is the address connected to, on every hop, even if the name's DNS
+//! answer changes between two lookups. The shared steps: a redirect's next
+//! hop (https never to http) and a body read up to a cap.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Url;
 
 /// Why `ip` is internal (`loopback`, `link-local`, `private`,
 /// `carrier-grade NAT`, `unspecified`), or `None` for a public address.
@@ -146,6 +148,84 @@ impl Resolve for GuardedResolver {
             Ok(addrs)
         })
     }
+}
+
+/// The refusal inside a failed request's error chain, if the guarded
+/// resolver is why it failed.
+pub fn refused_in(err: &reqwest::Error) -> Option<&Refused> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// `ip:port` as an allow-list entry names it (`[::1]:8080` for IPv6).
+pub fn entry(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// Where the redirect `response` to a request for `url` sends the next
+/// hop; `Ok(None)` when it is not a redirect (or names no Location). A
+/// redirect from https to plain http is refused. Callers check the next
+/// hop against their list before sending it.
+pub fn redirect(url: &Url, response: &reqwest::Response) -> Result<Option<Url>, String> {
+    if !response.status().is_redirection() {
+        return Ok(None);
+    }
+    let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+        return Ok(None);
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| format!("{url}: a redirect with an unreadable Location header"))?;
+    let next = url
+        .join(location)
+        .map_err(|err| format!("{url}: a redirect to an invalid URL {location:?} ({err})"))?;
+    if url.scheme() == "https" && next.scheme() == "http" {
+        return Err(format!("{url} redirects from https to plain http ({next})"));
+    }
+    Ok(Some(next))
+}
+
+/// The body of `response` read up to `cap` bytes, and whether it went on
+/// past them; a character the cap split in two is left out whole rather
+/// than replaced (which would grow the text past the cap). The rest is
+/// never read.
+pub async fn capped_body(
+    url: &Url,
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(String, bool), String> {
+    let mut body = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = response.chunk().await.map_err(|err| {
+        format!(
+            "{url}: reading the body failed: {}",
+            crate::provider::error_chain(&err)
+        )
+    })? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            cut = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if cut
+        && let Err(err) = std::str::from_utf8(&body)
+        && err.error_len().is_none()
+    {
+        body.truncate(err.valid_up_to());
+    }
+    Ok((String::from_utf8_lossy(&body).into_owned(), cut))
 }
 
 #[cfg(test)]
