@@ -8,7 +8,7 @@
 //! writes through `rewrite::apply` (compare and swap, unified diff).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use ast_grep_core::matcher::PatternBuilder;
@@ -218,26 +218,17 @@ pub fn compile(pattern: &str, lang: Lang) -> Result<Pattern, String> {
 }
 
 /// The first syntax error in a parsed pattern: its 1-based line and
-/// column (in characters) and a little of its text.
+/// column (in characters) and a little of its text. tree-sitter wraps what
+/// it could not fit in an ERROR node that often starts at a valid prefix,
+/// so the position named is the first token the parser left inside it.
 fn first_error(doc: &StrDoc<Lang>) -> Option<(usize, usize, String)> {
     let mut cursor = doc.tree.walk();
-    loop {
+    // Only ERROR nodes: a MISSING one is tree-sitter completing a fragment
+    // (the `;` after `$X.unwrap()`), which ast-grep accepts.
+    let error = loop {
         let node = cursor.node();
-        // Only ERROR nodes: a MISSING one is tree-sitter completing a
-        // fragment (the `;` after `$X.unwrap()`), which ast-grep accepts.
         if node.is_error() {
-            let start = node.start_byte();
-            let before = &doc.src[..start];
-            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
-            let line = before.matches('\n').count() + 1;
-            let column = doc.src[line_start..start].chars().count() + 1;
-            let end = node.end_byte().min(doc.src.len());
-            let text: String = doc.src[start..end]
-                .replace(doc.lang.expando(), "$")
-                .chars()
-                .take(40)
-                .collect();
-            return Some((line, column, text));
+            break node;
         }
         if node.has_error() && cursor.goto_first_child() {
             continue;
@@ -250,14 +241,41 @@ fn first_error(doc: &StrDoc<Lang>) -> Option<(usize, usize, String)> {
                 return None;
             }
         }
+    };
+    let mut at = error;
+    loop {
+        let mut children = at.walk();
+        let stray = at
+            .children(&mut children)
+            .find(|child| child.is_error() || child.child_count() == 0);
+        match stray {
+            Some(child) if child.is_error() && child.child_count() > 0 => at = child,
+            Some(child) => {
+                at = child;
+                break;
+            }
+            None => break,
+        }
     }
+    let start = at.start_byte();
+    let before = &doc.src[..start];
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = doc.src[line_start..start].chars().count() + 1;
+    let end = error.end_byte().min(doc.src.len());
+    let text: String = doc.src[start..end]
+        .replace(doc.lang.expando(), "$")
+        .chars()
+        .take(40)
+        .collect();
+    Some((line, column, text))
 }
 
 /// Which files to look at, and the patterns to match in each language.
 struct Plan {
     target: Target,
-    /// Files by language, in name order.
-    files: BTreeMap<Lang, Vec<PathBuf>>,
+    /// Files in name order, each with its language.
+    files: Vec<(PathBuf, Lang)>,
     /// The pattern for each language of `files` it parses in.
     patterns: BTreeMap<Lang, Pattern>,
     /// Languages with files the pattern does not parse in (no `lang`
@@ -278,7 +296,7 @@ impl Plan {
         // A pattern given with its language is checked before any walk.
         let given = lang.map(|lang| compile(pattern, lang)).transpose()?;
         let target = Target::resolve(root, path, writable)?;
-        let mut files: BTreeMap<Lang, Vec<PathBuf>> = BTreeMap::new();
+        let mut files: Vec<(PathBuf, Lang)> = Vec::new();
         if target.is_dir {
             let keep = |under: &Path| match (Lang::of_path(under), lang) {
                 (Some(found), Some(wanted)) => found == wanted,
@@ -287,7 +305,7 @@ impl Plan {
             };
             for file in target.files(root, writable, &keep, cancel)? {
                 if let Some(found) = Lang::of_path(&file) {
-                    files.entry(found).or_default().push(file);
+                    files.push((file, found));
                 }
             }
         } else {
@@ -301,7 +319,7 @@ impl Plan {
                         known_langs()
                     )
                 })?;
-            files.insert(found, vec![target.path.clone()]);
+            files.push((target.path.clone(), found));
         }
 
         let mut patterns = BTreeMap::new();
@@ -311,7 +329,8 @@ impl Plan {
                 patterns.insert(lang, compiled);
             }
             _ => {
-                for &found in files.keys() {
+                let langs: BTreeSet<Lang> = files.iter().map(|(_, lang)| *lang).collect();
+                for found in langs {
                     match compile(pattern, found) {
                         Ok(compiled) => {
                             patterns.insert(found, compiled);
@@ -335,11 +354,9 @@ impl Plan {
     /// Each file with the pattern of its language, skipping languages the
     /// pattern does not parse in.
     fn work(&self) -> impl Iterator<Item = (&PathBuf, Lang, &Pattern)> {
-        self.files.iter().flat_map(move |(lang, files)| {
-            let pattern = self.patterns.get(lang);
-            files
-                .iter()
-                .filter_map(move |file| pattern.map(|pattern| (file, *lang, pattern)))
+        self.files.iter().filter_map(|(file, lang)| {
+            let pattern = self.patterns.get(lang)?;
+            Some((file, *lang, pattern))
         })
     }
 
