@@ -124,7 +124,10 @@ async fn main() {
     let registry = ToolRegistry::builtins();
     let ctx = ctx(&root);
     let cases = [
-        ("ast_search", json!({ "pattern": "$X.unwrap()", "max": 2000 })),
+        (
+            "ast_search",
+            json!({ "pattern": "$X.unwrap()", "max": 2000 }),
+        ),
         ("grep", json!({ "pattern": r"\.unwrap\(\)", "max": 2000 })),
     ];
     for (tool, args) in cases {

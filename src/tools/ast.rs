@@ -557,6 +557,10 @@ impl Tool for AstReplace {
         }
     }
 
+    fn edited_path(&self, args: &Value) -> Option<String> {
+        rewrite::edited_path(args)
+    }
+
     async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
         let args: ReplaceArgs = match parse_args("ast_replace", args) {
             Ok(args) => args,

@@ -198,6 +198,21 @@ pub struct Change {
     pub replacements: usize,
 }
 
+/// What a multi-file tool reports as edited for the turn's diagnostics:
+/// its `path` (the root when absent), unless the call was a dry run.
+pub fn edited_path(args: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    if args.get("dry_run").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    Some(
+        args.get("path")
+            .and_then(Value::as_str)
+            .unwrap_or(".")
+            .to_string(),
+    )
+}
+
 /// How the model's `max_files` is read: the default when absent, within
 /// 1..=[`HARD_MAX_FILES`].
 pub fn max_files(requested: Option<u64>) -> usize {
@@ -344,6 +359,17 @@ mod tests {
             diff,
             "--- a/src/a.rs\n+++ b/src/a.rs\n@@ -1,3 +1,3 @@\n one\n-two\n+2\n three\n"
         );
+    }
+
+    #[test]
+    fn a_dry_run_edits_nothing_for_diagnostics() {
+        use serde_json::json;
+        assert_eq!(edited_path(&json!({"pattern": "x"})), Some(".".into()));
+        assert_eq!(
+            edited_path(&json!({"path": "src/a.rs", "dry_run": false})),
+            Some("src/a.rs".into())
+        );
+        assert_eq!(edited_path(&json!({"path": "src", "dry_run": true})), None);
     }
 
     #[test]

@@ -50,6 +50,10 @@ impl Tool for SedReplace {
         }
     }
 
+    fn edited_path(&self, args: &Value) -> Option<String> {
+        rewrite::edited_path(args)
+    }
+
     async fn call(&self, args: Value, ctx: &ToolContext) -> ToolOutput {
         let args: SedArgs = match parse_args("sed_replace", args) {
             Ok(args) => args,
