@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Files in the generated tree, and lines in each (≈ 50 000 in all).
 const FILES: usize = 200;
-const FUNCTIONS_PER_FILE: usize = 25;
+const FUNCTIONS_PER_FILE: usize = 14;
 /// Measured runs per tool.
 const RUNS: usize = 7;
 

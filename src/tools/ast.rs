@@ -408,10 +408,7 @@ impl Tool for AstSearch {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "ast_search".into(),
-            description: format!(
-                "Search code by syntax with an ast-grep pattern: code in the file's language where $A matches one node and $$$ARGS any number (e.g. $X.unwrap(), fetch($$$ARGS), def $F($$$P): $$$B). Matches code only, never strings or comments. Language from the extension, or lang ({}). Skips .gitignore'd and binary files. Prints path:line: first line of each match.",
-                known_langs()
-            ),
+            description: "Search code by syntax with an ast-grep pattern ($A one node, $$$A any number; e.g. $X.unwrap()). Matches code, never strings or comments. Language from the extension or lang. Prints path:line: match.".into(),
             parameters: json!({
                 "type": "object",
                 "properties": {
@@ -540,7 +537,7 @@ impl Tool for AstReplace {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "ast_replace".into(),
-            description: "Rewrite code by syntax: every match of an ast-grep pattern ($A one node, $$$ARGS any number) becomes rewrite, with the metavariables it captured filled in (e.g. old($$$A) -> new($$$A)). Strings and comments are never touched. Language from the extension, or lang. Shows a unified diff; dry_run shows it without writing. A file changed since this session read it is refused.".into(),
+            description: "Rewrite each match of an ast-grep pattern ($A one node, $$$A any number) as rewrite with the captures filled in, e.g. old($$$A) -> new($$$A). Shows a unified diff; dry_run writes nothing.".into(),
             parameters: json!({
                 "type": "object",
                 "properties": {

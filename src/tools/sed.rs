@@ -33,7 +33,7 @@ impl Tool for SedReplace {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "sed_replace".into(),
-            description: "Regex replace across files (Rust regex syntax, run over each whole file: use (?m) for ^/$ per line; $1 or ${name} in the replacement, ${1}x when a letter follows), skipping .gitignore'd and binary files. Shows a unified diff; dry_run shows it without writing. A file changed since this session read it is refused.".into(),
+            description: "Regex replace across files (Rust syntax over each whole file, (?m) for ^/$ per line; $1 or ${name} in replacement), skipping .gitignore'd and binary files. Shows a unified diff; dry_run writes nothing.".into(),
             parameters: json!({
                 "type": "object",
                 "properties": {
