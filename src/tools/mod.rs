@@ -4,6 +4,8 @@
 //! A failing tool is data for the model (`ToolOutput::error`), never an `Err`
 //! for the session. Every path a tool touches goes through `path::resolve`.
 
+#[cfg(feature = "ast")]
+pub mod ast;
 pub mod background;
 pub mod bash;
 pub mod delegate;
@@ -16,7 +18,9 @@ pub mod memory;
 pub mod metrics;
 pub mod path;
 pub mod permissions;
+pub mod rewrite;
 pub mod search;
+pub mod sed;
 pub mod seen;
 pub mod skill;
 pub mod stats;
@@ -164,6 +168,12 @@ impl ToolRegistry {
         registry.insert(Arc::new(search::Grep));
         registry.insert(Arc::new(search::Mgrep));
         registry.insert(Arc::new(stats::FileStats));
+        registry.insert(Arc::new(sed::SedReplace));
+        #[cfg(feature = "ast")]
+        {
+            registry.insert(Arc::new(ast::AstSearch));
+            registry.insert(Arc::new(ast::AstReplace));
+        }
         registry.insert(Arc::new(bash::Bash));
         registry.insert(Arc::new(git::GitStatus));
         registry.insert(Arc::new(git::GitDiff));

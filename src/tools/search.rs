@@ -30,7 +30,7 @@ const GREP_HARD_MAX: usize = 2000;
 
 /// Whether a walked entry is a file the tools may look into: a regular file,
 /// or a link to a regular file inside the project.
-fn searchable_file(root: &Path, entry: &ignore::DirEntry) -> bool {
+pub(crate) fn searchable_file(root: &Path, entry: &ignore::DirEntry) -> bool {
     let Some(file_type) = entry.file_type() else {
         return false;
     };
@@ -49,13 +49,13 @@ fn searchable_file(root: &Path, entry: &ignore::DirEntry) -> bool {
 /// A file-name pattern as the tools understand it: without a `/` it matches
 /// file names at any depth (`*.rs`); with one it matches the path relative
 /// to the searched directory (`src/**/*.rs`).
-struct FilePattern {
+pub(crate) struct FilePattern {
     matcher: GlobMatcher,
     whole_path: bool,
 }
 
 impl FilePattern {
-    fn new(root: &Path, pattern: &str) -> Result<Self, String> {
+    pub(crate) fn new(root: &Path, pattern: &str) -> Result<Self, String> {
         // Models sometimes send absolute or `./` patterns; both mean the root.
         let root_prefix = format!("{}/", root.display());
         let trimmed = pattern
@@ -75,7 +75,7 @@ impl FilePattern {
         })
     }
 
-    fn is_match(&self, relative_path: &Path) -> bool {
+    pub(crate) fn is_match(&self, relative_path: &Path) -> bool {
         if self.whole_path {
             self.matcher.is_match(relative_path)
         } else {

@@ -133,6 +133,20 @@ impl Seen {
     }
 }
 
+impl Seen {
+    /// Whether the session last saw the file at `path` as something other
+    /// than `now`. Multi-file rewrites (`ast_replace`, `sed_replace`) read
+    /// each file themselves, so a file the session never saw may be
+    /// rewritten; one it saw and that has changed since may not.
+    pub fn saw_otherwise(&self, path: &Path, now: Fingerprint) -> bool {
+        self.files
+            .lock()
+            .expect("seen files lock")
+            .get(path)
+            .is_some_and(|seen| *seen != now)
+    }
+}
+
 /// Hold the process-wide lock of the file at `path`: one check-and-replace
 /// of a file at a time, whichever session makes it.
 pub fn lock(path: &Path) -> FileLock {

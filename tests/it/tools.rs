@@ -2,6 +2,8 @@
 //! tools, bash, and permissions, called through `ToolRouter` as a session
 //! would and directly.
 
+#[cfg(feature = "ast")]
+mod ast;
 mod background;
 mod bash;
 mod escape;
@@ -10,6 +12,7 @@ mod git;
 mod permissions;
 mod router;
 mod search;
+mod sed;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -362,7 +362,8 @@ async fn bad_arguments_are_readable_errors() {
 
 #[test]
 fn specs_follow_the_contract() {
-    let expected: &[(&str, &[&str], &[&str], bool)] = &[
+    #[allow(unused_mut)]
+    let mut expected: Vec<(&str, &[&str], &[&str], bool)> = vec![
         ("read", &["path", "offset", "limit"], &["path"], true),
         ("write", &["path", "content"], &["path", "content"], false),
         (
@@ -389,10 +390,38 @@ fn specs_follow_the_contract() {
         ("bash", &["command", "timeout_ms"], &["command"], false),
         ("git_status", &[], &[], true),
         ("git_diff", &["staged", "path"], &[], true),
+        (
+            "sed_replace",
+            &[
+                "pattern",
+                "replacement",
+                "path",
+                "glob",
+                "dry_run",
+                "max_files",
+            ],
+            &["pattern", "replacement"],
+            false,
+        ),
     ];
+    #[cfg(feature = "ast")]
+    expected.extend([
+        (
+            "ast_search",
+            &["pattern", "lang", "path", "max"][..],
+            &["pattern"][..],
+            true,
+        ),
+        (
+            "ast_replace",
+            &["pattern", "rewrite", "lang", "path", "dry_run", "max_files"][..],
+            &["pattern", "rewrite"][..],
+            false,
+        ),
+    ]);
     let registry = ToolRegistry::builtins();
     assert_eq!(registry.names().count(), expected.len());
-    for (name, properties, required, read_only) in expected {
+    for (name, properties, required, read_only) in &expected {
         let tool = registry
             .get(name)
             .unwrap_or_else(|| panic!("{name} is registered"));
