@@ -416,7 +416,10 @@ mod tests {
     fn only_workers_write_and_only_the_commander_delegates() {
         let registry = AgentRegistry::builtin();
         for agent in registry.iter() {
-            let writes = agent.tools.iter().any(|t| WRITE_TOOLS.contains(&t.as_str()));
+            let writes = agent
+                .tools
+                .iter()
+                .any(|t| WRITE_TOOLS.contains(&t.as_str()));
             assert_eq!(writes, agent.name == "Worker", "{}", agent.name);
             let delegates = agent.tools.iter().any(|t| t == "delegate_task");
             assert_eq!(delegates, agent.name == "Commander", "{}", agent.name);
