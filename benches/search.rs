@@ -34,6 +34,7 @@ fn ctx(root: &Path) -> ToolContext {
         limits: Arc::new(orch::config::ToolsConfig::default()),
         sandbox: Some(orch::sandbox::Profile::Write),
         seen: Arc::default(),
+        may_write: true,
     }
 }
 
