@@ -150,6 +150,27 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Headers a caller (a model, a plugin) may not set on a request orch
+/// sends: the client sets them itself, and `host` would steer a listed
+/// server or proxy to another virtual host.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+/// Whether `name` (any case) is one of [`RESERVED_HEADERS`].
+pub fn reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(name.trim()))
+}
+
 /// The refusal inside a failed request's error chain, if the guarded
 /// resolver is why it failed.
 pub fn refused_in(err: &reqwest::Error) -> Option<&Refused> {

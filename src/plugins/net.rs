@@ -32,9 +32,6 @@ const MAX_CLIENTS: usize = 64;
 /// every digit of a body); no real key is that short.
 const MIN_REDACTED: usize = 4;
 
-/// Headers a plugin may not set: the transport owns them.
-const RESERVED: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
-
 /// Whether any entry of `allow` admits `url`.
 pub fn allowed(allow: &[HostPattern], url: &Url) -> bool {
     allow.iter().any(|pattern| pattern.matches(url))
@@ -56,6 +53,18 @@ pub struct Injected {
 pub struct Reach {
     pub allow: Arc<[HostPattern]>,
     pub inject: Arc<[Injected]>,
+}
+
+impl Reach {
+    /// The length of the longest value injected for any host.
+    fn longest_secret(&self) -> usize {
+        self.inject
+            .iter()
+            .flat_map(|entry| entry.secrets.iter())
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// A request a plugin asks for.
@@ -124,6 +133,9 @@ impl Fetcher {
                 " (plugin fetch)"
             ))
             .connect_timeout(self.timeout)
+            // An environment proxy would resolve names itself, past the
+            // guarded resolver.
+            .no_proxy()
             .dns_resolver(resolver)
             .build()
             .map_err(|err| format!("the HTTP client could not start: {err}"))?;
@@ -181,7 +193,7 @@ impl Fetcher {
             }
         };
         for (name, value) in &request.headers {
-            if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            if crate::net::reserved_header(name) {
                 return Err(format!(
                     "request refused: the header {name:?} is set by the host"
                 ));
@@ -208,7 +220,7 @@ impl Fetcher {
                 self.timeout.as_millis()
             )),
         };
-        fetched.map(|fetched| redact(fetched, reach))
+        fetched.map(|fetched| redact(fetched, reach, cap))
     }
 
     async fn follow(
@@ -225,7 +237,7 @@ impl Fetcher {
             let injected: Vec<&(String, String)> = reach
                 .inject
                 .iter()
-                .filter(|entry| entry.host.matches(&url))
+                .filter(|entry| entry.host.matches(&url) && private_channel(&url))
                 .flat_map(|entry| entry.headers.iter())
                 .collect();
             let mut builder = self
@@ -273,9 +285,13 @@ impl Fetcher {
                 .get(CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string);
-            let (body, truncated) = crate::net::capped_body(&url, &mut response, cap)
-                .await
-                .map_err(|why| format!("fetch of {why}"))?;
+            // Read past the cap by the longest injected value, so a secret
+            // the cap would split is whole when it is redacted (`redact`
+            // cuts at the cap afterwards).
+            let (body, truncated) =
+                crate::net::capped_body(&url, &mut response, cap + reach.longest_secret())
+                    .await
+                    .map_err(|why| format!("fetch of {why}"))?;
             return Ok(Fetched {
                 status: status.as_u16(),
                 url: url.to_string(),
@@ -309,8 +325,10 @@ fn refusal(file: &str, url: &Url, err: &reqwest::Error) -> String {
 
 /// `fetched` with every injected header value replaced by `[redacted]`: a
 /// server that echoes its request (or puts a key in a URL) must not hand
-/// the plugin what the host kept from it.
-fn redact(mut fetched: Fetched, reach: &Reach) -> Fetched {
+/// the plugin what the host kept from it. The body, read past `cap` by the
+/// longest value, is cut at `cap` only after that, so no value is handed
+/// back in part.
+fn redact(mut fetched: Fetched, reach: &Reach, cap: usize) -> Fetched {
     let values = reach
         .inject
         .iter()
@@ -328,7 +346,23 @@ fn redact(mut fetched: Fetched, reach: &Reach) -> Fetched {
             *kind = kind.replace(value, crate::secrets::REDACTED);
         }
     }
+    if fetched.body.len() > cap {
+        let end = crate::text::floor_boundary(&fetched.body, cap);
+        fetched.body.truncate(end);
+        fetched.truncated = true;
+    }
     fetched
+}
+
+/// Whether injected credentials may travel to `url`: over https, or to a
+/// loopback address named as such (nothing on the way to read them).
+fn private_channel(url: &Url) -> bool {
+    url.scheme() == "https"
+        || match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        }
 }
 
 /// Refuse a URL that is not http(s) or whose host is not allow-listed.
@@ -379,5 +413,15 @@ mod tests {
         assert!(err.contains("only http and https"), "{err}");
         let err = check("w.wasm", &[], &url("https://docs.rs/")).unwrap_err();
         assert!(err.contains("is allowed no hosts"), "{err}");
+    }
+
+    #[test]
+    fn credentials_travel_only_over_https_or_to_loopback() {
+        assert!(private_channel(&url("https://api.github.com/search")));
+        assert!(!private_channel(&url("http://api.github.com/search")));
+        assert!(private_channel(&url("http://127.0.0.1:8080/")));
+        assert!(private_channel(&url("http://[::1]:8080/")));
+        assert!(!private_channel(&url("http://localhost:8080/")));
+        assert!(!private_channel(&url("http://10.0.0.5/")));
     }
 }

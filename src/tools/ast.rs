@@ -186,7 +186,15 @@ pub fn compile(pattern: &str, lang: Lang) -> Result<Pattern, String> {
     let processed = lang.pre_process_pattern(pattern);
     let doc = StrDoc::try_new(&processed, lang)
         .map_err(|err| format!("pattern could not be parsed as {}: {err}", lang.name()))?;
-    if let Some((line, column, text)) = first_error(&doc) {
+    // An expression written without its `;` (`foo(1)` in Rust or Go) is a
+    // statement once it has one: tree-sitter recovers around the missing
+    // token and ast-grep matches the expression, so only a pattern that
+    // does not parse either way is refused.
+    let unparsed = first_error(&doc).filter(|_| {
+        StrDoc::try_new(&format!("{processed};"), lang)
+            .map_or(true, |terminated| first_error(&terminated).is_some())
+    });
+    if let Some((line, column, text)) = unparsed {
         return Err(format!(
             "pattern does not parse as {}: syntax error at line {line}, column {column} of the pattern (near {text:?}); write a complete {} expression, statement or item",
             lang.name(),
@@ -589,6 +597,7 @@ fn ast_replace(
     }
     let mut changes = Vec::new();
     let mut skipped = Skipped::default();
+    let mut budget = 0;
     for (file, lang, pattern) in plan.work() {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
@@ -605,15 +614,24 @@ fn ast_replace(
         if edits.is_empty() {
             continue;
         }
-        // Edits come sorted and apart; applied from the end, earlier
-        // offsets stay valid.
-        let mut after = source.text.clone().into_bytes();
-        for edit in edits.iter().rev() {
-            after.splice(
-                edit.position..edit.position + edit.deleted_length,
-                edit.inserted_text.iter().copied(),
-            );
+        // Edits come sorted and apart: the new text is built front to back,
+        // its size checked against the budget before it is.
+        let size = edits.iter().fold(source.text.len(), |size, edit| {
+            (size + edit.inserted_text.len()).saturating_sub(edit.deleted_length)
+        });
+        rewrite::within_budget("ast_replace", &source.shown, size, &mut budget)?;
+        let bytes = source.text.as_bytes();
+        let mut after = Vec::with_capacity(size);
+        let mut last = 0;
+        for edit in &edits {
+            let kept = bytes.get(last..edit.position).ok_or_else(|| {
+                format!("ast-grep returned overlapping edits for {:?}", source.shown)
+            })?;
+            after.extend_from_slice(kept);
+            after.extend_from_slice(&edit.inserted_text);
+            last = edit.position + edit.deleted_length;
         }
+        after.extend_from_slice(bytes.get(last..).unwrap_or_default());
         let after = String::from_utf8(after)
             .map_err(|_| format!("the rewrite of {:?} is not valid UTF-8", source.shown))?;
         if after != source.text {

@@ -233,10 +233,7 @@ fn checked_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, Str
     for (name, value) in &headers {
         let parsed = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid headers: {name:?} is not a header name"))?;
-        if matches!(
-            parsed.as_str(),
-            "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te"
-        ) {
+        if crate::net::reserved_header(parsed.as_str()) {
             return Err(format!(
                 "invalid headers: {name} is set by the client itself, leave it out"
             ));

@@ -51,6 +51,9 @@ impl Target {
         };
         let shown = relative(root, &path);
         let meta = fs::metadata(&path).map_err(|_| format!("{shown:?} does not exist"))?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(format!("{shown:?} is not a regular file or a directory"));
+        }
         Ok(Target {
             is_dir: meta.is_dir(),
             path,
@@ -89,6 +92,11 @@ impl Target {
             if !keep(under) || !super::search::searchable_file(root, &entry) {
                 continue;
             }
+            // A link is never rewritten: replacing it would turn it into a
+            // copy (and its target is reached, if at all, by its own path).
+            if writable && entry.path_is_symlink() {
+                continue;
+            }
             let inner = entry.path().strip_prefix(root).unwrap_or(entry.path());
             if writable && engine_owned(inner).is_some() {
                 continue;
@@ -114,15 +122,42 @@ pub enum Skip {
     TooLarge,
     NotUtf8,
     Unreadable,
+    Link,
 }
 
-/// Read the file at `path` if it is text a tool may work on.
+/// Read the file at `path` if it is text a tool may work on: a regular
+/// file, not a link (it is opened without following one, so a file swapped
+/// for a link after the walk is not read through it), read up to the cap
+/// (a file that grows past it is too large, whatever its size was a moment
+/// before).
 pub fn load(root: &Path, path: &Path) -> Result<Source, Skip> {
-    let meta = fs::metadata(path).map_err(|_| Skip::Unreadable)?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| {
+            if err.raw_os_error() == Some(libc::ELOOP) {
+                Skip::Link
+            } else {
+                Skip::Unreadable
+            }
+        })?;
+    let meta = file.metadata().map_err(|_| Skip::Unreadable)?;
+    if !meta.is_file() {
+        return Err(Skip::Unreadable);
+    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(Skip::TooLarge);
     }
-    let bytes = fs::read(path).map_err(|_| Skip::Unreadable)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|_| Skip::Unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Skip::TooLarge);
+    }
     if bytes.contains(&0) {
         return Err(Skip::Binary);
     }
@@ -143,6 +178,7 @@ pub struct Skipped {
     too_large: usize,
     not_utf8: usize,
     unreadable: usize,
+    links: usize,
 }
 
 impl Skipped {
@@ -152,6 +188,7 @@ impl Skipped {
             Skip::TooLarge => self.too_large += 1,
             Skip::NotUtf8 => self.not_utf8 += 1,
             Skip::Unreadable => self.unreadable += 1,
+            Skip::Link => self.links += 1,
         }
     }
 
@@ -183,6 +220,10 @@ impl Skipped {
                 plural(self.unreadable)
             ));
         }
+        if self.links > 0 {
+            let links = if self.links == 1 { "link" } else { "links" };
+            parts.push(format!("{} {links} (not followed)", self.links));
+        }
         if parts.is_empty() {
             String::new()
         } else {
@@ -211,6 +252,35 @@ pub fn edited_path(args: &serde_json::Value) -> Option<String> {
             .unwrap_or(".")
             .to_string(),
     )
+}
+
+/// Time one file's diff may take before it settles for a less minimal one.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The most text one call may hold as new file contents, all files
+/// together: past it the call writes nothing.
+pub const MAX_CALL_BYTES: usize = 64 * 1024 * 1024;
+
+/// Count `after`, one file's new content, against the call's budget of
+/// [`MAX_CALL_BYTES`] (each file's own at most [`MAX_FILE_BYTES`]).
+pub fn within_budget(
+    tool: &str,
+    shown: &str,
+    after: usize,
+    total: &mut usize,
+) -> Result<(), String> {
+    if after as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{tool} would make {shown} larger than {MAX_FILE_BYTES} bytes; nothing was written (check that the pattern cannot match the empty string)"
+        ));
+    }
+    *total += after;
+    if *total > MAX_CALL_BYTES {
+        return Err(format!(
+            "{tool} would rewrite more than {MAX_CALL_BYTES} bytes of files in one call; narrow path or glob (nothing was written)"
+        ));
+    }
+    Ok(())
 }
 
 /// How the model's `max_files` is read: the default when absent, within
@@ -341,7 +411,11 @@ fn commit(tool: &str, change: &Change, seen: &Seen, dry_run: bool) -> Result<(),
 /// The unified diff (three lines of context) from `before` to `after` of
 /// the file shown as `shown`, with git's `a/` and `b/` headers.
 pub fn unified_diff(shown: &str, before: &str, after: &str) -> String {
-    TextDiff::from_lines(before, after)
+    // Past the deadline the diff is still correct, only less minimal: a
+    // file rewritten throughout must not take minutes to show.
+    TextDiff::configure()
+        .deadline(std::time::Instant::now() + DIFF_DEADLINE)
+        .diff_lines(before, after)
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{shown}"), &format!("b/{shown}"))

@@ -226,9 +226,7 @@ fn grep_files(
     default_max: usize,
     cancel: &CancellationToken,
 ) -> Result<String, String> {
-    let target = resolve(root, args.path.as_deref().unwrap_or("."))?;
-    let shown = relative(root, &target);
-    let meta = std::fs::metadata(&target).map_err(|_| format!("{shown:?} does not exist"))?;
+    let (target, shown, meta) = search_target(root, args.path.as_deref())?;
     let matcher = RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
         .build(&args.pattern)
@@ -361,9 +359,7 @@ fn mgrep_files(
         .line_terminator(Some(b'\n'))
         .build_many(patterns)
         .map_err(|err| format!("invalid regex in patterns: {err}"))?;
-    let target = resolve(root, args.path.as_deref().unwrap_or("."))?;
-    let shown = relative(root, &target);
-    let meta = std::fs::metadata(&target).map_err(|_| format!("{shown:?} does not exist"))?;
+    let (target, shown, meta) = search_target(root, args.path.as_deref())?;
     let filter = args
         .glob
         .as_deref()
@@ -477,7 +473,11 @@ impl Sink for Classify<'_> {
 
     fn matched(&mut self, _searcher: &Searcher, found: &SinkMatch<'_>) -> Result<bool, io::Error> {
         use grep_matcher::Matcher;
+        // Each pattern sees the line as `grep` does, without its terminator
+        // (so `foo$` matches a line ending in foo).
         let bytes = found.bytes();
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let line = found.line_number().unwrap_or(0);
         for (index, matcher) in self.patterns.iter().enumerate() {
             let Some(room) = self.room[index] else {
@@ -503,6 +503,21 @@ impl Sink for Classify<'_> {
         self.binary = true;
         Ok(false)
     }
+}
+
+/// The file or folder a search looks into, as the model named it: a
+/// regular file or a directory (a FIFO or device would block the read).
+fn search_target(
+    root: &Path,
+    path: Option<&str>,
+) -> Result<(PathBuf, String, std::fs::Metadata), String> {
+    let target = resolve(root, path.unwrap_or("."))?;
+    let shown = relative(root, &target);
+    let meta = std::fs::metadata(&target).map_err(|_| format!("{shown:?} does not exist"))?;
+    if !meta.is_dir() && !meta.is_file() {
+        return Err(format!("{shown:?} is not a regular file or a directory"));
+    }
+    Ok((target, shown, meta))
 }
 
 /// The files a search of `target` looks into: `target` itself when it is a

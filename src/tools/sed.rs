@@ -88,6 +88,7 @@ fn sed_replace(
 
     let mut changes = Vec::new();
     let mut skipped = Skipped::default();
+    let mut budget = 0;
     for path in files {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
@@ -99,13 +100,11 @@ fn sed_replace(
                 continue;
             }
         };
-        let replacements = regex.find_iter(&source.text).count();
-        if replacements == 0 {
+        let Some((after, replacements)) = replace_bounded(&regex, &source, &args.replacement)?
+        else {
             continue;
-        }
-        let after = regex
-            .replace_all(&source.text, args.replacement.as_str())
-            .into_owned();
+        };
+        rewrite::within_budget("sed_replace", &source.shown, after.len(), &mut budget)?;
         if after != source.text {
             changes.push(Change {
                 source,
@@ -130,4 +129,39 @@ fn sed_replace(
         rewrite::max_files(args.max_files),
         &skipped,
     )
+}
+
+/// `source` with every match of `regex` replaced by `replacement` (`$1`
+/// expanded), and how many replacements: `None` when nothing matches. The
+/// new text is built step by step and given up once it outgrows
+/// [`rewrite::MAX_FILE_BYTES`] — a pattern matching the empty string
+/// before every character would otherwise multiply the file.
+fn replace_bounded(
+    regex: &regex::Regex,
+    source: &rewrite::Source,
+    replacement: &str,
+) -> Result<Option<(String, usize)>, String> {
+    let text = source.text.as_str();
+    let mut after = String::new();
+    let mut last = 0;
+    let mut count = 0;
+    for caps in regex.captures_iter(text) {
+        let found = caps.get(0).expect("group 0 is the whole match");
+        after.push_str(&text[last..found.start()]);
+        caps.expand(replacement, &mut after);
+        last = found.end();
+        count += 1;
+        if after.len() as u64 > rewrite::MAX_FILE_BYTES {
+            return Err(format!(
+                "sed_replace would make {} larger than {} bytes; nothing was written (check that the pattern cannot match the empty string)",
+                source.shown,
+                rewrite::MAX_FILE_BYTES
+            ));
+        }
+    }
+    if count == 0 {
+        return Ok(None);
+    }
+    after.push_str(&text[last..]);
+    Ok(Some((after, count)))
 }

@@ -98,7 +98,7 @@ fn file_stats(root: &Path, args: &StatsArgs, cancel: &CancellationToken) -> Resu
     let mut by_extension: BTreeMap<String, Count> = BTreeMap::new();
     let mut by_folder: BTreeMap<String, Count> = BTreeMap::new();
     let mut unreadable = 0u64;
-    for entry in walk::project(&dir).build() {
+    for entry in walk::workspace(&dir).build() {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
         }

@@ -601,3 +601,55 @@ async fn a_plugin_built_for_contract_0_1_0_still_loads_and_works() {
     let (host, _, _) = super::host(&project, &no_user_dir()).await;
     assert_eq!(host.plugins()[0].contract, "0.1.1");
 }
+
+/// A server that echoes the injected key: a plugin choosing `max_bytes` so
+/// the cap falls inside the key gets no part of it; a plugin that asks for
+/// the same granted host over plain http (not loopback) gets no key sent.
+#[tokio::test]
+async fn an_echoed_key_is_never_handed_back_in_part() {
+    use orch::plugins::net::{Fetcher, Injected, Outgoing, Reach};
+    const SECRET: &str = "sk-injected-0123456789abcdef";
+    let server = Server::responding(|request| {
+        let key = request.header("x-api-key").unwrap_or("").to_string();
+        Reply::body(200, "text/plain", &format!("key={key}\n"))
+    })
+    .await;
+    let host =
+        orch::config::HostPattern::parse(server.url().trim_start_matches("http://")).unwrap();
+    let reach = Reach {
+        allow: std::sync::Arc::from(vec![host.clone()]),
+        inject: std::sync::Arc::from(vec![Injected {
+            host,
+            headers: vec![("X-Api-Key".into(), SECRET.into())],
+            secrets: vec![SECRET.into()],
+        }]),
+    };
+    let fetcher = Fetcher::new(1 << 20, std::time::Duration::from_secs(5));
+    for cap in [4 + SECRET.len() - 1, 4 + 5, 4 + SECRET.len(), 200] {
+        let fetched = fetcher
+            .send(
+                "evil.wasm",
+                &reach,
+                Outgoing {
+                    method: "GET".into(),
+                    url: format!("{}/echo", server.url()),
+                    headers: vec![],
+                    body: None,
+                    max_bytes: cap as u32,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(fetched.body.len() <= cap, "cap {cap}: {:?}", fetched.body);
+        assert!(
+            !fetched.body.contains("sk-inj") && !fetched.body.contains("0123"),
+            "cap {cap}: part of the key reached the plugin: {:?}",
+            fetched.body
+        );
+        assert!(
+            "key=[redacted]\n".starts_with(&fetched.body),
+            "cap {cap}: {:?}",
+            fetched.body
+        );
+    }
+}

@@ -310,3 +310,28 @@ async fn ast_replace_refuses_engine_files_and_paths_outside() {
     assert_ok(&output);
     assert_eq!(fx.read(".opencode/plugins/p.ts"), "old_name(1);\n");
 }
+
+#[tokio::test]
+async fn plain_call_patterns_without_a_semicolon_match_in_rust_and_go() {
+    let fx = tree();
+    fx.write(
+        "go/main.go",
+        "package main\n\nfunc main() {\n\told_name(1, 2)\n\tx := \"old_name(1, 2)\"\n\t_ = x\n}\n",
+    );
+    let rust = fx
+        .call(
+            "ast_search",
+            json!({ "pattern": "old_name(1, 2)", "lang": "rust" }),
+        )
+        .await;
+    assert_ok(&rust);
+    assert_eq!(rust.content, "src/lib.rs:11: old_name(1, 2)\n");
+    let go = fx
+        .call(
+            "ast_search",
+            json!({ "pattern": "old_name($A, $B)", "lang": "go" }),
+        )
+        .await;
+    assert_ok(&go);
+    assert_eq!(go.content, "go/main.go:4: old_name(1, 2)\n");
+}

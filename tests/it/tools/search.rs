@@ -320,3 +320,18 @@ async fn file_stats_counts_per_extension_and_folder_without_ignored_files() {
     let bad = fx.call("file_stats", json!({ "depth": 9 })).await;
     assert_error(&bad, "depth must be 1 to 4, got 9");
 }
+
+#[tokio::test]
+async fn mgrep_anchors_at_the_end_of_a_line_as_grep_does() {
+    let fx = Fixture::new();
+    fx.write("a.txt", "foo\nbar foo\r\nfoo bar\n");
+    let output = fx
+        .call("mgrep", json!({ "patterns": ["foo$", "^bar"] }))
+        .await;
+    assert_ok(&output);
+    assert_eq!(
+        output.content,
+        "## \"foo$\": 2 lines in 1 file\na.txt:1: foo\na.txt:2: bar foo\n\
+         ## \"^bar\": 1 line in 1 file\na.txt:2: bar foo\n"
+    );
+}

@@ -162,3 +162,77 @@ async fn sed_replace_refuses_a_stale_file_and_a_binary_one_is_skipped() {
         b"config\0binary"
     );
 }
+
+#[tokio::test]
+async fn links_are_left_alone_and_never_rewritten_as_copies() {
+    use std::os::unix::fs::symlink;
+    let fx = Fixture::new();
+    fx.write("real.txt", "old\n")
+        .write(".git/config", "[core]\n\turl = old\n");
+    symlink(fx.path("real.txt"), fx.path("link.txt")).unwrap();
+    symlink(fx.path(".git/config"), fx.path("gitconfig")).unwrap();
+    let output = fx
+        .call(
+            "sed_replace",
+            json!({"pattern": "old", "replacement": "new"}),
+        )
+        .await;
+    assert_ok(&output);
+    assert!(
+        output
+            .content
+            .starts_with("changed 1 file (1 replacements)"),
+        "{}",
+        output.content
+    );
+    assert_eq!(fx.read("real.txt"), "new\n");
+    for link in ["link.txt", "gitconfig"] {
+        let meta = std::fs::symlink_metadata(fx.path(link)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{link} is still a link");
+    }
+    assert_eq!(fx.read(".git/config"), "[core]\n\turl = old\n");
+    assert!(!output.content.contains("[core]"), "{}", output.content);
+}
+
+#[tokio::test]
+async fn a_fifo_is_refused_at_once_not_read() {
+    let fx = Fixture::new();
+    let fifo = fx.path("pipe.rs");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    for (tool, args) in [
+        (
+            "sed_replace",
+            json!({"pattern": "x", "replacement": "y", "path": "pipe.rs"}),
+        ),
+        ("ast_search", json!({"pattern": "x", "path": "pipe.rs"})),
+        ("mgrep", json!({"patterns": ["x"], "path": "pipe.rs"})),
+        ("grep", json!({"pattern": "x", "path": "pipe.rs"})),
+    ] {
+        let output = tokio::time::timeout(std::time::Duration::from_secs(10), fx.call(tool, args))
+            .await
+            .unwrap_or_else(|_| panic!("{tool} blocked on a FIFO"));
+        assert_error(&output, "\"pipe.rs\" is not a regular file or a directory");
+    }
+}
+
+#[tokio::test]
+async fn a_replacement_that_would_multiply_a_file_writes_nothing() {
+    let fx = Fixture::new();
+    let text = "a".repeat(100_000);
+    fx.write("a.txt", &text);
+    // The empty pattern matches before every character: 100 000 × 1 000
+    // bytes would be 100 MB.
+    let output = fx
+        .call(
+            "sed_replace",
+            json!({"pattern": "(?:)", "replacement": "x".repeat(1000)}),
+        )
+        .await;
+    assert_error(
+        &output,
+        "sed_replace would make a.txt larger than 16777216 bytes",
+    );
+    assert_eq!(fx.read("a.txt"), text);
+}
