@@ -421,8 +421,8 @@ impl Tool for AstSearch {
                 "type": "object",
                 "properties": {
                     "pattern": {"type": "string", "description": "ast-grep pattern, e.g. $X.unwrap()"},
-                    "lang": {"type": "string", "description": "Only files of this language (rust, typescript, tsx, javascript, python, go)"},
-                    "path": {"type": "string", "description": "File or directory to search (default: the project root)"},
+                    "lang": {"type": "string", "description": "rust, typescript, tsx, javascript, python or go"},
+                    "path": {"type": "string", "description": "File or directory (default: the root)"},
                     "max": {"type": "integer", "minimum": 1, "description": "Most matches to return"}
                 },
                 "required": ["pattern"],
@@ -550,11 +550,11 @@ impl Tool for AstReplace {
                 "type": "object",
                 "properties": {
                     "pattern": {"type": "string", "description": "ast-grep pattern, e.g. old_name($$$ARGS)"},
-                    "rewrite": {"type": "string", "description": "Replacement code using the pattern's metavariables, e.g. new_name($$$ARGS)"},
-                    "lang": {"type": "string", "description": "Only files of this language (rust, typescript, tsx, javascript, python, go)"},
-                    "path": {"type": "string", "description": "File or directory to change (default: the project root)"},
-                    "dry_run": {"type": "boolean", "description": "Show the diff without writing (default false)"},
-                    "max_files": {"type": "integer", "minimum": 1, "description": "Most files to change; more writes nothing (default 100)"}
+                    "rewrite": {"type": "string", "description": "Code using the metavariables, e.g. new_name($$$ARGS)"},
+                    "lang": {"type": "string", "description": "rust, typescript, tsx, javascript, python or go"},
+                    "path": {"type": "string", "description": "File or directory (default: the root)"},
+                    "dry_run": {"type": "boolean", "description": "Show the diff, write nothing"},
+                    "max_files": {"type": "integer", "minimum": 1, "description": "default 100; more writes nothing"}
                 },
                 "required": ["pattern", "rewrite"],
                 "additionalProperties": false

@@ -115,15 +115,15 @@ impl Tool for Http {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "http".into(),
-            description: "Send an HTTP request to a server this mission started (a dev server a background job runs: http://127.0.0.1:PORT/...), or to a host the user listed in tools.http.allow. Returns the status line, response headers and the body (capped). GET and HEAD read; POST, PUT, PATCH, DELETE and OPTIONS need an agent that may write.".into(),
+            description: "Send an HTTP request to a server this mission started (e.g. a dev server run_background started) or a host listed in tools.http.allow. Returns status, headers and the body (capped). Methods other than GET and HEAD need an agent that may write.".into(),
             parameters: json!({
                 "type": "object",
                 "properties": {
-                    "url": {"type": "string", "description": "http://localhost:PORT/path, http://127.0.0.1:PORT/path or http://[::1]:PORT/path for the mission's own servers; a listed host otherwise"},
+                    "url": {"type": "string", "description": "http://127.0.0.1:PORT/path for the mission's servers"},
                     "method": {"type": "string", "enum": METHODS, "description": "default GET"},
-                    "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "request headers"},
-                    "body": {"type": "string", "description": "request body (POST, PUT, PATCH, DELETE)"},
-                    "timeout_ms": {"type": "integer", "minimum": 1, "description": "whole request, redirects included"}
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "body": {"type": "string", "description": "POST, PUT, PATCH, DELETE"},
+                    "timeout_ms": {"type": "integer", "minimum": 1}
                 },
                 "required": ["url"],
                 "additionalProperties": false

@@ -39,10 +39,10 @@ impl Tool for SedReplace {
                 "properties": {
                     "pattern": {"type": "string", "description": "Regular expression"},
                     "replacement": {"type": "string", "description": "Replacement text; $1, ${name} insert capture groups, $$ a dollar"},
-                    "path": {"type": "string", "description": "File or directory to change (default: the project root)"},
-                    "glob": {"type": "string", "description": "Only change files matching this glob, e.g. *.rs or src/**/*.ts"},
-                    "dry_run": {"type": "boolean", "description": "Show the diff without writing (default false)"},
-                    "max_files": {"type": "integer", "minimum": 1, "description": "Most files to change; more writes nothing (default 100)"}
+                    "path": {"type": "string", "description": "File or directory (default: the root)"},
+                    "glob": {"type": "string", "description": "Only files matching this glob, e.g. *.rs"},
+                    "dry_run": {"type": "boolean", "description": "Show the diff, write nothing"},
+                    "max_files": {"type": "integer", "minimum": 1, "description": "default 100; more writes nothing"}
                 },
                 "required": ["pattern", "replacement"],
                 "additionalProperties": false
