@@ -150,7 +150,18 @@ pub struct ToolRegistry {
     checker: Option<Arc<diagnostics::Checker>>,
     /// The specs, built once: every request shares them.
     specs: std::sync::OnceLock<Arc<[ToolSpec]>>,
+    /// Specs of subsets of one registry, by their tool names: sessions of
+    /// the same agent share one copy instead of building their own.
+    shared: Arc<std::sync::Mutex<SharedSpecs>>,
+    /// Whether every tool here came from the registry `shared` belongs to
+    /// (a subset nothing was inserted into since).
+    from_shared: bool,
 }
+
+/// Tool lists kept by [`ToolRegistry::specs`]; past this the map starts over.
+const SHARED_SPECS_MAX: usize = 64;
+
+type SharedSpecs = std::collections::HashMap<Vec<String>, Arc<[ToolSpec]>>;
 
 impl ToolRegistry {
     pub fn new() -> Self {
@@ -183,6 +194,9 @@ impl ToolRegistry {
     pub fn insert(&mut self, tool: Arc<dyn Tool>) {
         self.tools.insert(tool.spec().name, tool);
         self.specs = std::sync::OnceLock::new();
+        // Lists shared so far may hold the tool this one replaced.
+        self.shared = Arc::default();
+        self.from_shared = false;
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
@@ -205,6 +219,8 @@ impl ToolRegistry {
             tools,
             checker: self.checker.clone(),
             specs: std::sync::OnceLock::new(),
+            shared: self.shared.clone(),
+            from_shared: true,
         }
     }
 
@@ -218,7 +234,24 @@ impl ToolRegistry {
     /// the model is byte-identical from turn to turn.
     pub fn specs(&self) -> Arc<[ToolSpec]> {
         self.specs
-            .get_or_init(|| self.tools.values().map(|tool| tool.spec()).collect())
+            .get_or_init(|| {
+                let build =
+                    || -> Arc<[ToolSpec]> { self.tools.values().map(|tool| tool.spec()).collect() };
+                if !self.from_shared {
+                    return build();
+                }
+                let names: Vec<String> = self.tools.keys().cloned().collect();
+                let mut shared = self.shared.lock().unwrap_or_else(|err| err.into_inner());
+                if let Some(specs) = shared.get(&names) {
+                    return specs.clone();
+                }
+                let specs = build();
+                if shared.len() >= SHARED_SPECS_MAX {
+                    shared.clear();
+                }
+                shared.insert(names, specs.clone());
+                specs
+            })
             .clone()
     }
 }
@@ -705,5 +738,27 @@ mod tests {
         assert!(!refused_by_sandbox(&format!(
             "exit code 1\n{note}\nexit code 1"
         )));
+    }
+
+    #[test]
+    fn sessions_of_one_tool_set_share_one_copy_of_its_specs() {
+        let base = ToolRegistry::builtins();
+        let first = base.subset(["read", "grep"]);
+        let second = base.subset(["grep", "read"]);
+        assert!(Arc::ptr_eq(&first.specs(), &second.specs()));
+        let other = base.subset(["read"]);
+        assert_eq!(other.specs().len(), 1);
+        let mut grown = base.subset(["read", "grep"]);
+        grown.insert(Arc::new(fs::Write));
+        let specs = grown.specs();
+        assert_eq!(
+            specs
+                .iter()
+                .map(|spec| spec.name.as_str())
+                .collect::<Vec<_>>(),
+            ["grep", "read", "write"],
+            "a registry something was inserted into builds its own list"
+        );
+        assert!(!Arc::ptr_eq(&specs, &first.specs()));
     }
 }
