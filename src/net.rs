@@ -184,6 +184,21 @@ pub fn refused_in(err: &reqwest::Error) -> Option<&Refused> {
     None
 }
 
+/// Redirects a request orch sends for an agent or a plugin follows before
+/// giving up.
+pub const MAX_REDIRECTS: usize = 5;
+
+impl Refused {
+    /// The allow-list entry that would admit the first address refused, on
+    /// `port` (for the message that says what to add).
+    pub fn entry(&self, port: u16) -> String {
+        self.addresses
+            .first()
+            .map(|(ip, _)| entry(*ip, port))
+            .unwrap_or_default()
+    }
+}
+
 /// `ip:port` as an allow-list entry names it (`[::1]:8080` for IPv6).
 pub fn entry(ip: IpAddr, port: u16) -> String {
     match ip {

@@ -20,10 +20,8 @@ use reqwest::{Method, Url};
 
 use crate::config::HostPattern;
 use crate::net::GuardedResolver;
+use crate::net::MAX_REDIRECTS;
 use crate::provider::error_chain;
-
-/// Redirects followed before a fetch gives up.
-const MAX_REDIRECTS: usize = 5;
 
 /// Clients kept (one per allow list and port); past this the cache starts over.
 const MAX_CLIENTS: usize = 64;
@@ -310,12 +308,7 @@ impl Fetcher {
 /// refused the name's addresses, else the transport's error chain.
 fn refusal(file: &str, url: &Url, err: &reqwest::Error) -> String {
     if let Some(refused) = crate::net::refused_in(err) {
-        let port = url.port_or_known_default().unwrap_or(0);
-        let example = refused
-            .addresses
-            .first()
-            .map(|(ip, _)| crate::net::entry(*ip, port))
-            .unwrap_or_default();
+        let example = refused.entry(url.port_or_known_default().unwrap_or(0));
         return format!(
             "fetch refused: {refused}; an internal address is reached only when it is itself on the hosts allowed for plugin \"{file}\" (add \"{example}\" to plugins.grants.\"{file}\".fetch in .opencode/orch.json to allow it)"
         );

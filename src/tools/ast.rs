@@ -3,7 +3,7 @@
 //! tree-sitter syntax trees of Rust, TypeScript, TSX, JavaScript, Python and
 //! Go, so a call renamed this way leaves strings and comments alone.
 //!
-//! Files are found like `grep` finds them (`rewrite::Target`), the language
+//! Files are found like `grep` finds them (`search::Target`), the language
 //! comes from the extension unless `lang` names one, and `ast_replace`
 //! writes through `rewrite::apply` (compare and swap, unified diff).
 
@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::rewrite::{self, Change, Skipped, Target};
+use super::rewrite::{self, Change, Skipped};
+use super::search::Target;
 use super::seen::Seen;
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::provider::ToolSpec;
@@ -464,12 +465,7 @@ fn ast_search(
     if let Some(nothing) = plan.nothing_to_search(args.lang.as_deref()) {
         return Ok(nothing);
     }
-    let max = args
-        .max
-        .map_or(default_max, |max| {
-            usize::try_from(max).unwrap_or(usize::MAX)
-        })
-        .clamp(1, SEARCH_HARD_MAX.max(default_max));
+    let max = super::search::requested_max(args.max, default_max, SEARCH_HARD_MAX.max(default_max));
 
     let mut lines: Vec<String> = Vec::new();
     let mut more = 0usize;

@@ -33,6 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Tool, ToolContext, ToolOutput, parse_args};
 use crate::config::{HostPattern, HttpConfig};
+use crate::net::MAX_REDIRECTS;
 use crate::provider::{ToolSpec, error_chain};
 
 /// The first argument that makes orch the helper that sends one request
@@ -43,8 +44,6 @@ pub const HELPER: &str = "__http";
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 /// Methods that carry a request body.
 const BODY_METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
-/// Redirects a GET or HEAD follows before giving up.
-const MAX_REDIRECTS: usize = 5;
 /// The most a request may carry: its body, and its headers together.
 const MAX_REQUEST_BODY: usize = 1 << 20;
 const MAX_REQUEST_HEADERS: usize = 16 * 1024;
@@ -487,12 +486,7 @@ async fn in_process(
 /// would allow it, or the transport's error chain.
 fn failed(request: &Request, url: &Url, err: &reqwest::Error) -> String {
     if let Some(refused) = crate::net::refused_in(err) {
-        let port = url.port_or_known_default().unwrap_or(0);
-        let entry = refused
-            .addresses
-            .first()
-            .map(|(ip, _)| crate::net::entry(*ip, port))
-            .unwrap_or_default();
+        let entry = refused.entry(url.port_or_known_default().unwrap_or(0));
         return format!(
             "http refused: {refused}; an internal address is reached only when it is itself listed (add \"{entry}\" to {ALLOW_KEY})"
         );

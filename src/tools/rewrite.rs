@@ -1,5 +1,5 @@
-//! Multi-file rewrites, shared by `ast_replace` and `sed_replace`: which
-//! files such a tool looks at, how it loads them, and how a set of new
+//! Multi-file rewrites, shared by `ast_replace` and `sed_replace` (which
+//! find their files through `search::Target`): how such a tool loads them, and how a set of new
 //! whole-file contents is checked, written and shown as a unified diff.
 //!
 //! The write rules are `edit`'s, per file: under the file's lock the file
@@ -12,13 +12,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use similar::TextDiff;
-use tokio_util::sync::CancellationToken;
-
-use super::path::{engine_owned, relative, resolve, resolve_writable};
+use super::path::relative;
 use super::seen::{self, Fingerprint, Seen};
 use crate::files::{self, Durability};
-use crate::walk;
+use similar::TextDiff;
 
 /// Largest file a multi-file tool loads (the same limit as `edit`).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -30,82 +27,6 @@ pub const HARD_MAX_FILES: usize = 2000;
 const DIFF_FILE_MAX_BYTES: usize = 8 * 1024;
 /// Bytes of diff shown for one call, all files together.
 const DIFF_MAX_BYTES: usize = 40 * 1024;
-
-/// The file or folder a call works on: `path` resolved inside the project
-/// (the root when absent); a folder is walked like `grep` walks it.
-pub struct Target {
-    pub path: PathBuf,
-    pub shown: String,
-    pub is_dir: bool,
-}
-
-impl Target {
-    /// Resolve `path`; `writable` refuses what agents may not write
-    /// (`.git/`, `.opencode/`).
-    pub fn resolve(root: &Path, path: Option<&str>, writable: bool) -> Result<Target, String> {
-        let given = path.unwrap_or(".");
-        let path = if writable {
-            resolve_writable(root, given)?
-        } else {
-            resolve(root, given)?
-        };
-        let shown = relative(root, &path);
-        let meta = fs::metadata(&path).map_err(|_| format!("{shown:?} does not exist"))?;
-        if !meta.is_dir() && !meta.is_file() {
-            return Err(format!("{shown:?} is not a regular file or a directory"));
-        }
-        Ok(Target {
-            is_dir: meta.is_dir(),
-            path,
-            shown,
-        })
-    }
-
-    /// The files to look at: the target file itself, or the files under the
-    /// target folder whose path below it passes `keep`, in name order. A
-    /// walk for writing leaves out what agents may not write.
-    pub fn files(
-        &self,
-        root: &Path,
-        writable: bool,
-        keep: &dyn Fn(&Path) -> bool,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<PathBuf>, String> {
-        if !self.is_dir {
-            return Ok(vec![self.path.clone()]);
-        }
-        let walker = if writable {
-            walk::workspace(&self.path)
-        } else {
-            walk::project(&self.path)
-        };
-        let mut found = Vec::new();
-        for entry in walker.build() {
-            if cancel.is_cancelled() {
-                return Err("cancelled".into());
-            }
-            let Ok(entry) = entry else { continue };
-            let under = entry
-                .path()
-                .strip_prefix(&self.path)
-                .unwrap_or(entry.path());
-            if !keep(under) || !super::search::searchable_file(root, &entry) {
-                continue;
-            }
-            // A link is never rewritten: replacing it would turn it into a
-            // copy (and its target is reached, if at all, by its own path).
-            if writable && entry.path_is_symlink() {
-                continue;
-            }
-            let inner = entry.path().strip_prefix(root).unwrap_or(entry.path());
-            if writable && engine_owned(inner).is_some() {
-                continue;
-            }
-            found.push(entry.into_path());
-        }
-        Ok(found)
-    }
-}
 
 /// A text file as a multi-file tool read it.
 pub struct Source {
@@ -286,11 +207,7 @@ pub fn within_budget(
 /// How the model's `max_files` is read: the default when absent, within
 /// 1..=[`HARD_MAX_FILES`].
 pub fn max_files(requested: Option<u64>) -> usize {
-    requested
-        .map_or(DEFAULT_MAX_FILES, |max| {
-            usize::try_from(max).unwrap_or(usize::MAX)
-        })
-        .clamp(1, HARD_MAX_FILES)
+    super::search::requested_max(requested, DEFAULT_MAX_FILES, HARD_MAX_FILES)
 }
 
 /// Write `changes` (or, for a dry run, only check them) and describe what

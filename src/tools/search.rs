@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::path::{relative, resolve};
+use super::path::{engine_owned, relative, resolve, resolve_writable};
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::provider::ToolSpec;
 use crate::walk;
@@ -226,7 +226,11 @@ fn grep_files(
     default_max: usize,
     cancel: &CancellationToken,
 ) -> Result<String, String> {
-    let (target, shown, meta) = search_target(root, args.path.as_deref())?;
+    let Target {
+        path: target,
+        shown,
+        is_dir,
+    } = Target::resolve(root, args.path.as_deref(), false)?;
     let matcher = RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
         .build(&args.pattern)
@@ -236,14 +240,9 @@ fn grep_files(
         .as_deref()
         .map(|glob| FilePattern::new(root, glob))
         .transpose()?;
-    let max = args
-        .max
-        .map_or(default_max, |max| {
-            usize::try_from(max).unwrap_or(usize::MAX)
-        })
-        .clamp(1, GREP_HARD_MAX.max(default_max));
+    let max = requested_max(args.max, default_max, GREP_HARD_MAX.max(default_max));
 
-    let files = files_under(root, &target, meta.is_dir(), filter);
+    let files = files_under(root, &target, is_dir, filter);
 
     let mut searcher = line_searcher();
     let mut lines: Vec<String> = Vec::new();
@@ -359,23 +358,26 @@ fn mgrep_files(
         .line_terminator(Some(b'\n'))
         .build_many(patterns)
         .map_err(|err| format!("invalid regex in patterns: {err}"))?;
-    let (target, shown, meta) = search_target(root, args.path.as_deref())?;
+    let Target {
+        path: target,
+        shown,
+        is_dir,
+    } = Target::resolve(root, args.path.as_deref(), false)?;
     let filter = args
         .glob
         .as_deref()
         .map(|glob| FilePattern::new(root, glob))
         .transpose()?;
     // By default the grep cap is shared among the patterns.
-    let max = args
-        .max
-        .map_or((default_max / patterns.len()).max(20), |max| {
-            usize::try_from(max).unwrap_or(usize::MAX)
-        })
-        .clamp(1, GREP_HARD_MAX / patterns.len());
+    let max = requested_max(
+        args.max,
+        (default_max / patterns.len()).max(20),
+        GREP_HARD_MAX / patterns.len(),
+    );
 
     let mut groups: Vec<Group> = patterns.iter().map(|_| Group::default()).collect();
     let mut searcher = line_searcher();
-    for file in files_under(root, &target, meta.is_dir(), filter) {
+    for file in files_under(root, &target, is_dir, filter) {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
         }
@@ -505,19 +507,88 @@ impl Sink for Classify<'_> {
     }
 }
 
-/// The file or folder a search looks into, as the model named it: a
-/// regular file or a directory (a FIFO or device would block the read).
-fn search_target(
-    root: &Path,
-    path: Option<&str>,
-) -> Result<(PathBuf, String, std::fs::Metadata), String> {
-    let target = resolve(root, path.unwrap_or("."))?;
-    let shown = relative(root, &target);
-    let meta = std::fs::metadata(&target).map_err(|_| format!("{shown:?} does not exist"))?;
-    if !meta.is_dir() && !meta.is_file() {
-        return Err(format!("{shown:?} is not a regular file or a directory"));
+/// The file or folder a call works on: `path` resolved inside the project
+/// (the root when absent); a folder is walked like `grep` walks it.
+pub struct Target {
+    pub path: PathBuf,
+    pub shown: String,
+    pub is_dir: bool,
+}
+
+impl Target {
+    /// Resolve `path`; `writable` refuses what agents may not write
+    /// (`.git/`, `.opencode/`).
+    pub fn resolve(root: &Path, path: Option<&str>, writable: bool) -> Result<Target, String> {
+        let given = path.unwrap_or(".");
+        let path = if writable {
+            resolve_writable(root, given)?
+        } else {
+            resolve(root, given)?
+        };
+        let shown = relative(root, &path);
+        let meta = std::fs::metadata(&path).map_err(|_| format!("{shown:?} does not exist"))?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(format!("{shown:?} is not a regular file or a directory"));
+        }
+        Ok(Target {
+            is_dir: meta.is_dir(),
+            path,
+            shown,
+        })
     }
-    Ok((target, shown, meta))
+
+    /// The files to look at: the target file itself, or the files under the
+    /// target folder whose path below it passes `keep`, in name order. A
+    /// walk for writing leaves out what agents may not write.
+    pub fn files(
+        &self,
+        root: &Path,
+        writable: bool,
+        keep: &dyn Fn(&Path) -> bool,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<PathBuf>, String> {
+        if !self.is_dir {
+            return Ok(vec![self.path.clone()]);
+        }
+        let walker = if writable {
+            walk::workspace(&self.path)
+        } else {
+            walk::project(&self.path)
+        };
+        let mut found = Vec::new();
+        for entry in walker.build() {
+            if cancel.is_cancelled() {
+                return Err("cancelled".into());
+            }
+            let Ok(entry) = entry else { continue };
+            let under = entry
+                .path()
+                .strip_prefix(&self.path)
+                .unwrap_or(entry.path());
+            if !keep(under) || !searchable_file(root, &entry) {
+                continue;
+            }
+            // A link is never rewritten: replacing it would turn it into a
+            // copy (and its target is reached, if at all, by its own path).
+            if writable && entry.path_is_symlink() {
+                continue;
+            }
+            let inner = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            if writable && engine_owned(inner).is_some() {
+                continue;
+            }
+            found.push(entry.into_path());
+        }
+        Ok(found)
+    }
+}
+
+/// A count the model may ask for (`max`, `max_files`): `default` when it
+/// gives none, else what it asked within 1..=`hard`.
+pub(crate) fn requested_max(requested: Option<u64>, default: usize, hard: usize) -> usize {
+    requested
+        .map_or(default, |max| usize::try_from(max).unwrap_or(usize::MAX))
+        .clamp(1, hard)
 }
 
 /// The files a search of `target` looks into: `target` itself when it is a

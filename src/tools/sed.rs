@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::rewrite::{self, Change, Skipped, Target};
+use super::rewrite::{self, Change, Skipped};
 use super::search::FilePattern;
+use super::search::Target;
 use super::seen::Seen;
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::provider::ToolSpec;
