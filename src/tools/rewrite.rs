@@ -1,6 +1,7 @@
 //! Multi-file rewrites, shared by `ast_replace` and `sed_replace` (which
-//! find their files through `search::Target`): how such a tool loads them, and how a set of new
-//! whole-file contents is checked, written and shown as a unified diff.
+//! find their files through `search::Target`): how such a tool loads them,
+//! and how a set of new whole-file contents is checked, written and shown
+//! as a unified diff.
 //!
 //! The write rules are `edit`'s, per file: under the file's lock the file
 //! must still hold exactly what the tool read (compare and swap), and a file
