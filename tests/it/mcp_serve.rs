@@ -199,6 +199,17 @@ fn an_mcp_client_runs_follows_refuses_and_cancels_missions() {
         report["long_final"]["structured"]["status"], "cancelled",
         "{context}"
     );
+    // Its notifications end with its end, told as a cancel.
+    let of_long: Vec<&Value> = report["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|log| log["data"]["mission"] == long)
+        .collect();
+    let end = of_long.last().unwrap();
+    assert_eq!(end["data"]["type"], "mission_finished", "{context}");
+    assert_eq!(end["data"]["outcome"], "cancelled", "{context}");
+    assert_eq!(end["level"], "warning", "{context}");
 
     // Every byte the server wrote on stdout was JSON-RPC, and the client
     // read no malformed message.

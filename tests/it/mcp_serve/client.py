@@ -100,6 +100,14 @@ async def main():
                 await session.call_tool("cancel_mission", {"id": long_id}))
             report["long_final"] = result_of(
                 await session.call_tool("mission_status", {"id": long_id}))
+            # The server keeps notifying until the cancelled mission's end
+            # is told; leaving before that would close the session under a
+            # notification still in flight.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(
+                    log["data"].get("mission") == long_id and log["data"].get("type") == "mission_finished"
+                    for log in report["logs"]):
+                await asyncio.sleep(0.1)
     print(json.dumps(report))
 
 
