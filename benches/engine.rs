@@ -6,7 +6,10 @@
 //! - peak RSS of a scripted `orch run` (getrusage of the child);
 //! - the OS sandbox per command: `sh -c true` spawned directly and through
 //!   orch's sandbox helper, 200 times each;
-//! - permission rules on a 64-command pipeline, 2 000 decisions.
+//! - permission rules on a 64-command pipeline, 2 000 decisions;
+//! - the records' cost per event: 100 000 events emitted on a bus without
+//!   records and on one recording the journal (the emitter's time per event,
+//!   and the time until the recorder thread has written them all).
 //!
 //! Prints medians and percentiles; asserts nothing (targets live in the
 //! README and DESIGN §10, not in tests).
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use orch::agents::AgentRegistry;
 use orch::config::{PermissionConfig, ToolsConfig};
-use orch::events::{EventBus, SessionOutcome};
+use orch::events::{Event, EventBus, SessionOutcome};
 use orch::mission::state::Journal;
 use orch::provider::scripted::{Script, ScriptedClient};
 use orch::session::{Runtime, Session, SessionSetup};
@@ -36,6 +39,44 @@ fn main() {
     startup();
     sandbox_cost(dir.path());
     rule_evaluation();
+    record_cost(dir.path());
+}
+
+fn record_cost(root: &Path) {
+    const EVENTS: usize = 100_000;
+    for recorded in [false, true] {
+        let bus = Arc::new(EventBus::new());
+        let path = root.join(format!("record-cost-{recorded}.jsonl"));
+        if recorded {
+            let journal = Journal::open(&path, &bus).expect("journal");
+            bus.add_recorded(vec![Arc::new(journal)]);
+        }
+        let started = Instant::now();
+        for i in 0..EVENTS {
+            bus.emit(Event::ToolCallEnd {
+                session: "worker-1".into(),
+                call_id: format!("call_{i}"),
+                tool: "read".into(),
+                ok: true,
+                duration_ms: 3,
+                preview: "pub fn parse(input: &str) -> Result<Plan, Error> {".into(),
+            });
+        }
+        let emitted = started.elapsed();
+        bus.flush_blocking(Duration::from_secs(120));
+        let written = started.elapsed();
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        println!(
+            "records per event ({}): emitting {:?}, written {:?} ({EVENTS} events, {bytes} journal bytes)",
+            if recorded {
+                "journal recorded"
+            } else {
+                "no records"
+            },
+            emitted / EVENTS as u32,
+            written / EVENTS as u32,
+        );
+    }
 }
 
 fn sandbox_cost(root: &Path) {

@@ -4,8 +4,10 @@
 //! the engine's own `cargo build` and `cargo test` — with and without the
 //! faults real providers throw (resets and error events after content, the
 //! Commander's turns cut mid-stream, two stalls in a row, a 429 storm, empty
-//! turns cut at the output limit). For each: wall time, requests sent, and
-//! the output spent on partial turns that were discarded.
+//! turns cut at the output limit), every one of them on. For each: wall
+//! time, requests sent, retries, the output spent on partial turns that were
+//! discarded (as orch counted it, in bytes, and as the server streamed it,
+//! in words), and how many runs did not end complete.
 //!
 //! Prints numbers; asserts nothing about time.
 
@@ -17,12 +19,25 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::missions::{faults, mission, rust_project, sim_config};
+use support::missions::{mission, rust_project, sim_config};
 use support::project::Project;
-use support::sim::{Play, Sim, Wire};
+use support::sim::{Fault, Play, Sim, Wire};
 
 /// Missions per row (each takes a few seconds).
 const RUNS: u64 = 4;
+
+/// Every fault the simulator can throw at a mission that still ends
+/// (keep-alive comments forever only end at the turn deadline).
+fn all_faults() -> BTreeSet<Fault> {
+    BTreeSet::from([
+        Fault::ResetAfterContent,
+        Fault::ErrorAfterContent,
+        Fault::CutCommander,
+        Fault::TwoStalls,
+        Fault::Storm429,
+        Fault::EmptyLengthCut,
+    ])
+}
 
 struct Row {
     wall: Vec<Duration>,
@@ -30,6 +45,7 @@ struct Row {
     discarded_bytes: Vec<u64>,
     cut_words: Vec<u64>,
     retries: Vec<usize>,
+    failed: usize,
 }
 
 fn median<T: Copy + Ord>(values: &[T]) -> T {
@@ -45,6 +61,7 @@ async fn row(label: &str, wire: Wire, with_faults: bool) {
         discarded_bytes: Vec::new(),
         cut_words: Vec::new(),
         retries: Vec::new(),
+        failed: 0,
     };
     for run in 0..RUNS {
         let project = Project::trusted();
@@ -55,7 +72,7 @@ async fn row(label: &str, wire: Wire, with_faults: bool) {
             wire,
             seed,
             faults: if with_faults {
-                faults(7)
+                all_faults()
             } else {
                 BTreeSet::new()
             },
@@ -66,6 +83,7 @@ async fn row(label: &str, wire: Wire, with_faults: bool) {
         let outcome = mission(&project, &sim, wire, &[]).await;
         let wall = started.elapsed();
         if outcome.code != Some(0) {
+            row.failed += 1;
             println!(
                 "  {label}: run {run} ended with {:?}: {}",
                 outcome.code, outcome.stderr
@@ -90,16 +108,17 @@ async fn row(label: &str, wire: Wire, with_faults: bool) {
         row.retries.push(retries.len());
     }
     if row.wall.is_empty() {
+        println!("{label:<34} every run failed ({} of {RUNS})", row.failed);
         return;
     }
     println!(
-        "{label:<34} wall {:>6.2} s   requests {:>4}   retries {:>3}   discarded partial output {:>5} bytes (~{} tokens; {} words cut by the server)",
+        "{label:<34} wall {:>6.2} s   requests {:>4}   retries {:>3}   discarded partial output {:>5} bytes ({} words streamed before the cuts)   failed runs {} of {RUNS}",
         median(&row.wall).as_secs_f64(),
         median(&row.requests),
         median(&row.retries),
         median(&row.discarded_bytes),
-        median(&row.discarded_bytes) / 4,
         median(&row.cut_words),
+        row.failed,
     );
 }
 
@@ -109,8 +128,8 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "simulated mission (Rust project, 3 parallel Workers), median of {RUNS} runs; faults: {:?}",
-        faults(7)
+        "simulated mission (Rust project, 3 parallel Workers), median of the complete runs of {RUNS}; faults: {:?}",
+        all_faults()
     );
     runtime.block_on(async {
         row("OpenAI wire, no faults", Wire::OpenAi, false).await;

@@ -10,11 +10,10 @@
 //! `$1`…`$9` replaced by the arguments.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::skills::frontmatter;
-use crate::skills::{Scope, Sources};
+use crate::skills::{Problem, Scope, Sources};
 
 /// Project command folders, relative to the root, in precedence order.
 pub const PROJECT_DIRS: &[&str] = crate::config::trust::COMMAND_DIRS;
@@ -36,19 +35,6 @@ pub struct Command {
     pub model: Option<String>,
     /// The prompt template.
     pub body: String,
-}
-
-/// A command file that was not loaded, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "command {}: {}", self.file.display(), self.reason)
-    }
 }
 
 /// What a scan found.
@@ -94,7 +80,11 @@ fn scan_in(sources: &Sources) -> Commands {
                         by_name.insert(command.name.clone(), command);
                     }
                 },
-                Err(reason) => found.problems.push(Problem { file, reason }),
+                Err(reason) => found.problems.push(Problem {
+                    kind: "command",
+                    file,
+                    reason,
+                }),
             }
         }
     }

@@ -5,6 +5,7 @@ use anyhow::bail;
 
 use super::{Cli, Project, exit};
 use crate::commands::{self, Commands};
+use crate::skills::Problem;
 
 /// `goal` (and the `extra` words after it on the command line) as the text
 /// to run. `/name args…` is the command's prompt with the arguments put in,
@@ -79,11 +80,7 @@ pub fn list(cli: &Cli) -> anyhow::Result<u8> {
                 })
             })
             .collect();
-        let invalid: Vec<serde_json::Value> = found
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"file": p.file, "reason": p.reason}))
-            .collect();
+        let invalid: Vec<serde_json::Value> = found.problems.iter().map(Problem::json).collect();
         println!(
             "{}",
             serde_json::json!({"commands": list, "invalid": invalid})

@@ -2,7 +2,7 @@
 //! the folder each comes from, and every invalid `SKILL.md` with its reason.
 
 use super::{Cli, exit};
-use crate::skills::Sources;
+use crate::skills::{Problem, Sources};
 
 /// List the skills of this project and of the user; exit 1 when a
 /// `SKILL.md` is invalid (DESIGN §2).
@@ -30,11 +30,7 @@ pub fn skills(cli: &Cli) -> anyhow::Result<u8> {
                 })
             })
             .collect();
-        let invalid: Vec<serde_json::Value> = found
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"file": p.file, "reason": p.reason}))
-            .collect();
+        let invalid: Vec<serde_json::Value> = found.problems.iter().map(Problem::json).collect();
         println!(
             "{}",
             serde_json::json!({"skills": list, "invalid": invalid})

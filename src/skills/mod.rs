@@ -50,16 +50,25 @@ impl Skill {
     }
 }
 
-/// A skill that was not loaded, and why.
+/// A skill or command file that was not loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// What the file was to be: `skill` or `command`.
+    pub kind: &'static str,
     pub file: PathBuf,
     pub reason: String,
 }
 
+impl Problem {
+    /// The problem as `orch skills --json` and `orch commands --json` list it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"file": self.file, "reason": self.reason})
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "skill {}: {}", self.file.display(), self.reason)
+        write!(f, "{} {}: {}", self.kind, self.file.display(), self.reason)
     }
 }
 
@@ -226,6 +235,7 @@ fn skill_dirs(dir: &Path) -> Vec<PathBuf> {
 fn read_skill(dir: &Path, scope: Scope) -> Result<Skill, Problem> {
     let file = dir.join(SKILL_FILE);
     let problem = |reason: String| Problem {
+        kind: "skill",
         file: file.clone(),
         reason,
     };
