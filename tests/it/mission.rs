@@ -676,6 +676,65 @@ fn custom_agents_load_with_their_tool_limits_and_bad_entries_are_named() {
     assert!(started.iter().any(|e| e["agent"] == "Auditor"));
 }
 
+/// The rule "only the reviewer marks items completed" follows the role an
+/// agent was given, not its name: a custom agent with the reviewer's role
+/// marks an item completed; one without it, whatever its name says, is told
+/// no and the plan stays as it was.
+#[test]
+fn a_custom_agent_with_the_reviewer_role_marks_items_done_and_one_without_it_cannot() {
+    let project = Project::trusted();
+    verify(&project, &[]);
+    project.write(
+        ".opencode/agents.json",
+        &json!({
+            "QA": {"id": "QA", "description": "verifies work", "systemPrompt": "You verify.", "canWrite": false, "canBash": false, "role": "reviewer", "tools": ["read", "read_todo", "update_todo"]},
+            "ReviewerBot": {"id": "ReviewerBot", "description": "named like one", "systemPrompt": "You verify.", "canWrite": false, "canBash": false, "tools": ["read", "read_todo", "update_todo"]}
+        })
+        .to_string(),
+    );
+    let plan = "# Plan\n\n- [ ] T1: greeting.txt says hello\n";
+    let mark = json!({"agents": {
+        "QA": [
+            {"tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"text": "Verified T1."}
+        ],
+        "ReviewerBot": [
+            {"tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+            {"text": "Could not mark it."}
+        ]
+    }});
+    project.write("run.json", &mark.to_string());
+    let attempt = |agent: &str| {
+        project.write(".opencode/todo.md", plan);
+        let mut command = project.orch();
+        command
+            .args(["--provider", "scripted", "--script", "run.json"])
+            .args(["run", "--agent", agent, "Verify T1"]);
+        let (output, stdout, stderr) = run(&mut command);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        let results = project.tool_results();
+        let dir = project.file(".opencode/sessions");
+        std::fs::remove_dir_all(dir).unwrap();
+        (project.read(".opencode/todo.md"), results)
+    };
+
+    let (after, results) = attempt("ReviewerBot");
+    assert!(
+        after.contains("- [ ] T1: greeting.txt says hello"),
+        "{after}"
+    );
+    assert!(
+        results[0].contains("only the Reviewer marks items completed"),
+        "{results:?}"
+    );
+
+    let (after, results) = attempt("QA");
+    assert!(
+        after.contains("- [x] T1: greeting.txt says hello"),
+        "{after}\n{results:?}"
+    );
+}
+
 #[test]
 fn plan_writes_the_todo_and_status_reports_the_mission() {
     let project = Project::trusted();
