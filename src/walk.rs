@@ -6,6 +6,12 @@
 //! build folders (`node_modules`, `.venv`, `__pycache__`, a Cargo `target`),
 //! which are large and are walked by nobody's intent even where no ignore
 //! file names them.
+//!
+//! Two walks do without it, on purpose: the trust hash
+//! (`config/trust.rs`) must see every file of the folders it covers,
+//! ignored or not, or an ignored file could change what runs without
+//! changing the hash; and command discovery (`commands.rs`) reads a config
+//! folder (`.claude/commands/`), which ignore files do not govern.
 
 use std::path::Path;
 
