@@ -64,6 +64,15 @@ impl Harness {
 }
 
 fn harness(server: &Server, models: BTreeMap<String, ModelLimits>, retry: RetryConfig) -> Harness {
+    harness_with(server, models, retry, MemoryConfig::default())
+}
+
+fn harness_with(
+    server: &Server,
+    models: BTreeMap<String, ModelLimits>,
+    retry: RetryConfig,
+    memory: MemoryConfig,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let client = Arc::new(OpenAiClient::new(HttpSettings {
@@ -84,7 +93,7 @@ fn harness(server: &Server, models: BTreeMap<String, ModelLimits>, retry: RetryC
         permissions: Permissions::new(PermissionConfig::default(), false),
         events,
         limits: Arc::new(ToolsConfig::default()),
-        memory: Arc::new(Memory::in_memory(MemoryConfig::default()).with_models(models)),
+        memory: Arc::new(Memory::in_memory(memory).with_models(models)),
         hooks: Arc::new(NoHooks),
         live: Default::default(),
     };
@@ -197,6 +206,65 @@ async fn max_tokens_is_what_the_window_has_left_after_the_prompt() {
     let sent = max_tokens(&server, 0);
     assert!((1000..4000).contains(&sent), "{sent}");
     assert_eq!(h.compactions(), 0);
+}
+
+#[tokio::test]
+async fn a_prompt_that_leaves_less_than_the_output_reserve_is_compacted_first() {
+    // The threshold is as late as it goes (the whole usable window), so
+    // only the room left for output can call for the compaction: the
+    // prompt below fits the window minus the 4 000-token reserve as
+    // counted, but not with the margin other tokenizers may count more.
+    let server = Server::responding(|_| answer("ok", "stop", 100)).await;
+    let models = BTreeMap::from([(
+        "big-local".to_string(),
+        ModelLimits {
+            context_window: 200_000,
+            max_output: 8_000,
+        },
+    )]);
+    let memory = MemoryConfig {
+        compact_threshold: 1.0,
+        ..MemoryConfig::default()
+    };
+    let h = harness_with(&server, models, quick_retries(1), memory);
+    let policy = TurnPolicy {
+        min_output_tokens: 4_000,
+        ..TurnPolicy::default()
+    };
+    let mut session = Session::new(h.runtime.clone(), setup("big-local", 8_000, policy)).unwrap();
+    let cancel = CancellationToken::new();
+    // About 4 tokens a repetition: 150 000, then 35 000 more.
+    let long = "count these words please ".repeat(37_500);
+    let more = "and these words as well ".repeat(8_750);
+    for prompt in ["hello", long.as_str()] {
+        let report = session.run(prompt, &cancel).await;
+        assert_eq!(
+            report.outcome,
+            SessionOutcome::Completed,
+            "{:?}",
+            report.error
+        );
+    }
+    assert_eq!(h.compactions(), 0, "the conversation fit so far");
+    let sent = server.requests().len();
+    assert_eq!(max_tokens(&server, sent - 1), 8_000);
+    let report = session.run(&more, &cancel).await;
+    assert_eq!(
+        report.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        report.error
+    );
+    assert_eq!(h.compactions(), 1, "{:?}", h.warnings());
+    // The turn went out compacted, with its whole output budget.
+    let last = server.requests().len() - 1;
+    let body = server.requests()[last].body.to_string();
+    assert!(
+        !body.contains(&long[..1000]),
+        "the long message was compacted"
+    );
+    assert!(body.contains(&more[..1000]), "the recent message was kept");
+    assert_eq!(max_tokens(&server, last), 8_000);
 }
 
 #[tokio::test]

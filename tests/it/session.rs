@@ -295,6 +295,53 @@ async fn max_turns_and_token_budget_stop_the_session() {
 }
 
 #[tokio::test]
+async fn repeats_count_within_one_run_and_a_new_message_starts_them_over() {
+    let look = r#"{"tool_calls":[{"name":"look","arguments":{"tag":"a"}}]}"#;
+    // Two runs of two looks each: four in a row over the session, never
+    // three within a run. A third run looks three times.
+    let script = format!(
+        r#"{{"agents":{{"Worker":[{look},{look},{{"text":"first done"}},{look},{look},{{"text":"second done"}},{look},{look},{look},{{"text":"never"}}]}}}}"#
+    );
+    let h = harness(&script);
+    let mut session = Session::new(
+        h.runtime.clone(),
+        SessionSetup {
+            repeat_limit: Some(3),
+            ..setup(20, None)
+        },
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let first = session.run("look once", &cancel).await;
+    assert_eq!(
+        first.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        first.error
+    );
+    // The same call with the same result again, in a new run: new context.
+    let second = session.run("look again", &cancel).await;
+    assert_eq!(
+        (second.outcome, second.final_text.as_str()),
+        (SessionOutcome::Completed, "second done"),
+        "{:?}",
+        second.error
+    );
+    // Within one run the guard still stops the third look.
+    let third = session.run("and again", &cancel).await;
+    assert_eq!(
+        third.outcome,
+        SessionOutcome::Repeating,
+        "{:?}",
+        third.error
+    );
+    assert!(
+        third.error.unwrap_or_default().contains("3 times in a row"),
+        "the guard names the repeat"
+    );
+}
+
+#[tokio::test]
 async fn cancelling_stops_a_running_tool_and_the_session() {
     let h = harness(
         r#"{"agents":{"Worker":[
