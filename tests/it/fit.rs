@@ -1,8 +1,9 @@
 //! Requests that fit the model, against a loopback OpenAI-compatible server:
 //! `max_tokens` never exceeds what the model writes or what its window has
 //! left; a server that names the room in a context-length error is refitted,
-//! not compacted; an empty turn cut at the output limit is asked again with
-//! a larger budget (twice fails the session); a provider that counts far
+//! not compacted; an empty turn cut at the output limit is asked again,
+//! with a larger budget where the model allows one (twice fails the
+//! session); a provider that counts far
 //! fewer prompt tokens than were sent is warned about, naming `num_ctx`;
 //! transient failures past the transport are taken up again from the
 //! conversation.
@@ -343,6 +344,13 @@ async fn an_empty_turn_cut_at_the_limit_is_asked_again_with_more_room_and_twice_
         (max_tokens(&server, 0), max_tokens(&server, 1)),
         (2000, 4000)
     );
+    assert!(
+        h.warnings()
+            .iter()
+            .any(|w| w.ends_with("asking again with a larger output budget (4000 tokens)")),
+        "{:?}",
+        h.warnings()
+    );
     // No empty assistant message ever reached the conversation.
     assert!(
         session
@@ -361,6 +369,49 @@ async fn an_empty_turn_cut_at_the_limit_is_asked_again_with_more_room_and_twice_
         "{:?}",
         report.error
     );
+}
+
+#[tokio::test]
+async fn an_empty_cut_at_the_models_own_limit_is_asked_again_at_the_same_budget_and_says_so() {
+    let empty = || {
+        let body = format!(
+            "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+        );
+        Reply::sse(&body, 16)
+    };
+    let server = Server::start(vec![empty(), answer("there it is", "stop", 20)]).await;
+    let h = harness(&server, BTreeMap::new(), quick_retries(1));
+    // gpt-4-turbo writes at most 4096 tokens, the budget asked already.
+    let mut session = Session::new(
+        h.runtime.clone(),
+        setup("gpt-4-turbo", 4096, TurnPolicy::default()),
+    )
+    .unwrap();
+    let report = session.run("hello", &CancellationToken::new()).await;
+    assert_eq!(
+        report.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        report.error
+    );
+    assert_eq!(report.final_text, "there it is");
+    assert_eq!(
+        (max_tokens(&server, 0), max_tokens(&server, 1)),
+        (4096, 4096)
+    );
+    let cut: Vec<String> = h
+        .warnings()
+        .into_iter()
+        .filter(|w| w.contains("no text and no tool call"))
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(
+        cut[0].ends_with("asking once more at the same output budget, the most this model writes or its window leaves"),
+        "{cut:?}"
+    );
+    assert!(!cut[0].contains("larger"), "{cut:?}");
 }
 
 #[tokio::test]
