@@ -264,6 +264,9 @@ async fn wire(
         config.max_depth,
         stop.token().clone(),
     );
+    if config.budget_usd.is_some() {
+        tasks.keep_budget_with(super::prices(&ctx.config));
+    }
     ctx.follow_plugin_agents(&tasks, &agents);
     let mission_id = paths
         .dir
