@@ -131,9 +131,10 @@ const LIMITS: &[(&str, u32, u32)] = &[
 /// write). `None` means the provider bills that like plain input.
 #[allow(clippy::type_complexity)]
 ///
-/// Only the prices a vendor lists for its own API: an open-weight model
-/// that only others host (Qwen, Llama) costs what its host charges, so it
-/// has no row and a dollar budget asks for its `pricing` entry. A variant
+/// The prices a vendor lists for its own API: an open-weight model that
+/// only others host (Qwen, Llama) costs what its host charges, so it has
+/// no row and a dollar budget asks for its `pricing` entry (the few rows
+/// below for such models carry one host's price). A variant
 /// that costs more than its family (`o3-pro`, `gpt-4o-2024-05-13`) has a
 /// row of its own, or the longest prefix would price it as the cheaper
 /// model.
