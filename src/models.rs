@@ -34,8 +34,10 @@ pub const PRICES_AS_OF: &str = "2026-12";
 /// `num_ctx`), which orch notices and warns about.
 const LIMITS: &[(&str, u32, u32)] = &[
     // OpenAI
+    ("gpt-5-pro", 400_000, 272_000),
     ("gpt-5", 400_000, 128_000),
     ("gpt-4-1", 1_047_576, 32_768),
+    ("gpt-4o-2024-05-13", 128_000, 4_096),
     ("gpt-4o", 128_000, 16_384),
     ("chatgpt-4o", 128_000, 16_384),
     ("gpt-4-turbo", 128_000, 4_096),
@@ -105,8 +107,10 @@ const LIMITS: &[(&str, u32, u32)] = &[
     ("mistral-medium", 131_072, 32_768),
     ("mistral-small", 131_072, 32_768),
     ("mistral-nemo", 131_072, 8_192),
+    ("open-mistral-nemo", 131_072, 8_192),
     ("mistral", 32_768, 8_192),
     ("mixtral", 32_768, 8_192),
+    ("open-mixtral", 32_768, 8_192),
     // Zhipu, Moonshot
     ("glm-4-6", 202_752, 131_072),
     ("glm-4-5", 131_072, 98_304),
@@ -126,8 +130,17 @@ const LIMITS: &[(&str, u32, u32)] = &[
 /// output, cached input (a cache read), cache write (Anthropic's 5-minute
 /// write). `None` means the provider bills that like plain input.
 #[allow(clippy::type_complexity)]
+///
+/// The prices a vendor lists for its own API: an open-weight model that
+/// only others host (Qwen, Llama) costs what its host charges, so it has
+/// no row and a dollar budget asks for its `pricing` entry (the few rows
+/// below for such models carry one host's price). A variant
+/// that costs more than its family (`o3-pro`, `gpt-4o-2024-05-13`) has a
+/// row of its own, or the longest prefix would price it as the cheaper
+/// model.
 const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     // OpenAI
+    ("gpt-5-pro", 15.00, 120.00, None, None),
     ("gpt-5-nano", 0.05, 0.40, Some(0.005), None),
     ("gpt-5-mini", 0.25, 2.00, Some(0.025), None),
     ("gpt-5", 1.25, 10.00, Some(0.125), None),
@@ -135,15 +148,19 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     ("gpt-4-1-mini", 0.40, 1.60, Some(0.10), None),
     ("gpt-4-1", 2.00, 8.00, Some(0.50), None),
     ("gpt-4o-mini", 0.15, 0.60, Some(0.075), None),
+    ("gpt-4o-2024-05-13", 5.00, 15.00, None, None),
     ("gpt-4o", 2.50, 10.00, Some(1.25), None),
     ("gpt-4-turbo", 10.00, 30.00, None, None),
     ("gpt-4", 30.00, 60.00, None, None),
     ("gpt-3-5", 0.50, 1.50, None, None),
     ("o1-mini", 1.10, 4.40, Some(0.55), None),
+    ("o1-pro", 150.00, 600.00, None, None),
     ("o1", 15.00, 60.00, Some(7.50), None),
     ("o3-mini", 1.10, 4.40, Some(0.55), None),
+    ("o3-pro", 20.00, 80.00, None, None),
     ("o3", 2.00, 8.00, Some(0.50), None),
     ("o4-mini", 1.10, 4.40, Some(0.275), None),
+    ("codex-mini", 1.50, 6.00, Some(0.375), None),
     ("gpt-oss-120b", 0.15, 0.60, None, None),
     ("gpt-oss-20b", 0.07, 0.30, None, None),
     // Anthropic
@@ -157,6 +174,7 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     ("claude-3-5-haiku", 0.80, 4.00, Some(0.08), Some(1.00)),
     ("claude-3-haiku", 0.25, 1.25, Some(0.03), Some(0.30)),
     // Google
+    ("gemini-3-pro", 2.00, 12.00, Some(0.20), None),
     ("gemini-2-5-pro", 1.25, 10.00, Some(0.125), None),
     ("gemini-2-5-flash-lite", 0.10, 0.40, Some(0.01), None),
     ("gemini-2-5-flash", 0.30, 2.50, Some(0.03), None),
@@ -166,6 +184,8 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     // DeepSeek
     ("deepseek-chat", 0.28, 0.42, Some(0.028), None),
     ("deepseek-reasoner", 0.28, 0.42, Some(0.028), None),
+    ("deepseek-v3", 0.27, 1.10, Some(0.07), None),
+    ("deepseek-r1", 0.55, 2.19, Some(0.14), None),
     // Mistral
     ("mistral-large", 2.00, 6.00, None, None),
     ("mistral-medium", 0.40, 2.00, None, None),
@@ -173,6 +193,12 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     ("devstral-medium", 0.40, 2.00, None, None),
     ("devstral-small", 0.10, 0.30, None, None),
     ("codestral", 0.30, 0.90, None, None),
+    ("magistral-medium", 2.00, 5.00, None, None),
+    ("magistral-small", 0.50, 1.50, None, None),
+    ("open-mistral-nemo", 0.15, 0.15, None, None),
+    ("mistral-nemo", 0.15, 0.15, None, None),
+    ("open-mixtral-8x7b", 0.70, 0.70, None, None),
+    ("mixtral-8x7b", 0.70, 0.70, None, None),
     // Zhipu, Moonshot, Alibaba, Meta (hosted)
     ("glm-4-6", 0.60, 2.20, Some(0.11), None),
     ("glm-4-5-air", 0.20, 1.10, Some(0.03), None),
@@ -422,5 +448,66 @@ mod tests {
         ] {
             assert!(!is_local_endpoint(url), "{url}");
         }
+    }
+
+    #[test]
+    fn dearer_variants_have_their_own_price_not_their_familys() {
+        let prices = Prices::new(BTreeMap::new(), false);
+        let price = |model: &str| {
+            let price = prices
+                .get(model)
+                .unwrap_or_else(|| panic!("{model} has a price"));
+            (price.input, price.output)
+        };
+        let table = [
+            // Each beside the family it would otherwise be priced as.
+            ("o3-pro", (20.0, 80.0)),
+            ("o3-pro-2025-06-10", (20.0, 80.0)),
+            ("o3", (2.0, 8.0)),
+            ("o1-pro", (150.0, 600.0)),
+            ("o1", (15.0, 60.0)),
+            ("gpt-5-pro", (15.0, 120.0)),
+            ("openai/gpt-5-pro", (15.0, 120.0)),
+            ("gpt-5", (1.25, 10.0)),
+            ("gpt-4o-2024-05-13", (5.0, 15.0)),
+            ("gpt-4o-2024-08-06", (2.5, 10.0)),
+            // Families that had a window and no price.
+            ("deepseek/deepseek-r1", (0.55, 2.19)),
+            ("deepseek-v3", (0.27, 1.10)),
+            ("deepseek/deepseek-chat-v3.1", (0.28, 0.42)),
+            ("deepseek-reasoner", (0.28, 0.42)),
+            ("gemini-3-pro-preview", (2.0, 12.0)),
+            ("google/gemini-3-pro-preview", (2.0, 12.0)),
+            ("codex-mini-latest", (1.5, 6.0)),
+            ("mixtral-8x7b", (0.7, 0.7)),
+            ("open-mixtral-8x7b", (0.7, 0.7)),
+            ("open-mistral-nemo", (0.15, 0.15)),
+            ("magistral-medium-latest", (2.0, 5.0)),
+            ("magistral-small-2509", (0.5, 1.5)),
+        ];
+        for (model, expected) in table {
+            assert_eq!(price(model), expected, "{model}");
+        }
+        // Open-weight families only others host have no built-in price.
+        for model in [
+            "qwen/qwen3-32b",
+            "qwen2.5-coder:14b",
+            "meta-llama/llama-3.1-405b-instruct",
+        ] {
+            assert!(prices.get(model).is_none(), "{model}");
+        }
+        // The first gpt-4o wrote at most 4096 tokens.
+        assert_eq!(window("gpt-4o-2024-05-13"), (128_000, 4_096, true));
+        assert_eq!(window("gpt-5-pro"), (400_000, 272_000, true));
+        assert_eq!(window("open-mistral-nemo"), (131_072, 8_192, true));
+    }
+
+    #[test]
+    fn the_docs_give_the_date_of_the_built_in_prices() {
+        let docs = include_str!("../docs/config.md");
+        assert!(
+            docs.contains(&format!("as of {PRICES_AS_OF}")),
+            "docs/config.md names the date of the built-in prices, {PRICES_AS_OF}"
+        );
     }
 }

@@ -264,6 +264,9 @@ async fn wire(
         config.max_depth,
         stop.token().clone(),
     );
+    if config.budget_usd.is_some() {
+        tasks.keep_budget_with(super::prices(&ctx.config));
+    }
     ctx.follow_plugin_agents(&tasks, &agents);
     let mission_id = paths
         .dir
@@ -348,12 +351,17 @@ fn check_prices(cli: &Cli, ctx: &Project) -> anyhow::Result<()> {
     if unpriced.is_empty() {
         return Ok(());
     }
+    let keys: Vec<String> = unpriced
+        .iter()
+        .map(|model| format!("pricing.{model}"))
+        .collect();
     bail!(
-        "--budget-usd needs a price for every model this mission can use, and {} {} none: add {} to \"pricing\" in .opencode/orch.json, e.g. \"pricing\": {{ {}: {{ \"input\": 0.5, \"output\": 1.5 }} }} (US dollars per million tokens)",
+        "--budget-usd needs a price for every model this mission can use, and {} {} none: set {} in .opencode/orch.json, e.g. \"pricing\": {{ {}: {{ \"input\": 0.5, \"output\": 1.5 }} }} (US dollars per million tokens, what your provider charges). orch's built-in prices are vendors' list prices for their own APIs as of {}; an open-weight model only others host has none",
         unpriced.join(", "),
         if unpriced.len() == 1 { "has" } else { "have" },
-        if unpriced.len() == 1 { "it" } else { "them" },
-        unpriced[0]
+        keys.join(", "),
+        unpriced[0],
+        crate::models::PRICES_AS_OF,
     )
 }
 

@@ -124,6 +124,12 @@ fn render_status(saved: &MissionState, stale: bool) -> String {
             usage_text(usage, |n| n.to_string())
         ));
     }
+    if saved.cost_usd.is_some() {
+        out.push_str(&format!(
+            "  (costs at list prices as of {}, where orch.json sets no pricing)\n",
+            crate::models::PRICES_AS_OF
+        ));
+    }
     out.push_str(&format!(
         "queue: {} waiting; pool: {} created, {} reused, {} idle\n",
         saved.queued(),
@@ -293,11 +299,21 @@ mod tests {
             "{text}"
         );
 
+        // Costs say how old the built-in prices are.
+        assert!(
+            text.contains(&format!(
+                "  (costs at list prices as of {}, where orch.json sets no pricing)\n",
+                crate::models::PRICES_AS_OF
+            )),
+            "{text}"
+        );
+
         saved.cost_usd = None;
         let text = render_status(&saved, false);
         assert!(
             text.contains("180 out; cost unknown (no pricing)\n"),
             "{text}"
         );
+        assert!(!text.contains("list prices as of"), "{text}");
     }
 }

@@ -523,6 +523,10 @@ mod tests {
     }
 
     fn mission_started() -> Event {
+        mission_with_budgets(None, None)
+    }
+
+    fn mission_with_budgets(budget_tokens: Option<u64>, budget_usd: Option<f64>) -> Event {
         Event::MissionStarted {
             mission: "m-test".into(),
             pid: 1,
@@ -532,8 +536,8 @@ mod tests {
             max_iterations: 25,
             commander_session: "commander-1".into(),
             resumed: false,
-            budget_tokens: None,
-            budget_usd: None,
+            budget_tokens,
+            budget_usd,
         }
     }
 
@@ -735,6 +739,28 @@ mod tests {
             "{frame}"
         );
         insta::assert_snapshot!(frame);
+    }
+
+    #[test]
+    fn the_budgets_show_beside_what_was_spent() {
+        let mut events = vec![
+            mission_with_budgets(Some(20_000), Some(0.05)),
+            session("commander-1", "Commander"),
+        ];
+        events.extend(turn("commander-1", 420, (3000, 0, 0), 200));
+        events.extend(turn("commander-1", 380, (3500, 3000, 0), 300));
+        let frame = draw(&view(events), &ui(), 150, 24);
+        // 6 500 prompt and 500 output tokens: $0.0065 + $0.0020 at the
+        // test's price, beside each budget.
+        assert!(
+            frame.contains("cost $0.0085 · token budget 7.0k of 20.0k · budget $0.0085 of $0.0500"),
+            "{frame}"
+        );
+        // Without budgets, no budget is shown.
+        let mut events = vec![mission_started(), session("commander-1", "Commander")];
+        events.extend(turn("commander-1", 420, (3000, 0, 0), 200));
+        let frame = draw(&view(events), &ui(), 150, 24);
+        assert!(!frame.contains("budget"), "{frame}");
     }
 
     #[test]

@@ -403,11 +403,22 @@ impl Session {
                     return (SessionOutcome::Failed, String::new(), Some(message));
                 }
                 // Never an empty assistant message in the conversation: the
-                // same request goes again with a larger output budget.
-                self.warn(format!(
-                    "the model's turn was cut at {} output tokens with no text and no tool call; asking again with a larger output budget",
+                // same request goes again, with a larger output budget where
+                // the model and its window allow one.
+                let cut = format!(
+                    "the model's turn was cut at {} output tokens with no text and no tool call",
                     turn.max_tokens
-                ));
+                );
+                let again = match self.boosted_budget().await {
+                    Some(next) if next > turn.max_tokens => {
+                        format!("{cut}; asking again with a larger output budget ({next} tokens)")
+                    }
+                    Some(_) => format!(
+                        "{cut}; asking once more at the same output budget, the most this model writes or its window leaves"
+                    ),
+                    None => format!("{cut}; asking once more after compacting the conversation"),
+                };
+                self.warn(again);
                 continue;
             }
             empty_cuts = 0;

@@ -218,6 +218,13 @@ impl Session {
         (room >= reserve).then(|| room.min(u64::from(cap)) as u32)
     }
 
+    /// The output budget a request asked again after an empty cut gets
+    /// (`None`: the conversation is compacted first, so it is not known yet).
+    pub(super) async fn boosted_budget(&mut self) -> Option<u32> {
+        let limits = self.limits();
+        self.output_budget(&limits, true).await
+    }
+
     /// Adopt what a context-length error said: the window and the prompt's
     /// size as the server counts them, or the model's output limit.
     fn learn(&mut self, fit: Fit, sent: usize) {

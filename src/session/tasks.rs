@@ -22,6 +22,7 @@ use crate::agents::{Agent, AgentRegistry};
 use crate::config::{ConcurrencyConfig, PoolConfig};
 use crate::events::PoolStats;
 use crate::events::{Event, SessionOutcome, TaskStatus};
+use crate::models::Prices;
 use crate::provider::Usage;
 use crate::todo::TodoStore;
 use crate::tools::ToolContext;
@@ -81,6 +82,9 @@ pub struct Tasks {
     changed: Notify,
     /// Worktrees for writing tasks, once the mission sets them up.
     isolation: std::sync::OnceLock<Isolation>,
+    /// The prices a dollar budget is kept with, when the mission has one:
+    /// a task whose model has none is refused.
+    budget_prices: std::sync::OnceLock<Prices>,
 }
 
 /// A worktree per writing task, and the plan conflicts become items of.
@@ -127,6 +131,7 @@ impl Tasks {
                 cancel,
                 changed: Notify::new(),
                 isolation: std::sync::OnceLock::new(),
+                budget_prices: std::sync::OnceLock::new(),
             }
         })
     }
@@ -147,6 +152,14 @@ impl Tasks {
             keep_failed,
             jobs,
         });
+    }
+
+    /// The mission has a dollar budget, kept with `prices`: no task starts
+    /// on a model without a price (an agent a plugin adds mid-mission was
+    /// never checked when the mission started), since its spending could
+    /// not be counted.
+    pub fn keep_budget_with(&self, prices: Prices) {
+        let _ = self.budget_prices.set(prices);
     }
 
     /// The mission's worktrees, when its writing tasks have them.
@@ -760,6 +773,14 @@ impl Delegator for Tasks {
             return Err("the mission is stopping; no new tasks start".into());
         }
         let setup = (self.setup_for)(&agent);
+        if let Some(prices) = self.budget_prices.get()
+            && prices.get(&setup.model).is_none()
+        {
+            return Err(format!(
+                "{} runs on model \"{}\", which has no price, and this mission has a dollar budget (--budget-usd) that could not count what it spends: no task of {} starts until pricing.\"{}\" is set in .opencode/orch.json; delegate to another agent",
+                agent.name, setup.model, agent.name, setup.model
+            ));
+        }
         let number = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("task_{number}");
         let cancel = self.enqueue(

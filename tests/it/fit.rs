@@ -1,8 +1,9 @@
 //! Requests that fit the model, against a loopback OpenAI-compatible server:
 //! `max_tokens` never exceeds what the model writes or what its window has
 //! left; a server that names the room in a context-length error is refitted,
-//! not compacted; an empty turn cut at the output limit is asked again with
-//! a larger budget (twice fails the session); a provider that counts far
+//! not compacted; an empty turn cut at the output limit is asked again,
+//! with a larger budget where the model allows one (twice fails the
+//! session); a provider that counts far
 //! fewer prompt tokens than were sent is warned about, naming `num_ctx`;
 //! transient failures past the transport are taken up again from the
 //! conversation.
@@ -64,6 +65,15 @@ impl Harness {
 }
 
 fn harness(server: &Server, models: BTreeMap<String, ModelLimits>, retry: RetryConfig) -> Harness {
+    harness_with(server, models, retry, MemoryConfig::default())
+}
+
+fn harness_with(
+    server: &Server,
+    models: BTreeMap<String, ModelLimits>,
+    retry: RetryConfig,
+    memory: MemoryConfig,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let client = Arc::new(OpenAiClient::new(HttpSettings {
@@ -84,7 +94,7 @@ fn harness(server: &Server, models: BTreeMap<String, ModelLimits>, retry: RetryC
         permissions: Permissions::new(PermissionConfig::default(), false),
         events,
         limits: Arc::new(ToolsConfig::default()),
-        memory: Arc::new(Memory::in_memory(MemoryConfig::default()).with_models(models)),
+        memory: Arc::new(Memory::in_memory(memory).with_models(models)),
         hooks: Arc::new(NoHooks),
         live: Default::default(),
     };
@@ -200,6 +210,65 @@ async fn max_tokens_is_what_the_window_has_left_after_the_prompt() {
 }
 
 #[tokio::test]
+async fn a_prompt_that_leaves_less_than_the_output_reserve_is_compacted_first() {
+    // The threshold is as late as it goes (the whole usable window), so
+    // only the room left for output can call for the compaction: the
+    // prompt below fits the window minus the 4 000-token reserve as
+    // counted, but not with the margin other tokenizers may count more.
+    let server = Server::responding(|_| answer("ok", "stop", 100)).await;
+    let models = BTreeMap::from([(
+        "big-local".to_string(),
+        ModelLimits {
+            context_window: 200_000,
+            max_output: 8_000,
+        },
+    )]);
+    let memory = MemoryConfig {
+        compact_threshold: 1.0,
+        ..MemoryConfig::default()
+    };
+    let h = harness_with(&server, models, quick_retries(1), memory);
+    let policy = TurnPolicy {
+        min_output_tokens: 4_000,
+        ..TurnPolicy::default()
+    };
+    let mut session = Session::new(h.runtime.clone(), setup("big-local", 8_000, policy)).unwrap();
+    let cancel = CancellationToken::new();
+    // About 4 tokens a repetition: 150 000, then 35 000 more.
+    let long = "count these words please ".repeat(37_500);
+    let more = "and these words as well ".repeat(8_750);
+    for prompt in ["hello", long.as_str()] {
+        let report = session.run(prompt, &cancel).await;
+        assert_eq!(
+            report.outcome,
+            SessionOutcome::Completed,
+            "{:?}",
+            report.error
+        );
+    }
+    assert_eq!(h.compactions(), 0, "the conversation fit so far");
+    let sent = server.requests().len();
+    assert_eq!(max_tokens(&server, sent - 1), 8_000);
+    let report = session.run(&more, &cancel).await;
+    assert_eq!(
+        report.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        report.error
+    );
+    assert_eq!(h.compactions(), 1, "{:?}", h.warnings());
+    // The turn went out compacted, with its whole output budget.
+    let last = server.requests().len() - 1;
+    let body = server.requests()[last].body.to_string();
+    assert!(
+        !body.contains(&long[..1000]),
+        "the long message was compacted"
+    );
+    assert!(body.contains(&more[..1000]), "the recent message was kept");
+    assert_eq!(max_tokens(&server, last), 8_000);
+}
+
+#[tokio::test]
 async fn a_context_length_error_that_names_the_room_is_refitted_not_compacted() {
     // vLLM with a max_model_len of 4096: the room is 4096 - 1000.
     let refusal = json!({"object": "error", "message": "This model's maximum context length is 4096 tokens. However, you requested 9192 tokens (1000 in the messages, 8192 in the completion). Please reduce the length of the messages or completion.", "type": "BadRequestError", "param": null, "code": 400});
@@ -275,6 +344,13 @@ async fn an_empty_turn_cut_at_the_limit_is_asked_again_with_more_room_and_twice_
         (max_tokens(&server, 0), max_tokens(&server, 1)),
         (2000, 4000)
     );
+    assert!(
+        h.warnings()
+            .iter()
+            .any(|w| w.ends_with("asking again with a larger output budget (4000 tokens)")),
+        "{:?}",
+        h.warnings()
+    );
     // No empty assistant message ever reached the conversation.
     assert!(
         session
@@ -293,6 +369,49 @@ async fn an_empty_turn_cut_at_the_limit_is_asked_again_with_more_room_and_twice_
         "{:?}",
         report.error
     );
+}
+
+#[tokio::test]
+async fn an_empty_cut_at_the_models_own_limit_is_asked_again_at_the_same_budget_and_says_so() {
+    let empty = || {
+        let body = format!(
+            "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+        );
+        Reply::sse(&body, 16)
+    };
+    let server = Server::start(vec![empty(), answer("there it is", "stop", 20)]).await;
+    let h = harness(&server, BTreeMap::new(), quick_retries(1));
+    // gpt-4-turbo writes at most 4096 tokens, the budget asked already.
+    let mut session = Session::new(
+        h.runtime.clone(),
+        setup("gpt-4-turbo", 4096, TurnPolicy::default()),
+    )
+    .unwrap();
+    let report = session.run("hello", &CancellationToken::new()).await;
+    assert_eq!(
+        report.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        report.error
+    );
+    assert_eq!(report.final_text, "there it is");
+    assert_eq!(
+        (max_tokens(&server, 0), max_tokens(&server, 1)),
+        (4096, 4096)
+    );
+    let cut: Vec<String> = h
+        .warnings()
+        .into_iter()
+        .filter(|w| w.contains("no text and no tool call"))
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(
+        cut[0].ends_with("asking once more at the same output budget, the most this model writes or its window leaves"),
+        "{cut:?}"
+    );
+    assert!(!cut[0].contains("larger"), "{cut:?}");
 }
 
 #[tokio::test]

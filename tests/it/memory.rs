@@ -550,6 +550,11 @@ async fn remember_and_recall_through_the_tools_and_an_unknown_model_is_warned_on
         .collect();
     assert_eq!(unknown.len(), 1, "{unknown:?}");
     assert!(unknown[0].contains("assuming 32768 tokens"), "{unknown:?}");
+    // It names the key that describes the model.
+    assert!(
+        unknown[0].contains(r#"set models."mystery-7b" in orch.json"#),
+        "{unknown:?}"
+    );
     // Its Task tier is its own.
     assert_eq!(requests.len(), 4);
     let last = h.client.agent_requests().pop().unwrap();

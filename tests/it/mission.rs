@@ -956,8 +956,34 @@ fn a_dollar_budget_needs_a_price_for_every_model_or_the_mission_does_not_start()
         ]));
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr
-            .contains(r#""mystery-coder-7b" has none: add it to "pricing" in .opencode/orch.json"#),
+        stderr.contains(
+            r#""mystery-coder-7b" has none: set pricing."mystery-coder-7b" in .opencode/orch.json"#
+        ),
+        "{stderr}"
+    );
+    // It says how old the built-in prices are.
+    assert!(
+        stderr.contains(&format!("as of {}", orch::models::PRICES_AS_OF)),
+        "{stderr}"
+    );
+    // An open-weight model that only others host has no built-in price.
+    let (output, _, stderr) = run(project
+        .orch()
+        .env(
+            "OPENAI_BASE_URL",
+            "https://openrouter.example.invalid/api/v1",
+        )
+        .args([
+            "--model",
+            "qwen/qwen3-32b",
+            "--budget-usd",
+            "2",
+            "task",
+            "x",
+        ]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(r#"set pricing."qwen/qwen3-32b" in .opencode/orch.json"#),
         "{stderr}"
     );
     // Nothing started: no mission was recorded.

@@ -469,6 +469,73 @@ async fn rate_limit_with_retry_after_ms_then_success() {
 }
 
 #[tokio::test]
+async fn one_sessions_retry_after_holds_back_every_session_of_the_client() {
+    // The first request of all gets a 429 asking for 0.4 s; every other
+    // request is answered at once.
+    let asked = Duration::from_millis(400);
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let server = Server::responding(move |_| {
+        if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(
+                429,
+                &error_body("slow down", "requests", "rate_limit_exceeded"),
+            )
+            .header("retry-after", "0.4")
+        } else {
+            Reply::sse(&hello(), 64)
+        }
+    })
+    .await;
+    let client = OpenAiClient::new(settings(&server, Some(KEY)));
+    let second = ModelRequest {
+        session: "s2".into(),
+        messages: vec![Message::user("Say goodbye")].into(),
+        ..request()
+    };
+
+    // Session one runs until the 429 has been seen and its retry announced.
+    let mut first = client.stream(request(), CancellationToken::new());
+    let announced = tokio::time::timeout(Duration::from_secs(10), first.next())
+        .await
+        .expect("the retry is announced");
+    assert!(
+        matches!(announced, Some(Ok(StreamEvent::Retry { .. }))),
+        "{announced:?}"
+    );
+    // Session two, on the same client, starts only now; it never saw a 429.
+    let (one, two) = tokio::join!(
+        async {
+            let mut events = Vec::new();
+            while let Some(item) = first.next().await {
+                events.push(item.expect("session one ends well"));
+            }
+            events
+        },
+        run(&client, second, CancellationToken::new()),
+    );
+    assert!(matches!(
+        one.last(),
+        Some(StreamEvent::Usage(_) | StreamEvent::Finish(_))
+    ));
+    assert!(two.error.is_none(), "{:?}", two.error);
+    assert!(two.retries().is_empty(), "session two was never refused");
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "one refused request and one per session");
+    let refused = &requests[0];
+    assert!(refused.body.to_string().contains("Say hello"));
+    let seconds = requests
+        .iter()
+        .filter(|seen| seen.body.to_string().contains("Say goodbye"))
+        .collect::<Vec<_>>();
+    assert_eq!(seconds.len(), 1);
+    // Session two's only request reached the server no sooner than the
+    // retry-after the first session was given.
+    let waited = seconds[0].at.duration_since(refused.at);
+    assert!(waited >= asked, "session two asked after {waited:?}");
+}
+
+#[tokio::test]
 async fn rate_limit_with_fractional_retry_after_seconds() {
     let server = Server::start(vec![
         Reply::json(

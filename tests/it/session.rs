@@ -295,6 +295,53 @@ async fn max_turns_and_token_budget_stop_the_session() {
 }
 
 #[tokio::test]
+async fn repeats_count_within_one_run_and_a_new_message_starts_them_over() {
+    let look = r#"{"tool_calls":[{"name":"look","arguments":{"tag":"a"}}]}"#;
+    // Two runs of two looks each: four in a row over the session, never
+    // three within a run. A third run looks three times.
+    let script = format!(
+        r#"{{"agents":{{"Worker":[{look},{look},{{"text":"first done"}},{look},{look},{{"text":"second done"}},{look},{look},{look},{{"text":"never"}}]}}}}"#
+    );
+    let h = harness(&script);
+    let mut session = Session::new(
+        h.runtime.clone(),
+        SessionSetup {
+            repeat_limit: Some(3),
+            ..setup(20, None)
+        },
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let first = session.run("look once", &cancel).await;
+    assert_eq!(
+        first.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        first.error
+    );
+    // The same call with the same result again, in a new run: new context.
+    let second = session.run("look again", &cancel).await;
+    assert_eq!(
+        (second.outcome, second.final_text.as_str()),
+        (SessionOutcome::Completed, "second done"),
+        "{:?}",
+        second.error
+    );
+    // Within one run the guard still stops the third look.
+    let third = session.run("and again", &cancel).await;
+    assert_eq!(
+        third.outcome,
+        SessionOutcome::Repeating,
+        "{:?}",
+        third.error
+    );
+    assert!(
+        third.error.unwrap_or_default().contains("3 times in a row"),
+        "the guard names the repeat"
+    );
+}
+
+#[tokio::test]
 async fn cancelling_stops_a_running_tool_and_the_session() {
     let h = harness(
         r#"{"agents":{"Worker":[
@@ -316,4 +363,93 @@ async fn cancelling_stops_a_running_tool_and_the_session() {
         .expect("cancellation ends the session promptly");
     assert_eq!(report.outcome, SessionOutcome::Cancelled);
     assert_eq!(h.client.requests.lock().unwrap().len(), 1);
+}
+
+/// With a dollar budget, a task never starts on a model without a price:
+/// an agent added mid-mission (a plugin's) whose model has none is refused,
+/// and the delegating agent is told which key to set.
+#[tokio::test]
+async fn with_a_dollar_budget_an_agent_whose_model_has_no_price_gets_no_task() {
+    use orch::agents::{AgentRegistry, Role};
+    use orch::models::Prices;
+    use orch::session::tasks::{SetupFor, Tasks};
+
+    let delegate = |agent: &str| {
+        json!({"tool_calls": [{"name": "delegate_task", "arguments": {
+            "agent": agent, "description": "T1", "prompt": "Task T1: write the docs",
+            "background": false}}]})
+    };
+    let script = json!({"agents": {
+        "Commander": [delegate("DocWriter"), delegate("Scribe"), {"text": "done"}],
+        "Scribe": [{"text": "T1: docs written."}],
+        "DocWriter": [{"text": "T1: docs written."}]
+    }});
+    let h = harness(&script.to_string());
+    let setup_for: SetupFor = Arc::new(|agent: &Agent| SessionSetup {
+        agent: agent.clone(),
+        model: agent
+            .model
+            .clone()
+            .unwrap_or_else(|| "claude-sonnet-4-5".into()),
+        max_turns: 10,
+        max_output_tokens: 1000,
+        token_budget: None,
+        repeat_limit: None,
+        policy: Default::default(),
+    });
+    let cancel = CancellationToken::new();
+    let tasks = Tasks::new(
+        h.runtime.clone(),
+        AgentRegistry::builtin(),
+        setup_for.clone(),
+        Default::default(),
+        Default::default(),
+        2,
+        cancel.clone(),
+    );
+    // Prices as for a hosted provider: nothing is free.
+    tasks.keep_budget_with(Prices::new(Default::default(), false));
+    let writer = |name: &str, model: &str| Agent {
+        name: name.into(),
+        role: Role::Custom,
+        description: "writes docs".into(),
+        prompt: "You write docs.".into(),
+        tools: vec!["look".into()],
+        model: Some(model.into()),
+        source: AgentSource::Builtin,
+    };
+    let added = tasks.add_agents([
+        writer("DocWriter", "qwen/qwen3-32b"),
+        writer("Scribe", "claude-haiku-4-5"),
+    ]);
+    assert_eq!(added.len(), 2);
+    let commander = AgentRegistry::builtin().find("Commander").unwrap().clone();
+    let mut session = Session::new(tasks.runtime().clone(), setup_for(&commander)).unwrap();
+    let report = session.run("Mission goal: docs", &cancel).await;
+    assert_eq!(
+        report.outcome,
+        SessionOutcome::Completed,
+        "{:?}",
+        report.error
+    );
+
+    let requests = h.client.requests.lock().unwrap();
+    // The Commander's last request holds both delegations' results.
+    let last = requests
+        .iter()
+        .rev()
+        .find(|request| request.agent == "Commander")
+        .unwrap();
+    let answers = tool_messages(last);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let (_, message, is_error) = &answers[0];
+    assert!(is_error, "{message}");
+    assert!(message.contains("has no price"), "{message}");
+    assert!(message.contains(r#"model "qwen/qwen3-32b""#), "{message}");
+    assert!(message.contains(r#"pricing."qwen/qwen3-32b""#), "{message}");
+    let (_, ran, is_error) = &answers[1];
+    assert!(!is_error && ran.contains("docs written"), "{ran}");
+    // No session of it ever asked its model; the priced agent's task ran.
+    assert!(requests.iter().all(|request| request.agent != "DocWriter"));
+    assert!(requests.iter().any(|request| request.agent == "Scribe"));
 }

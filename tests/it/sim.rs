@@ -5,12 +5,15 @@
 //! wording and the faults a real provider throws; every run must end
 //! complete, exit 0, with the same final files.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
 
 use crate::support::log::compact_log;
 use crate::support::missions::{faults, mission, python_project, rust_project, sim_config};
 use crate::support::project::Project;
-use crate::support::sim::{Fault, Play, Sim, Wire};
+use crate::support::sim::{Fault, Play, Sim, Wire, Work};
 
 /// One seed: the project and wire format it picks, its faults, and the
 /// checks every run must pass.
@@ -24,6 +27,7 @@ async fn seed(seed: u64) {
             &format!("sim::seed_{seed:02}"),
             "python3 -m pytest is not available (.ci/run installs pytest)",
         );
+        fired(wire_of(seed), None);
         return;
     }
     let project = Project::trusted();
@@ -33,11 +37,7 @@ async fn seed(seed: u64) {
         python_project(&project)
     };
     project.write(".opencode/orch.json", &sim_config().to_string());
-    let wire = if seed.is_multiple_of(2) {
-        Wire::OpenAi
-    } else {
-        Wire::Anthropic
-    };
+    let wire = wire_of(seed);
     let play = Play {
         wire,
         seed,
@@ -109,6 +109,82 @@ async fn seed(seed: u64) {
     // A seed with faults really had some.
     if !play.faults.is_empty() {
         assert!(!tally.faults.is_empty(), "seed {seed}: no fault happened");
+    }
+    fired(wire, Some(&tally.faults));
+}
+
+/// The seeds of each wire format (`seed % 2`).
+const SEEDS_PER_WIRE: usize = 10;
+
+/// What fired over the seeds of one wire format that ended in this run.
+#[derive(Default)]
+struct Fired {
+    /// Seeds ended, and how many of them were skipped.
+    ended: usize,
+    skipped: usize,
+    faults: BTreeMap<String, usize>,
+}
+
+static FIRED: Mutex<BTreeMap<String, Fired>> = Mutex::new(BTreeMap::new());
+
+/// Add one seed's faults (`None`: skipped) to its wire format's sum; the
+/// last seed of a wire format to end checks that every fault the seeds
+/// mix in really fired somewhere. (When a filter runs only some seeds, the
+/// sum is never complete and nothing is checked.)
+fn fired(wire: Wire, seen: Option<&BTreeMap<String, usize>>) {
+    let mut all = FIRED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let sum = all.entry(format!("{wire:?}")).or_default();
+    sum.ended += 1;
+    match seen {
+        Some(seen) => {
+            for (fault, count) in seen {
+                *sum.faults.entry(fault.clone()).or_default() += count;
+            }
+        }
+        None => sum.skipped += 1,
+    }
+    if sum.ended < SEEDS_PER_WIRE {
+        return;
+    }
+    println!(
+        "faults that fired over the {wire:?} seeds: {:?}",
+        sum.faults
+    );
+    if sum.skipped > 0 {
+        crate::support::skipped(
+            &format!("sim: every fault fired ({wire:?})"),
+            "some seeds were skipped",
+        );
+        return;
+    }
+    let mixed: std::collections::BTreeSet<Fault> = (0..20u64)
+        .filter(|seed| wire_of(*seed) == wire)
+        .flat_map(faults)
+        .collect();
+    assert_eq!(
+        mixed.len(),
+        6,
+        "{wire:?} seeds mix in every fault: {mixed:?}"
+    );
+    let missing: Vec<String> = mixed
+        .iter()
+        .map(|fault| format!("{fault:?}"))
+        .filter(|fault| !sum.faults.contains_key(fault))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "faults that never fired over the {wire:?} seeds: {missing:?} (fired: {:?})",
+        sum.faults
+    );
+}
+
+fn wire_of(seed: u64) -> Wire {
+    if seed.is_multiple_of(2) {
+        Wire::OpenAi
+    } else {
+        Wire::Anthropic
     }
 }
 
@@ -318,4 +394,133 @@ async fn sigkill_twice_with_the_anthropic_wire_then_resume() {
     for (first, second) in [(10, 25), (35, 8), (70, 40)] {
         killed_twice(Wire::Anthropic, first, second).await;
     }
+}
+
+/// The simulator is as strict as the real APIs: a tool call whose results
+/// do not follow it at once is answered 400 with the provider's error body,
+/// and the same conversation with the results in place is answered.
+#[tokio::test]
+async fn a_tool_call_whose_results_do_not_follow_at_once_is_answered_400() {
+    let work = Work {
+        items: Vec::new(),
+        test_all: "true",
+        overview: "README.md",
+    };
+    let client = orch::provider::client_builder()
+        .build()
+        .expect("an http client");
+    for wire in [Wire::OpenAi, Wire::Anthropic] {
+        let play = Play {
+            wire,
+            seed: 0,
+            faults: Default::default(),
+            fault_rate: 0,
+        };
+        let sim = Sim::start(work.clone(), play).await;
+        let url = match wire {
+            Wire::OpenAi => format!("{}/chat/completions", sim.base_url()),
+            Wire::Anthropic => format!("{}/v1/messages", sim.base_url()),
+        };
+        for (case, conversation, refused) in conversations(wire) {
+            let body = match wire {
+                Wire::OpenAi => {
+                    let mut messages = vec![json!({"role": "system", "content": "You summarise."})];
+                    messages.extend(conversation);
+                    json!({"model": "qwen2.5-coder:14b", "stream": true, "messages": messages})
+                }
+                Wire::Anthropic => json!({"model": "claude-sonnet-4-5", "stream": true,
+                    "max_tokens": 1024, "system": "You summarise.", "messages": conversation}),
+            };
+            let response = client
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .expect("the simulator answers");
+            let status = response.status().as_u16();
+            let answer: Value =
+                serde_json::from_str(&response.text().await.expect("a body")).unwrap_or_default();
+            let Some(id) = refused else {
+                assert_eq!(status, 200, "{wire:?} {case}: {answer}");
+                continue;
+            };
+            assert_eq!(status, 400, "{wire:?} {case}: {answer}");
+            assert_eq!(
+                answer["error"]["type"], "invalid_request_error",
+                "{wire:?} {case}: {answer}"
+            );
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(id), "{wire:?} {case}: {message}");
+            match wire {
+                Wire::OpenAi => assert_eq!(answer["error"]["param"], "messages", "{answer}"),
+                Wire::Anthropic => assert_eq!(answer["type"], "error", "{answer}"),
+            }
+        }
+        assert_eq!(sim.tally().invalid.len(), 4, "{wire:?}: {:?}", sim.tally());
+    }
+}
+
+/// Conversations in `wire`'s format, each with the call id it leaves
+/// unanswered (`None`: a valid one).
+fn conversations(wire: Wire) -> Vec<(&'static str, Vec<Value>, Option<&'static str>)> {
+    let read = |id: &str| match wire {
+        Wire::OpenAi => json!({"id": id, "type": "function",
+            "function": {"name": "read", "arguments": "{\"path\":\"a.rs\"}"}}),
+        Wire::Anthropic => json!({"type": "tool_use", "id": id, "name": "read",
+            "input": {"path": "a.rs"}}),
+    };
+    let calls = |ids: &[&str]| match wire {
+        Wire::OpenAi => json!({"role": "assistant", "content": null,
+            "tool_calls": ids.iter().map(|id| read(id)).collect::<Vec<_>>()}),
+        Wire::Anthropic => json!({"role": "assistant",
+            "content": ids.iter().map(|id| read(id)).collect::<Vec<_>>()}),
+    };
+    let user = |text: &str| json!({"role": "user", "content": text});
+    // The results of `ids`, then `text` if any, as the wire puts them.
+    let results = |ids: &[&str], text: Option<&str>| -> Vec<Value> {
+        match wire {
+            Wire::OpenAi => ids
+                .iter()
+                .map(|id| json!({"role": "tool", "tool_call_id": id, "content": "fn a() {}"}))
+                .chain(text.map(user))
+                .collect(),
+            Wire::Anthropic => {
+                let mut blocks: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"type": "tool_result", "tool_use_id": id, "content": "fn a() {}"}))
+                    .collect();
+                blocks.extend(text.map(|text| json!({"type": "text", "text": text})));
+                vec![json!({"role": "user", "content": blocks})]
+            }
+        }
+    };
+    let start = user("Read a.rs");
+    let mut answered = vec![start.clone(), calls(&["call_1", "call_2"])];
+    answered.extend(results(&["call_1", "call_2"], Some("Go on")));
+    let mut unanswered = vec![start.clone(), calls(&["call_1"])];
+    unanswered.push(user("Go on"));
+    let mut half = vec![start.clone(), calls(&["call_1", "call_2"])];
+    half.extend(results(&["call_1"], Some("Go on")));
+    // The result comes, but only after another message.
+    let mut late = vec![start.clone(), calls(&["call_1"])];
+    match wire {
+        Wire::OpenAi => {
+            late.push(user("Hurry up"));
+            late.extend(results(&["call_1"], None));
+        }
+        // Anthropic: the result in the next user message, behind text.
+        Wire::Anthropic => late.push(json!({"role": "user", "content": [
+            {"type": "text", "text": "Hurry up"},
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "fn a() {}"}]})),
+    }
+    // A later turn's call whose result is missing, earlier ones answered.
+    let mut last = answered.clone();
+    last.push(calls(&["call_3"]));
+    vec![
+        ("every result right after its call", answered, None),
+        ("no result at all", unanswered, Some("call_1")),
+        ("one of two results", half, Some("call_2")),
+        ("the result after another message", late, Some("call_1")),
+        ("the last call unanswered", last, Some("call_3")),
+    ]
 }

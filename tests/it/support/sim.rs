@@ -13,7 +13,7 @@
 //! mid-stream, two stalls in a row, a 429 storm for every session at once
 //! with `retry-after`, an empty turn cut at the output limit, keep-alive
 //! comments and nothing else. It is strict as api.openai.com is: a tool call
-//! without a result in the request is answered 400.
+//! whose results do not follow it at once is answered 400.
 //!
 //! Faults are the only state that decides what it answers: which request
 //! (by its content) already got its fault, so a retried request goes
@@ -998,13 +998,19 @@ fn parse_anthropic(body: &Value) -> (String, Vec<Msg>) {
         let mut text = String::new();
         for block in &blocks {
             match block["type"].as_str() {
-                Some("tool_result") => messages.push(Msg::Tool {
-                    id: block["tool_use_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    content: text_of(&block["content"]),
-                }),
+                Some("tool_result") => {
+                    if !text.is_empty() {
+                        // Text before a result is out of place: kept so.
+                        messages.push(Msg::User(std::mem::take(&mut text)));
+                    }
+                    messages.push(Msg::Tool {
+                        id: block["tool_use_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        content: text_of(&block["content"]),
+                    });
+                }
                 Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
                 _ => {}
             }
@@ -1029,21 +1035,28 @@ fn text_of(value: &Value) -> String {
     }
 }
 
-/// A tool call of the request that has no result after it.
+/// A tool call whose result does not follow it at once. As api.openai.com
+/// checks, an assistant message with tool calls must be followed
+/// immediately by tool messages answering every call id; as Anthropic
+/// checks, the next user message must start with a `tool_result` block for
+/// every `tool_use` id (`parse_anthropic` keeps text that comes before a
+/// result in front of it, so the same rule covers both).
 fn unanswered_call(messages: &[Msg]) -> Option<String> {
-    let answered: BTreeSet<&str> = messages
-        .iter()
-        .filter_map(|m| match m {
-            Msg::Tool { id, .. } => Some(id.as_str()),
-            _ => None,
-        })
-        .collect();
-    messages.iter().find_map(|m| match m {
-        Msg::Assistant { calls, .. } => calls
+    messages.iter().enumerate().find_map(|(at, m)| {
+        let Msg::Assistant { calls } = m else {
+            return None;
+        };
+        let answered: BTreeSet<&str> = messages[at + 1..]
+            .iter()
+            .map_while(|next| match next {
+                Msg::Tool { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        calls
             .iter()
             .find(|call| !answered.contains(call.id.as_str()))
-            .map(|call| call.id.clone()),
-        _ => None,
+            .map(|call| call.id.clone())
     })
 }
 
