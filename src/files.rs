@@ -2,12 +2,15 @@
 //! directory, then a rename puts it in place, so a crash or SIGKILL at any
 //! moment leaves the old content or the new one, never a torn file. Every
 //! writer of a whole file (the file tools, the plan, mission state, memory,
-//! the compiled-plugin cache, `orch init`) goes through here.
+//! the compiled-plugin cache, `orch init`) goes through here, and so does
+//! the per-file lock a compare-and-replace holds ([`lock`]).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What must hold after a power loss, on top of crash safety.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +116,44 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Hold the process-wide lock of the file at `path`: one check-and-replace
+/// of a file at a time, whichever session makes it.
+pub fn lock(path: &Path) -> FileLock {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("file locks lock");
+    // Forget locks nobody holds, so the table stays as small as the
+    // writes in flight.
+    if locks.len() > 64 {
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
+    let lock = locks.entry(path.to_path_buf()).or_default().clone();
+    drop(locks);
+    FileLock { lock }
+}
+
+/// A held per-file lock (see [`lock`]).
+pub struct FileLock {
+    lock: Arc<Mutex<()>>,
+}
+
+impl FileLock {
+    /// Run `f` while holding the lock.
+    pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _held = self.hold();
+        f()
+    }
+
+    /// Hold the lock until the guard is dropped.
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +213,15 @@ mod tests {
         );
         assert_eq!(fs::read(&path).unwrap(), b"first");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn one_writer_per_file_at_a_time() {
+        let path = PathBuf::from("/nonexistent/locked");
+        let first = lock(&path);
+        let second = lock(&path);
+        assert!(Arc::ptr_eq(&first.lock, &second.lock));
+        let other = lock(Path::new("/nonexistent/other"));
+        assert!(!Arc::ptr_eq(&first.lock, &other.lock));
     }
 }

@@ -443,7 +443,7 @@ fn spawn_one(
         .kill_on_drop(true);
     // A task's worktree builds into a folder of its own: worktrees of one
     // crate would otherwise overwrite each other's artifacts.
-    if let Some(dir) = crate::worktree::build_dir(root) {
+    if let Some(dir) = crate::paths::build_dir(root) {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
     let child = cmd.spawn()?;

@@ -30,6 +30,7 @@ use std::sync::Mutex;
 pub use git::{Change, Git, Merge};
 
 use crate::files::{self, Durability};
+use crate::paths;
 
 /// The worktrees of one mission.
 pub struct Worktrees {
@@ -89,11 +90,6 @@ pub struct Conflicted {
     pub hunks: Vec<(usize, usize)>,
 }
 
-/// The folder of `mission`'s worktrees (and their build folders).
-fn mission_dir(root: &Path, mission: &str) -> PathBuf {
-    root.join(".opencode").join("worktrees").join(mission)
-}
-
 /// Installed dependencies a worktree shares with the project, read-only,
 /// through a link: a Worker's tests find them; installing more there is
 /// refused by the sandbox (the project's tree is not the task's to write).
@@ -115,21 +111,6 @@ pub fn old_git() -> Option<String> {
             })
         })
         .clone()
-}
-
-/// Where processes working in `root` build (`CARGO_TARGET_DIR`), when
-/// `root` is a task's worktree (`.opencode/worktrees/<mission>/<task>`):
-/// `<task>.target` beside it, outside what its snapshots see.
-pub fn build_dir(root: &Path) -> Option<PathBuf> {
-    let mission = root.parent()?;
-    let worktrees = mission.parent()?;
-    let engine = worktrees.parent()?;
-    if worktrees.file_name()? != "worktrees" || engine.file_name()? != ".opencode" {
-        return None;
-    }
-    let mut name = root.file_name()?.to_os_string();
-    name.push(".target");
-    Some(mission.join(name))
 }
 
 /// Seed a worktree's build folder from the project's: the compiled
@@ -180,7 +161,7 @@ pub fn disk_usage(path: &Path) -> u64 {
 /// A path the engine never lands: the folders agents may not write either
 /// (its own and git's).
 fn engine_path(path: &str) -> bool {
-    crate::tools::path::engine_owned(Path::new(path)).is_some()
+    paths::engine_owned(Path::new(path)).is_some()
 }
 
 impl Worktrees {
@@ -209,7 +190,7 @@ impl Worktrees {
 
     /// The folder of the mission's worktrees.
     pub fn dir(&self) -> PathBuf {
-        mission_dir(&self.root, &self.mission)
+        paths::worktrees(&self.root, &self.mission)
     }
 
     fn ref_name(&self, task: &str, what: &str) -> String {
@@ -231,9 +212,7 @@ impl Worktrees {
     /// Where the conflicts waiting for a Worker are kept, so a resumed
     /// mission still starts their Workers from both sides.
     fn pending_path(&self) -> PathBuf {
-        crate::mission::state::MissionPaths::new(&self.root, &self.mission)
-            .dir
-            .join("conflicts.json")
+        paths::mission(&self.root, &self.mission).join("conflicts.json")
     }
 
     fn keep_pending(&self, pending: &[Pending]) {
@@ -310,7 +289,7 @@ impl Worktrees {
                     .map_err(|err| format!("linking {name} into the worktree: {err}"))?;
             }
         }
-        if let Some(build) = build_dir(&path) {
+        if let Some(build) = paths::build_dir(&path) {
             let _ = std::fs::create_dir_all(&build);
             if path.join("Cargo.toml").is_file() {
                 seed_build(&self.root, &build);
@@ -490,7 +469,7 @@ impl Worktrees {
     /// Remove `task`'s worktree and its build folder (its refs stay until
     /// the mission ends).
     pub fn remove(&self, tree: &TaskTree) -> Result<(), String> {
-        if let Some(build) = build_dir(&tree.path) {
+        if let Some(build) = paths::build_dir(&tree.path) {
             let _ = std::fs::remove_dir_all(build);
         }
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
@@ -534,7 +513,7 @@ fn names_item(brief: &str, item: &str) -> bool {
 /// The tasks of `mission` whose worktrees hold work that has not landed
 /// (an interrupted or abandoned run left them).
 pub fn unmerged(root: &Path, mission: &str) -> Vec<String> {
-    let mut tasks: Vec<String> = std::fs::read_dir(mission_dir(root, mission))
+    let mut tasks: Vec<String> = std::fs::read_dir(paths::worktrees(root, mission))
         .map(|entries| {
             entries
                 .flatten()
@@ -744,10 +723,7 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
         .map(|change| root.join(&change.path))
         .collect();
     paths.sort();
-    let locks: Vec<_> = paths
-        .iter()
-        .map(|path| crate::tools::seen::lock(path))
-        .collect();
+    let locks: Vec<_> = paths.iter().map(|path| files::lock(path)).collect();
     let guards: Vec<_> = locks.iter().map(|lock| lock.hold()).collect();
     for change in &changes {
         beneath_without_links(root, &change.path)?;
