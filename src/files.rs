@@ -35,22 +35,47 @@ pub struct Replacement {
 /// Write `bytes` beside `path` (creating its directory), with the existing
 /// file's permissions, or the usual 0666 minus the umask for a new file.
 pub fn prepare(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<Replacement> {
+    prepare_as(path, bytes, durability, None)
+}
+
+/// [`prepare`] with the permissions `mode` (such as 0o600 for a key),
+/// whatever the file had: the temp file is created with them, so the
+/// content is never readable more widely.
+pub fn prepare_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> io::Result<Replacement> {
+    prepare_as(path, bytes, durability, Some(mode))
+}
+
+fn prepare_as(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: Option<u32>,
+) -> io::Result<Replacement> {
     let dir = path
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let existing = fs::metadata(path).ok().map(|meta| meta.permissions());
+    let wanted = match mode {
+        Some(mode) => Some(fs::Permissions::from_mode(mode)),
+        None => fs::metadata(path).ok().map(|meta| meta.permissions()),
+    };
     // An unpredictable name: nothing can plant a file or link at it first.
     let mut temp = tempfile::Builder::new()
         .prefix(".orch-")
         .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o666))
+        .permissions(fs::Permissions::from_mode(mode.unwrap_or(0o666)))
         .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    if let Some(permissions) = existing {
+    // Exactly the mode asked for, whatever the umask took away.
+    if let Some(permissions) = wanted {
         temp.as_file().set_permissions(permissions)?;
     }
+    temp.write_all(bytes)?;
     if durability == Durability::Synced {
         temp.as_file().sync_all()?;
     }
@@ -223,5 +248,26 @@ mod tests {
         assert!(Arc::ptr_eq(&first.lock, &second.lock));
         let other = lock(Path::new("/nonexistent/other"));
         assert!(!Arc::ptr_eq(&first.lock, &other.lock));
+    }
+
+    #[test]
+    fn a_given_mode_holds_from_the_first_byte_and_over_an_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let mode_of = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let pending = prepare_with_mode(&path, b"secret", Durability::Synced, 0o600).unwrap();
+        let temp = dir.path().join(&leftovers(dir.path())[0]);
+        assert_eq!(mode_of(&temp), 0o600);
+        assert!(pending.commit_new().unwrap());
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        // The mode asked for wins over the old file's.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        prepare_with_mode(&path, b"new", Durability::Crash, 0o600)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        assert!(leftovers(dir.path()).is_empty());
     }
 }

@@ -349,17 +349,15 @@ impl Worktrees {
         if text.lines().any(|l| l.trim() == line) {
             return Ok(());
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|err| format!("creating {}: {err}", parent.display()))?;
-        }
         let mut text = text;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         text.push_str(line);
         text.push('\n');
-        std::fs::write(&path, text).map_err(|err| format!("writing {}: {err}", path.display()))
+        // The user's file: replaced whole, its permissions kept.
+        files::replace(&path, text.as_bytes(), Durability::Synced)
+            .map_err(|err| format!("writing {}: {err}", path.display()))
     }
 
     /// Merge a completed task's change into the user's tree.
