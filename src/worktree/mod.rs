@@ -101,7 +101,9 @@ pub fn old_git() -> Option<String> {
     static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     VERSION
         .get_or_init(|| {
-            let output = std::process::Command::new("git").arg("--version").output().ok()?;
+            let output = helper("git", &["--version".into()], Path::new("/"), 60)
+                .ok()
+                .filter(|output| output.status.success())?;
             let text = String::from_utf8_lossy(&output.stdout).into_owned();
             let version = text.split_whitespace().nth(2)?.to_string();
             let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
@@ -111,6 +113,25 @@ pub fn old_git() -> Option<String> {
             })
         })
         .clone()
+}
+
+/// Run one of the engine's own commands in `cwd` through the launcher,
+/// stopped after `timeout_secs`.
+fn helper(
+    program: &str,
+    args: &[std::ffi::OsString],
+    cwd: &Path,
+    timeout_secs: u64,
+) -> std::io::Result<std::process::Output> {
+    crate::process::run_helper(crate::process::Helper {
+        program: program.as_ref(),
+        args,
+        cwd,
+        env: crate::process::scrubbed_env(std::env::vars_os()),
+        stdin: None,
+        timeout: std::time::Duration::from_secs(timeout_secs),
+        max_stdout: 64 * 1024,
+    })
 }
 
 /// Seed a worktree's build folder from the project's: the compiled
@@ -128,14 +149,13 @@ fn seed_build(project: &Path, build: &Path) {
     }
     for part in ["deps", "build", ".fingerprint"] {
         if from.join(part).is_dir() {
-            let _ = std::process::Command::new("cp")
-                .args(["-a", "--reflink=auto"])
-                .arg(from.join(part))
-                .arg(&to)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            let args = [
+                "-a".into(),
+                "--reflink=auto".into(),
+                from.join(part).into_os_string(),
+                to.clone().into_os_string(),
+            ];
+            let _ = helper("cp", &args, project, 1800);
         }
     }
 }
