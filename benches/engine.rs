@@ -81,7 +81,7 @@ fn record_cost(root: &Path) {
 
 fn sandbox_cost(root: &Path) {
     let sandbox =
-        orch::sandbox::Sandbox::new(orch::sandbox::Mode::WorkspaceWrite, root, &[], false)
+        orch::sandbox::Sandbox::new(orch::config::SandboxMode::WorkspaceWrite, root, &[], false)
             .with_helper(orch_binary());
     if let Err(reason) = orch::sandbox::probe(&sandbox) {
         println!("sandbox per command: skipped, the sandbox cannot be built here ({reason})");

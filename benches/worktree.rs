@@ -16,7 +16,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orch::worktree::{Landing, Worktrees, build_dir, disk_usage};
+use orch::paths::build_dir;
+use orch::worktree::{Landing, Worktrees, disk_usage};
 use serde_json::json;
 
 fn main() {

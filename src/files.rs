@@ -2,12 +2,15 @@
 //! directory, then a rename puts it in place, so a crash or SIGKILL at any
 //! moment leaves the old content or the new one, never a torn file. Every
 //! writer of a whole file (the file tools, the plan, mission state, memory,
-//! the compiled-plugin cache, `orch init`) goes through here.
+//! the compiled-plugin cache, `orch init`) goes through here, and so does
+//! the per-file lock a compare-and-replace holds ([`lock`]).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What must hold after a power loss, on top of crash safety.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,22 +35,47 @@ pub struct Replacement {
 /// Write `bytes` beside `path` (creating its directory), with the existing
 /// file's permissions, or the usual 0666 minus the umask for a new file.
 pub fn prepare(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<Replacement> {
+    prepare_as(path, bytes, durability, None)
+}
+
+/// [`prepare`] with the permissions `mode` (such as 0o600 for a key),
+/// whatever the file had: the temp file is created with them, so the
+/// content is never readable more widely.
+pub fn prepare_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> io::Result<Replacement> {
+    prepare_as(path, bytes, durability, Some(mode))
+}
+
+fn prepare_as(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: Option<u32>,
+) -> io::Result<Replacement> {
     let dir = path
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let existing = fs::metadata(path).ok().map(|meta| meta.permissions());
+    let wanted = match mode {
+        Some(mode) => Some(fs::Permissions::from_mode(mode)),
+        None => fs::metadata(path).ok().map(|meta| meta.permissions()),
+    };
     // An unpredictable name: nothing can plant a file or link at it first.
     let mut temp = tempfile::Builder::new()
         .prefix(".orch-")
         .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o666))
+        .permissions(fs::Permissions::from_mode(mode.unwrap_or(0o666)))
         .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    if let Some(permissions) = existing {
+    // Exactly the mode asked for, whatever the umask took away.
+    if let Some(permissions) = wanted {
         temp.as_file().set_permissions(permissions)?;
     }
+    temp.write_all(bytes)?;
     if durability == Durability::Synced {
         temp.as_file().sync_all()?;
     }
@@ -113,6 +141,44 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Hold the process-wide lock of the file at `path`: one check-and-replace
+/// of a file at a time, whichever session makes it.
+pub fn lock(path: &Path) -> FileLock {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("file locks lock");
+    // Forget locks nobody holds, so the table stays as small as the
+    // writes in flight.
+    if locks.len() > 64 {
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
+    let lock = locks.entry(path.to_path_buf()).or_default().clone();
+    drop(locks);
+    FileLock { lock }
+}
+
+/// A held per-file lock (see [`lock`]).
+pub struct FileLock {
+    lock: Arc<Mutex<()>>,
+}
+
+impl FileLock {
+    /// Run `f` while holding the lock.
+    pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _held = self.hold();
+        f()
+    }
+
+    /// Hold the lock until the guard is dropped.
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +237,37 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn one_writer_per_file_at_a_time() {
+        let path = PathBuf::from("/nonexistent/locked");
+        let first = lock(&path);
+        let second = lock(&path);
+        assert!(Arc::ptr_eq(&first.lock, &second.lock));
+        let other = lock(Path::new("/nonexistent/other"));
+        assert!(!Arc::ptr_eq(&first.lock, &other.lock));
+    }
+
+    #[test]
+    fn a_given_mode_holds_from_the_first_byte_and_over_an_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let mode_of = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let pending = prepare_with_mode(&path, b"secret", Durability::Synced, 0o600).unwrap();
+        let temp = dir.path().join(&leftovers(dir.path())[0]);
+        assert_eq!(mode_of(&temp), 0o600);
+        assert!(pending.commit_new().unwrap());
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        // The mode asked for wins over the old file's.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        prepare_with_mode(&path, b"new", Durability::Crash, 0o600)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(mode_of(&path), 0o600);
         assert!(leftovers(dir.path()).is_empty());
     }
 }

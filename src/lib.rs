@@ -13,6 +13,7 @@ pub mod mission;
 pub mod models;
 pub mod monitor;
 pub mod net;
+pub mod paths;
 pub mod plugins;
 pub mod process;
 pub mod provider;

@@ -381,6 +381,129 @@ impl Started {
     }
 }
 
+/// One of orch's own short commands (the engine's git, copying a build
+/// folder), run to its end from blocking code by [`run_helper`]: outside
+/// the sandbox, in its own recorded process group (killed with whatever it
+/// left when it returns, listed for a forced exit, watched in case orch
+/// dies), stdin given bytes or closed, stdout and stderr apart.
+pub struct Helper<'a> {
+    pub program: &'a OsStr,
+    pub args: &'a [OsString],
+    pub cwd: &'a Path,
+    /// The whole environment (callers start from [`scrubbed_env`]).
+    pub env: Vec<(OsString, OsString)>,
+    /// Written to stdin, which is then closed; `None`: stdin closed.
+    pub stdin: Option<Vec<u8>>,
+    /// Past this the group is killed and the call is an error.
+    pub timeout: Duration,
+    /// Stdout is wanted whole (a tree id, a blob, a patch): past this many
+    /// bytes the group is killed and the call is an error, never a cut
+    /// result. Only the last `STDERR_BYTES` of stderr are kept.
+    pub max_stdout: usize,
+}
+
+/// What of a helper's stderr is kept (for error messages).
+const HELPER_STDERR_BYTES: usize = 64 * 1024;
+
+/// Run `helper` to its end. `Err` when it could not start, ran past its
+/// timeout (`ErrorKind::TimedOut`) or wrote more than `max_stdout` bytes
+/// (`ErrorKind::FileTooLarge`); otherwise its status and output.
+pub fn run_helper(helper: Helper<'_>) -> io::Result<std::process::Output> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::process::CommandExt as _;
+    let mut command = std::process::Command::new(helper.program);
+    command
+        .args(helper.args)
+        .current_dir(helper.cwd)
+        .env_clear()
+        .envs(helper.env.iter().map(|(name, value)| (name, value)))
+        .stdin(if helper.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn()?;
+    let group = ProcessGroup::new(child.id() as libc::pid_t);
+    let (stdin, mut stdout, mut stderr) = (
+        child.stdin.take(),
+        child.stdout.take().expect("piped stdout"),
+        child.stderr.take().expect("piped stderr"),
+    );
+    let too_much = std::sync::atomic::AtomicBool::new(false);
+    let (status, out, err) = std::thread::scope(|scope| {
+        if let (Some(mut pipe), Some(bytes)) = (stdin, helper.stdin) {
+            // A helper may stop reading early; the write then fails, which
+            // its exit status already tells.
+            scope.spawn(move || pipe.write_all(&bytes));
+        }
+        let (group, too_much) = (&group, &too_much);
+        let out = scope.spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                if kept.len() + n > helper.max_stdout {
+                    too_much.store(true, std::sync::atomic::Ordering::Relaxed);
+                    group.kill();
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+            }
+            kept
+        });
+        let err = scope.spawn(move || {
+            let mut tail = Tail::new(HELPER_STDERR_BYTES);
+            let mut buf = vec![0u8; 8 * 1024];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                tail.push(&buf[..n]);
+            }
+            tail.snapshot()
+        });
+        let (sender, receiver) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let _ = sender.send(child.wait());
+        });
+        let status = match receiver.recv_timeout(helper.timeout) {
+            Ok(status) => Some(status),
+            Err(_) => {
+                group.kill();
+                let _ = receiver.recv();
+                None
+            }
+        };
+        // Whatever it left running goes too, so the pipes reach their end.
+        group.kill();
+        (status, out.join(), err.join())
+    });
+    group.finish();
+    let name = helper.program.to_string_lossy();
+    let Some(status) = status else {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{name} ran past {}s and was killed",
+                helper.timeout.as_secs()
+            ),
+        ));
+    };
+    if too_much.into_inner() {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "{name} wrote more than {} bytes and was killed",
+                helper.max_stdout
+            ),
+        ));
+    }
+    Ok(std::process::Output {
+        status: status?,
+        stdout: out.unwrap_or_default(),
+        stderr: err.unwrap_or_default().into_bytes(),
+    })
+}
+
 /// Start `program`; bash falls back to sh where it is missing.
 fn spawn(
     program: Program<'_>,
@@ -443,7 +566,7 @@ fn spawn_one(
         .kill_on_drop(true);
     // A task's worktree builds into a folder of its own: worktrees of one
     // crate would otherwise overwrite each other's artifacts.
-    if let Some(dir) = crate::worktree::build_dir(root) {
+    if let Some(dir) = crate::paths::build_dir(root) {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
     let child = cmd.spawn()?;
@@ -794,6 +917,61 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn helper<'a>(args: &'a [OsString], cwd: &'a Path, stdin: Option<&[u8]>) -> Helper<'a> {
+        Helper {
+            program: OsStr::new("sh"),
+            args,
+            cwd,
+            env: scrubbed_env(std::env::vars_os()),
+            stdin: stdin.map(<[u8]>::to_vec),
+            timeout: Duration::from_secs(60),
+            max_stdout: 1024,
+        }
+    }
+
+    /// Whether process `pid` still runs (a zombie has ended).
+    fn running(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('Z')))
+            .is_some_and(|zombie| !zombie)
+    }
+
+    #[test]
+    fn a_helper_gets_its_stdin_and_keeps_stdout_and_stderr_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["-c".into(), "cat; echo oops >&2; exit 3".into()];
+        let output = run_helper(helper(&args, dir.path(), Some(b"in\n"))).unwrap();
+        assert_eq!(output.stdout, b"in\n");
+        assert_eq!(output.stderr, b"oops\n");
+        assert_eq!(output.status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_helper_past_its_timeout_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["-c".into(), "sleep 120 & echo $! > pid; wait".into()];
+        let mut job = helper(&args, dir.path(), None);
+        job.timeout = Duration::from_millis(500);
+        let err = run_helper(job).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!running(pid), "the helper's child {pid} outlived it");
+    }
+
+    #[test]
+    fn a_helper_writing_past_its_bound_fails_instead_of_being_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["-c".into(), "head -c 100000 /dev/zero; sleep 120".into()];
+        let err = run_helper(helper(&args, dir.path(), None)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge, "{err}");
+        assert!(err.to_string().contains("more than 1024 bytes"), "{err}");
+    }
 
     #[test]
     fn secrets_are_recognised() {

@@ -27,36 +27,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-/// `sandbox.mode` and `--sandbox`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Writes in the task's root, temp and toolchain caches.
-    WorkspaceWrite,
-    /// Writes only in temp and toolchain caches.
-    ReadOnly,
-    /// No sandbox.
-    Off,
-}
-
-impl Mode {
-    pub fn parse(text: &str) -> Option<Mode> {
-        match text.trim() {
-            "workspace-write" => Some(Mode::WorkspaceWrite),
-            "read-only" => Some(Mode::ReadOnly),
-            "off" => Some(Mode::Off),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::WorkspaceWrite => "workspace-write",
-            Mode::ReadOnly => "read-only",
-            Mode::Off => "off",
-        }
-    }
-}
+use crate::config::SandboxMode;
 
 /// Which file profile a process gets: an agent that may write files gets
 /// the task's root; a read-only one (orchestrator, planner, reviewer, a
@@ -103,7 +74,7 @@ pub struct Spec {
 /// The sandbox of this run, as decided at start.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
-    pub mode: Mode,
+    pub mode: SandboxMode,
     /// The orch binary that acts as the helper (this process's own, unless
     /// a program embedding the library names one).
     helper: PathBuf,
@@ -128,12 +99,17 @@ pub fn current() -> Option<Sandbox> {
         .read()
         .expect("sandbox lock")
         .clone()
-        .filter(|sandbox| sandbox.mode != Mode::Off)
+        .filter(|sandbox| sandbox.mode != SandboxMode::Off)
 }
 
 impl Sandbox {
     /// The sandbox for the project at `root`.
-    pub fn new(mode: Mode, root: &Path, writable_roots: &[PathBuf], network: bool) -> Sandbox {
+    pub fn new(
+        mode: SandboxMode,
+        root: &Path,
+        writable_roots: &[PathBuf],
+        network: bool,
+    ) -> Sandbox {
         let home = dirs::home_dir();
         let env_dir = |name: &str| std::env::var_os(name).map(PathBuf::from);
         // Only where toolchains keep downloads and builds: never their
@@ -259,7 +235,7 @@ impl Sandbox {
         writable.extend(caches.iter().map(|path| (*path).clone()));
         let mut read_only = self.read_only.clone();
         let mut writable_again = Vec::new();
-        let writer = profile == Profile::Write && self.mode == Mode::WorkspaceWrite;
+        let writer = profile == Profile::Write && self.mode == SandboxMode::WorkspaceWrite;
         if writer && root == self.root {
             writable.push(self.root.clone());
         } else {
@@ -280,7 +256,7 @@ impl Sandbox {
             if writer {
                 writable.push(root.to_path_buf());
                 writable_again.push(root.to_path_buf());
-                if let Some(build) = crate::worktree::build_dir(root) {
+                if let Some(build) = crate::paths::build_dir(root) {
                     writable.push(build.clone());
                     writable_again.push(build);
                 }
@@ -333,12 +309,12 @@ impl Sandbox {
     /// Whether sandboxed processes share the run's network namespace
     /// (held by `orch __sandbox-net`) rather than the host's network.
     pub fn isolates_network(&self) -> bool {
-        self.mode != Mode::Off && !self.network
+        self.mode != SandboxMode::Off && !self.network
     }
 
     /// A sentence for the model when a sandboxed command failed on a path.
     pub fn explain(&self, profile: Profile, root: &Path) -> String {
-        let writes = if profile == Profile::Write && self.mode == Mode::WorkspaceWrite {
+        let writes = if profile == Profile::Write && self.mode == SandboxMode::WorkspaceWrite {
             format!("{} (not .git/ or .opencode/)", root.display())
         } else {
             "nowhere in the project (this agent's role is read-only)".to_string()
@@ -789,7 +765,7 @@ mod tests {
         let root = PathBuf::from("/work/project");
         // With the host's network: no namespace holder is started here.
         let sandbox = Sandbox::new(
-            Mode::WorkspaceWrite,
+            SandboxMode::WorkspaceWrite,
             &root,
             &[PathBuf::from("/opt/extra")],
             true,
@@ -802,7 +778,7 @@ mod tests {
         let read = sandbox.spec(Profile::Read, &root);
         assert!(!read.writable.contains(&root));
         assert!(read.writable.contains(&root.join("target")));
-        let read_only_mode = Sandbox::new(Mode::ReadOnly, &root, &[], true);
+        let read_only_mode = Sandbox::new(SandboxMode::ReadOnly, &root, &[], true);
         assert!(
             !read_only_mode
                 .spec(Profile::Write, &root)

@@ -55,7 +55,7 @@ pub struct Cli {
 
     /// The OS sandbox of commands: workspace-write (default), read-only or off.
     #[arg(long, global = true, value_name = "MODE", value_parser = sandbox_mode)]
-    pub sandbox: Option<crate::sandbox::Mode>,
+    pub sandbox: Option<crate::config::SandboxMode>,
 
     /// Apply this project's own settings, agents and plugins for this run
     /// without recording trust (for CI; ORCH_TRUST_PROJECT=1 does the same).
@@ -255,8 +255,8 @@ pub struct RunArgs {
 }
 
 /// `workspace-write`, `read-only` or `off`.
-fn sandbox_mode(text: &str) -> Result<crate::sandbox::Mode, String> {
-    crate::sandbox::Mode::parse(text)
+fn sandbox_mode(text: &str) -> Result<crate::config::SandboxMode, String> {
+    crate::config::SandboxMode::parse(text)
         .ok_or_else(|| format!("expected workspace-write, read-only or off, got {text:?}"))
 }
 

@@ -138,7 +138,11 @@ pub(super) fn abandon_mission(root: &std::path::Path, id: &str) -> anyhow::Resul
     let tasks = crate::worktree::abandon(root, id).map_err(|err| anyhow!(err))?;
     let dir = state::MissionPaths::new(root, id).dir;
     if dir.is_dir() {
-        std::fs::write(dir.join("abandoned"), "abandoned by `orch abandon`\n")?;
+        crate::files::replace(
+            &dir.join("abandoned"),
+            b"abandoned by `orch abandon`\n",
+            crate::files::Durability::Synced,
+        )?;
     }
     Ok(tasks)
 }

@@ -864,10 +864,11 @@ fn install_sandbox(
     root: &Path,
     config: &crate::config::Config,
 ) -> anyhow::Result<Option<String>> {
-    use crate::sandbox::{self, Mode, Sandbox};
+    use crate::config::SandboxMode;
+    use crate::sandbox::{self, Sandbox};
     let requested = cli.sandbox.or(config.sandbox.mode);
-    let mode = requested.unwrap_or(Mode::WorkspaceWrite);
-    if mode == Mode::Off {
+    let mode = requested.unwrap_or(SandboxMode::WorkspaceWrite);
+    if mode == SandboxMode::Off {
         sandbox::install(None);
         return Ok(None);
     }

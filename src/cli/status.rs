@@ -238,7 +238,8 @@ pub async fn cancel(cli: &Cli) -> anyhow::Result<u8> {
 /// Ask mission `id` to stop cleanly: the request file its loop watches.
 pub(super) fn request_cancel(root: &Path, id: &str) -> anyhow::Result<()> {
     let request = MissionPaths::new(root, id).cancel_request();
-    std::fs::write(&request, b"cancel\n").with_context(|| format!("writing {}", request.display()))
+    crate::files::replace(&request, b"cancel\n", crate::files::Durability::Crash)
+        .with_context(|| format!("writing {}", request.display()))
 }
 
 pub(super) fn status_word(status: MissionStatus) -> &'static str {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// Which model provider runs the agents.
@@ -150,7 +150,7 @@ impl Default for SkillsConfig {
 pub struct SandboxConfig {
     /// `workspace-write` (unset: the default, where the kernel allows it),
     /// `read-only` or `off`.
-    pub mode: Option<crate::sandbox::Mode>,
+    pub mode: Option<SandboxMode>,
     /// Give sandboxed processes the host's network (default: loopback only).
     pub network: bool,
     /// More directories sandboxed processes may write in.
@@ -159,6 +159,37 @@ pub struct SandboxConfig {
     pub env_keep: Vec<String>,
     /// More environment variable names to remove (and whose values to redact).
     pub env_remove: Vec<String>,
+}
+
+/// `sandbox.mode` and `--sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Writes in the task's root, temp and toolchain caches.
+    WorkspaceWrite,
+    /// Writes only in temp and toolchain caches.
+    ReadOnly,
+    /// No sandbox.
+    Off,
+}
+
+impl SandboxMode {
+    pub fn parse(text: &str) -> Option<SandboxMode> {
+        match text.trim() {
+            "workspace-write" => Some(SandboxMode::WorkspaceWrite),
+            "read-only" => Some(SandboxMode::ReadOnly),
+            "off" => Some(SandboxMode::Off),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxMode::WorkspaceWrite => "workspace-write",
+            SandboxMode::ReadOnly => "read-only",
+            SandboxMode::Off => "off",
+        }
+    }
 }
 
 /// MCP servers, by name (`docs/mcp.md`).

@@ -3,6 +3,8 @@
 //! not at startup, so commands that never count (`orch --version`) do not
 //! pay for them. For models that are not OpenAI's the count is an estimate;
 //! provider-reported usage is preferred wherever a turn has reported one.
+//! Whoever counts first, the parse never holds an async worker (see
+//! `off_workers`).
 
 use std::sync::OnceLock;
 
@@ -16,7 +18,25 @@ pub const PER_MESSAGE: u64 = 4;
 static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
 
 fn bpe() -> Option<&'static CoreBPE> {
-    BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
+    off_workers(&BPE, || tiktoken_rs::o200k_base().ok()).as_ref()
+}
+
+/// `cell`'s value, made by `init` if it is not there yet. `init` is CPU
+/// work that must not hold an async worker: called on a worker of a
+/// multi-threaded runtime (a count reached from a session or compaction),
+/// the runtime is told first (`block_in_place`) and hands the worker's
+/// other tasks to another thread; only the task that needs the value waits.
+fn off_workers<T>(cell: &OnceLock<T>, init: impl FnOnce() -> T) -> &T {
+    if let Some(value) = cell.get() {
+        return value;
+    }
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(|| cell.get_or_init(init))
+    } else {
+        cell.get_or_init(init)
+    }
 }
 
 /// Whether the tables are parsed yet (counting is cheap from then on).
@@ -154,6 +174,31 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_load_on_a_worker_leaves_the_other_tasks_running() {
+        static TABLES: OnceLock<bool> = OnceLock::new();
+        // One worker: if the load held it, nothing else could run.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let other_ran = runtime.block_on(async {
+            tokio::spawn(async {
+                *off_workers(&TABLES, || {
+                    // The load lasts until another task has run meanwhile
+                    // (or gives up, which fails the test).
+                    let (ran, wait) = std::sync::mpsc::channel();
+                    tokio::spawn(async move { ran.send(()) });
+                    wait.recv_timeout(std::time::Duration::from_secs(30))
+                        .is_ok()
+                })
+            })
+            .await
+            .unwrap()
+        });
+        assert!(other_ran, "the load held the only worker");
+    }
 
     #[test]
     fn counts_with_the_o200k_tables() {

@@ -468,7 +468,7 @@ pub struct MissionPaths {
 impl MissionPaths {
     pub fn new(root: &Path, id: &str) -> Self {
         MissionPaths {
-            dir: missions_dir(root).join(id),
+            dir: crate::paths::mission(root, id),
         }
     }
 
@@ -486,20 +486,16 @@ impl MissionPaths {
     }
 }
 
-pub fn missions_dir(root: &Path) -> PathBuf {
-    root.join(".opencode").join("missions")
-}
-
 /// The id of the newest mission of the project, from `missions/latest`.
 pub fn latest_mission(root: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(missions_dir(root).join("latest")).ok()?;
+    let text = std::fs::read_to_string(crate::paths::missions(root).join("latest")).ok()?;
     let id = text.trim();
     (!id.is_empty()).then(|| id.to_string())
 }
 
 pub fn set_latest(root: &Path, id: &str) -> std::io::Result<()> {
     files::replace(
-        &missions_dir(root).join("latest"),
+        &crate::paths::missions(root).join("latest"),
         format!("{id}\n").as_bytes(),
         Durability::Crash,
     )

@@ -9,7 +9,6 @@
 //! no-clobber rename so two orch processes agree on one); an artifact whose
 //! tag does not verify is ignored and compiled again.
 
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -144,19 +143,13 @@ fn key_in(dir: &Path) -> Result<[u8; KEY_LEN], String> {
         }
         let mut key = [0; KEY_LEN];
         getrandom::getrandom(&mut key).map_err(|err| format!("no randomness for a key: {err}"))?;
-        // A temp file is created 0600; the no-clobber rename publishes it
+        // Private from its first byte; the no-clobber rename publishes it
         // whole or not at all.
-        let mut temp = tempfile::Builder::new()
-            .prefix(".key-")
-            .tempfile_in(dir)
-            .map_err(|err| format!("{}: {err}", dir.display()))?;
-        temp.write_all(&key)
-            .and_then(|()| temp.as_file().sync_all())
-            .map_err(|err| format!("{}: {err}", dir.display()))?;
-        match temp.persist_noclobber(&path) {
-            Ok(_) => return Ok(key),
-            Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(format!("{}: {}", path.display(), err.error)),
+        let published = files::prepare_with_mode(&path, &key, Durability::Synced, 0o600)
+            .and_then(files::Replacement::commit_new)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        if published {
+            return Ok(key);
         }
     }
     Err(format!("{} keeps changing", path.display()))

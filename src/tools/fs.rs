@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::path::{relative, resolve, resolve_writable};
-use super::seen::{self, Fingerprint, Seen};
+use super::seen::{Fingerprint, Seen};
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
 use crate::config::ToolsConfig;
 use crate::files::{self, Durability};
@@ -289,7 +289,7 @@ fn write_file(root: &Path, args: &WriteArgs, seen: &Seen) -> Result<String, Stri
             "{shown:?} is a directory; give the path of a file inside it"
         ));
     }
-    let existed = seen::lock(&path).with(|| {
+    let existed = files::lock(&path).with(|| {
         seen.check(&path, &shown, "write")?;
         let existed = path.exists();
         files::replace(&path, args.content.as_bytes(), Durability::Synced)
@@ -351,7 +351,7 @@ impl Tool for Edit {
         let seen = ctx.seen.clone();
         run_blocking(move || {
             let path = resolve_writable(&root, &args.path)?;
-            seen::lock(&path).with(|| edit_file(&root, &path, &args, &seen))
+            files::lock(&path).with(|| edit_file(&root, &path, &args, &seen))
         })
         .await
     }

@@ -63,36 +63,10 @@ pub fn resolve_writable(root: &Path, path: &str) -> Result<PathBuf, String> {
             Some(resolved.strip_prefix(root).ok()?.to_path_buf())
         })
         .unwrap_or_default();
-    match engine_owned(&inner) {
+    match crate::paths::engine_owned(&inner) {
         Some(refusal) => Err(format!("{path:?}: {refusal}")),
         None => Ok(resolved),
     }
-}
-
-/// Why `inner` (relative to the project root) is not for agents to write,
-/// or `None` when it is.
-pub fn engine_owned(inner: &Path) -> Option<&'static str> {
-    let mut parts = inner.components().map(|part| part.as_os_str());
-    // Case-insensitive, for file systems that are.
-    let top = parts.next()?.to_str()?;
-    if top.eq_ignore_ascii_case(".git") {
-        return Some("`.git/` is git's own; agents' file tools cannot write it");
-    }
-    if !top.eq_ignore_ascii_case(".opencode") {
-        return None;
-    }
-    let next = parts.next();
-    Some(match next.and_then(|name| name.to_str()) {
-        Some("todo.md") if parts.next().is_none() => {
-            "the plan belongs to orch; change it with update_todo (status) or add_todo (new items)"
-        }
-        Some("sync-issues.md") if parts.next().is_none() => {
-            "sync issues belong to orch; the Reviewer records and resolves them with sync_issues"
-        }
-        _ => {
-            "`.opencode/` belongs to orch (its config, the plan, records and caches); agents cannot write it"
-        }
-    })
 }
 
 /// `path` relative to `root` for display (`.` for the root itself); paths

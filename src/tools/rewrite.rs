@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::path::relative;
-use super::seen::{self, Fingerprint, Seen};
+use super::seen::{Fingerprint, Seen};
 use crate::files::{self, Durability};
 use similar::TextDiff;
 
@@ -301,7 +301,7 @@ pub fn apply(
 /// rules and writes nothing.
 fn commit(tool: &str, change: &Change, seen: &Seen, dry_run: bool) -> Result<(), String> {
     let path = &change.source.path;
-    let lock = seen::lock(path);
+    let lock = files::lock(path);
     let _held = lock.hold();
     let now = Fingerprint::of_file(path)
         .map_err(|err| format!("could not read it again before writing: {err}"))?;

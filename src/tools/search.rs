@@ -18,8 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::path::{engine_owned, relative, resolve, resolve_writable};
+use super::path::{relative, resolve, resolve_writable};
 use super::{Tool, ToolContext, ToolOutput, parse_args, run_blocking};
+use crate::paths::engine_owned;
 use crate::provider::ToolSpec;
 use crate::walk;
 

@@ -14,7 +14,7 @@ use std::fs;
 use std::io::{self, Read as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -147,44 +147,6 @@ impl Seen {
     }
 }
 
-/// Hold the process-wide lock of the file at `path`: one check-and-replace
-/// of a file at a time, whichever session makes it.
-pub fn lock(path: &Path) -> FileLock {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    let mut locks = LOCKS
-        .get_or_init(Default::default)
-        .lock()
-        .expect("file locks lock");
-    // Forget locks nobody holds, so the table stays as small as the
-    // writes in flight.
-    if locks.len() > 64 {
-        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-    }
-    let lock = locks.entry(path.to_path_buf()).or_default().clone();
-    drop(locks);
-    FileLock { lock }
-}
-
-/// A held per-file lock (see [`lock`]).
-pub struct FileLock {
-    lock: Arc<Mutex<()>>,
-}
-
-impl FileLock {
-    /// Run `f` while holding the lock.
-    pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _held = self.hold();
-        f()
-    }
-
-    /// Hold the lock until the guard is dropped.
-    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,15 +173,5 @@ mod tests {
         seen.record(&path, Fingerprint::of_bytes(b"three\n"));
         fs::write(&path, "three\n").unwrap();
         assert!(seen.check(&path, "a.txt", "write").is_ok());
-    }
-
-    #[test]
-    fn one_writer_per_file_at_a_time() {
-        let path = PathBuf::from("/nonexistent/locked");
-        let first = lock(&path);
-        let second = lock(&path);
-        assert!(Arc::ptr_eq(&first.lock, &second.lock));
-        let other = lock(Path::new("/nonexistent/other"));
-        assert!(!Arc::ptr_eq(&first.lock, &other.lock));
     }
 }

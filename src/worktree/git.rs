@@ -6,12 +6,15 @@
 //! terminal prompt, and with a fixed identity, so nothing of the user's
 //! repository configuration runs code or asks anything; these are the
 //! engine's own actions and run outside the sandbox (which keeps `.git/`
-//! read-only for agents' commands).
+//! read-only for agents' commands). They start through the launcher
+//! (`process::run_helper`): their own recorded process group, secret-named
+//! variables removed, a timeout and a bound on what they write.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The repository of one working tree.
 #[derive(Debug, Clone)]
@@ -44,6 +47,44 @@ pub enum Merge {
     },
 }
 
+/// What every engine git command runs with: hooks, fsmonitor and signing
+/// off, no advice.
+const SETTINGS: [&str; 10] = [
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+    "-c",
+    "advice.detachedHead=false",
+];
+
+/// No terminal prompt, no editor, and orch's own identity.
+const IDENTITY: [(&str, &str); 6] = [
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_AUTHOR_NAME", "orch"),
+    ("GIT_AUTHOR_EMAIL", "orch@localhost"),
+    ("GIT_COMMITTER_NAME", "orch"),
+    ("GIT_COMMITTER_EMAIL", "orch@localhost"),
+    ("GIT_EDITOR", "true"),
+];
+
+/// Variables of the caller's that would point git elsewhere.
+const CLEARED: [&str; 3] = ["GIT_INDEX_FILE", "GIT_DIR", "GIT_WORK_TREE"];
+
+/// A git step that runs longer than this is stuck (a filter waiting on
+/// something, a locked repository); it is killed and the step fails.
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The most a git command may write on stdout. Outputs are wanted whole —
+/// a tree id, a blob to land, the patch `orch diff` prints — so this is a
+/// bound against runaway memory, far above any change a mission makes;
+/// past it the step fails with that said rather than cutting the output.
+pub const MAX_OUTPUT: usize = 1 << 30;
+
 /// The all-zero object id git uses for "no object".
 pub const NO_MODE: &str = "000000";
 
@@ -65,44 +106,30 @@ impl Git {
         }
     }
 
-    fn command(&self) -> Command {
-        let mut command = Command::new("git");
-        command
-            .current_dir(&self.dir)
-            .args([
-                "-c",
-                "core.hooksPath=/dev/null",
-                "-c",
-                "core.fsmonitor=false",
-                "-c",
-                "commit.gpgSign=false",
-                "-c",
-                "tag.gpgSign=false",
-                "-c",
-                "advice.detachedHead=false",
-            ])
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_AUTHOR_NAME", "orch")
-            .env("GIT_AUTHOR_EMAIL", "orch@localhost")
-            .env("GIT_COMMITTER_NAME", "orch")
-            .env("GIT_COMMITTER_EMAIL", "orch@localhost")
-            .env("GIT_EDITOR", "true")
-            .env_remove("GIT_INDEX_FILE")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .stdin(Stdio::null());
-        command
+    /// Run git with `args` and `env` on top of the engine's settings,
+    /// `stdin` written to it, through the launcher.
+    fn launch(
+        &self,
+        args: &[&str],
+        env: &[(&str, &OsStr)],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Output, String> {
+        let mut all: Vec<OsString> = SETTINGS.iter().map(OsString::from).collect();
+        all.extend(args.iter().map(OsString::from));
+        crate::process::run_helper(crate::process::Helper {
+            program: OsStr::new("git"),
+            args: &all,
+            cwd: &self.dir,
+            env: environment(std::env::vars_os(), env),
+            stdin,
+            timeout: TIMEOUT,
+            max_stdout: MAX_OUTPUT,
+        })
+        .map_err(|err| format!("git {}: {err}", args.join(" ")))
     }
 
     fn output(&self, args: &[&str], env: &[(&str, &OsStr)]) -> Result<Output, String> {
-        let mut command = self.command();
-        command.args(args);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        command
-            .output()
-            .map_err(|err| format!("git {}: {err}", args.join(" ")))
+        self.launch(args, env, None)
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &OsStr)]) -> Result<String, String> {
@@ -334,30 +361,19 @@ impl Git {
     /// tree) would get, through the clean filters and line-ending
     /// conversion their attributes choose: comparable with a tree's ids.
     pub fn hash_files(&self, paths: &[&str]) -> Result<Vec<String>, String> {
-        use std::io::Write as _;
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        let mut command = self.command();
-        command
-            .args(["hash-object", "--stdin-paths"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .map_err(|err| format!("git hash-object: {err}"))?;
         let mut input = String::new();
         for path in paths {
             input.push_str(path);
             input.push('\n');
         }
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let output = child
-            .wait_with_output()
-            .map_err(|err| format!("git hash-object: {err}"))?;
-        let _ = writer.join();
+        let output = self.launch(
+            &["hash-object", "--stdin-paths"],
+            &[],
+            Some(input.into_bytes()),
+        )?;
         if !output.status.success() {
             return Err(format!(
                 "git hash-object failed: {}",
@@ -398,6 +414,35 @@ impl Git {
     }
 }
 
+/// What an engine git command sees of `inherited`: no secret-named
+/// variables, nothing that points git elsewhere, orch's identity, then
+/// `env`.
+fn environment(
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+    env: &[(&str, &OsStr)],
+) -> Vec<(OsString, OsString)> {
+    let set = IDENTITY.iter().map(|(name, _)| *name);
+    let ours: Vec<&str> = CLEARED
+        .into_iter()
+        .chain(set)
+        .chain(env.iter().map(|(name, _)| *name))
+        .collect();
+    let mut vars: Vec<(OsString, OsString)> = crate::process::scrubbed_env(inherited)
+        .into_iter()
+        .filter(|(name, _)| !ours.iter().any(|own| name == own))
+        .collect();
+    vars.extend(
+        IDENTITY
+            .iter()
+            .map(|(name, value)| (name.into(), value.into())),
+    );
+    vars.extend(
+        env.iter()
+            .map(|(name, value)| (name.into(), (*value).into())),
+    );
+    vars
+}
+
 /// Give `copy` the modification time of `original`.
 fn keep_mtime(original: &Path, copy: &Path) -> std::io::Result<()> {
     let modified = std::fs::metadata(original)?.modified()?;
@@ -405,4 +450,37 @@ fn keep_mtime(original: &Path, copy: &Path) -> std::io::Result<()> {
         .write(true)
         .open(copy)?
         .set_modified(modified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_never_sees_secrets_or_a_callers_repository_settings() {
+        let inherited = [
+            ("PATH", "/usr/bin"),
+            ("OPENAI_API_KEY", "sk-live"),
+            ("GITHUB_TOKEN", "ghp"),
+            ("GIT_DIR", "/elsewhere/.git"),
+            ("GIT_AUTHOR_NAME", "user"),
+            ("GIT_INDEX_FILE", "/elsewhere/index"),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        let private = OsStr::new("/tmp/private-index");
+        let vars = environment(inherited, &[("GIT_INDEX_FILE", private)]);
+        let get = |name: &str| -> Vec<&OsString> {
+            vars.iter()
+                .filter(|(set, _)| set == name)
+                .map(|(_, value)| value)
+                .collect()
+        };
+        assert_eq!(get("PATH"), ["/usr/bin"]);
+        for gone in ["OPENAI_API_KEY", "GITHUB_TOKEN", "GIT_DIR"] {
+            assert!(get(gone).is_empty(), "{gone}: {vars:?}");
+        }
+        assert_eq!(get("GIT_AUTHOR_NAME"), ["orch"]);
+        assert_eq!(get("GIT_INDEX_FILE"), [private]);
+        assert_eq!(get("GIT_TERMINAL_PROMPT"), ["0"]);
+    }
 }

@@ -30,6 +30,7 @@ use std::sync::Mutex;
 pub use git::{Change, Git, Merge};
 
 use crate::files::{self, Durability};
+use crate::paths;
 
 /// The worktrees of one mission.
 pub struct Worktrees {
@@ -89,11 +90,6 @@ pub struct Conflicted {
     pub hunks: Vec<(usize, usize)>,
 }
 
-/// The folder of `mission`'s worktrees (and their build folders).
-fn mission_dir(root: &Path, mission: &str) -> PathBuf {
-    root.join(".opencode").join("worktrees").join(mission)
-}
-
 /// Installed dependencies a worktree shares with the project, read-only,
 /// through a link: a Worker's tests find them; installing more there is
 /// refused by the sandbox (the project's tree is not the task's to write).
@@ -105,7 +101,9 @@ pub fn old_git() -> Option<String> {
     static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     VERSION
         .get_or_init(|| {
-            let output = std::process::Command::new("git").arg("--version").output().ok()?;
+            let output = helper("git", &["--version".into()], Path::new("/"), 60)
+                .ok()
+                .filter(|output| output.status.success())?;
             let text = String::from_utf8_lossy(&output.stdout).into_owned();
             let version = text.split_whitespace().nth(2)?.to_string();
             let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
@@ -117,19 +115,23 @@ pub fn old_git() -> Option<String> {
         .clone()
 }
 
-/// Where processes working in `root` build (`CARGO_TARGET_DIR`), when
-/// `root` is a task's worktree (`.opencode/worktrees/<mission>/<task>`):
-/// `<task>.target` beside it, outside what its snapshots see.
-pub fn build_dir(root: &Path) -> Option<PathBuf> {
-    let mission = root.parent()?;
-    let worktrees = mission.parent()?;
-    let engine = worktrees.parent()?;
-    if worktrees.file_name()? != "worktrees" || engine.file_name()? != ".opencode" {
-        return None;
-    }
-    let mut name = root.file_name()?.to_os_string();
-    name.push(".target");
-    Some(mission.join(name))
+/// Run one of the engine's own commands in `cwd` through the launcher,
+/// stopped after `timeout_secs`.
+fn helper(
+    program: &str,
+    args: &[std::ffi::OsString],
+    cwd: &Path,
+    timeout_secs: u64,
+) -> std::io::Result<std::process::Output> {
+    crate::process::run_helper(crate::process::Helper {
+        program: program.as_ref(),
+        args,
+        cwd,
+        env: crate::process::scrubbed_env(std::env::vars_os()),
+        stdin: None,
+        timeout: std::time::Duration::from_secs(timeout_secs),
+        max_stdout: 64 * 1024,
+    })
 }
 
 /// Seed a worktree's build folder from the project's: the compiled
@@ -147,14 +149,13 @@ fn seed_build(project: &Path, build: &Path) {
     }
     for part in ["deps", "build", ".fingerprint"] {
         if from.join(part).is_dir() {
-            let _ = std::process::Command::new("cp")
-                .args(["-a", "--reflink=auto"])
-                .arg(from.join(part))
-                .arg(&to)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            let args = [
+                "-a".into(),
+                "--reflink=auto".into(),
+                from.join(part).into_os_string(),
+                to.clone().into_os_string(),
+            ];
+            let _ = helper("cp", &args, project, 1800);
         }
     }
 }
@@ -180,7 +181,7 @@ pub fn disk_usage(path: &Path) -> u64 {
 /// A path the engine never lands: the folders agents may not write either
 /// (its own and git's).
 fn engine_path(path: &str) -> bool {
-    crate::tools::path::engine_owned(Path::new(path)).is_some()
+    paths::engine_owned(Path::new(path)).is_some()
 }
 
 impl Worktrees {
@@ -209,7 +210,7 @@ impl Worktrees {
 
     /// The folder of the mission's worktrees.
     pub fn dir(&self) -> PathBuf {
-        mission_dir(&self.root, &self.mission)
+        paths::worktrees(&self.root, &self.mission)
     }
 
     fn ref_name(&self, task: &str, what: &str) -> String {
@@ -231,9 +232,7 @@ impl Worktrees {
     /// Where the conflicts waiting for a Worker are kept, so a resumed
     /// mission still starts their Workers from both sides.
     fn pending_path(&self) -> PathBuf {
-        crate::mission::state::MissionPaths::new(&self.root, &self.mission)
-            .dir
-            .join("conflicts.json")
+        paths::mission(&self.root, &self.mission).join("conflicts.json")
     }
 
     fn keep_pending(&self, pending: &[Pending]) {
@@ -310,7 +309,7 @@ impl Worktrees {
                     .map_err(|err| format!("linking {name} into the worktree: {err}"))?;
             }
         }
-        if let Some(build) = build_dir(&path) {
+        if let Some(build) = paths::build_dir(&path) {
             let _ = std::fs::create_dir_all(&build);
             if path.join("Cargo.toml").is_file() {
                 seed_build(&self.root, &build);
@@ -370,17 +369,15 @@ impl Worktrees {
         if text.lines().any(|l| l.trim() == line) {
             return Ok(());
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|err| format!("creating {}: {err}", parent.display()))?;
-        }
         let mut text = text;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         text.push_str(line);
         text.push('\n');
-        std::fs::write(&path, text).map_err(|err| format!("writing {}: {err}", path.display()))
+        // The user's file: replaced whole, its permissions kept.
+        files::replace(&path, text.as_bytes(), Durability::Synced)
+            .map_err(|err| format!("writing {}: {err}", path.display()))
     }
 
     /// Merge a completed task's change into the user's tree.
@@ -490,7 +487,7 @@ impl Worktrees {
     /// Remove `task`'s worktree and its build folder (its refs stay until
     /// the mission ends).
     pub fn remove(&self, tree: &TaskTree) -> Result<(), String> {
-        if let Some(build) = build_dir(&tree.path) {
+        if let Some(build) = paths::build_dir(&tree.path) {
             let _ = std::fs::remove_dir_all(build);
         }
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
@@ -534,7 +531,7 @@ fn names_item(brief: &str, item: &str) -> bool {
 /// The tasks of `mission` whose worktrees hold work that has not landed
 /// (an interrupted or abandoned run left them).
 pub fn unmerged(root: &Path, mission: &str) -> Vec<String> {
-    let mut tasks: Vec<String> = std::fs::read_dir(mission_dir(root, mission))
+    let mut tasks: Vec<String> = std::fs::read_dir(paths::worktrees(root, mission))
         .map(|entries| {
             entries
                 .flatten()
@@ -744,10 +741,7 @@ fn write_changes(git: &Git, root: &Path, changes: &[Change]) -> Result<Vec<Strin
         .map(|change| root.join(&change.path))
         .collect();
     paths.sort();
-    let locks: Vec<_> = paths
-        .iter()
-        .map(|path| crate::tools::seen::lock(path))
-        .collect();
+    let locks: Vec<_> = paths.iter().map(|path| files::lock(path)).collect();
     let guards: Vec<_> = locks.iter().map(|lock| lock.hold()).collect();
     for change in &changes {
         beneath_without_links(root, &change.path)?;

@@ -17,6 +17,7 @@ mod mcp_serve;
 mod memory;
 mod memory_cli;
 mod mission;
+mod module_graph;
 mod monitor;
 mod plugin_authoring;
 mod plugins;

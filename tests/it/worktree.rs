@@ -343,6 +343,40 @@ fn a_repository_without_commits_works() {
 }
 
 #[test]
+fn the_users_exclude_file_gains_one_line_replaced_whole_with_its_mode() {
+    use std::os::unix::fs::MetadataExt;
+    let repo = Repo::new();
+    let exclude = repo.root.join(".git/info/exclude");
+    repo.write(".git/info/exclude", "# mine\n*.log");
+    std::fs::set_permissions(&exclude, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let before = std::fs::metadata(&exclude).unwrap().ino();
+    let trees = Worktrees::new(&repo.root, "m-ex").unwrap();
+    trees.start("task_1", "").unwrap();
+    assert_eq!(
+        repo.read(".git/info/exclude"),
+        "# mine\n*.log\n/.opencode/worktrees/\n"
+    );
+    let meta = std::fs::metadata(&exclude).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    // Renamed into place, never rewritten where a reader could see half.
+    assert_ne!(meta.ino(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(exclude.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    trees.start("task_2", "").unwrap();
+    assert_eq!(
+        repo.read(".git/info/exclude")
+            .matches("/.opencode/worktrees/")
+            .count(),
+        1
+    );
+    trees.clean_up().unwrap();
+}
+
+#[test]
 fn a_task_that_changed_nothing_lands_nothing_and_a_found_worktree_is_reused() {
     let repo = Repo::new();
     let trees = Worktrees::new(&repo.root, "m6").unwrap();

@@ -373,10 +373,11 @@ fn describe(tool: &str, args: &Value) -> String {
         .iter()
         .map(|(key, value)| {
             let value = match value {
-                Value::String(text) if text.chars().count() > LONG => {
-                    let head: String = text.chars().take(LONG).collect();
-                    Value::String(format!("{head}… ({} chars)", text.chars().count()))
-                }
+                Value::String(text) if text.chars().count() > LONG => Value::String(format!(
+                    "{} ({} chars)",
+                    crate::text::preview(text, LONG),
+                    text.chars().count()
+                )),
                 other => other.clone(),
             };
             (key.clone(), value)
