@@ -146,7 +146,12 @@ async fn start_mission(
     .await?;
     let commander = wired.commander(None)?;
     // What `orch diff` and `orch undo` compare against.
-    if let Err(err) = crate::worktree::checkpoint(&ctx.root, &id, "start") {
+    let (root, mission) = (ctx.root.clone(), id.clone());
+    let checkpoint =
+        tokio::task::spawn_blocking(move || crate::worktree::checkpoint(&root, &mission, "start"))
+            .await
+            .unwrap_or_else(|err| Err(err.to_string()));
+    if let Err(err) = checkpoint {
         ctx.warn([format!(
             "no start checkpoint ({err}); orch diff and orch undo will not know this mission"
         )]);

@@ -168,21 +168,34 @@ impl Mission {
         // background jobs stop now.
         self.tasks.shutdown().await;
         self.jobs.kill_all().await;
-        if let Err(err) = crate::worktree::checkpoint(&self.root, &self.id, "end") {
+        // The end checkpoint and, for a complete mission, the removal of its
+        // worktrees and refs (an unfinished one keeps them for `orch
+        // resume`): git work, off the async workers.
+        let (root, id) = (self.root.clone(), self.id.clone());
+        let worktrees = self
+            .tasks
+            .worktrees()
+            .filter(|_| outcome == MissionOutcome::Complete);
+        let warnings = tokio::task::spawn_blocking(move || {
+            let mut warnings = Vec::new();
+            if let Err(err) = crate::worktree::checkpoint(&root, &id, "end") {
+                warnings.push(format!(
+                    "no end checkpoint for orch diff and orch undo: {err}"
+                ));
+            }
+            if let Some(worktrees) = worktrees
+                && let Err(err) = worktrees.clean_up()
+            {
+                warnings.push(format!("removing the mission's worktrees: {err}"));
+            }
+            warnings
+        })
+        .await
+        .unwrap_or_else(|err| vec![format!("the end checkpoint and clean-up failed: {err}")]);
+        for message in warnings {
             self.events.emit(Event::Warning {
                 session: None,
-                message: format!("no end checkpoint for orch diff and orch undo: {err}"),
-            });
-        }
-        // A complete mission's worktrees and refs go; an unfinished one
-        // keeps them for `orch resume`.
-        if outcome == MissionOutcome::Complete
-            && let Some(worktrees) = self.tasks.worktrees()
-            && let Err(err) = worktrees.clean_up()
-        {
-            self.events.emit(Event::Warning {
-                session: None,
-                message: format!("removing the mission's worktrees: {err}"),
+                message,
             });
         }
         // The state folds the records: everything emitted so far first.

@@ -163,8 +163,10 @@ impl Tasks {
     }
 
     /// The mission's worktrees, when its writing tasks have them.
-    pub fn worktrees(&self) -> Option<&Worktrees> {
-        self.isolation.get().map(|isolation| &*isolation.worktrees)
+    pub fn worktrees(&self) -> Option<Arc<Worktrees>> {
+        self.isolation
+            .get()
+            .map(|isolation| isolation.worktrees.clone())
     }
 
     /// The runtime with the delegation tools in its registry.
