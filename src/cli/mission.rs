@@ -240,6 +240,11 @@ async fn wire(
             .warning_on(&ctx.events),
     );
     ctx.record_into(&paths.journal(), vec![state.clone()])?;
+    if let Err(err) = StateSink::record_groups(&state) {
+        ctx.warn([format!(
+            "cannot follow process groups as they start ({err}); they are recorded with the next event"
+        )]);
+    }
     let default_model = ctx.default_model()?;
     let setup_for: SetupFor = {
         let ctx_setup = SessionDefaults {

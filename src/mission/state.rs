@@ -632,6 +632,65 @@ impl StateSink {
         self.write(&mut inner.state)
     }
 
+    /// Keep the process groups in the state file as they start and end,
+    /// at the checkpoint cadence, while `sink` lives: a group started by a
+    /// command that blocks for long (a `bash` running the tests) is recorded
+    /// even when no event follows it. The thread ends soon after the sink.
+    pub fn record_groups(sink: &Arc<StateSink>) -> std::io::Result<()> {
+        let sink = Arc::downgrade(sink);
+        std::thread::Builder::new()
+            .name("orch-state-groups".into())
+            .spawn(move || {
+                let mut seen = 0;
+                loop {
+                    let latest =
+                        crate::process::wait_for_group_change(seen, Duration::from_millis(500));
+                    let Some(sink) = sink.upgrade() else {
+                        return;
+                    };
+                    if latest == seen {
+                        continue;
+                    }
+                    seen = latest;
+                    let wait = sink
+                        .inner
+                        .lock()
+                        .expect("state lock")
+                        .last_write
+                        .map_or(Duration::ZERO, |at| {
+                            WRITE_INTERVAL.saturating_sub(at.elapsed())
+                        });
+                    std::thread::sleep(wait);
+                    sink.flush_groups();
+                }
+            })
+            .map(drop)
+    }
+
+    /// Write the state if the live groups differ from the ones it lists.
+    fn flush_groups(&self) {
+        let mut inner = self.inner.lock().expect("state lock");
+        if inner.state.processes == crate::process::live_groups() {
+            return;
+        }
+        let StateInner {
+            state,
+            pricing,
+            last_write,
+            dirty,
+            warn,
+            ..
+        } = &mut *inner;
+        state.price(pricing);
+        if let Err(err) = self.write(state)
+            && let Some(warn) = warn
+        {
+            warn.once(format!("{}: {err}", self.path.display()));
+        }
+        *dirty = false;
+        *last_write = Some(Instant::now());
+    }
+
     fn write(&self, state: &mut MissionState) -> std::io::Result<()> {
         state.processes = crate::process::live_groups();
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
