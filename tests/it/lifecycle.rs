@@ -1,5 +1,6 @@
 //! Nothing outlives orch: SIGTERM (a CI cancel) and SIGHUP (a closed
-//! terminal, through a real pseudo-terminal) stop a mission cleanly with
+//! terminal, through a real pseudo-terminal, with plain lines and under the
+//! live view) stop a mission cleanly with
 //! exit 143 and 129, state persisted and every process killed; after
 //! SIGKILL the watchdog kills what was running, grandchildren included; a
 //! blocking command's group is in the state as soon as it starts, and when
@@ -136,17 +137,36 @@ fn sigterm_stops_the_mission_cleanly_with_143_and_kills_every_process() {
 
 #[test]
 fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
+    hang_up("dumb");
+}
+
+/// With a terminal that can show it, the live view runs in raw mode when
+/// the terminal goes away.
+#[test]
+fn closing_the_terminal_under_the_live_view_stops_the_mission_cleanly_with_129() {
+    hang_up("xterm-256color");
+}
+
+/// Run the busy mission on a real pseudo-terminal of type `term`, close the
+/// terminal and check the mission stopped cleanly.
+fn hang_up(term: &str) {
     let project = Project::new();
     busy_mission(&project);
     let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills the two descriptors; the other arguments may be null.
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills the two descriptors; the name and termios may be null.
     let opened = unsafe {
         libc::openpty(
             &mut master,
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            std::ptr::null(),
+            &size,
         )
     };
     assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
@@ -166,7 +186,7 @@ fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
     use std::os::fd::FromRawFd as _;
     let mut command = project.orch();
     command
-        .env("TERM", "dumb")
+        .env("TERM", term)
         .args([
             "--provider",
             "scripted",
@@ -194,20 +214,38 @@ fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
         libc::close(slave);
         libc::fcntl(master, libc::F_SETFL, libc::O_NONBLOCK);
     }
-    let drain = || {
+    let mut screen = Vec::new();
+    let drain = |screen: &mut Vec<u8>| {
         let mut buf = [0u8; 4096];
-        // SAFETY: reading into a local buffer from an open descriptor.
-        while unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        loop {
+            // SAFETY: reading into a local buffer from an open descriptor.
+            let read = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+            if read <= 0 {
+                break;
+            }
+            screen.extend_from_slice(&buf[..read as usize]);
+        }
     };
+    // The live view shows on the alternate screen; a dumb terminal gets
+    // plain lines.
+    let live = term != "dumb";
+    let alternate_screen = b"\x1b[?1049h";
     let started = Instant::now();
-    while !["job-child.pid", "bash-child.pid", "bash.pid"]
-        .iter()
-        .all(|file| project.file(file).exists())
-    {
-        drain();
+    loop {
+        drain(&mut screen);
+        let busy = ["job-child.pid", "bash-child.pid", "bash.pid"]
+            .iter()
+            .all(|file| project.file(file).exists());
+        let shown = screen
+            .windows(alternate_screen.len())
+            .any(|w| w == alternate_screen);
+        if busy && shown == live {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "the Worker never got busy"
+            "the Worker never got busy, or the screen is not the expected one:\n{}",
+            String::from_utf8_lossy(&screen)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -230,7 +268,9 @@ fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
         all_gone(&pids, Duration::from_secs(5)),
         "{pids:?} outlived orch"
     );
-    assert_eq!(state(&project)["status"], "cancelled");
+    let state = state(&project);
+    assert_eq!(state["status"], "cancelled", "{state}");
+    assert_eq!(state["processes"], json!([]), "{state}");
 }
 
 #[test]
