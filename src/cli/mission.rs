@@ -237,7 +237,7 @@ async fn wire(
     let state = Arc::new(
         StateSink::new(paths, initial, super::prices(&ctx.config))
             .with_budget(config.budget_tokens, config.budget_usd, stop.clone())
-            .warning_on(&ctx.events),
+            .warning_on(&ctx.events, Some(super::record_alarm())),
     );
     ctx.record_into(&paths.journal(), vec![state.clone()])?;
     if let Err(err) = StateSink::record_groups(&state) {

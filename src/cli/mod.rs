@@ -213,6 +213,20 @@ impl Drop for Project {
     }
 }
 
+/// How a journal or state file that cannot be written is said: one line on
+/// stderr in every output mode (with `--json` stdout shows only the journal,
+/// which may be the file failing), except while the live view owns the
+/// screen, which shows the warning event instead.
+pub fn record_alarm() -> crate::mission::state::Alarm {
+    Arc::new(|message: &str| {
+        if terminal::is_active() {
+            return false;
+        }
+        let _ = writeln!(std::io::stderr(), "warning: {message}");
+        true
+    })
+}
+
 impl Project {
     pub fn load(cli: &Cli) -> anyhow::Result<Project> {
         let root = project_root(cli.dir.as_deref())?;
@@ -315,7 +329,8 @@ impl Project {
     pub fn record_into(&self, path: &Path, sinks: Vec<Arc<dyn EventSink>>) -> anyhow::Result<()> {
         let from = std::fs::metadata(path).map_or(0, |meta| meta.len());
         let journal = Journal::open(path, &self.events)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .with_context(|| format!("opening {}", path.display()))?
+            .alarm(record_alarm());
         let mut recorded: Vec<Arc<dyn EventSink>> = vec![Arc::new(journal)];
         recorded.extend(sinks);
         if let Some(json) = &self.json {

@@ -1147,3 +1147,64 @@ fn a_json_reader_that_stalls_never_holds_the_mission_back() {
             .contains("\"type\":\"mission_finished\"")
     );
 }
+
+/// With `--json`, stdout shows only the journal: a journal or state file
+/// that cannot be written is said on stderr, once each, naming the file.
+/// Files stop growing past a size limit (RLIMIT_FSIZE, with SIGXFSZ
+/// ignored: a write past it fails with EFBIG) that the journal and the
+/// state file of this mission pass, but the plan and the transcript do not.
+#[test]
+fn under_json_a_journal_or_state_file_that_cannot_be_written_is_said_once_on_stderr() {
+    use std::os::unix::process::CommandExt as _;
+    let project = Project::trusted();
+    verify(&project, &[]);
+    project.write(
+        "run.json",
+        &json!({"agents": {"Commander": [{"text": "Nothing to do."}, {"text": "Still nothing."}]}})
+            .to_string(),
+    );
+    let mut command = project.orch();
+    command.args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "1",
+        "task",
+        "Look",
+    ]);
+    // SAFETY: setrlimit and signal are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1200,
+                rlim_max: 1200,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let (output, stdout, stderr) = run(&mut command);
+    assert!(output.status.code().is_some(), "{stderr}");
+    let said = |file: &str| {
+        stderr
+            .lines()
+            .filter(|line| line.starts_with("warning: ") && line.contains(file))
+            .count()
+    };
+    assert_eq!(
+        said("events.jsonl: "),
+        1,
+        "stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert_eq!(
+        said("state.json: "),
+        1,
+        "stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+}
