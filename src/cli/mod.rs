@@ -403,14 +403,19 @@ impl Project {
                 )))
             }
             ProviderKind::Anthropic => {
-                if config
-                    .anthropic
-                    .api_key
-                    .as_ref()
-                    .is_none_or(|key| key.is_empty())
+                // As for OpenAI: a proxy at another URL may hold the key itself.
+                let default_url =
+                    config.anthropic.base_url == config::AnthropicConfig::default().base_url;
+                if default_url
+                    && config
+                        .anthropic
+                        .api_key
+                        .as_ref()
+                        .is_none_or(|key| key.is_empty())
                 {
                     return Err(anyhow!(
-                        "provider anthropic needs an API key: set ANTHROPIC_API_KEY or anthropic.api_key in orch.json"
+                        "provider anthropic needs an API key for {}: set ANTHROPIC_API_KEY or anthropic.api_key in orch.json, or set ANTHROPIC_BASE_URL (or anthropic.base_url) for a local proxy",
+                        config.anthropic.base_url
                     ));
                 }
                 Arc::new(AnthropicClient::new(http(
