@@ -641,7 +641,7 @@ fn start_recorder() -> Recorder {
 fn record(queue: &Queue) {
     use std::sync::atomic::Ordering::SeqCst;
     let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
-    let mut unrecorded: Vec<Arc<Envelope>> = Vec::new();
+    let mut unrecorded = Unrecorded::default();
     let mut text = Text::default();
     let mut text_since = std::time::Instant::now();
     loop {
@@ -664,7 +664,7 @@ fn record(queue: &Queue) {
                     }
                 },
                 Record::Sinks(added) => {
-                    for envelope in unrecorded.drain(..) {
+                    for envelope in unrecorded.take() {
                         for sink in &added {
                             sink.write(&envelope);
                         }
@@ -715,16 +715,52 @@ fn record(queue: &Queue) {
     }
 }
 
-/// Hand `envelope` to the recorded sinks, or keep it for the first ones.
-fn deliver(
-    sinks: &[Arc<dyn EventSink>],
-    unrecorded: &mut Vec<Arc<Envelope>>,
-    envelope: Arc<Envelope>,
-) {
-    if sinks.is_empty() {
-        if unrecorded.len() < UNRECORDED_MAX {
-            unrecorded.push(envelope);
+/// Events emitted before any recorded sink exists: the first
+/// [`UNRECORDED_MAX`], and what became of the rest.
+#[derive(Default)]
+struct Unrecorded {
+    kept: Vec<Arc<Envelope>>,
+    dropped: u64,
+    /// The last event dropped: its sequence number and time are the
+    /// warning's, which takes its place, so records stay in `seq` order.
+    last_dropped: Option<(u64, u64)>,
+}
+
+impl Unrecorded {
+    fn push(&mut self, envelope: Arc<Envelope>) {
+        if self.kept.len() < UNRECORDED_MAX {
+            self.kept.push(envelope);
+        } else {
+            self.dropped += 1;
+            self.last_dropped = Some((envelope.seq, envelope.ts_ms));
         }
+    }
+
+    /// The events kept, then one warning saying how many were not.
+    fn take(&mut self) -> Vec<Arc<Envelope>> {
+        let mut kept = std::mem::take(&mut self.kept);
+        if let Some((seq, ts_ms)) = self.last_dropped.take() {
+            kept.push(Arc::new(Envelope {
+                seq,
+                ts_ms,
+                event: Event::Warning {
+                    session: None,
+                    message: format!(
+                        "{} events emitted before the journal opened are not recorded (the first {UNRECORDED_MAX} are)",
+                        self.dropped
+                    ),
+                },
+            }));
+            self.dropped = 0;
+        }
+        kept
+    }
+}
+
+/// Hand `envelope` to the recorded sinks, or keep it for the first ones.
+fn deliver(sinks: &[Arc<dyn EventSink>], unrecorded: &mut Unrecorded, envelope: Arc<Envelope>) {
+    if sinks.is_empty() {
+        unrecorded.push(envelope);
     } else {
         for sink in sinks {
             sink.write(&envelope);
@@ -928,6 +964,36 @@ mod tests {
                 (10, "after the text".to_string()),
                 (11, "a: !".to_string()),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn events_past_the_unrecorded_cap_are_said_once_with_their_count() {
+        let bus = EventBus::new();
+        let extra = 25;
+        for i in 0..UNRECORDED_MAX + extra {
+            bus.emit(warning(&format!("early {i}")));
+        }
+        let records = Arc::new(Collect::default());
+        bus.add_recorded(vec![records.clone()]);
+        bus.emit(warning("late"));
+        bus.flush().await;
+        let seen = records.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), UNRECORDED_MAX + 2);
+        let said = &seen[UNRECORDED_MAX];
+        let Event::Warning { message, .. } = &said.event else {
+            panic!("{said:?}");
+        };
+        assert!(
+            message.starts_with(&format!(
+                "{extra} events emitted before the journal opened are not recorded"
+            )),
+            "{message}"
+        );
+        let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        assert!(
+            matches!(&seen[UNRECORDED_MAX + 1].event, Event::Warning { message, .. } if message == "late")
         );
     }
 

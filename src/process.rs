@@ -633,6 +633,33 @@ pub fn live_groups() -> Vec<GroupRecord> {
     LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default()
 }
 
+/// How many times [`LIVE_GROUPS`] changed, and the wake-up of those who
+/// record it (the mission state lists the groups, so `orch resume` can kill
+/// what a killed orch left: it must hear of a group when it starts, not at
+/// the next event, which a long blocking command may never bring).
+static GROUP_CHANGES: (Mutex<u64>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+fn groups_changed() {
+    let (count, wake) = &GROUP_CHANGES;
+    if let Ok(mut count) = count.lock() {
+        *count += 1;
+        wake.notify_all();
+    }
+}
+
+/// Wait up to `limit` for the live groups to change after change number
+/// `seen`; the number of the latest change (`seen` when none came).
+pub fn wait_for_group_change(seen: u64, limit: std::time::Duration) -> u64 {
+    let (count, wake) = &GROUP_CHANGES;
+    let Ok(guard) = count.lock() else {
+        return seen;
+    };
+    match wake.wait_timeout_while(guard, limit, |count| *count == seen) {
+        Ok((count, _)) => *count,
+        Err(_) => seen,
+    }
+}
+
 /// Kill the groups of `records` that are still the ones recorded (a run of
 /// orch that was killed left them); how many were killed. A group counts as
 /// the recorded one when the boot is the same and either its leader still
@@ -758,6 +785,7 @@ impl ProcessGroup {
         if let Ok(mut groups) = LIVE_GROUPS.lock() {
             groups.push(GroupRecord::of(id));
         }
+        groups_changed();
         ProcessGroup { id, armed: true }
     }
 
@@ -793,6 +821,7 @@ impl Drop for ProcessGroup {
         if let Ok(mut groups) = AGENT_GROUPS.lock() {
             groups.retain(|pgid| *pgid != self.id);
         }
+        groups_changed();
         tell_watchdog("del", self.id);
     }
 }

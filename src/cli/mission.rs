@@ -242,9 +242,14 @@ async fn wire(
     let state = Arc::new(
         StateSink::new(paths, initial, super::prices(&ctx.config))
             .with_budget(config.budget_tokens, config.budget_usd, stop.clone())
-            .warning_on(&ctx.events),
+            .warning_on(&ctx.events, Some(super::record_alarm())),
     );
     ctx.record_into(&paths.journal(), vec![state.clone()])?;
+    if let Err(err) = StateSink::record_groups(&state) {
+        ctx.warn([format!(
+            "cannot follow process groups as they start ({err}); they are recorded with the next event"
+        )]);
+    }
     let default_model = ctx.default_model()?;
     let setup_for: SetupFor = {
         let ctx_setup = SessionDefaults {

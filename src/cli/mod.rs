@@ -213,6 +213,20 @@ impl Drop for Project {
     }
 }
 
+/// How a journal or state file that cannot be written is said: one line on
+/// stderr in every output mode (with `--json` stdout shows only the journal,
+/// which may be the file failing), except while the live view owns the
+/// screen, which shows the warning event instead.
+pub fn record_alarm() -> crate::mission::state::Alarm {
+    Arc::new(|message: &str| {
+        if terminal::is_active() {
+            return false;
+        }
+        let _ = writeln!(std::io::stderr(), "warning: {message}");
+        true
+    })
+}
+
 impl Project {
     pub fn load(cli: &Cli) -> anyhow::Result<Project> {
         let root = project_root(cli.dir.as_deref())?;
@@ -315,7 +329,8 @@ impl Project {
     pub fn record_into(&self, path: &Path, sinks: Vec<Arc<dyn EventSink>>) -> anyhow::Result<()> {
         let from = std::fs::metadata(path).map_or(0, |meta| meta.len());
         let journal = Journal::open(path, &self.events)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .with_context(|| format!("opening {}", path.display()))?
+            .alarm(record_alarm());
         let mut recorded: Vec<Arc<dyn EventSink>> = vec![Arc::new(journal)];
         recorded.extend(sinks);
         if let Some(json) = &self.json {
@@ -388,14 +403,19 @@ impl Project {
                 )))
             }
             ProviderKind::Anthropic => {
-                if config
-                    .anthropic
-                    .api_key
-                    .as_ref()
-                    .is_none_or(|key| key.is_empty())
+                // As for OpenAI: a proxy at another URL may hold the key itself.
+                let default_url =
+                    config.anthropic.base_url == config::AnthropicConfig::default().base_url;
+                if default_url
+                    && config
+                        .anthropic
+                        .api_key
+                        .as_ref()
+                        .is_none_or(|key| key.is_empty())
                 {
                     return Err(anyhow!(
-                        "provider anthropic needs an API key: set ANTHROPIC_API_KEY or anthropic.api_key in orch.json"
+                        "provider anthropic needs an API key for {}: set ANTHROPIC_API_KEY or anthropic.api_key in orch.json, or set ANTHROPIC_BASE_URL (or anthropic.base_url) for a local proxy",
+                        config.anthropic.base_url
                     ));
                 }
                 Arc::new(AnthropicClient::new(http(

@@ -73,7 +73,72 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
         ("plugins.tool_timeout_ms", config.plugins.tool_timeout_ms),
         ("plugins.memory_mib", config.plugins.memory_mib),
         ("plugins.max_faults", u64::from(config.plugins.max_faults)),
+        (
+            "tools.bash_max_timeout_ms",
+            config.tools.bash_max_timeout_ms,
+        ),
+        (
+            "tools.background_timeout_ms",
+            config.tools.background_timeout_ms,
+        ),
+        (
+            "tools.background_max_timeout_ms",
+            config.tools.background_max_timeout_ms,
+        ),
+        (
+            "tools.background_output_bytes",
+            config.tools.background_output_bytes as u64,
+        ),
+        (
+            "mission.verify_output_bytes",
+            config.mission.verify_output_bytes as u64,
+        ),
+        (
+            "tools.read_default_lines",
+            config.tools.read_default_lines as u64,
+        ),
+        (
+            "plugins.max_output_bytes",
+            config.plugins.max_output_bytes as u64,
+        ),
+        (
+            "plugins.max_stdio_bytes",
+            config.plugins.max_stdio_bytes as u64,
+        ),
+        ("retry.base_delay_ms", config.retry.base_delay_ms),
+        ("diagnostics.max", config.diagnostics.max as u64),
     ];
+    // A key of these maps names an agent or a model: an empty one names
+    // nothing and would never apply.
+    let maps = [
+        ("agents", config.agents.keys().collect::<Vec<_>>()),
+        (
+            "concurrency.agents",
+            config.concurrency.agents.keys().collect(),
+        ),
+        (
+            "concurrency.models",
+            config.concurrency.models.keys().collect(),
+        ),
+        ("pricing", config.pricing.keys().collect()),
+        ("models", config.models.keys().collect()),
+    ];
+    for (map, keys) in maps {
+        if keys.iter().any(|name| name.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                source_name: source_name.into(),
+                key: map.into(),
+                message: format!(
+                    "expected {} names as keys, got an empty one",
+                    if map.ends_with("agents") {
+                        "agent"
+                    } else {
+                        "model"
+                    }
+                ),
+            });
+        }
+    }
     let named: Vec<(String, u64)> = config
         .concurrency
         .agents
@@ -183,6 +248,16 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
                 });
             }
         }
+    }
+    if config.retry.max_delay_ms < config.retry.base_delay_ms {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: "retry.max_delay_ms".into(),
+            message: format!(
+                "expected at least retry.base_delay_ms ({}), got {}",
+                config.retry.base_delay_ms, config.retry.max_delay_ms
+            ),
+        });
     }
     // Two stalled attempts must fit the retry deadline, or a second stall
     // always ends the turn without saying why.

@@ -605,9 +605,12 @@ impl StateSink {
         self
     }
 
-    /// Warn once on `events` when the state file cannot be written.
-    pub fn warning_on(self, events: &Arc<EventBus>) -> Self {
-        self.inner.lock().expect("state lock").warn = Some(Warn::new(events));
+    /// Warn once on `events`, and through `alarm`, when the state file
+    /// cannot be written.
+    pub fn warning_on(self, events: &Arc<EventBus>, alarm: Option<Alarm>) -> Self {
+        let mut warn = Warn::new(events, true);
+        warn.alarm = alarm;
+        self.inner.lock().expect("state lock").warn = Some(warn);
         self
     }
 
@@ -626,6 +629,65 @@ impl StateSink {
         inner.dirty = false;
         inner.last_write = Some(Instant::now());
         self.write(&mut inner.state)
+    }
+
+    /// Keep the process groups in the state file as they start and end,
+    /// at the checkpoint cadence, while `sink` lives: a group started by a
+    /// command that blocks for long (a `bash` running the tests) is recorded
+    /// even when no event follows it. The thread ends soon after the sink.
+    pub fn record_groups(sink: &Arc<StateSink>) -> std::io::Result<()> {
+        let sink = Arc::downgrade(sink);
+        std::thread::Builder::new()
+            .name("orch-state-groups".into())
+            .spawn(move || {
+                let mut seen = 0;
+                loop {
+                    let latest =
+                        crate::process::wait_for_group_change(seen, Duration::from_millis(500));
+                    let Some(sink) = sink.upgrade() else {
+                        return;
+                    };
+                    if latest == seen {
+                        continue;
+                    }
+                    seen = latest;
+                    let wait = sink
+                        .inner
+                        .lock()
+                        .expect("state lock")
+                        .last_write
+                        .map_or(Duration::ZERO, |at| {
+                            WRITE_INTERVAL.saturating_sub(at.elapsed())
+                        });
+                    std::thread::sleep(wait);
+                    sink.flush_groups();
+                }
+            })
+            .map(drop)
+    }
+
+    /// Write the state if the live groups differ from the ones it lists.
+    fn flush_groups(&self) {
+        let mut inner = self.inner.lock().expect("state lock");
+        if inner.state.processes == crate::process::live_groups() {
+            return;
+        }
+        let StateInner {
+            state,
+            pricing,
+            last_write,
+            dirty,
+            warn,
+            ..
+        } = &mut *inner;
+        state.price(pricing);
+        if let Err(err) = self.write(state)
+            && let Some(warn) = warn
+        {
+            warn.once(format!("{}: {err}", self.path.display()));
+        }
+        *dirty = false;
+        *last_write = Some(Instant::now());
     }
 
     fn write(&self, state: &mut MissionState) -> std::io::Result<()> {
@@ -705,8 +767,14 @@ impl Journal {
         Ok(Journal {
             file: Mutex::new(file),
             path: path.to_path_buf(),
-            warn: Warn::new(events),
+            warn: Warn::new(events, false),
         })
+    }
+
+    /// Say a failed write through `alarm` too.
+    pub fn alarm(mut self, alarm: Alarm) -> Journal {
+        self.warn.alarm = Some(alarm);
+        self
     }
 }
 
@@ -731,23 +799,40 @@ impl EventSink for Journal {
     }
 }
 
-/// One warning on the bus the first time a record cannot be written (the
-/// warning itself is recorded too: it must not loop).
+/// Where a record that cannot be written is said besides the bus: the
+/// journal may be the record failing, and `--json` shows only the journal,
+/// so the command line gives a way out of the frontends (stderr). It returns
+/// whether it said it (it does not while the live view owns the screen).
+pub type Alarm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// One warning the first time a record cannot be written: through the
+/// alarm, and as an event on the bus (the warning itself is recorded too:
+/// it must not loop).
 struct Warn {
     events: std::sync::Weak<EventBus>,
     said: std::sync::atomic::AtomicBool,
+    alarm: Option<Alarm>,
+    /// Whether the event goes out even when the alarm said it: the state
+    /// file's warning belongs in the journal; the journal's cannot go there.
+    record: bool,
 }
 
 impl Warn {
-    fn new(events: &Arc<EventBus>) -> Warn {
+    fn new(events: &Arc<EventBus>, record: bool) -> Warn {
         Warn {
             events: Arc::downgrade(events),
             said: std::sync::atomic::AtomicBool::new(false),
+            alarm: None,
+            record,
         }
     }
 
     fn once(&self, message: String) {
-        if !self.said.swap(true, std::sync::atomic::Ordering::SeqCst)
+        if self.said.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let alarmed = self.alarm.as_ref().is_some_and(|alarm| alarm(&message));
+        if (self.record || !alarmed)
             && let Some(events) = self.events.upgrade()
         {
             events.emit(Event::Warning {
@@ -804,6 +889,49 @@ mod journal_tests {
         }
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].starts_with("/dev/full: "), "{warnings:?}");
+    }
+
+    #[tokio::test]
+    async fn a_state_file_that_cannot_be_written_is_said_once_through_the_alarm_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = MissionPaths::new(dir.path(), "m-1");
+        // A directory where the state file goes: replacing it fails.
+        std::fs::create_dir_all(paths.state().join("in-the-way")).unwrap();
+        let events = Arc::new(EventBus::new());
+        let mut live = events.subscribe();
+        let said = Arc::new(Mutex::new(Vec::<String>::new()));
+        let alarm: Alarm = {
+            let said = said.clone();
+            Arc::new(move |message: &str| {
+                said.lock().unwrap().push(message.to_string());
+                true
+            })
+        };
+        let state = StateSink::new(
+            &paths,
+            MissionState::new("m-1", "g", 5, "commander-1"),
+            Prices::default(),
+        )
+        .warning_on(&events, Some(alarm));
+        events.add_recorded(vec![Arc::new(state)]);
+        for task in ["task_1", "task_2"] {
+            events.emit(queued(task));
+            events.flush().await;
+            // Past the write interval, so each event is written again.
+            std::thread::sleep(WRITE_INTERVAL);
+        }
+        events.flush().await;
+        let said = said.lock().unwrap().clone();
+        assert_eq!(said.len(), 1, "{said:?}");
+        let file = paths.state().display().to_string();
+        assert!(said[0].starts_with(&format!("{file}: ")), "{said:?}");
+        let mut warnings = Vec::new();
+        while let Ok(envelope) = live.try_recv() {
+            if let Event::Warning { message, .. } = &envelope.event {
+                warnings.push(message.clone());
+            }
+        }
+        assert_eq!(warnings, said, "the journal records it too");
     }
 
     #[test]

@@ -38,30 +38,41 @@ impl JournalTail {
         Ok(())
     }
 
-    /// Every complete line appended since the last call, without its newline.
+    /// Complete lines appended since the last call, without their newline,
+    /// read at most [`CHUNK`] bytes at a time: after a stall the backlog is
+    /// taken in steps (call again until it returns none), so memory stays
+    /// bounded by the chunk and the longest line, not by the backlog.
     pub fn read_lines(&mut self) -> io::Result<Vec<String>> {
-        let mut bytes = Vec::new();
-        self.file.read_to_end(&mut bytes)?;
-        if bytes.is_empty() {
-            return Ok(Vec::new());
+        loop {
+            let before = self.partial.len();
+            let read = (&mut self.file)
+                .take(CHUNK as u64)
+                .read_to_end(&mut self.partial)?;
+            if read == 0 {
+                return Ok(Vec::new());
+            }
+            // What was kept from before holds no newline.
+            let Some(end) = self.partial[before..].iter().rposition(|&b| b == b'\n') else {
+                // One line longer than a chunk: read on to its end.
+                continue;
+            };
+            let rest = self.partial.split_off(before + end + 1);
+            let complete = std::mem::replace(&mut self.partial, rest);
+            return Ok(complete[..complete.len() - 1]
+                .split(|&b| b == b'\n')
+                .map(|line| {
+                    String::from_utf8_lossy(line)
+                        .trim_end_matches('\r')
+                        .to_string()
+                })
+                .filter(|line| !line.trim().is_empty())
+                .collect());
         }
-        self.partial.extend_from_slice(&bytes);
-        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
-        };
-        let rest = self.partial.split_off(end + 1);
-        let complete = std::mem::replace(&mut self.partial, rest);
-        Ok(complete[..complete.len() - 1]
-            .split(|&b| b == b'\n')
-            .map(|line| {
-                String::from_utf8_lossy(line)
-                    .trim_end_matches('\r')
-                    .to_string()
-            })
-            .filter(|line| !line.trim().is_empty())
-            .collect())
     }
 }
+
+/// The most bytes one [`JournalTail::read_lines`] reads.
+const CHUNK: usize = 256 * 1024;
 
 /// Why following stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +172,52 @@ mod tests {
         assert!(tail.read_lines().unwrap().is_empty());
         file.write_all(b"ee\r\n\nfour\n").unwrap();
         assert_eq!(tail.read_lines().unwrap(), ["three", "four"]);
+    }
+
+    #[test]
+    fn a_backlog_is_read_a_chunk_at_a_time_in_order_and_a_long_line_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut file = File::create(&path).unwrap();
+        let mut written = Vec::new();
+        let mut text = String::new();
+        for i in 0..40_000 {
+            written.push(format!("line {i:06} {}", "x".repeat(90)));
+        }
+        // A line longer than a chunk, in the middle.
+        written.insert(20_000, "y".repeat(CHUNK * 2 + 7));
+        for line in &written {
+            text.push_str(line);
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes()).unwrap();
+        let mut tail = JournalTail::open(&path).unwrap();
+        let mut read = Vec::new();
+        let mut calls = 0;
+        loop {
+            let lines = tail.read_lines().unwrap();
+            if lines.is_empty() {
+                break;
+            }
+            calls += 1;
+            // At most a chunk and the line it cut (kept from the call
+            // before), besides the line that was longer than a chunk.
+            let bytes: usize = lines
+                .iter()
+                .filter(|l| l.len() <= CHUNK)
+                .map(|l| l.len() + 1)
+                .sum();
+            assert!(
+                bytes <= CHUNK + 100,
+                "{} lines, {bytes} bytes in one call",
+                lines.len()
+            );
+            read.extend(lines);
+        }
+        // The long line takes three chunks in one call.
+        assert!(calls + 2 >= text.len() / CHUNK, "{calls} calls");
+        assert_eq!(read.len(), written.len());
+        assert!(read == written, "lines lost or out of order");
     }
 
     #[tokio::test]

@@ -15,7 +15,6 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 /// Whether the terminal is in the live view's mode right now.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -95,37 +94,35 @@ pub enum Input {
 pub struct Keys {
     pub inputs: mpsc::Receiver<Input>,
     stop: Arc<AtomicBool>,
-    reader: JoinHandle<()>,
+    ended: tokio::sync::oneshot::Receiver<()>,
 }
+
+/// How long [`Keys::stop`] waits for the reader to notice (it looks every
+/// 50 ms); past it the reader is left to end on its own.
+const STOP_PATIENCE: Duration = Duration::from_millis(500);
 
 impl Keys {
     pub fn spawn() -> Keys {
         let (sender, inputs) = mpsc::channel(64);
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let reader = tokio::task::spawn_blocking(move || {
-            while !stopping.load(Ordering::SeqCst) {
-                // Short polls, so stopping never waits long for a key.
-                match event::poll(Duration::from_millis(50)) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(_) => return,
-                }
-                let input = match event::read() {
-                    Ok(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => Input::Key(key),
-                    Ok(TermEvent::Resize(..)) => Input::Resize,
-                    Ok(_) => continue,
-                    Err(_) => return,
-                };
-                if sender.blocking_send(input).is_err() {
-                    return;
-                }
-            }
-        });
+        // A thread of its own, not the runtime's blocking pool: a reader
+        // stuck in the terminal library must never hold up orch's exit.
+        let spawned = std::thread::Builder::new()
+            .name("orch-keys".into())
+            .spawn(move || {
+                read_keys(&stopping, &sender);
+                let _ = ended_tx.send(());
+            });
+        if spawned.is_err() {
+            // No keys then; `inputs` reports closed at once.
+            stop.store(true, Ordering::SeqCst);
+        }
         Keys {
             inputs,
             stop,
-            reader,
+            ended,
         }
     }
 
@@ -133,6 +130,53 @@ impl Keys {
     pub async fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         drop(self.inputs);
-        let _ = self.reader.await;
+        let _ = tokio::time::timeout(STOP_PATIENCE, self.ended).await;
+    }
+}
+
+/// Send keys and resizes until `stop`, the receiver goes or the terminal
+/// hangs up. The terminal is polled here first: crossterm retries a read of
+/// a hung-up terminal forever (it returns end of file or EIO), so it is
+/// asked only when input is waiting and the terminal is still there.
+fn read_keys(stop: &AtomicBool, sender: &mpsc::Sender<Input>) {
+    use std::os::fd::AsRawFd as _;
+    let stdin = io::stdin().as_raw_fd();
+    while !stop.load(Ordering::SeqCst) {
+        let mut fd = libc::pollfd {
+            fd: stdin,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Short polls, so stopping never waits long for a key.
+        // SAFETY: one valid pollfd, for the length given.
+        let ready = unsafe { libc::poll(&mut fd, 1, 50) };
+        if ready < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return;
+        }
+        // A resize arrives as a signal crossterm watches, not as input.
+        match event::poll(if ready == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        }) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => return,
+        }
+        let input = match event::read() {
+            Ok(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => Input::Key(key),
+            Ok(TermEvent::Resize(..)) => Input::Resize,
+            Ok(_) => continue,
+            Err(_) => return,
+        };
+        if sender.blocking_send(input).is_err() {
+            return;
+        }
     }
 }

@@ -538,6 +538,101 @@ fn every_flag_and_value_is_checked_before_anything_runs() {
     let (output, _, stderr) = run(project.orch().args(scripted).args(["task", "g"]));
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(r#"key "retry.deadline_ms""#), "{stderr}");
+    // A 0 that would break what it sizes, and empty names as keys.
+    for (config, key, expected) in [
+        (
+            r#"{"tools":{"bash_max_timeout_ms":0}}"#,
+            "tools.bash_max_timeout_ms",
+            "greater than 0",
+        ),
+        (
+            r#"{"tools":{"background_timeout_ms":0}}"#,
+            "tools.background_timeout_ms",
+            "greater than 0",
+        ),
+        (
+            r#"{"tools":{"background_max_timeout_ms":0}}"#,
+            "tools.background_max_timeout_ms",
+            "greater than 0",
+        ),
+        (
+            r#"{"tools":{"background_output_bytes":0}}"#,
+            "tools.background_output_bytes",
+            "greater than 0",
+        ),
+        (
+            r#"{"tools":{"read_default_lines":0}}"#,
+            "tools.read_default_lines",
+            "greater than 0",
+        ),
+        (
+            r#"{"mission":{"verify_output_bytes":0}}"#,
+            "mission.verify_output_bytes",
+            "greater than 0",
+        ),
+        (
+            r#"{"plugins":{"max_output_bytes":0}}"#,
+            "plugins.max_output_bytes",
+            "greater than 0",
+        ),
+        (
+            r#"{"plugins":{"max_stdio_bytes":0}}"#,
+            "plugins.max_stdio_bytes",
+            "greater than 0",
+        ),
+        (
+            r#"{"retry":{"base_delay_ms":0}}"#,
+            "retry.base_delay_ms",
+            "greater than 0",
+        ),
+        (
+            r#"{"retry":{"base_delay_ms":5000,"max_delay_ms":1000}}"#,
+            "retry.max_delay_ms",
+            "at least retry.base_delay_ms (5000), got 1000",
+        ),
+        (
+            r#"{"diagnostics":{"max":0}}"#,
+            "diagnostics.max",
+            "greater than 0",
+        ),
+        (
+            r#"{"agents":{"":{"model":"m"}}}"#,
+            "agents",
+            "expected agent names as keys, got an empty one",
+        ),
+        (
+            r#"{"concurrency":{"agents":{" ":1}}}"#,
+            "concurrency.agents",
+            "agent names",
+        ),
+        (
+            r#"{"concurrency":{"models":{"":1}}}"#,
+            "concurrency.models",
+            "model names",
+        ),
+        (
+            r#"{"pricing":{"":{"input":1,"output":1}}}"#,
+            "pricing",
+            "model names",
+        ),
+        (
+            r#"{"models":{"":{"context_window":1000,"max_output":100}}}"#,
+            "models",
+            "model names",
+        ),
+    ] {
+        project.write(".opencode/orch.json", config);
+        let (output, stdout, stderr) = run(project.orch().args(scripted).args(["task", "g"]));
+        assert_eq!(output.status.code(), Some(2), "{config}: {stderr}");
+        assert!(stderr.contains("orch.json"), "{config}: {stderr}");
+        assert!(
+            stderr.contains(&format!("key \"{key}\"")),
+            "{config}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{config}: {stderr}");
+        assert!(stdout.is_empty(), "{config}: {stdout}");
+    }
+    assert!(!project.file(".opencode/missions").exists());
 }
 
 #[test]
@@ -554,15 +649,25 @@ fn a_provider_without_key_or_base_url_fails_at_start_for_both_wire_formats() {
         assert!(stdout.is_empty());
     }
     assert!(!project.file(".opencode/missions").exists());
-    // A local server needs no key.
     project.write(
         ".opencode/orch.json",
         r#"{"retry":{"max_attempts":1,"turn_retries":0}}"#,
     );
-    let (output, _, stderr) = run(project
-        .orch()
-        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        .args(["--provider", "openai", "--model", "m", "plan", "g"]));
-    assert!(!stderr.contains("needs an API key"), "{stderr}");
-    assert_ne!(output.status.code(), Some(0));
+    // A local server or proxy needs no key, for either wire format.
+    for (provider, variable) in [
+        ("openai", "OPENAI_BASE_URL"),
+        ("anthropic", "ANTHROPIC_BASE_URL"),
+    ] {
+        let (output, stdout, stderr) = run(project
+            .orch()
+            .env(variable, "http://127.0.0.1:9/v1")
+            .args(["--provider", provider, "--model", "m", "plan", "g"]));
+        assert!(!stderr.contains("needs an API key"), "{provider}: {stderr}");
+        // It went as far as the server (which is not there).
+        assert!(
+            stdout.contains("127.0.0.1:9") || stderr.contains("127.0.0.1:9"),
+            "{provider}: {stdout}{stderr}"
+        );
+        assert_ne!(output.status.code(), Some(0));
+    }
 }

@@ -1,9 +1,12 @@
 //! Nothing outlives orch: SIGTERM (a CI cancel) and SIGHUP (a closed
-//! terminal, through a real pseudo-terminal) stop a mission cleanly with
+//! terminal, through a real pseudo-terminal, with plain lines and under the
+//! live view) stop a mission cleanly with
 //! exit 143 and 129, state persisted and every process killed; after
-//! SIGKILL the watchdog kills what was running, grandchildren included; and
-//! the next run kills what its state recorded, but never a process that
-//! only reuses a recorded number.
+//! SIGKILL the watchdog kills what was running, grandchildren included; a
+//! blocking command's group is in the state as soon as it starts, and when
+//! the watchdog died too, `orch resume` kills it; the next run kills what
+//! its state recorded, but never a process that only reuses a recorded
+//! number.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Stdio};
@@ -134,17 +137,36 @@ fn sigterm_stops_the_mission_cleanly_with_143_and_kills_every_process() {
 
 #[test]
 fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
+    hang_up("dumb");
+}
+
+/// With a terminal that can show it, the live view runs in raw mode when
+/// the terminal goes away.
+#[test]
+fn closing_the_terminal_under_the_live_view_stops_the_mission_cleanly_with_129() {
+    hang_up("xterm-256color");
+}
+
+/// Run the busy mission on a real pseudo-terminal of type `term`, close the
+/// terminal and check the mission stopped cleanly.
+fn hang_up(term: &str) {
     let project = Project::new();
     busy_mission(&project);
     let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills the two descriptors; the other arguments may be null.
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills the two descriptors; the name and termios may be null.
     let opened = unsafe {
         libc::openpty(
             &mut master,
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            std::ptr::null(),
+            &size,
         )
     };
     assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
@@ -164,7 +186,7 @@ fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
     use std::os::fd::FromRawFd as _;
     let mut command = project.orch();
     command
-        .env("TERM", "dumb")
+        .env("TERM", term)
         .args([
             "--provider",
             "scripted",
@@ -192,20 +214,38 @@ fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
         libc::close(slave);
         libc::fcntl(master, libc::F_SETFL, libc::O_NONBLOCK);
     }
-    let drain = || {
+    let mut screen = Vec::new();
+    let drain = |screen: &mut Vec<u8>| {
         let mut buf = [0u8; 4096];
-        // SAFETY: reading into a local buffer from an open descriptor.
-        while unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        loop {
+            // SAFETY: reading into a local buffer from an open descriptor.
+            let read = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+            if read <= 0 {
+                break;
+            }
+            screen.extend_from_slice(&buf[..read as usize]);
+        }
     };
+    // The live view shows on the alternate screen; a dumb terminal gets
+    // plain lines.
+    let live = term != "dumb";
+    let alternate_screen = b"\x1b[?1049h";
     let started = Instant::now();
-    while !["job-child.pid", "bash-child.pid", "bash.pid"]
-        .iter()
-        .all(|file| project.file(file).exists())
-    {
-        drain();
+    loop {
+        drain(&mut screen);
+        let busy = ["job-child.pid", "bash-child.pid", "bash.pid"]
+            .iter()
+            .all(|file| project.file(file).exists());
+        let shown = screen
+            .windows(alternate_screen.len())
+            .any(|w| w == alternate_screen);
+        if busy && shown == live {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "the Worker never got busy"
+            "the Worker never got busy, or the screen is not the expected one:\n{}",
+            String::from_utf8_lossy(&screen)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -228,7 +268,9 @@ fn closing_the_terminal_stops_the_mission_cleanly_with_129() {
         all_gone(&pids, Duration::from_secs(5)),
         "{pids:?} outlived orch"
     );
-    assert_eq!(state(&project)["status"], "cancelled");
+    let state = state(&project);
+    assert_eq!(state["status"], "cancelled", "{state}");
+    assert_eq!(state["processes"], json!([]), "{state}");
 }
 
 #[test]
@@ -328,4 +370,131 @@ fn the_next_run_kills_what_a_killed_run_left_but_never_a_reused_number() {
     );
     unrelated.kill().unwrap();
     unrelated.wait().unwrap();
+}
+
+/// The pid of orch's watchdog: its child running the watchdog script.
+fn watchdog_of(orch: u32) -> i32 {
+    let started = Instant::now();
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                });
+            let script = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if parent == Some(orch)
+                && String::from_utf8_lossy(&script).contains("while read -r verb group")
+            {
+                return pid;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "orch {orch} has no watchdog"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_blocking_command_is_recorded_at_once_and_resume_kills_what_a_killed_run_left() {
+    let project = Project::trusted();
+    project.write(
+        ".opencode/orch.json",
+        &json!({"verify": [], "notifications": false}).to_string(),
+    );
+    project.write(
+        "run.json",
+        &json!({"agents": {
+            "Commander": [
+                {"when": "Mission goal", "tool_calls": [
+                    call("add_todo", json!({"id": "T1", "text": "the tests ran"})),
+                    call("delegate_task", json!({"agent": "Worker", "description": "tests", "prompt": "Run the long tests", "background": true}))]},
+                {"when": "started task_1", "text": "Waiting for the Worker."},
+                {"when": "resumed", "text": "Waiting for the Worker again."},
+                {"when": "(Worker", "tool_calls": [call("delegate_task", json!({"agent": "Reviewer", "description": "review", "prompt": "Review T1", "background": false}))]},
+                {"when": "Approved", "text": "Done."}
+            ],
+            "Reviewer": [
+                {"when": "Review T1", "tool_calls": [call("update_todo", json!({"id": "T1", "status": "completed"}))]},
+                {"when": "T1", "text": "Approved T1."}
+            ],
+            "Worker": [
+                {"when": "Run the long tests", "tool_calls": [call("bash", json!({"command": "sleep 60 & echo $! > bash-child.pid; echo $$ > bash.pid; sleep 60"}))]},
+                {"when": "interrupted", "text": "The tests were interrupted; stopping here."}
+            ]
+        }})
+        .to_string(),
+    );
+    let scripted = ["--provider", "scripted", "--script", "run.json"];
+    let mut orch = project
+        .orch()
+        .args(scripted)
+        .args(["task", "Run the tests"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = [
+        pid_in(&project, "bash-child.pid"),
+        pid_in(&project, "bash.pid"),
+    ];
+    // SAFETY: getpgid has no memory-safety preconditions.
+    let pgid = unsafe { libc::getpgid(pids[1]) };
+    assert!(pgid > 0, "the command's group");
+    // Nothing happens in the mission while the command blocks: the group
+    // must reach the state file without a later event bringing it there.
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let recorded = json!({"pgid": pgid, "started": start_time(pgid), "boot_id": boot.trim()});
+    let started = Instant::now();
+    while !state(&project)["processes"]
+        .as_array()
+        .is_some_and(|groups| groups.contains(&recorded))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{recorded} never reached the state: {}",
+            state(&project)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Kill orch so that nothing cleans up: its watchdog first.
+    let watchdog = watchdog_of(orch.id());
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(watchdog, libc::SIGKILL) };
+    assert!(all_gone(&[watchdog], Duration::from_secs(5)));
+    orch.kill().unwrap();
+    orch.wait().unwrap();
+    assert!(
+        pids.iter().all(|&pid| alive(pid)),
+        "the command died with orch; nothing is left to reap"
+    );
+
+    let (output, stdout, stderr) = run(project.orch().args(scripted).arg("resume"));
+    assert!(
+        all_gone(&pids, Duration::from_secs(5)),
+        "{pids:?} outlived the resume\n{stdout}{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("process group") && stdout.contains("left running"),
+        "{stdout}"
+    );
+    let state = state(&project);
+    assert_eq!(state["status"], "complete", "{state}");
+    assert_eq!(state["processes"], json!([]), "{state}");
 }

@@ -1232,3 +1232,146 @@ fn a_json_reader_that_stalls_never_holds_the_mission_back() {
             .contains("\"type\":\"mission_finished\"")
     );
 }
+
+/// With `--json`, stdout shows only the journal: a journal or state file
+/// that cannot be written is said on stderr, once each, naming the file.
+/// Files stop growing past a size limit (RLIMIT_FSIZE, with SIGXFSZ
+/// ignored: a write past it fails with EFBIG) that the journal and the
+/// state file of this mission pass, but the plan and the transcript do not.
+#[test]
+fn under_json_a_journal_or_state_file_that_cannot_be_written_is_said_once_on_stderr() {
+    use std::os::unix::process::CommandExt as _;
+    let project = Project::trusted();
+    verify(&project, &[]);
+    project.write(
+        "run.json",
+        &json!({"agents": {"Commander": [{"text": "Nothing to do."}, {"text": "Still nothing."}]}})
+            .to_string(),
+    );
+    let mut command = project.orch();
+    command.args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "1",
+        "task",
+        "Look",
+    ]);
+    // SAFETY: setrlimit and signal are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1200,
+                rlim_max: 1200,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let (output, stdout, stderr) = run(&mut command);
+    assert!(output.status.code().is_some(), "{stderr}");
+    let said = |file: &str| {
+        stderr
+            .lines()
+            .filter(|line| line.starts_with("warning: ") && line.contains(file))
+            .count()
+    };
+    assert_eq!(
+        said("events.jsonl: "),
+        1,
+        "stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert_eq!(
+        said("state.json: "),
+        1,
+        "stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+}
+
+/// A task that finished while the Commander was busy (its result recorded,
+/// not yet delivered: results wait for the Commander to be idle) when orch
+/// was SIGKILLed: after `orch resume` the Commander's first request says
+/// the task finished and is not run again, its next request holds the
+/// result, and the task's side effect happened once.
+#[test]
+fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
+    let project = Project::trusted();
+    verify(&project, &[]);
+    let script = json!({"agents": {
+        "Commander": [
+            {"when": "Mission goal", "tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "T1", "prompt": "Task T1: append to effects.txt", "background": true}))]},
+            // Only a request holding the Worker's result gets this reply.
+            {"when": "MARKER-T1-RESULT", "text": "Got the result of T1."},
+            // The resumed Commander's first request, with the note.
+            {"when": "finished while the mission was stopped", "text": "Waiting for the result of T1."},
+            // Busy while the Worker finishes; the kill lands in this turn.
+            {"when": "started task_1", "latency_ms": 60000, "text": "Still thinking."}
+        ],
+        "Worker": [
+            {"when": "Task T1", "tool_calls": [call("bash", json!({"command": "echo T1 >> effects.txt"}))]},
+            {"when": "exit code", "text": "MARKER-T1-RESULT: appended once."}
+        ]
+    }});
+    project.write("run.json", &script.to_string());
+    let mut child = spawn_task(&project, "Append T1");
+    wait_for(&project, "task_finished", Duration::from_secs(30));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(project.read("effects.txt"), "T1\n");
+    let before = journal(&project).unwrap();
+    assert!(
+        !before.contains("Got the result of T1"),
+        "the result reached the Commander before the kill:\n{before}"
+    );
+
+    let (_, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--max-iterations",
+        "1",
+        "resume",
+    ]));
+    let events = events(&stdout);
+    let resumed = events
+        .iter()
+        .position(|e| e["type"] == "mission_started" && e["resumed"] == true)
+        .unwrap_or_else(|| panic!("no resumed mission:\n{stdout}\n{stderr}"));
+    let commander = events[resumed]["commander_session"].clone();
+    // What the Commander said after the resume, turn by turn: each reply
+    // is the one only a request with the note, then the result, gets.
+    let mut said: Vec<String> = Vec::new();
+    for event in &events[resumed..] {
+        if event["session"] != commander {
+            continue;
+        }
+        if event["type"] == "model_request" {
+            said.push(String::new());
+        } else if event["type"] == "text_delta"
+            && let Some(last) = said.last_mut()
+        {
+            last.push_str(event["text"].as_str().unwrap_or_default());
+        }
+    }
+    assert_eq!(
+        said,
+        ["Waiting for the result of T1.", "Got the result of T1."],
+        "{stdout}\n{stderr}"
+    );
+    // Not run again.
+    assert_eq!(project.read("effects.txt"), "T1\n");
+    assert!(
+        !events[resumed..]
+            .iter()
+            .any(|e| e["type"] == "task_started" && e["task"] == "task_1"),
+        "task_1 ran again:\n{stdout}"
+    );
+}

@@ -302,15 +302,21 @@ async fn killed_twice(wire: Wire, first: usize, second: usize) {
             }
         }
     };
+    // Both kills must land: a moment past the end of a run would test
+    // nothing.
     let killed = run_until(
         orch(&project, &sim, wire, &["task", "Implement the calculator"]),
         first,
     )
     .await;
+    assert!(killed, "the mission ended before journal line {first}");
     let before = journal_lines();
-    if killed {
-        run_until(orch(&project, &sim, wire, &["resume"]), before + second).await;
-    }
+    let killed = run_until(orch(&project, &sim, wire, &["resume"]), before + second).await;
+    assert!(
+        killed,
+        "killed at {first}, the resume ended before {second} more journal lines ({} in all)",
+        journal_lines()
+    );
     // The last run goes to the end (resume is refused for a finished mission).
     let mut last = orch(&project, &sim, wire, &["--json", "resume"]);
     let output = last.output().await.expect("run orch resume");
