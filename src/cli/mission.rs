@@ -559,7 +559,6 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
         budget_usd: wired.mission.config.budget_usd,
     });
     let mut restarted = Vec::new();
-    let mut finished = Vec::new();
     for (task_id, task) in &saved.tasks {
         // A result the Commander's conversation already holds (a message or
         // a tool result) was delivered, recorded or not.
@@ -590,7 +589,6 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
                 "- {task_id} ({}): {}",
                 task.agent, task.description
             )),
-            Ok(()) if !delivered => finished.push(task_id.clone()),
             Ok(()) => {}
             Err(message) => ctx.warn([message]),
         }
@@ -605,10 +603,11 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
             restarted.join("\n")
         ));
     }
-    if !finished.is_empty() {
+    // Results that were in before the stop and never reached the Commander
+    // come with the note, not a turn later (they are not run again).
+    if let (Some(reports), _) = wired.mission.tasks.take_reports(commander.id()).await {
         note.push_str(&format!(
-            "\n\nThese tasks finished while the mission was stopped; their results follow as messages (they are not run again): {}.",
-            finished.join(", ")
+            "\n\nThese tasks had finished when the mission stopped; they are not run again.\n{reports}"
         ));
     }
     let live = ctx.start_live();

@@ -327,45 +327,56 @@ impl Tasks {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (lines, waiting) = {
-                let mut tasks = self.tasks.lock().expect("task table lock");
-                let mut lines = Vec::new();
-                let mut waiting = 0;
-                for record in tasks.values_mut() {
-                    if record.parent != parent || !record.summary.background {
-                        continue;
-                    }
-                    if !record.summary.status.is_finished() {
-                        waiting += 1;
-                    } else if record.unreported {
-                        record.unreported = false;
-                        lines.push(report(record));
-                        self.runtime.events.emit(Event::TaskReported {
-                            task: record.summary.id.clone(),
-                        });
-                    }
-                }
-                (lines, waiting)
-            };
-            if !lines.is_empty() {
-                // Their ends are on record before the report reaches the
-                // caller's transcript.
-                self.runtime.events.flush().await;
-                let mut message = format!(
-                    "Background task{} finished:\n\n{}",
-                    if lines.len() == 1 { "" } else { "s" },
-                    lines.join("\n\n")
-                );
-                if waiting > 0 {
-                    message.push_str(&format!("\n\n{waiting} background task(s) still running."));
-                }
-                return Some(message);
+            let (message, waiting) = self.take_reports(parent).await;
+            if message.is_some() {
+                return message;
             }
             if waiting == 0 {
                 return None;
             }
             changed.await;
         }
+    }
+
+    /// One message reporting every finished background task of `parent`
+    /// not reported yet (now marked reported), without waiting; and how many
+    /// of its background tasks are still running.
+    pub async fn take_reports(&self, parent: &str) -> (Option<String>, usize) {
+        let (lines, waiting) = {
+            let mut tasks = self.tasks.lock().expect("task table lock");
+            let mut lines = Vec::new();
+            let mut waiting = 0;
+            for record in tasks.values_mut() {
+                if record.parent != parent || !record.summary.background {
+                    continue;
+                }
+                if !record.summary.status.is_finished() {
+                    waiting += 1;
+                } else if record.unreported {
+                    record.unreported = false;
+                    lines.push(report(record));
+                    self.runtime.events.emit(Event::TaskReported {
+                        task: record.summary.id.clone(),
+                    });
+                }
+            }
+            (lines, waiting)
+        };
+        if lines.is_empty() {
+            return (None, waiting);
+        }
+        // Their ends are on record before the report reaches the caller's
+        // transcript.
+        self.runtime.events.flush().await;
+        let mut message = format!(
+            "Background task{} finished:\n\n{}",
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join("\n\n")
+        );
+        if waiting > 0 {
+            message.push_str(&format!("\n\n{waiting} background task(s) still running."));
+        }
+        (Some(message), waiting)
     }
 
     /// Cancel every task and wait for all of them to end.

@@ -1306,10 +1306,9 @@ fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
     let script = json!({"agents": {
         "Commander": [
             {"when": "Mission goal", "tool_calls": [call("delegate_task", json!({"agent": "Worker", "description": "T1", "prompt": "Task T1: append to effects.txt", "background": true}))]},
-            // Only a request holding the Worker's result gets this reply.
+            // Only a request holding the Worker's result and the note
+            // saying it is not run again gets this reply.
             {"when": "MARKER-T1-RESULT", "text": "Got the result of T1."},
-            // The resumed Commander's first request, with the note.
-            {"when": "finished while the mission was stopped", "text": "Waiting for the result of T1."},
             // Busy while the Worker finishes; the kill lands in this turn.
             {"when": "started task_1", "latency_ms": 60000, "text": "Still thinking."}
         ],
@@ -1346,8 +1345,8 @@ fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
         .position(|e| e["type"] == "mission_started" && e["resumed"] == true)
         .unwrap_or_else(|| panic!("no resumed mission:\n{stdout}\n{stderr}"));
     let commander = events[resumed]["commander_session"].clone();
-    // What the Commander said after the resume, turn by turn: each reply
-    // is the one only a request with the note, then the result, gets.
+    // What the Commander said after the resume, turn by turn: its first
+    // request already held the result, with the resume note.
     let mut said: Vec<String> = Vec::new();
     for event in &events[resumed..] {
         if event["session"] != commander {
@@ -1361,10 +1360,20 @@ fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
             last.push_str(event["text"].as_str().unwrap_or_default());
         }
     }
-    assert_eq!(
-        said,
-        ["Waiting for the result of T1.", "Got the result of T1."],
-        "{stdout}\n{stderr}"
+    assert_eq!(said, ["Got the result of T1."], "{stdout}\n{stderr}");
+    // The resume note and the result are one message.
+    let transcript = std::fs::read_to_string(project.file(&format!(
+        ".opencode/sessions/{}.jsonl",
+        commander.as_str().unwrap()
+    )))
+    .unwrap();
+    assert!(
+        transcript
+            .lines()
+            .any(|line| line.contains("has been resumed")
+                && line.contains("they are not run again")
+                && line.contains("MARKER-T1-RESULT")),
+        "{transcript}"
     );
     // Not run again.
     assert_eq!(project.read("effects.txt"), "T1\n");
