@@ -150,6 +150,8 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     ("gpt-4o-mini", 0.15, 0.60, Some(0.075), None),
     ("gpt-4o-2024-05-13", 5.00, 15.00, None, None),
     ("gpt-4o", 2.50, 10.00, Some(1.25), None),
+    ("gpt-4o-realtime", 5.00, 20.00, Some(2.50), None),
+    ("gpt-4o-mini-realtime", 0.60, 2.40, Some(0.30), None),
     ("gpt-4-turbo", 10.00, 30.00, None, None),
     ("gpt-4", 30.00, 60.00, None, None),
     ("gpt-3-5", 0.50, 1.50, None, None),
@@ -159,7 +161,9 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     ("o3-mini", 1.10, 4.40, Some(0.55), None),
     ("o3-pro", 20.00, 80.00, None, None),
     ("o3", 2.00, 8.00, Some(0.50), None),
+    ("o3-deep-research", 10.00, 40.00, Some(2.50), None),
     ("o4-mini", 1.10, 4.40, Some(0.275), None),
+    ("o4-mini-deep-research", 2.00, 8.00, Some(0.50), None),
     ("codex-mini", 1.50, 6.00, Some(0.375), None),
     ("gpt-oss-120b", 0.15, 0.60, None, None),
     ("gpt-oss-20b", 0.07, 0.30, None, None),
@@ -184,8 +188,6 @@ const PRICES: &[(&str, f64, f64, Option<f64>, Option<f64>)] = &[
     // DeepSeek
     ("deepseek-chat", 0.28, 0.42, Some(0.028), None),
     ("deepseek-reasoner", 0.28, 0.42, Some(0.028), None),
-    ("deepseek-v3", 0.27, 1.10, Some(0.07), None),
-    ("deepseek-r1", 0.55, 2.19, Some(0.14), None),
     // Mistral
     ("mistral-large", 2.00, 6.00, None, None),
     ("mistral-medium", 0.40, 2.00, None, None),
@@ -471,9 +473,13 @@ mod tests {
             ("gpt-5", (1.25, 10.0)),
             ("gpt-4o-2024-05-13", (5.0, 15.0)),
             ("gpt-4o-2024-08-06", (2.5, 10.0)),
+            ("o3-deep-research", (10.0, 40.0)),
+            ("o4-mini-deep-research-2025-06-26", (2.0, 8.0)),
+            ("o4-mini", (1.1, 4.4)),
+            ("gpt-4o-realtime-preview", (5.0, 20.0)),
+            ("gpt-4o-mini-realtime-preview", (0.6, 2.4)),
+            ("gpt-4o-mini", (0.15, 0.6)),
             // Families that had a window and no price.
-            ("deepseek/deepseek-r1", (0.55, 2.19)),
-            ("deepseek-v3", (0.27, 1.10)),
             ("deepseek/deepseek-chat-v3.1", (0.28, 0.42)),
             ("deepseek-reasoner", (0.28, 0.42)),
             ("gemini-3-pro-preview", (2.0, 12.0)),
@@ -489,7 +495,13 @@ mod tests {
             assert_eq!(price(model), expected, "{model}");
         }
         // Open-weight families only others host have no built-in price.
+        // DeepSeek's own API names its models deepseek-chat and
+        // deepseek-reasoner; deepseek-r1 and deepseek-v3 are the names of
+        // other hosts, at their prices.
         for model in [
+            "deepseek/deepseek-r1",
+            "deepseek-ai/DeepSeek-V3",
+            "deepseek-r1:14b",
             "qwen/qwen3-32b",
             "qwen2.5-coder:14b",
             "meta-llama/llama-3.1-405b-instruct",

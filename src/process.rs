@@ -440,24 +440,36 @@ pub fn run_helper(helper: Helper<'_>) -> io::Result<std::process::Output> {
             scope.spawn(move || pipe.write_all(&bytes));
         }
         let (group, too_much) = (&group, &too_much);
-        let out = scope.spawn(move || {
+        // Stdout is wanted whole: a read that fails (other than being
+        // interrupted) fails the call rather than passing for its end.
+        let out = scope.spawn(move || -> io::Result<Vec<u8>> {
             let mut kept = Vec::new();
             let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) => return Ok(kept),
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(err),
+                };
                 if kept.len() + n > helper.max_stdout {
                     too_much.store(true, std::sync::atomic::Ordering::Relaxed);
                     group.kill();
-                    break;
+                    return Ok(kept);
                 }
                 kept.extend_from_slice(&buf[..n]);
             }
-            kept
         });
         let err = scope.spawn(move || {
             let mut tail = Tail::new(HELPER_STDERR_BYTES);
             let mut buf = vec![0u8; 8 * 1024];
-            while let Ok(n @ 1..) = stderr.read(&mut buf) {
-                tail.push(&buf[..n]);
+            loop {
+                match stderr.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => tail.push(&buf[..n]),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
             }
             tail.snapshot()
         });
@@ -497,9 +509,11 @@ pub fn run_helper(helper: Helper<'_>) -> io::Result<std::process::Output> {
             ),
         ));
     }
+    let stdout =
+        out.map_err(|_| io::Error::other(format!("reading the output of {name} failed")))??;
     Ok(std::process::Output {
         status: status?,
-        stdout: out.unwrap_or_default(),
+        stdout,
         stderr: err.unwrap_or_default().into_bytes(),
     })
 }

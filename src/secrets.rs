@@ -97,12 +97,28 @@ pub fn is_secret_name(name: &str) -> bool {
     }
 }
 
+/// Git configuration passed in the environment (`GIT_CONFIG_COUNT` with
+/// its `GIT_CONFIG_KEY_<n>` / `GIT_CONFIG_VALUE_<n>` pairs, and
+/// `GIT_CONFIG_PARAMETERS`): one group, kept or removed whole — git refuses
+/// to run when a counted key is missing, and a value may be a credential
+/// (`http.extraHeader`).
+pub fn is_git_config_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper == "GIT_CONFIG_COUNT"
+        || upper == "GIT_CONFIG_PARAMETERS"
+        || upper.starts_with("GIT_CONFIG_KEY_")
+        || upper.starts_with("GIT_CONFIG_VALUE_")
+}
+
 fn name_is_secret(name: &str, keep: &[String], remove: &[String]) -> bool {
     let upper = name.to_ascii_uppercase();
     if keep.contains(&upper) {
         return false;
     }
     if remove.contains(&upper) {
+        return true;
+    }
+    if is_git_config_name(&upper) {
         return true;
     }
     upper.split('_').any(|word| {
@@ -191,5 +207,20 @@ mod tests {
             redact("sk-live-0123456789 ghp_plugin0123456789 tiny"),
             "[redacted] [redacted] tiny"
         );
+    }
+
+    #[test]
+    fn git_configuration_in_the_environment_is_one_group() {
+        for name in [
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_KEY_0",
+            "GIT_CONFIG_VALUE_0",
+            "GIT_CONFIG_PARAMETERS",
+        ] {
+            assert!(is_git_config_name(name), "{name}");
+            assert!(name_is_secret(name, &[], &[]), "{name}");
+        }
+        assert!(!is_git_config_name("GIT_CONFIG_GLOBAL"));
+        assert!(!name_is_secret("GIT_AUTHOR_NAME", &[], &[]));
     }
 }

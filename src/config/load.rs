@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::trust::{self, ProjectTrust, Surface, TrustStore};
-use super::validate::validate;
+use super::validate::{validate, validate_whole};
 use super::{Config, ConfigError, ProviderKind, Secret, strip_comments};
 
 /// Values from the command line (highest precedence).
@@ -101,6 +101,7 @@ pub fn load_from(
         config.anthropic.api_key = env.get("ANTHROPIC_API_KEY").map(Secret::new);
     }
     validate(&config, "configuration")?;
+    validate_whole(&config, "configuration")?;
     config.trust = ProjectTrust { trusted, surface };
     Ok(config)
 }

@@ -249,29 +249,6 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
             }
         }
     }
-    if config.retry.max_delay_ms < config.retry.base_delay_ms {
-        return Err(ConfigError::Invalid {
-            source_name: source_name.into(),
-            key: "retry.max_delay_ms".into(),
-            message: format!(
-                "expected at least retry.base_delay_ms ({}), got {}",
-                config.retry.base_delay_ms, config.retry.max_delay_ms
-            ),
-        });
-    }
-    // Two stalled attempts must fit the retry deadline, or a second stall
-    // always ends the turn without saying why.
-    let two_stalls = config.session.stream_idle_timeout_ms.saturating_mul(2);
-    if config.retry.deadline_ms < two_stalls {
-        return Err(ConfigError::Invalid {
-            source_name: source_name.into(),
-            key: "retry.deadline_ms".into(),
-            message: format!(
-                "expected at least twice session.stream_idle_timeout_ms ({two_stalls}), got {}; a stalled stream would otherwise never be retried",
-                config.retry.deadline_ms
-            ),
-        });
-    }
     let share = config.skills.catalog_share;
     if !(0.0..=0.5).contains(&share) {
         return Err(ConfigError::Invalid {
@@ -338,6 +315,25 @@ pub(super) fn validate(config: &Config, source_name: &str) -> Result<(), ConfigE
                 message: format!("expected an http:// or https:// URL, got \"{url}\""),
             });
         }
+    }
+    Ok(())
+}
+
+/// Checks between keys, on the configuration as merged: one file may set
+/// one of the keys and another file the other.
+pub(super) fn validate_whole(config: &Config, source_name: &str) -> Result<(), ConfigError> {
+    // Two stalled attempts must fit the retry deadline, or a second stall
+    // always ends the turn without saying why.
+    let two_stalls = config.session.stream_idle_timeout_ms.saturating_mul(2);
+    if config.retry.deadline_ms < two_stalls {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            key: "retry.deadline_ms".into(),
+            message: format!(
+                "expected at least twice session.stream_idle_timeout_ms ({two_stalls}), got {}; a stalled stream would otherwise never be retried",
+                config.retry.deadline_ms
+            ),
+        });
     }
     Ok(())
 }

@@ -162,6 +162,22 @@ impl Tasks {
         let _ = self.budget_prices.set(prices);
     }
 
+    /// `Err` saying why when the mission keeps a dollar budget and
+    /// `agent`'s model has no price (what it spends could not be counted).
+    fn priced(&self, agent: &Agent) -> Result<(), String> {
+        let Some(prices) = self.budget_prices.get() else {
+            return Ok(());
+        };
+        let model = (self.setup_for)(agent).model;
+        if prices.get(&model).is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} runs on model \"{model}\", which has no price, and this mission has a dollar budget (--budget-usd) that could not count what it spends: no task of {} starts until pricing.\"{model}\" is set in .opencode/orch.json; delegate to another agent",
+            agent.name, agent.name
+        ))
+    }
+
     /// The mission's worktrees, when its writing tasks have them.
     pub fn worktrees(&self) -> Option<Arc<Worktrees>> {
         self.isolation
@@ -199,12 +215,22 @@ impl Tasks {
     /// again); an unfinished one becomes a background task that continues
     /// its session from its transcript (or starts over from its prompt if
     /// it never had one).
-    pub fn restore(&self, id: &str, task: RestoredTask, parent: &str) -> Result<(), String> {
+    pub fn restore(&self, id: &str, mut task: RestoredTask, parent: &str) -> Result<(), String> {
         let number = id
             .strip_prefix("task_")
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| format!("{id}: not a task id"))?;
         self.next_id.fetch_max(number + 1, Ordering::Relaxed);
+        // An unfinished task is taken up again only where a new one would
+        // start: with a dollar budget, its model must have a price.
+        if !task.status.is_finished()
+            && let Some(agent) = self.agents().find(&task.agent).cloned()
+            && let Err(why) = self.priced(&agent)
+        {
+            task.status = TaskStatus::Failed;
+            task.error = Some(why);
+            task.reported = false;
+        }
         if task.status.is_finished() {
             self.tasks.lock().expect("task table lock").insert(
                 number,
@@ -785,15 +811,8 @@ impl Delegator for Tasks {
         if self.cancel.is_cancelled() {
             return Err("the mission is stopping; no new tasks start".into());
         }
+        self.priced(&agent)?;
         let setup = (self.setup_for)(&agent);
-        if let Some(prices) = self.budget_prices.get()
-            && prices.get(&setup.model).is_none()
-        {
-            return Err(format!(
-                "{} runs on model \"{}\", which has no price, and this mission has a dollar budget (--budget-usd) that could not count what it spends: no task of {} starts until pricing.\"{}\" is set in .opencode/orch.json; delegate to another agent",
-                agent.name, setup.model, agent.name, setup.model
-            ));
-        }
         let number = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("task_{number}");
         let cancel = self.enqueue(

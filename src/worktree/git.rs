@@ -427,8 +427,14 @@ fn environment(
         .chain(set)
         .chain(env.iter().map(|(name, _)| *name))
         .collect();
-    let mut vars: Vec<(OsString, OsString)> = crate::process::scrubbed_env(inherited)
+    // The user's git configuration from the environment stays whole: it is
+    // git's own, and a part of it makes git refuse to run.
+    let mut vars: Vec<(OsString, OsString)> = inherited
         .into_iter()
+        .filter(|(name, _)| {
+            !crate::process::is_secret(name)
+                || crate::secrets::is_git_config_name(&name.to_string_lossy())
+        })
         .filter(|(name, _)| !ours.iter().any(|own| name == own))
         .collect();
     vars.extend(
@@ -482,5 +488,36 @@ mod tests {
         assert_eq!(get("GIT_AUTHOR_NAME"), ["orch"]);
         assert_eq!(get("GIT_INDEX_FILE"), [private]);
         assert_eq!(get("GIT_TERMINAL_PROMPT"), ["0"]);
+    }
+
+    /// Configuration passed as `GIT_CONFIG_COUNT` and its pairs (CI and
+    /// containers set `safe.directory` so) reaches git whole: git refuses
+    /// to run when a counted key is missing.
+    #[test]
+    fn git_configuration_from_the_environment_stays_whole() {
+        let inherited = [
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "safe.directory"),
+            ("GIT_CONFIG_VALUE_0", "*"),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        let vars = environment(inherited, &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(vars.iter().map(|(name, value)| (name, value)))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for name in ["GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"] {
+            assert!(vars.iter().any(|(set, _)| set == name), "{name}: {vars:?}");
+        }
     }
 }

@@ -586,11 +586,6 @@ fn every_flag_and_value_is_checked_before_anything_runs() {
             "greater than 0",
         ),
         (
-            r#"{"retry":{"base_delay_ms":5000,"max_delay_ms":1000}}"#,
-            "retry.max_delay_ms",
-            "at least retry.base_delay_ms (5000), got 1000",
-        ),
-        (
             r#"{"diagnostics":{"max":0}}"#,
             "diagnostics.max",
             "greater than 0",

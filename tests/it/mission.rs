@@ -1296,9 +1296,9 @@ fn under_json_a_journal_or_state_file_that_cannot_be_written_is_said_once_on_std
 
 /// A task that finished while the Commander was busy (its result recorded,
 /// not yet delivered: results wait for the Commander to be idle) when orch
-/// was SIGKILLed: after `orch resume` the Commander's first request says
-/// the task finished and is not run again, its next request holds the
-/// result, and the task's side effect happened once.
+/// was SIGKILLed: after `orch resume` the Commander's first request holds
+/// the result with the resume note saying it is not run again, and the
+/// task's side effect happened once.
 #[test]
 fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
     let project = Project::trusted();

@@ -452,4 +452,28 @@ async fn with_a_dollar_budget_an_agent_whose_model_has_no_price_gets_no_task() {
     // No session of it ever asked its model; the priced agent's task ran.
     assert!(requests.iter().all(|request| request.agent != "DocWriter"));
     assert!(requests.iter().any(|request| request.agent == "Scribe"));
+    drop(requests);
+
+    // A resumed mission takes an unfinished task of it up again no more
+    // than a new one: it ends failed, saying why, and is reported.
+    let unfinished = orch::session::tasks::RestoredTask {
+        agent: "DocWriter".into(),
+        description: "docs".into(),
+        prompt: "Write the docs".into(),
+        status: orch::events::TaskStatus::Running,
+        background: true,
+        session: None,
+        result: None,
+        error: None,
+        turns: 0,
+        reported: false,
+    };
+    tasks.restore("task_9", unfinished, "commander-x").unwrap();
+    let (report, running) = tasks.take_reports("commander-x").await;
+    let report = report.expect("the refused task is reported");
+    assert_eq!(running, 0, "{report}");
+    assert!(report.contains("task_9 (DocWriter"), "{report}");
+    assert!(report.contains(r#"pricing."qwen/qwen3-32b""#), "{report}");
+    let requests = h.client.requests.lock().unwrap();
+    assert!(requests.iter().all(|request| request.agent != "DocWriter"));
 }
