@@ -433,26 +433,27 @@ async fn with_a_dollar_budget_an_agent_whose_model_has_no_price_gets_no_task() {
         report.error
     );
 
-    let requests = h.client.requests.lock().unwrap();
-    // The Commander's last request holds both delegations' results.
-    let last = requests
-        .iter()
-        .rev()
-        .find(|request| request.agent == "Commander")
-        .unwrap();
-    let answers = tool_messages(last);
-    assert_eq!(answers.len(), 2, "{answers:?}");
-    let (_, message, is_error) = &answers[0];
-    assert!(is_error, "{message}");
-    assert!(message.contains("has no price"), "{message}");
-    assert!(message.contains(r#"model "qwen/qwen3-32b""#), "{message}");
-    assert!(message.contains(r#"pricing."qwen/qwen3-32b""#), "{message}");
-    let (_, ran, is_error) = &answers[1];
-    assert!(!is_error && ran.contains("docs written"), "{ran}");
-    // No session of it ever asked its model; the priced agent's task ran.
-    assert!(requests.iter().all(|request| request.agent != "DocWriter"));
-    assert!(requests.iter().any(|request| request.agent == "Scribe"));
-    drop(requests);
+    {
+        let requests = h.client.requests.lock().unwrap();
+        // The Commander's last request holds both delegations' results.
+        let last = requests
+            .iter()
+            .rev()
+            .find(|request| request.agent == "Commander")
+            .unwrap();
+        let answers = tool_messages(last);
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        let (_, message, is_error) = &answers[0];
+        assert!(is_error, "{message}");
+        assert!(message.contains("has no price"), "{message}");
+        assert!(message.contains(r#"model "qwen/qwen3-32b""#), "{message}");
+        assert!(message.contains(r#"pricing."qwen/qwen3-32b""#), "{message}");
+        let (_, ran, is_error) = &answers[1];
+        assert!(!is_error && ran.contains("docs written"), "{ran}");
+        // No session of it ever asked its model; the priced agent's task ran.
+        assert!(requests.iter().all(|request| request.agent != "DocWriter"));
+        assert!(requests.iter().any(|request| request.agent == "Scribe"));
+    }
 
     // A resumed mission takes an unfinished task of it up again no more
     // than a new one: it ends failed, saying why, and is reported.
