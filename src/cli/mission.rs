@@ -603,13 +603,6 @@ pub async fn resume(cli: &Cli) -> anyhow::Result<u8> {
             restarted.join("\n")
         ));
     }
-    // Results that were in before the stop and never reached the Commander
-    // come with the note, not a turn later (they are not run again).
-    if let (Some(reports), _) = wired.mission.tasks.take_reports(commander.id()).await {
-        note.push_str(&format!(
-            "\n\nThese tasks had finished when the mission stopped; they are not run again.\n{reports}"
-        ));
-    }
     let live = ctx.start_live();
     let report = wired
         .mission

@@ -77,18 +77,37 @@ impl Mission {
         let mut watchers = self.watch(cancel);
         let token = self.stop.token().clone();
         let mut progress = ProgressGuard::new(self.config.no_progress_iterations);
+        // Tasks whose reports the next message carries.
+        let mut delivering = Vec::new();
         let mut next = match start {
             Start::Message(text) => {
                 self.begin_memory().await;
                 Some(text)
             }
-            Start::Resume(note) => note,
+            Start::Resume(note) => {
+                // Results that were in before the stop and never reached
+                // the Commander come with the note, not a turn later (they
+                // are not run again).
+                match self.tasks.take_reports(commander.id()).await {
+                    (Some(reports), _) => {
+                        delivering = reports.tasks;
+                        Some(format!(
+                            "{}\n\nThese tasks had finished when the mission stopped; they are not run again.\n{}",
+                            note.as_deref().unwrap_or("The mission was resumed."),
+                            reports.message
+                        ))
+                    }
+                    (None, _) => note,
+                }
+            }
         };
         let (outcome, reason) = loop {
             let report = match next.take() {
                 Some(message) => commander.run(&message, &token).await,
                 None => commander.proceed(&token).await,
             };
+            // The reports it carried are in the Commander's transcript now.
+            self.tasks.reported(std::mem::take(&mut delivering));
             if let Some(stop) = self.stop.reason() {
                 break stop;
             }
@@ -106,8 +125,9 @@ impl Mission {
             if let Some(stop) = self.stop.reason() {
                 break stop;
             }
-            if let Some(message) = waited {
-                next = Some(message);
+            if let Some(reports) = waited {
+                next = Some(reports.message);
+                delivering = reports.tasks;
                 continue;
             }
             iteration += 1;

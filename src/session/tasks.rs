@@ -348,14 +348,14 @@ impl Tasks {
     /// Wait until a background task of `parent` has ended, and return one
     /// message reporting every such task not reported yet. `None` when
     /// `parent` has no background task left to wait for.
-    pub async fn next_report(&self, parent: &str) -> Option<String> {
+    pub async fn next_report(&self, parent: &str) -> Option<Reports> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (message, waiting) = self.take_reports(parent).await;
-            if message.is_some() {
-                return message;
+            let (reports, waiting) = self.take_reports(parent).await;
+            if reports.is_some() {
+                return reports;
             }
             if waiting == 0 {
                 return None;
@@ -365,14 +365,16 @@ impl Tasks {
     }
 
     /// One message reporting every finished background task of `parent`
-    /// not reported yet (now marked reported), without waiting; and how many
-    /// of its background tasks are still running.
-    pub async fn take_reports(&self, parent: &str) -> (Option<String>, usize) {
-        let (lines, waiting) = {
-            let mut tasks = self.tasks.lock().expect("task table lock");
-            let mut lines = Vec::new();
+    /// not reported yet, without waiting; and how many of its background
+    /// tasks are still running. The tasks are handed over once: call
+    /// [`reported`](Self::reported) once the message is in the parent's
+    /// transcript, so the record never says delivered before it was.
+    pub async fn take_reports(&self, parent: &str) -> (Option<Reports>, usize) {
+        let (lines, tasks, waiting) = {
+            let mut records = self.tasks.lock().expect("task table lock");
+            let (mut lines, mut tasks) = (Vec::new(), Vec::new());
             let mut waiting = 0;
-            for record in tasks.values_mut() {
+            for record in records.values_mut() {
                 if record.parent != parent || !record.summary.background {
                     continue;
                 }
@@ -381,12 +383,10 @@ impl Tasks {
                 } else if record.unreported {
                     record.unreported = false;
                     lines.push(report(record));
-                    self.runtime.events.emit(Event::TaskReported {
-                        task: record.summary.id.clone(),
-                    });
+                    tasks.push(record.summary.id.clone());
                 }
             }
-            (lines, waiting)
+            (lines, tasks, waiting)
         };
         if lines.is_empty() {
             return (None, waiting);
@@ -402,7 +402,15 @@ impl Tasks {
         if waiting > 0 {
             message.push_str(&format!("\n\n{waiting} background task(s) still running."));
         }
-        (Some(message), waiting)
+        (Some(Reports { message, tasks }), waiting)
+    }
+
+    /// The reports of `tasks` reached their parent's transcript: on record.
+    /// (Killed before this, a resume finds them there by their headers.)
+    pub fn reported(&self, tasks: Vec<String>) {
+        for task in tasks {
+            self.runtime.events.emit(Event::TaskReported { task });
+        }
     }
 
     /// Cancel every task and wait for all of them to end.
@@ -766,6 +774,14 @@ pub struct RestoredTask {
     pub turns: u32,
     /// Its result already reached the delegating agent.
     pub reported: bool,
+}
+
+/// Finished background tasks handed to their parent as one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reports {
+    pub message: String,
+    /// Their ids, for [`Tasks::reported`].
+    pub tasks: Vec<String>,
 }
 
 /// What a task was given when it was delegated.

@@ -1361,6 +1361,19 @@ fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
         }
     }
     assert_eq!(said, ["Got the result of T1."], "{stdout}\n{stderr}");
+    // On record as delivered only once the message carrying it was in the
+    // Commander's transcript (its request went out with it): killed before
+    // that, the next resume would hand it over again, never lose it.
+    let after = &events[resumed..];
+    let asked = after
+        .iter()
+        .position(|e| e["type"] == "model_request" && e["session"] == commander)
+        .expect("the resumed Commander asked its model");
+    let reported = after
+        .iter()
+        .position(|e| e["type"] == "task_reported" && e["task"] == "task_1")
+        .unwrap_or_else(|| panic!("task_1 was never reported:\n{stdout}"));
+    assert!(asked < reported, "{stdout}");
     // The resume note and the result are one message.
     let transcript = std::fs::read_to_string(project.file(&format!(
         ".opencode/sessions/{}.jsonl",

@@ -471,7 +471,7 @@ async fn with_a_dollar_budget_an_agent_whose_model_has_no_price_gets_no_task() {
     };
     tasks.restore("task_9", unfinished, "commander-x").unwrap();
     let (report, running) = tasks.take_reports("commander-x").await;
-    let report = report.expect("the refused task is reported");
+    let report = report.expect("the refused task is reported").message;
     assert_eq!(running, 0, "{report}");
     assert!(report.contains("task_9 (DocWriter"), "{report}");
     assert!(report.contains(r#"pricing."qwen/qwen3-32b""#), "{report}");
