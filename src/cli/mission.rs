@@ -239,8 +239,9 @@ async fn wire(
     ctx.warn(warnings);
     let config = mission_config(cli, ctx);
     let stop = Arc::new(StopSignal::new());
+    let prices = super::prices(&ctx.config);
     let state = Arc::new(
-        StateSink::new(paths, initial, super::prices(&ctx.config))
+        StateSink::new(paths, initial, prices.clone())
             .with_budget(config.budget_tokens, config.budget_usd, stop.clone())
             .warning_on(&ctx.events, Some(super::record_alarm())),
     );
@@ -275,7 +276,7 @@ async fn wire(
         stop.token().clone(),
     );
     if config.budget_usd.is_some() {
-        tasks.keep_budget_with(super::prices(&ctx.config));
+        tasks.keep_budget_with(prices);
     }
     ctx.follow_plugin_agents(&tasks, &agents);
     let mission_id = paths

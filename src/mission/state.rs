@@ -669,9 +669,14 @@ impl StateSink {
     /// Write the state if the live groups differ from the ones it lists.
     fn flush_groups(&self) {
         let mut inner = self.inner.lock().expect("state lock");
-        if inner.state.processes == crate::process::live_groups() {
-            return;
+        if inner.state.processes != crate::process::live_groups() {
+            self.checkpoint(&mut inner);
         }
+    }
+
+    /// Write the state as it stands. A failed state write must not stop the
+    /// mission (the journal still has every event); it is said once.
+    fn checkpoint(&self, inner: &mut StateInner) {
         let StateInner {
             state,
             pricing,
@@ -679,7 +684,7 @@ impl StateSink {
             dirty,
             warn,
             ..
-        } = &mut *inner;
+        } = inner;
         state.price(pricing);
         if let Err(err) = self.write(state)
             && let Some(warn) = warn
@@ -706,7 +711,7 @@ impl EventSink for StateSink {
             last_write,
             dirty,
             budget,
-            warn,
+            ..
         } = &mut *inner;
         let changed = state.apply(envelope);
         if let (Event::Usage { .. }, Some(budget)) = (&envelope.event, budget.as_ref()) {
@@ -735,16 +740,7 @@ impl EventSink for StateSink {
         );
         let due = last_write.is_none_or(|at| at.elapsed() >= WRITE_INTERVAL);
         if *dirty && (important || due) {
-            state.price(pricing);
-            // A failed state write must not stop the mission (the journal
-            // still has every event); it is said once.
-            if let Err(err) = self.write(state)
-                && let Some(warn) = warn
-            {
-                warn.once(format!("{}: {err}", self.path.display()));
-            }
-            *dirty = false;
-            *last_write = Some(Instant::now());
+            self.checkpoint(&mut inner);
         }
     }
 }

@@ -163,13 +163,13 @@ impl Tasks {
     }
 
     /// `Err` saying why when the mission keeps a dollar budget and
-    /// `agent`'s model has no price (what it spends could not be counted).
-    fn priced(&self, agent: &Agent) -> Result<(), String> {
+    /// `model`, the one `agent` runs on, has no price (what it spends could
+    /// not be counted).
+    fn priced(&self, agent: &Agent, model: &str) -> Result<(), String> {
         let Some(prices) = self.budget_prices.get() else {
             return Ok(());
         };
-        let model = (self.setup_for)(agent).model;
-        if prices.get(&model).is_some() {
+        if prices.get(model).is_some() {
             return Ok(());
         }
         Err(format!(
@@ -225,7 +225,7 @@ impl Tasks {
         // start: with a dollar budget, its model must have a price.
         if !task.status.is_finished()
             && let Some(agent) = self.agents().find(&task.agent).cloned()
-            && let Err(why) = self.priced(&agent)
+            && let Err(why) = self.priced(&agent, &(self.setup_for)(&agent).model)
         {
             task.status = TaskStatus::Failed;
             task.error = Some(why);
@@ -827,8 +827,8 @@ impl Delegator for Tasks {
         if self.cancel.is_cancelled() {
             return Err("the mission is stopping; no new tasks start".into());
         }
-        self.priced(&agent)?;
         let setup = (self.setup_for)(&agent);
+        self.priced(&agent, &setup.model)?;
         let number = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("task_{number}");
         let cancel = self.enqueue(
