@@ -14,6 +14,7 @@ use crate::agents::AgentRegistry;
 use crate::config::MissionConfig;
 use crate::events::{Event, MissionOutcome, SessionOutcome};
 use crate::files::{self, Durability};
+use crate::mission::budget::Budget;
 use crate::mission::guards::StopSignal;
 use crate::mission::state::{self, MissionPaths, MissionState, MissionStatus, StateSink};
 use crate::mission::{Mission, MissionReport, Start, gate};
@@ -240,9 +241,18 @@ async fn wire(
     let config = mission_config(cli, ctx);
     let stop = Arc::new(StopSignal::new());
     let prices = super::prices(&ctx.config);
+    if let Some(budget) = Budget::new(
+        config.budget_tokens,
+        config.budget_usd,
+        stop.clone(),
+        prices.clone(),
+        &initial,
+    ) {
+        ctx.events.add_sink(Arc::new(budget));
+    }
     let state = Arc::new(
         StateSink::new(paths, initial, prices.clone())
-            .with_budget(config.budget_tokens, config.budget_usd, stop.clone())
+            .with_budgets(config.budget_tokens, config.budget_usd)
             .warning_on(&ctx.events, Some(super::record_alarm())),
     );
     ctx.record_into(&paths.journal(), vec![state.clone()])?;

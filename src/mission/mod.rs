@@ -9,6 +9,7 @@
 //! `Session`, delegated work through the `Tasks`, and reports through
 //! events, which also become `state.json` and `events.jsonl`.
 
+pub mod budget;
 pub mod gate;
 pub mod guards;
 pub mod state;

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::guards::StopSignal;
 use crate::events::{
     Envelope, Event, EventBus, EventSink, MissionOutcome, PlanCounts, PoolStats, TaskStatus,
     VerifyResult,
@@ -427,11 +426,7 @@ impl MissionState {
     /// Cost in US dollars from the per-model usage, when every model used
     /// has a price.
     pub fn cost(&self, pricing: &Prices) -> Option<f64> {
-        let mut total = 0.0;
-        for (model, usage) in &self.usage_by_model {
-            total += usage.cost(&pricing.get(model)?);
-        }
-        Some(total)
+        cost_of(&self.usage_by_model, pricing)
     }
 
     /// Cost in US dollars per agent, from its sessions' usage at their
@@ -556,6 +551,15 @@ pub fn journal_after(path: &Path, seq: u64) -> Vec<Envelope> {
 const WRITE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Folds events into `state.json`.
+/// Cost in US dollars of usage per model, when every model has a price.
+pub fn cost_of(usage_by_model: &BTreeMap<String, Usage>, pricing: &Prices) -> Option<f64> {
+    let mut total = 0.0;
+    for (model, usage) in usage_by_model {
+        total += usage.cost(&pricing.get(model)?);
+    }
+    Some(total)
+}
+
 pub struct StateSink {
     path: PathBuf,
     inner: Mutex<StateInner>,
@@ -568,14 +572,6 @@ struct StateInner {
     pricing: Prices,
     last_write: Option<Instant>,
     dirty: bool,
-    budget: Option<Budget>,
-}
-
-/// Token and dollar budgets, and what to pull when one is spent.
-struct Budget {
-    tokens: Option<u64>,
-    usd: Option<f64>,
-    stop: Arc<StopSignal>,
 }
 
 impl StateSink {
@@ -587,20 +583,17 @@ impl StateSink {
                 pricing,
                 last_write: None,
                 dirty: false,
-                budget: None,
                 warn: None,
             }),
         }
     }
 
-    /// Stop the mission through `stop` once the usage passes a budget.
-    pub fn with_budget(self, tokens: Option<u64>, usd: Option<f64>, stop: Arc<StopSignal>) -> Self {
+    /// Record the mission's budgets (shown beside what was spent; a
+    /// [`Budget`](super::budget::Budget) enforces them).
+    pub fn with_budgets(self, tokens: Option<u64>, usd: Option<f64>) -> Self {
         let mut inner = self.inner.lock().expect("state lock");
         inner.state.budget_tokens = tokens;
         inner.state.budget_usd = usd;
-        if tokens.is_some() || usd.is_some() {
-            inner.budget = Some(Budget { tokens, usd, stop });
-        }
         drop(inner);
         self
     }
@@ -707,32 +700,11 @@ impl EventSink for StateSink {
         let mut inner = self.inner.lock().expect("state lock");
         let StateInner {
             state,
-            pricing,
             last_write,
             dirty,
-            budget,
             ..
         } = &mut *inner;
         let changed = state.apply(envelope);
-        if let (Event::Usage { .. }, Some(budget)) = (&envelope.event, budget.as_ref()) {
-            let used = state.usage.total();
-            if let Some(limit) = budget.tokens
-                && used > limit
-            {
-                budget.stop.trigger(
-                    MissionOutcome::Stopped,
-                    format!("token budget spent: {used} of {limit} tokens used"),
-                );
-            }
-            if let (Some(limit), Some(cost)) = (budget.usd, state.cost(pricing))
-                && cost > limit
-            {
-                budget.stop.trigger(
-                    MissionOutcome::Stopped,
-                    format!("dollar budget spent: ${cost:.4} of ${limit:.4}"),
-                );
-            }
-        }
         *dirty |= changed;
         let important = matches!(
             envelope.event,
@@ -1130,32 +1102,5 @@ mod cost_tests {
         sink.persist().unwrap();
         let saved = read_state(dir.path(), "m-1").unwrap();
         assert_eq!(saved.cost_by_agent, state.cost_by_agent);
-    }
-
-    #[test]
-    fn a_dollar_budget_counts_cache_reads_and_writes_at_their_prices() {
-        let dir = tempfile::tempdir().unwrap();
-        let stop = Arc::new(StopSignal::new());
-        let sink = sink(dir.path(), pricing("big")).with_budget(None, Some(0.05), stop.clone());
-        // 40 000 tokens read from the cache: $0.04 (at the input price it
-        // would be $0.40, past the budget).
-        events(
-            &sink,
-            vec![
-                started("c1", "Commander", "big"),
-                used("c1", "Commander", usage(40_000, 40_000, 0)),
-            ],
-        );
-        assert!(stop.reason().is_none());
-        // 900 tokens written to it: $0.01125 more, past $0.05 (at the input
-        // price, $0.009 more would still be within it).
-        events(&sink, vec![used("c1", "Commander", usage(900, 0, 900))]);
-        let (outcome, reason) = stop.reason().expect("the budget stopped the mission");
-        assert_eq!(outcome, MissionOutcome::Stopped);
-        assert!(
-            reason.starts_with("dollar budget spent: $0.051"),
-            "{reason}"
-        );
-        assert!(reason.ends_with(" of $0.0500"), "{reason}");
     }
 }

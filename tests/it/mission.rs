@@ -298,6 +298,9 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
     assert_eq!(code, Some(1));
     let reason = finished(&events)["reason"].as_str().unwrap().to_string();
     assert!(reason.starts_with("token budget spent"), "{reason}");
+    // The first turn spends the budget, and no session starts another: the
+    // budget is checked as the usage is emitted, not when it is recorded.
+    assert_eq!(of_type(&events, "model_request").len(), 1);
 
     let project = Project::trusted();
     project.write(
@@ -315,6 +318,7 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
         "{end}"
     );
     assert!(end["cost_usd"].as_f64().unwrap() > 0.01, "{end}");
+    assert_eq!(of_type(&events, "model_request").len(), 1);
 }
 
 #[test]
