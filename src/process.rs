@@ -405,11 +405,13 @@ pub struct Helper<'a> {
 /// What of a helper's stderr is kept (for error messages).
 const HELPER_STDERR_BYTES: usize = 64 * 1024;
 
-/// Run `helper` to its end. `Err` when it could not start, ran past its
-/// timeout (`ErrorKind::TimedOut`) or wrote more than `max_stdout` bytes
-/// (`ErrorKind::FileTooLarge`); otherwise its status and output.
+/// Run `helper` to its end, its pipes served on the calling thread (no
+/// thread is started). `Err` when it could not start, ran past its timeout
+/// (`ErrorKind::TimedOut`) or wrote more than `max_stdout` bytes
+/// (`ErrorKind::FileTooLarge`); otherwise its status and output. Something
+/// it started that left its group and holds its pipes is not waited for
+/// beyond [`HELPER_DRAIN`].
 pub fn run_helper(helper: Helper<'_>) -> io::Result<std::process::Output> {
-    use std::io::{Read as _, Write as _};
     use std::os::unix::process::CommandExt as _;
     let mut command = std::process::Command::new(helper.program);
     command
@@ -427,95 +429,283 @@ pub fn run_helper(helper: Helper<'_>) -> io::Result<std::process::Output> {
         .process_group(0);
     let mut child = command.spawn()?;
     let group = ProcessGroup::new(child.id() as libc::pid_t);
-    let (stdin, mut stdout, mut stderr) = (
-        child.stdin.take(),
-        child.stdout.take().expect("piped stdout"),
-        child.stderr.take().expect("piped stderr"),
-    );
-    let too_much = std::sync::atomic::AtomicBool::new(false);
-    let (status, out, err) = std::thread::scope(|scope| {
-        if let (Some(mut pipe), Some(bytes)) = (stdin, helper.stdin) {
-            // A helper may stop reading early; the write then fails, which
-            // its exit status already tells.
-            scope.spawn(move || pipe.write_all(&bytes));
-        }
-        let (group, too_much) = (&group, &too_much);
-        // Stdout is wanted whole: a read that fails (other than being
-        // interrupted) fails the call rather than passing for its end.
-        let out = scope.spawn(move || -> io::Result<Vec<u8>> {
-            let mut kept = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match stdout.read(&mut buf) {
-                    Ok(0) => return Ok(kept),
-                    Ok(n) => n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => return Err(err),
-                };
-                if kept.len() + n > helper.max_stdout {
-                    too_much.store(true, std::sync::atomic::Ordering::Relaxed);
-                    group.kill();
-                    return Ok(kept);
-                }
-                kept.extend_from_slice(&buf[..n]);
-            }
-        });
-        let err = scope.spawn(move || {
-            let mut tail = Tail::new(HELPER_STDERR_BYTES);
-            let mut buf = vec![0u8; 8 * 1024];
-            loop {
-                match stderr.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => tail.push(&buf[..n]),
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            tail.snapshot()
-        });
-        let (sender, receiver) = std::sync::mpsc::channel();
-        scope.spawn(move || {
-            let _ = sender.send(child.wait());
-        });
-        let status = match receiver.recv_timeout(helper.timeout) {
-            Ok(status) => Some(status),
-            Err(_) => {
-                group.kill();
-                let _ = receiver.recv();
-                None
-            }
-        };
-        // Whatever it left running goes too, so the pipes reach their end.
-        group.kill();
-        (status, out.join(), err.join())
-    });
-    group.finish();
-    let name = helper.program.to_string_lossy();
-    let Some(status) = status else {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "{name} ran past {}s and was killed",
-                helper.timeout.as_secs()
-            ),
-        ));
+    let name = helper.program.to_string_lossy().into_owned();
+    let pipes = HelperPipes {
+        stdin: child
+            .stdin
+            .take()
+            .zip(helper.stdin)
+            .map(|(pipe, bytes)| (pipe, bytes, 0)),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
     };
-    if too_much.into_inner() {
-        return Err(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            format!(
-                "{name} wrote more than {} bytes and was killed",
-                helper.max_stdout
-            ),
-        ));
+    let ended = pipes.run(&child, &group, helper.timeout, helper.max_stdout);
+    if !matches!(ended, Ended::Done { .. }) {
+        // Killed with its group; by pid too, in case it left the group.
+        let _ = child.kill();
     }
-    let stdout =
-        out.map_err(|_| io::Error::other(format!("reading the output of {name} failed")))??;
+    let status = child.wait();
+    group.finish();
+    let (stdout, stderr) = match ended {
+        Ended::Done { stdout, stderr } => (stdout, stderr),
+        Ended::TimedOut => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{name} ran past {}s and was killed",
+                    helper.timeout.as_secs()
+                ),
+            ));
+        }
+        Ended::TooMuch => {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "{name} wrote more than {} bytes and was killed",
+                    helper.max_stdout
+                ),
+            ));
+        }
+        Ended::Failed(err) => {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("reading the output of {name} failed: {err}"),
+            ));
+        }
+    };
     Ok(std::process::Output {
         status: status?,
         stdout,
-        stderr: err.unwrap_or_default().into_bytes(),
+        stderr: stderr.snapshot().into_bytes(),
     })
+}
+
+/// How long the pipes of a helper that has exited are still read when
+/// something it started outside its group keeps them open.
+const HELPER_DRAIN: Duration = Duration::from_millis(500);
+
+/// A helper's pipes, served on the calling thread with `poll(2)`: stdin fed,
+/// stdout kept whole, the end of stderr kept, the child's exit watched.
+struct HelperPipes {
+    stdin: Option<(std::process::ChildStdin, Vec<u8>, usize)>,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+enum Ended {
+    Done { stdout: Vec<u8>, stderr: Tail },
+    TimedOut,
+    TooMuch,
+    Failed(io::Error),
+}
+
+impl HelperPipes {
+    /// Serve the pipes until the child has exited and they reached their
+    /// end (the group is killed once the child exits, so what it left
+    /// closes them too), the timeout passes, or stdout grows past `max`.
+    /// After a kill the pipes are read (and dropped) to their end too, so
+    /// what the group ran is gone when this returns, short of something
+    /// that left the group: the pipes are read for at most
+    /// [`HELPER_DRAIN`] after the exit or the kill. The child is left to be
+    /// reaped.
+    fn run(
+        mut self,
+        child: &std::process::Child,
+        group: &ProcessGroup,
+        timeout: Duration,
+        max: usize,
+    ) -> Ended {
+        use std::io::{Read as _, Write as _};
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::time::Instant;
+        let deadline = Instant::now() + timeout;
+        let pidfd = pidfd_open(child.id() as libc::pid_t);
+        for fd in [
+            self.stdin.as_ref().map(|(pipe, ..)| pipe.as_raw_fd()),
+            self.stdout.as_ref().map(|pipe| pipe.as_raw_fd()),
+            self.stderr.as_ref().map(|pipe| pipe.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Err(err) = set_nonblocking(fd) {
+                group.kill();
+                return Ended::Failed(err);
+            }
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Tail::new(HELPER_STDERR_BYTES);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut exited_at: Option<Instant> = None;
+        // Why the group was killed before its end, and when.
+        let mut cut: Option<(Ended, Instant)> = None;
+        let cut_short = |cut: &mut Option<(Ended, Instant)>, why: Ended| {
+            group.kill();
+            cut.get_or_insert((why, Instant::now()));
+        };
+        loop {
+            if exited_at.is_none() && exited(child, pidfd.as_ref()) {
+                // Whatever it left running in its group goes too, so the
+                // pipes reach their end.
+                group.kill();
+                exited_at = Some(Instant::now());
+            }
+            let ended = self.stdout.is_none() && self.stderr.is_none();
+            match cut.take() {
+                Some((why, _)) if ended => return why,
+                None if ended && exited_at.is_some() => return Ended::Done { stdout, stderr },
+                taken => cut = taken,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                cut_short(&mut cut, Ended::TimedOut);
+            }
+            if exited_at.is_some() || cut.is_some() {
+                self.stdin = None;
+            }
+            // Held open by something outside the group: what the helper
+            // itself wrote has been read by now.
+            let drain_from = cut.as_ref().map(|(_, at)| *at).or(exited_at);
+            let mut until = deadline;
+            if let Some(at) = drain_from {
+                if now >= at + HELPER_DRAIN {
+                    return match cut {
+                        Some((why, _)) => why,
+                        None => Ended::Done { stdout, stderr },
+                    };
+                }
+                until = at + HELPER_DRAIN;
+            }
+            let mut fds = Vec::with_capacity(4);
+            let mut watch = |fd: Option<i32>, events| {
+                if let Some(fd) = fd {
+                    fds.push(libc::pollfd {
+                        fd,
+                        events,
+                        revents: 0,
+                    });
+                }
+            };
+            watch(self.stdout.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN);
+            watch(self.stderr.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN);
+            watch(
+                self.stdin.as_ref().map(|(p, ..)| p.as_raw_fd()),
+                libc::POLLOUT,
+            );
+            let exit_fd = match (&pidfd, exited_at) {
+                (Some(pidfd), None) => Some(pidfd.as_fd().as_raw_fd()),
+                _ => None,
+            };
+            watch(exit_fd, libc::POLLIN);
+            // Without a pidfd (kernels before 5.3) the exit is checked
+            // every 10 ms.
+            let mut wait = until.saturating_duration_since(now);
+            if pidfd.is_none() && exited_at.is_none() {
+                wait = wait.min(Duration::from_millis(10));
+            }
+            let millis = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+            if ready < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    cut_short(&mut cut, Ended::Failed(err));
+                    return cut.map_or(Ended::Done { stdout, stderr }, |(why, _)| why);
+                }
+                continue;
+            }
+            while let Some(pipe) = self.stdout.as_mut() {
+                match pipe.read(&mut buf) {
+                    Ok(0) => self.stdout = None,
+                    // After a kill what comes is read only to reach the end.
+                    Ok(_) if cut.is_some() => {}
+                    Ok(n) if stdout.len() + n > max => cut_short(&mut cut, Ended::TooMuch),
+                    Ok(n) => stdout.extend_from_slice(&buf[..n]),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    // Stdout is wanted whole: a failed read fails the call
+                    // rather than passing for its end.
+                    Err(err) => {
+                        self.stdout = None;
+                        cut_short(&mut cut, Ended::Failed(err));
+                    }
+                }
+            }
+            while let Some(pipe) = self.stderr.as_mut() {
+                match pipe.read(&mut buf) {
+                    Ok(0) => self.stderr = None,
+                    Ok(n) => stderr.push(&buf[..n]),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => self.stderr = None,
+                }
+            }
+            while let Some((pipe, bytes, written)) = self.stdin.as_mut() {
+                if *written == bytes.len() {
+                    // All given: closing it is the end of input.
+                    self.stdin = None;
+                    break;
+                }
+                match pipe.write(&bytes[*written..]) {
+                    Ok(n) => *written += n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    // It stopped reading; its exit status tells.
+                    Err(_) => self.stdin = None,
+                }
+            }
+        }
+    }
+}
+
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3+).
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; nothing else is touched.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a descriptor this call owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the child has exited (not reaped: `try_wait` would reap it, so
+/// the pidfd is asked, or `waitid` with `WNOWAIT`).
+fn exited(child: &std::process::Child, pidfd: Option<&OwnedFd>) -> bool {
+    use std::os::fd::AsRawFd as _;
+    if let Some(pidfd) = pidfd {
+        let mut fd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        return unsafe { libc::poll(&mut fd, 1, 0) } == 1;
+    }
+    // SAFETY: `info` is a valid siginfo_t for waitid to fill; WNOWAIT
+    // leaves the child to be reaped by `Child::wait`.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            child.id() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        ) == 0
+            && info.si_pid() != 0
+    }
+}
+
+fn set_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns.
+    let set = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if set {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Start `program`; bash falls back to sh where it is missing.
@@ -1005,6 +1195,53 @@ mod tests {
             .parse()
             .unwrap();
         assert!(!running(pid), "the helper's child {pid} outlived it");
+    }
+
+    #[test]
+    fn a_helper_fed_and_read_a_megabyte_at_once_does_not_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["-c".into(), "cat; echo end >&2".into()];
+        let input: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        let mut job = helper(&args, dir.path(), Some(&input));
+        job.max_stdout = 2 << 20;
+        let output = run_helper(job).unwrap();
+        assert!(output.stdout == input, "{} bytes back", output.stdout.len());
+        assert_eq!(output.stderr, b"end\n");
+        assert!(output.status.success());
+    }
+
+    #[test]
+    fn a_helper_whose_escaped_child_keeps_its_pipes_open_still_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        // The child leaves the group (setsid) holding stdout and stderr.
+        let args = [
+            "-c".into(),
+            "setsid sh -c 'echo $$ > pid.new; mv pid.new pid; exec sleep 60' & \
+             while [ ! -e pid ]; do sleep 0.01; done; echo done; exit 4"
+                .into(),
+        ];
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let run = {
+            let (args, cwd) = (args.to_vec(), dir.path().to_path_buf());
+            std::thread::spawn(move || {
+                let job = helper(&args, &cwd, None);
+                let _ = sender.send(run_helper(job));
+            })
+        };
+        let output = receiver
+            .recv_timeout(Duration::from_secs(20))
+            .expect("run_helper returned")
+            .unwrap();
+        run.join().unwrap();
+        assert_eq!(output.stdout, b"done\n");
+        assert_eq!(output.status.code(), Some(4));
+        let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 
     #[test]
