@@ -484,6 +484,10 @@ pub fn run_helper(helper: Helper<'_>) -> io::Result<std::process::Output> {
 /// something it started outside its group keeps them open.
 const HELPER_DRAIN: Duration = Duration::from_millis(500);
 
+/// Reads of one pipe (of up to 64 KiB each) between two checks of the
+/// clock.
+const HELPER_READS: usize = 16;
+
 /// A helper's pipes, served on the calling thread with `poll(2)`: stdin fed,
 /// stdout kept whole, the end of stderr kept, the child's exit watched.
 struct HelperPipes {
@@ -557,7 +561,8 @@ impl HelperPipes {
                 taken => cut = taken,
             }
             let now = Instant::now();
-            if now >= deadline {
+            // Once it has exited only the drain below bounds the wait.
+            if now >= deadline && exited_at.is_none() {
                 cut_short(&mut cut, Ended::TimedOut);
             }
             if exited_at.is_some() || cut.is_some() {
@@ -614,7 +619,13 @@ impl HelperPipes {
                 }
                 continue;
             }
-            while let Some(pipe) = self.stdout.as_mut() {
+            // A bounded number of reads a pass, so a writer that never
+            // pauses still lets the deadline and the drain be checked.
+            let mut reads = 0;
+            while let Some(pipe) = self.stdout.as_mut()
+                && reads < HELPER_READS
+            {
+                reads += 1;
                 match pipe.read(&mut buf) {
                     Ok(0) => self.stdout = None,
                     // After a kill what comes is read only to reach the end.
@@ -631,7 +642,11 @@ impl HelperPipes {
                     }
                 }
             }
-            while let Some(pipe) = self.stderr.as_mut() {
+            let mut reads = 0;
+            while let Some(pipe) = self.stderr.as_mut()
+                && reads < HELPER_READS
+            {
+                reads += 1;
                 match pipe.read(&mut buf) {
                     Ok(0) => self.stderr = None,
                     Ok(n) => stderr.push(&buf[..n]),

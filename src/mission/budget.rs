@@ -50,13 +50,39 @@ impl Budget {
                 .collect(),
             by_model: so_far.usage_by_model.clone(),
         };
-        Some(Budget {
+        let budget = Budget {
             tokens,
             usd,
             stop,
             pricing,
             spent: Mutex::new(spent),
-        })
+        };
+        // A resumed mission that had spent a budget makes no turn more.
+        budget.check(&budget.spent.lock().expect("budget lock"));
+        Some(budget)
+    }
+
+    /// Pull the stop when what was spent is past a budget.
+    fn check(&self, spent: &Spent) {
+        if let Some(limit) = self.tokens
+            && spent.tokens > limit
+        {
+            self.stop.trigger(
+                MissionOutcome::Stopped,
+                format!(
+                    "token budget spent: {} of {limit} tokens used",
+                    spent.tokens
+                ),
+            );
+        }
+        if let (Some(limit), Some(cost)) = (self.usd, cost_of(&spent.by_model, &self.pricing))
+            && cost > limit
+        {
+            self.stop.trigger(
+                MissionOutcome::Stopped,
+                format!("dollar budget spent: ${cost:.4} of ${limit:.4}"),
+            );
+        }
     }
 }
 
@@ -72,26 +98,7 @@ impl EventSink for Budget {
                 if let Some(model) = spent.model_of.get(session).cloned() {
                     spent.by_model.entry(model).or_default().add(usage);
                 }
-                if let Some(limit) = self.tokens
-                    && spent.tokens > limit
-                {
-                    self.stop.trigger(
-                        MissionOutcome::Stopped,
-                        format!(
-                            "token budget spent: {} of {limit} tokens used",
-                            spent.tokens
-                        ),
-                    );
-                }
-                if let (Some(limit), Some(cost)) =
-                    (self.usd, cost_of(&spent.by_model, &self.pricing))
-                    && cost > limit
-                {
-                    self.stop.trigger(
-                        MissionOutcome::Stopped,
-                        format!("dollar budget spent: ${cost:.4} of ${limit:.4}"),
-                    );
-                }
+                self.check(&spent);
             }
             _ => {}
         }

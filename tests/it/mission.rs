@@ -301,6 +301,22 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
     // The first turn spends the budget, and no session starts another: the
     // budget is checked as the usage is emitted, not when it is recorded.
     assert_eq!(of_type(&events, "model_request").len(), 1);
+    // Resumed with the same budget, it is spent before any turn.
+    let (output, stdout, stderr) = run(project.orch().args([
+        "--json",
+        "--provider",
+        "scripted",
+        "--script",
+        "run.json",
+        "--budget-tokens",
+        "100",
+        "resume",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let resumed = crate::support::project::events(&stdout);
+    let reason = finished(&resumed)["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("token budget spent"), "{reason}");
+    assert_eq!(of_type(&resumed, "model_request").len(), 0, "{stdout}");
 
     let project = Project::trusted();
     project.write(
