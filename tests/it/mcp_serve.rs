@@ -385,12 +385,14 @@ fn a_client_that_goes_away_leaves_its_mission_cancelled_and_nothing_running() {
         &["--provider", "scripted", "--script", "run.json"],
     );
     raw.call(2, "run_mission", json!({"goal": "Sleep a while"}));
-    // Wait until the Worker's command runs.
-    let seen = until(&mut raw, "task_started");
-    let reply = seen
-        .iter()
-        .find(|message| message["id"] == 2)
-        .expect("run_mission answered before the task started");
+    // Wait until the Worker's command runs and run_mission has answered
+    // (its answer waits for the mission's state file, so the mission's
+    // first notifications may come before it).
+    let mut seen = until(&mut raw, "task_started");
+    while !seen.iter().any(|message| message["id"] == 2) {
+        seen.push(raw.next().expect("run_mission's answer"));
+    }
+    let reply = seen.iter().find(|message| message["id"] == 2).unwrap();
     assert_eq!(reply["result"]["isError"], false, "{reply}");
     let mission = reply["result"]["structuredContent"]["mission"]
         .as_str()
