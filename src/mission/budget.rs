@@ -108,34 +108,7 @@ impl EventSink for Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Price;
-
-    /// `model` at $10 (input, output), $1 a cache read and $12.50 a cache
-    /// write per million tokens; every other model unpriced.
-    fn pricing(model: &str) -> Prices {
-        Prices::new(
-            BTreeMap::from([(
-                model.to_string(),
-                Price {
-                    input: 10.0,
-                    output: 10.0,
-                    cached_input: Some(1.0),
-                    cache_write: Some(12.5),
-                },
-            )]),
-            false,
-        )
-    }
-
-    fn usage(input: u64, cached_input: u64, cache_write: u64) -> Usage {
-        Usage {
-            input,
-            output: 0,
-            cached_input,
-            cache_write,
-            reasoning: 0,
-        }
-    }
+    use crate::mission::state::cost_tests::{pricing, usage};
 
     fn emit(sink: &dyn EventSink, event: Event) {
         sink.write(&Envelope {

@@ -1006,13 +1006,13 @@ mod journal_tests {
 }
 
 #[cfg(test)]
-mod cost_tests {
+pub(super) mod cost_tests {
     use super::*;
     use crate::config::Price;
 
     /// `model` at $10 (input, output), $1 a cache read and $12.50 a cache
     /// write per million tokens; every other model unpriced.
-    fn pricing(model: &str) -> Prices {
+    pub(in crate::mission) fn pricing(model: &str) -> Prices {
         Prices::new(
             BTreeMap::from([(
                 model.to_string(),
@@ -1027,7 +1027,7 @@ mod cost_tests {
         )
     }
 
-    fn usage(input: u64, cached_input: u64, cache_write: u64) -> Usage {
+    pub(in crate::mission) fn usage(input: u64, cached_input: u64, cache_write: u64) -> Usage {
         Usage {
             input,
             output: 0,
