@@ -129,7 +129,7 @@ fn project_with_a_plugin() -> (Project, std::path::PathBuf) {
 #[tokio::test]
 async fn a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_cache() {
     let Some(python) = crate::mcp::python() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "a_plugin_an_mcp_tool_and_a_skill_added_mid_session_are_used_from_the_cache",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );

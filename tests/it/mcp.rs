@@ -117,7 +117,7 @@ async fn until(hub: &McpHub, what: &str, done: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_starts_servers_in_parallel_offers_their_tools_and_survives_their_failures() {
     let (Some(python), Some(everything)) = (python(), everything()) else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "mcp::the_hub_starts_servers_in_parallel_offers_their_tools_and_survives_their_failures",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );
@@ -281,7 +281,7 @@ async fn the_hub_starts_servers_in_parallel_offers_their_tools_and_survives_thei
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_write_tools_ask_by_default_and_headless_denial_names_the_rule_to_add() {
     let Some(python) = python() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "mcp::mcp_write_tools_ask_by_default_and_headless_denial_names_the_rule_to_add",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );
@@ -349,7 +349,7 @@ async fn mcp_write_tools_ask_by_default_and_headless_denial_names_the_rule_to_ad
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_is_bounded_by_its_timeout_and_ends_at_cancellation() {
     let Some(python) = python() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "mcp::a_call_is_bounded_by_its_timeout_and_ends_at_cancellation",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );
@@ -406,7 +406,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamable_http_servers_work_and_an_unset_header_variable_is_named() {
     let Some(everything) = everything() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "mcp::streamable_http_servers_work_and_an_unset_header_variable_is_named",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );
@@ -488,7 +488,7 @@ async fn streamable_http_servers_work_and_an_unset_header_variable_is_named() {
 #[test]
 fn orch_mcp_check_and_list_start_servers_and_show_their_tools() {
     let Some(python) = python() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "mcp::orch_mcp_check_and_list_start_servers_and_show_their_tools",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );
@@ -616,7 +616,7 @@ fn orch_mcp_import_copies_claude_and_codex_servers_without_printing_secrets() {
 #[test]
 fn a_scripted_mission_calls_an_mcp_tool_and_its_result_reaches_the_model() {
     let Some(python) = python() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "a_scripted_mission_calls_an_mcp_tool_and_its_result_reaches_the_model",
             "the MCP test servers are not installed under <target>/mcp-servers (see .ci/run)",
         );

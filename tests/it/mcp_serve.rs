@@ -53,7 +53,7 @@ fn script() -> Value {
 #[test]
 fn an_mcp_client_runs_follows_refuses_and_cancels_missions() {
     let Some(python) = python() else {
-        crate::support::skipped(
+        crate::support::skipped_unless_ci(
             "mcp_serve::an_mcp_client_runs_follows_refuses_and_cancels_missions",
             "no Python mcp SDK at <target>/mcp-servers/venv (see .ci/run)",
         );

@@ -18,6 +18,13 @@ pub fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "test {test} ... skipped: {why}");
 }
 
+/// [`skipped`] for a tool `.ci/run` installs: under CI (`CI` set) its
+/// absence fails the test instead.
+pub fn skipped_unless_ci(test: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
+    skipped(test, why);
+}
+
 /// The target directory of this test run: `CARGO_TARGET_DIR` (relative to
 /// the repository when relative), else the repository's `target/`.
 pub fn target_dir() -> PathBuf {
