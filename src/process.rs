@@ -1209,6 +1209,12 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
+        // Killed: its pipe closes as it exits, a moment before it is a
+        // zombie, so it is given a little while to get there.
+        let killed_by = std::time::Instant::now() + Duration::from_secs(5);
+        while running(pid) && std::time::Instant::now() < killed_by {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(!running(pid), "the helper's child {pid} outlived it");
     }
 
