@@ -550,7 +550,6 @@ pub fn journal_after(path: &Path, seq: u64) -> Vec<Envelope> {
 /// so [`read_state`] is exact whenever it is read.
 const WRITE_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Folds events into `state.json`.
 /// Cost in US dollars of usage per model, when every model has a price.
 pub fn cost_of(usage_by_model: &BTreeMap<String, Usage>, pricing: &Prices) -> Option<f64> {
     let mut total = 0.0;
@@ -560,6 +559,7 @@ pub fn cost_of(usage_by_model: &BTreeMap<String, Usage>, pricing: &Prices) -> Op
     Some(total)
 }
 
+/// Folds events into `state.json`.
 pub struct StateSink {
     path: PathBuf,
     inner: Mutex<StateInner>,

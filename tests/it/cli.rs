@@ -294,15 +294,7 @@ fn ask_rules_deny_without_a_terminal_and_tell_the_model() {
           {"tool_calls":[{"name":"write","arguments":{"path":"x.txt","content":"x"}}]},
           {"when":"denied","text":"I could not write x.txt."}]}}"#,
     );
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "run",
-        "go",
-    ]));
+    let (output, stdout, stderr) = run(project.scripted().args(["run", "go"]));
     assert!(output.status.success(), "{stderr}");
     assert!(!project.file("x.txt").exists());
     let events = events(&stdout);

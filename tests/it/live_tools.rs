@@ -276,9 +276,8 @@ async fn an_agent_a_plugin_adds_mid_mission_is_delegated_to_in_that_mission() {
         ]
     }});
     project.write("run.json", &script.to_string());
-    let mut command = tokio::process::Command::from(project.orch());
+    let mut command = tokio::process::Command::from(project.scripted());
     command
-        .args(["--json", "--provider", "scripted", "--script", "run.json"])
         .args(["task", "Document the project"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

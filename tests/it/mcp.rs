@@ -650,15 +650,7 @@ fn a_scripted_mission_calls_an_mcp_tool_and_its_result_reaches_the_model() {
         ]
     }});
     project.write("run.json", &script.to_string());
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "task",
-        "Ask the MCP server",
-    ]));
+    let (output, stdout, stderr) = run(project.scripted().args(["task", "Ask the MCP server"]));
     assert_eq!(output.status.code(), Some(0), "{stderr}\n{stdout}");
     let ends: Vec<serde_json::Value> = crate::support::project::events(&stdout)
         .into_iter()

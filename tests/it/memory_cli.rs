@@ -249,8 +249,7 @@ fn a_corrupt_memory_file_is_named_and_left_as_it_is() {
 fn mission(project: &Project, script: Value, command: &[&str]) -> String {
     project.write("run.json", &script.to_string());
     let (output, stdout, stderr) = run(project
-        .orch()
-        .args(["--json", "--provider", "scripted", "--script", "run.json"])
+        .scripted()
         .args(["--max-iterations", "2"])
         .args(command));
     let events = events(&stdout);

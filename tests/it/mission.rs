@@ -14,8 +14,7 @@ use crate::support::project::{Project, call, events, run};
 /// Write `script` and run `orch task` on it with `--json`.
 fn task(project: &Project, script: &Value, extra: &[&str]) -> (Option<i32>, Vec<Value>, String) {
     project.write("run.json", &script.to_string());
-    let mut command = project.orch();
-    command.args(["--json", "--provider", "scripted", "--script", "run.json"]);
+    let mut command = project.scripted();
     command.args(extra);
     command.args(["task", "Test mission"]);
     let (output, stdout, stderr) = run(&mut command);
@@ -302,16 +301,10 @@ fn wall_clock_and_budgets_stop_with_their_reasons() {
     // budget is checked as the usage is emitted, not when it is recorded.
     assert_eq!(of_type(&events, "model_request").len(), 1);
     // Resumed with the same budget, it is spent before any turn.
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "--budget-tokens",
-        "100",
-        "resume",
-    ]));
+    let (output, stdout, stderr) =
+        run(project
+            .scripted()
+            .args(["--budget-tokens", "100", "resume"]));
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     let resumed = crate::support::project::events(&stdout);
     let reason = finished(&resumed)["reason"].as_str().unwrap().to_string();
@@ -505,14 +498,7 @@ fn kill_tamper_and_resume(wait: impl FnOnce(&Project), tamper: impl FnOnce(&Proj
     assert_eq!(state["status"], "running");
     let before = project.read(".opencode/todo.md");
 
-    let (output, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "resume",
-    ]));
+    let (output, stdout, stderr) = run(project.scripted().args(["resume"]));
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -1349,16 +1335,7 @@ fn a_result_that_finished_before_the_kill_reaches_the_commander_after_resume() {
         "the result reached the Commander before the kill:\n{before}"
     );
 
-    let (_, stdout, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "--max-iterations",
-        "1",
-        "resume",
-    ]));
+    let (_, stdout, stderr) = run(project.scripted().args(["--max-iterations", "1", "resume"]));
     let events = events(&stdout);
     let resumed = events
         .iter()

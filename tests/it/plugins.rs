@@ -1238,15 +1238,7 @@ fn diagnostics_check_the_path_a_hook_rewrote() {
         ]}})
         .to_string(),
     );
-    let (output, _, stderr) = run(project.orch().args([
-        "--json",
-        "--provider",
-        "scripted",
-        "--script",
-        "run.json",
-        "run",
-        "go",
-    ]));
+    let (output, _, stderr) = run(project.scripted().args(["run", "go"]));
     assert!(output.status.success(), "{stderr}");
     assert!(project.file("bad.py").exists());
     assert!(!project.file("notes.txt#rewrite:bad.py").exists());

@@ -642,11 +642,8 @@ fn mission_with(
     flags: &[&str],
 ) -> (Option<i32>, Vec<Value>, String) {
     project.write("run.json", &script.to_string());
-    let (output, stdout, stderr) = run(project
-        .orch()
-        .args(["--json", "--provider", "scripted", "--script", "run.json"])
-        .args(flags)
-        .args(["task", "Two changes"]));
+    let (output, stdout, stderr) =
+        run(project.scripted().args(flags).args(["task", "Two changes"]));
     (output.status.code(), events(&stdout), stderr)
 }
 

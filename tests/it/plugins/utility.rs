@@ -426,15 +426,7 @@ fn memory_gate_and_metrics_work_in_a_real_mission() {
     }});
     project.write("run.json", &script.to_string());
     for _ in 0..2 {
-        let (output, stdout, stderr) = run(project.orch().args([
-            "--json",
-            "--provider",
-            "scripted",
-            "--script",
-            "run.json",
-            "task",
-            "Test mission",
-        ]));
+        let (output, stdout, stderr) = run(project.scripted().args(["task", "Test mission"]));
         assert_eq!(
             output.status.code(),
             Some(0),

@@ -45,12 +45,7 @@ pub fn plugin_toolchains(test: &str) -> Option<(PathBuf, PathBuf)> {
     if componentize_py.exists() && jco.exists() {
         return Some((componentize_py, jco));
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "componentize-py and jco are missing under {} (see .ci/run)",
-        tools.display()
-    );
-    skipped(
+    skipped_unless_ci(
         test,
         &format!(
             "componentize-py or jco is not installed under {} (.ci/run installs them)",

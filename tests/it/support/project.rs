@@ -86,6 +86,14 @@ impl Project {
         std::fs::write(dir.join("orch.json"), text).expect("user config");
     }
 
+    /// [`orch`](Self::orch) with `--json` on the scripted provider, its
+    /// replies read from the project's `run.json`.
+    pub fn scripted(&self) -> Command {
+        let mut command = self.orch();
+        command.args(["--json", "--provider", "scripted", "--script", "run.json"]);
+        command
+    }
+
     /// `orch -C <project>` with a clean, headless environment.
     pub fn orch(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
